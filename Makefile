@@ -1,0 +1,60 @@
+# Set-up, tests and demo of obiwan_h5. Every target installs what it needs, so a fresh
+# machine needs only `make test` or `make demo`. Re-running is cheap: stamps record
+# what is done.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HDF5_DIR ?= /usr/lib/x86_64-linux-gnu/hdf5/mpich
+MPIEXEC ?= mpiexec
+DEMO_DIR ?= demo
+APT_PACKAGES := mpich libhdf5-mpich-dev pkg-config
+# the root user inside containers has no sudo; elsewhere use it
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all setup test test-serial test-mpi demo clean distclean
+
+all: setup
+
+setup: $(VENV)/.stamp-package
+
+$(VENV)/.stamp-system:
+	@if ! command -v mpicc >/dev/null || [ ! -d "$(HDF5_DIR)" ] || ! command -v pkg-config >/dev/null; then \
+	  echo "installing system packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@test -d $(VENV) || python3 -m venv $(VENV)
+	@touch $@
+
+# mpi4py from source: the binary wheel expects an MPI ABI that Debian's MPICH lacks.
+# h5py from source against parallel HDF5, without build isolation so it sees mpi4py.
+$(VENV)/.stamp-mpi: $(VENV)/.stamp-system
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q numpy Cython pkgconfig "setuptools>=77" wheel
+	CC=mpicc $(PIP) install -q --no-binary=mpi4py mpi4py
+	CC=mpicc HDF5_MPI=ON HDF5_DIR=$(HDF5_DIR) $(PIP) install -q --no-build-isolation --no-binary=h5py h5py
+	$(PY) -c "import h5py; assert h5py.get_config().mpi, 'h5py was built without MPI'"
+	@touch $@
+
+$(VENV)/.stamp-package: $(VENV)/.stamp-mpi pyproject.toml
+	$(PIP) install -q -e '.[test]'
+	@touch $@
+
+test: test-serial test-mpi
+
+test-serial: setup
+	$(PY) -m pytest -q tests
+
+# MPI tests run under real launchers; each test file is run with the rank counts it needs.
+test-mpi: setup
+	$(MPIEXEC) -n 2 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
+	$(MPIEXEC) -n 3 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
+
+demo: setup
+	$(VENV)/bin/obiwan-h5 demo --dir $(DEMO_DIR)
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info
+
+distclean: clean
+	rm -rf $(VENV)
