@@ -1,0 +1,212 @@
+"""The derived rows of one brick (SPEC §3): pure functions on arrays, no IO, no MPI.
+
+Columns, in the order they appear in the file:
+
+``unique_id, brickname, rsdir``
+    identity of the injection (`brick_rows`).
+simcat columns (``id, ra, dec, x, y, gflux, ...``)
+    what was injected, as in the simcat, rows kept by `added_rows`.
+``psql_<col>``
+    the randoms truth table row of the id.
+``tractor_<col>``
+    the nearest Tractor source within the match radius (`match_tractor`), fill values when none.
+``obiwan_mask``
+    recovery bits (`obiwan_mask`).
+``targets_mask``
+    target-selection bits (`targets_bits`, definitions in `selection.py`).
+"""
+
+import numpy as np
+
+from . import selection
+from .matching import has_neighbour, match_nearest
+from .photometry import BANDS, band_quantity, deextincted_flux
+from .schema import fill_value
+
+__all__ = [
+    "BrickError",
+    "OBIWAN_BITS",
+    "added_rows",
+    "brick_rows",
+    "derived_schema",
+    "match_tractor",
+    "obiwan_mask",
+    "targets_bits",
+    "unique_ids",
+]
+
+OBIWAN_BITS = {
+    "recovered": (0, "a Tractor source lies within the match radius of the injected position"),
+    "on_real_source": (1, "recovered, and the injected position lies within the match radius "
+                          "of a source of the real (unmodified) DR catalog of the brick"),
+}
+
+
+class BrickError(Exception):
+    """The brick cannot be derived; the message says why (it becomes /bricks/message)."""
+
+
+def added_rows(simcat_ids, ids_added, where=""):
+    """Indices of the simcat rows whose id is in sim_ids_added, in simcat order.
+
+    Raises `BrickError` on duplicate ids in `ids_added` or ids absent from the simcat.
+    """
+    simcat_ids = np.asarray(simcat_ids, dtype=np.int64)
+    ids_added = np.asarray(ids_added, dtype=np.int64)
+    unique, counts = np.unique(ids_added, return_counts=True)
+    if np.any(counts > 1):
+        raise BrickError(f"{where}duplicate id {unique[counts > 1][0]} in sim_ids_added ({np.sum(counts > 1)} in all)")
+    absent = ~np.isin(unique, simcat_ids)
+    if np.any(absent):
+        raise BrickError(f"{where}id {unique[absent][0]} of sim_ids_added is not in the simcat ({np.sum(absent)} in all)")
+    return np.flatnonzero(np.isin(simcat_ids, unique))
+
+
+def unique_ids(ids, brickname, rsdir):
+    """``"<id>_<brick>_<rsdir>"`` as bytes."""
+    suffix = f"_{brickname}_{rsdir}"
+    return np.array([f"{i}{suffix}".encode() for i in np.asarray(ids, dtype=np.int64)], dtype=bytes)
+
+
+def match_tractor(ra, dec, tractor, radius_arcsec):
+    """Tractor columns of the nearest source within the radius, as ``tractor_<col>``.
+
+    Returns the columns and the boolean ``matched`` array. Unmatched rows get NaN, 0,
+    False or empty strings (SPEC §3.4); dtypes are those of the catalog.
+    """
+    index, _ = match_nearest(ra, dec, tractor["ra"], tractor["dec"], radius_arcsec)
+    matched = index >= 0
+    source = index[matched]
+    columns = {}
+    for name, values in tractor.items():
+        out = np.full((len(ra),) + values.shape[1:], fill_value(values.dtype), dtype=values.dtype)
+        out[matched] = values[source]
+        columns[f"tractor_{name}"] = out
+    return columns, matched
+
+
+def obiwan_mask(matched, on_real_source):
+    """Recovery bitmask, bits as in `OBIWAN_BITS`."""
+    mask = np.where(matched, 1 << OBIWAN_BITS["recovered"][0], 0)
+    mask |= np.where(matched & on_real_source, 1 << OBIWAN_BITS["on_real_source"][0], 0)
+    return mask.astype(np.uint8)
+
+
+def measured_mask_arrays(columns, prefix="tractor_", which="anymask"):
+    """Per-band mask arrays for the eBOSS cut: `which`, else allmask, else None (no cut)."""
+    for quantity in (which, "allmask"):
+        arrays = {band: band_quantity(columns, quantity, band, prefix) for band in BANDS}
+        if all(value is not None for value in arrays.values()):
+            return arrays
+    return None
+
+
+def targets_bits(columns, matched, prefix="tractor_", mask="anymask"):
+    """Target-selection bitmask from derived columns (true fluxes from the simcat).
+
+    True flux is the flux added to the images divided by its transmission; measured flux
+    is the Tractor flux divided by the Tractor transmission.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        true_flux = {
+            band: np.asarray(columns[f"{band}flux"], np.float64)
+            / np.asarray(columns[f"mw_transmission_{band}"], np.float64)
+            for band in BANDS
+        }
+    nan = np.full(len(matched), np.nan)
+    measured = {band: _or(deextincted_flux(columns, band, prefix), nan) for band in BANDS}
+    psfdepth = {band: _or(band_quantity(columns, "psfdepth", band, prefix), nan) for band in BANDS}
+    primary = columns.get(f"{prefix}brick_primary")
+    return selection.targets_mask(
+        true_flux, measured, matched, psfdepth,
+        mask=measured_mask_arrays(columns, prefix, mask),
+        primary=None if primary is None else np.asarray(primary, bool),
+    )
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def brick_rows(brickname, parts, truth, dr_radec, radius_arcsec):
+    """All derived columns of one brick.
+
+    Parameters
+    ----------
+    brickname : str
+    parts : list of (rsdir, simcat, tractor)
+        In canonical rsdir order; `simcat` holds only the added rows (`added_rows`),
+        `tractor` the brick_primary rows of that rsdir's catalog.
+    truth : dict
+        Truth-table columns aligned with the concatenated simcat ids.
+    dr_radec : (ndarray, ndarray)
+        ra, dec of the real DR catalog of the brick.
+    radius_arcsec : float
+
+    Returns
+    -------
+    dict
+        Column name -> array, in derivation order; each part's own Tractor columns (a
+        column absent from one rsdir's catalog is filled there).
+    """
+    pieces = []
+    for rsdir, simcat, tractor in parts:
+        n = len(simcat["id"])
+        piece = {
+            "unique_id": unique_ids(simcat["id"], brickname, rsdir),
+            "brickname": np.full(n, brickname.encode(), dtype="S8"),
+            "rsdir": np.full(n, rsdir.encode(), dtype=f"S{len(rsdir)}"),
+        }
+        piece.update(simcat)
+        start = sum(len(p["unique_id"]) for p in pieces)
+        piece.update({f"psql_{name}": values[start:start + n] for name, values in truth.items()})
+        tractor_columns, matched = match_tractor(simcat["ra"], simcat["dec"], tractor, radius_arcsec)
+        piece.update(tractor_columns)
+        piece["_matched"] = matched
+        pieces.append(piece)
+    columns = _concatenate(pieces)
+    matched = columns.pop("_matched")
+    on_real = has_neighbour(columns["ra"], columns["dec"], dr_radec[0], dr_radec[1], radius_arcsec)
+    columns["obiwan_mask"] = obiwan_mask(matched, on_real)
+    columns["targets_mask"] = targets_bits(columns, matched)
+    return columns
+
+
+def _concatenate(pieces):
+    names = []
+    for piece in pieces:
+        names.extend(name for name in piece if name not in names)
+    columns = {}
+    for name in names:
+        parts = []
+        for piece in pieces:
+            n = len(piece["unique_id"])
+            if name in piece:
+                parts.append(piece[name])
+            else:
+                like = next(p[name] for p in pieces if name in p)
+                parts.append(np.full((n,) + like.shape[1:], fill_value(like.dtype), dtype=like.dtype))
+        if parts[0].dtype.kind == "S":
+            width = max(p.dtype.itemsize for p in parts)
+            parts = [p.astype(f"S{width}") for p in parts]
+        columns[name] = np.concatenate(parts)
+    return columns
+
+
+def derived_schema(simcat_schema, truth_schema, tractor_schema, unique_id_width, rsdir_width):
+    """``{name: (dtype, shape)}`` of the derived columns, in derivation order.
+
+    The schemas are those of `inputs.fits_schema` (read from headers, so a plan can know
+    the layout without reading any catalog).
+    """
+    schema = {
+        "unique_id": (np.dtype(f"S{unique_id_width}"), ()),
+        "brickname": (np.dtype("S8"), ()),
+        "rsdir": (np.dtype(f"S{rsdir_width}"), ()),
+    }
+    schema.update(simcat_schema)
+    schema.update({f"psql_{name}": spec for name, spec in truth_schema.items()})
+    schema.update({f"tractor_{name}": spec for name, spec in tractor_schema.items()})
+    schema["obiwan_mask"] = (np.dtype(np.uint8), ())
+    schema["targets_mask"] = (np.dtype(np.uint8), ())
+    return schema

@@ -1,0 +1,300 @@
+"""Readers of the production's input files (SPEC §2).
+
+Every reader returns *columns*: a dict mapping lower-case column name to a 1-D or 2-D
+numpy array in native byte order, with FITS strings as fixed-width bytes (``S<n>``), the
+form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
+"""
+
+import os
+
+import fitsio
+import numpy as np
+
+from .production import InputError
+
+__all__ = [
+    "TruthTable",
+    "fits_schema",
+    "normalise_array",
+    "read_columns",
+    "read_ids_added",
+    "read_radec",
+    "read_simcat",
+    "read_survey_bricks",
+    "read_tractor",
+    "tractor_keep",
+]
+
+SIMCAT_REQUIRED = ("id", "ra", "dec")
+# apflux arrays are most of a Tractor row; the old derived tables kept only these
+APFLUX_KEEP = frozenset(
+    ["apflux_g", "apflux_r", "apflux_z", "apflux_resid_g", "apflux_resid_r", "apflux_resid_z",
+     "decam_apflux", "decam_apflux_resid"]
+)
+
+
+def normalise_array(array):
+    """Native byte order, and unicode strings as ASCII bytes of the same width."""
+    array = np.asarray(array)
+    if array.dtype.kind == "U":
+        width = max(array.dtype.itemsize // 4, 1)
+        return np.char.encode(array, "ascii").astype(f"S{width}")
+    if not array.dtype.isnative:
+        return array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def normalise_dtype(dtype):
+    """The dtype `normalise_array` would give an array of `dtype` (no data needed)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "U":
+        return np.dtype(f"S{max(dtype.itemsize // 4, 1)}")
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def _open_table(path):
+    """Open the first table HDU of a FITS file, or raise `InputError` naming the file."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found")
+    try:
+        fits = fitsio.FITS(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable FITS file ({_first_line(err)})") from None
+    for hdu in fits:
+        if hdu.get_exttype() in ("BINARY_TBL", "ASCII_TBL"):
+            return fits, hdu
+    fits.close()
+    raise InputError(f"{path}: no table extension")
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def fits_schema(path):
+    """Column schema of a FITS table from its header only: ``{name: (dtype, shape)}``.
+
+    Names are lower case, dtypes as the store keeps them (`normalise_dtype`), shape is
+    the per-row shape (``()`` for scalars).
+    """
+    fits, hdu = _open_table(path)
+    try:
+        dtype = hdu.get_rec_dtype()[0]
+        nrows = hdu.get_nrows()
+    finally:
+        fits.close()
+    schema = {}
+    for name in dtype.names:
+        field = dtype.fields[name][0]
+        base = field.base if field.shape else field
+        schema[name.lower()] = (normalise_dtype(base), field.shape)
+    return schema, nrows
+
+
+def read_columns(path, columns=None, required=()):
+    """Read a FITS table as lower-case columns.
+
+    Parameters
+    ----------
+    path : str
+        FITS file; the first table extension is read.
+    columns : sequence of str, optional
+        Lower-case names to read (case in the file does not matter); all when None.
+    required : sequence of str
+        Names that must be present; missing ones raise `InputError`.
+    """
+    fits, hdu = _open_table(path)
+    try:
+        names = hdu.get_colnames()
+        by_lower = {name.lower(): name for name in names}
+        missing = [name for name in required if name not in by_lower]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        wanted = list(by_lower) if columns is None else [name for name in columns if name in by_lower]
+        if hdu.get_nrows() == 0:
+            dtype = hdu.get_rec_dtype()[0]
+            return {name: normalise_array(np.zeros(0, dtype=dtype[by_lower[name]])) for name in wanted}
+        data = hdu.read(columns=[by_lower[name] for name in wanted])
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"{path}: cannot read table ({_first_line(err)})") from None
+    finally:
+        fits.close()
+    return {name: normalise_array(data[by_lower[name]]) for name in wanted}
+
+
+def read_ids_added(path):
+    """The ``id`` column of ``sim_ids_added.fits`` as int64."""
+    return read_columns(path, ["id"], required=["id"])["id"].astype(np.int64)
+
+
+def read_simcat(path, columns=None):
+    """A simcat table (truth of what was injected, fluxes as added to the images)."""
+    return read_columns(path, columns, required=SIMCAT_REQUIRED)
+
+
+def tractor_keep(name, keep_all_apflux=False):
+    """Whether a Tractor column is copied into the derived table."""
+    if keep_all_apflux:
+        return True
+    is_apflux = name.startswith("apflux_") or name.startswith("decam_apflux")
+    return not is_apflux or name in APFLUX_KEEP
+
+
+def read_tractor(path, keep_all_apflux=False):
+    """A Tractor catalog, `brick_primary` rows only, apflux columns pruned (SPEC §3.4)."""
+    fits, hdu = _open_table(path)
+    try:
+        names = [name.lower() for name in hdu.get_colnames()]
+    finally:
+        fits.close()
+    if "ra" not in names or "dec" not in names:
+        raise InputError(f"{path}: missing column(s) ra/dec")
+    wanted = [name for name in names if tractor_keep(name, keep_all_apflux)]
+    columns = read_columns(path, wanted)
+    if "brick_primary" in columns:
+        primary = columns["brick_primary"].astype(bool)
+        columns = {name: values[primary] for name, values in columns.items()}
+    return columns
+
+
+def read_radec(path):
+    """``ra``, ``dec`` of a catalog (the real DR catalog of a brick)."""
+    columns = read_columns(path, ["ra", "dec"], required=["ra", "dec"])
+    return columns["ra"].astype(np.float64), columns["dec"].astype(np.float64)
+
+
+def read_survey_bricks(path, bricknames=None):
+    """Brick centres and bounds from survey-bricks: ``{brickname: (ra, dec, ra1, ra2, dec1, dec2)}``."""
+    fields = ["brickname", "ra", "dec", "ra1", "ra2", "dec1", "dec2"]
+    columns = read_columns(path, fields, required=fields)
+    names = np.char.strip(columns["brickname"].astype("S8")).astype(str)
+    if bricknames is not None:
+        keep = np.isin(names, list(bricknames))
+        names = names[keep]
+        columns = {key: values[keep] for key, values in columns.items()}
+    return {
+        name: tuple(float(columns[key][row]) for key in fields[1:])
+        for row, name in enumerate(names)
+    }
+
+
+class TruthTable:
+    """The randoms truth table, looked up by ``id`` without loading every column.
+
+    Only the ``id`` column is read up front; `lookup` reads just the rows asked for.
+    FITS (first table HDU) and HDF5 (a group or file root with one 1-D dataset per
+    column, or a single compound dataset) are accepted.
+
+    Parameters
+    ----------
+    path : str
+        FITS or HDF5 file with at least an ``id`` column.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if self.path.endswith((".h5", ".hdf5", ".hdf")):
+            self._reader = _Hdf5Truth(self.path)
+        else:
+            self._reader = _FitsTruth(self.path)
+        ids = self._reader.ids()
+        self.columns = self._reader.columns
+        self.schema = self._reader.schema
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._order]
+        if len(ids) and np.any(self._sorted_ids[1:] == self._sorted_ids[:-1]):
+            dup = self._sorted_ids[1:][self._sorted_ids[1:] == self._sorted_ids[:-1]][0]
+            raise InputError(f"{self.path}: duplicate id {dup} in the randoms truth table")
+
+    def __len__(self):
+        return len(self._sorted_ids)
+
+    def rows_of(self, ids):
+        """Row numbers of `ids` in the table; -1 where the id is absent."""
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self._sorted_ids, ids)
+        pos = np.clip(pos, 0, max(len(self._sorted_ids) - 1, 0))
+        found = (len(self._sorted_ids) > 0) & (self._sorted_ids[pos] == ids) if len(ids) else np.zeros(0, bool)
+        return np.where(found, self._order[pos] if len(self._sorted_ids) else -1, -1)
+
+    def lookup(self, ids):
+        """Every truth column for `ids`, in the order given.
+
+        Raises `InputError` naming the first missing id: nothing is silently dropped.
+        """
+        rows = self.rows_of(ids)
+        if np.any(rows < 0):
+            missing = np.asarray(ids)[rows < 0]
+            raise InputError(
+                f"{self.path}: {len(missing)} id(s) not in the randoms truth table (first: {missing[0]})"
+            )
+        unique_rows, inverse = np.unique(rows, return_inverse=True)
+        data = self._reader.read_rows(unique_rows)
+        return {name: values[inverse] for name, values in data.items()}
+
+
+class _FitsTruth:
+    def __init__(self, path):
+        self.path = path
+        schema, self.nrows = fits_schema(path)
+        if "id" not in schema:
+            raise InputError(f"{path}: randoms truth table has no 'id' column")
+        self.schema = schema
+        self.columns = list(schema)
+
+    def ids(self):
+        return read_columns(self.path, ["id"])["id"].astype(np.int64)
+
+    def read_rows(self, rows):
+        fits, hdu = _open_table(self.path)
+        try:
+            if len(rows) == 0:
+                dtype = hdu.get_rec_dtype()[0]
+                data = np.zeros(0, dtype=dtype)
+            else:
+                data = hdu.read(rows=rows)
+        finally:
+            fits.close()
+        return {name.lower(): normalise_array(data[name]) for name in data.dtype.names}
+
+
+class _Hdf5Truth:
+    def __init__(self, path):
+        import h5py
+
+        self.path = path
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as err:
+            raise InputError(f"{path}: not a readable HDF5 file ({_first_line(err)})") from None
+        node = self._file
+        datasets = {key.lower(): node[key] for key in node if isinstance(node[key], h5py.Dataset)}
+        if len(datasets) == 1 and next(iter(datasets.values())).dtype.names:
+            compound = next(iter(datasets.values()))
+            self._compound = compound
+            names = compound.dtype.names
+            self.schema = {n.lower(): (normalise_dtype(compound.dtype[n]), ()) for n in names}
+            self._names = {n.lower(): n for n in names}
+        else:
+            self._compound = None
+            self._datasets = datasets
+            self.schema = {n: (normalise_dtype(d.dtype), d.shape[1:]) for n, d in datasets.items()}
+        if "id" not in self.schema:
+            raise InputError(f"{path}: randoms truth table has no 'id' column")
+        self.columns = list(self.schema)
+
+    def ids(self):
+        if self._compound is not None:
+            return np.asarray(self._compound.fields(self._names["id"])[:], dtype=np.int64)
+        return np.asarray(self._datasets["id"][:], dtype=np.int64)
+
+    def read_rows(self, rows):
+        rows = np.asarray(rows)
+        if self._compound is not None:
+            data = self._compound[rows] if len(rows) else self._compound[:0]
+            return {name: normalise_array(data[orig]) for name, orig in self._names.items()}
+        return {
+            name: normalise_array(dset[rows] if len(rows) else dset[:0])
+            for name, dset in self._datasets.items()
+        }

@@ -1,0 +1,164 @@
+"""Columns of the derived file: names, dtypes, shapes, descriptions, units, fill values.
+
+The plan builds one `Column` list for the whole job (the union over bricks); every rank
+creates the same datasets from it, and every brick's rows are conformed to it before
+they are written. Where a column of the output is computed: `derivation.py` for the
+``randoms`` group, `summary.py` for ``summary``.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .production import InputError
+
+__all__ = ["Column", "conform", "describe", "fill_value", "union_schemas"]
+
+NANOMAGGY = "nanomaggy"
+IVAR = "1/nanomaggy^2"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a derived group: 1-D when `shape` is ``()``, else ``(N,) + shape``."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple = ()
+    description: str = ""
+    unit: str = ""
+
+    @property
+    def row_bytes(self):
+        return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64)))
+
+
+# (pattern, description, unit) for Tractor columns, first match wins; {band} fills in
+_TRACTOR_DOCS = [
+    (r"ra|dec", "position of the matched Tractor source", "deg"),
+    (r"(ra|dec)_ivar", "inverse variance of the position", "1/deg^2"),
+    (r"flux_([grz]|w\d)", "model flux in band {band}", NANOMAGGY),
+    (r"flux_ivar_([grz]|w\d)", "inverse variance of flux in band {band}", IVAR),
+    (r"decam_flux", "model fluxes over DECam ugrizY", NANOMAGGY),
+    (r"decam_flux_ivar", "inverse variances of fluxes over DECam ugrizY", IVAR),
+    (r"apflux(_resid)?_([grz])", "aperture fluxes (residual image when _resid) in band {band}", NANOMAGGY),
+    (r"mw_transmission_([grz]|w\d)", "Milky Way dust transmission in band {band}", ""),
+    (r"decam_mw_transmission", "Milky Way dust transmission over DECam ugrizY", ""),
+    (r"psfdepth_([grz])", "PSF detection inverse variance (5 sigma depth) in band {band}", IVAR),
+    (r"galdepth_([grz])", "galaxy detection inverse variance in band {band}", IVAR),
+    (r"decam_(gal)?depth", "detection inverse variance over DECam ugrizY", IVAR),
+    (r"psfsize_([grz])", "PSF FWHM in band {band}", "arcsec"),
+    (r"(any|all)mask_([grz])", "pixel mask bits (any/all exposures) in band {band}", ""),
+    (r"nobs_([grz]|w\d)", "number of exposures in band {band}", ""),
+    (r"type", "Tractor morphological model (PSF, SIMP, REX, EXP, DEV, COMP)", ""),
+    (r"brick_primary", "source is inside the brick's unique area", ""),
+    (r"ebv", "SFD E(B-V) at the source", "mag"),
+    (r"shape(exp|dev)_r", "half-light radius of the {band} profile", "arcsec"),
+    (r"shape(exp|dev)_e[12]", "ellipticity component of the {band} profile", ""),
+]
+
+
+def _tractor_doc(stem):
+    for pattern, text, unit in _TRACTOR_DOCS:
+        match = re.fullmatch(pattern, stem)
+        if match:
+            band = match.groups()[-1] if match.groups() else ""
+            return f"Tractor: {text.format(band=band)}", unit
+    return f"Tractor: {stem}", ""
+
+
+_SIMCAT_DOCS = {
+    "id": ("id of the injected source (key of the randoms truth table)", ""),
+    "ra": ("injected right ascension", "deg"),
+    "dec": ("injected declination", "deg"),
+    "x": ("injected x pixel position in the brick", "pix"),
+    "y": ("injected y pixel position in the brick", "pix"),
+    "gflux": ("g flux added to the images (extincted)", NANOMAGGY),
+    "rflux": ("r flux added to the images (extincted)", NANOMAGGY),
+    "zflux": ("z flux added to the images (extincted)", NANOMAGGY),
+    "n": ("Sersic index of the injected profile", ""),
+    "rhalf": ("half-light radius of the injected profile", "arcsec"),
+    "e1": ("ellipticity component 1 of the injected profile", ""),
+    "e2": ("ellipticity component 2 of the injected profile", ""),
+}
+
+_TRUTH_UNITS = {"ra": "deg", "dec": "deg", "g": "mag", "r": "mag", "z": "mag", "rhalf": "arcsec", "pa": "deg"}
+
+DERIVED_DOCS = {
+    "unique_id": ("'<id>_<brickname>_<rsdir>', unique over the file", ""),
+    "brickname": ("brick of the injection", ""),
+    "rsdir": ("obiwan iteration directory of the injection", ""),
+    "obiwan_mask": ("recovery bits, see file attribute obiwan_mask_bits", ""),
+    "targets_mask": ("target-selection bits, see file attribute targets_mask_bits", ""),
+}
+
+
+def describe(name):
+    """Description and unit of a ``randoms`` column, from its name."""
+    if name in DERIVED_DOCS:
+        return DERIVED_DOCS[name]
+    if name.startswith("tractor_"):
+        return _tractor_doc(name[len("tractor_"):])
+    if name.startswith("psql_"):
+        stem = name[len("psql_"):]
+        return f"truth from the randoms table: {stem}", _TRUTH_UNITS.get(stem, "")
+    if name.startswith("mw_transmission_"):
+        return f"Milky Way transmission applied to the injected {name[-1]} flux", ""
+    return _SIMCAT_DOCS.get(name, (f"simcat: {name}", ""))
+
+
+def fill_value(dtype):
+    """Value of a column for rows with no data (unmatched rows, SPEC §3.4)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "b":
+        return False
+    if dtype.kind == "S":
+        return b""
+    return 0
+
+
+def union_schemas(schemas, where="bricks"):
+    """Merge per-brick ``{name: (dtype, shape)}`` schemas into one (order of first sight).
+
+    Strings widen to the widest; other dtypes must agree (numpy promotion is *not* applied:
+    an int column that is float in another brick is bad input, not silently promoted).
+    """
+    merged = {}
+    for schema in schemas:
+        for name, (dtype, shape) in schema.items():
+            dtype, shape = np.dtype(dtype), tuple(shape)
+            if name not in merged:
+                merged[name] = (dtype, shape)
+                continue
+            known, known_shape = merged[name]
+            if known_shape != shape:
+                raise InputError(f"column {name} has shape {shape} in some {where} and {known_shape} in others")
+            if known.kind == dtype.kind == "S":
+                merged[name] = (np.dtype(f"S{max(known.itemsize, dtype.itemsize)}"), shape)
+            elif known != dtype:
+                raise InputError(f"column {name} is {dtype} in some {where} and {known} in others")
+    return merged
+
+
+def conform(columns, schema, nrows):
+    """Columns shaped exactly as `schema` (list of `Column`): missing ones filled, casts exact.
+
+    Raises `InputError` on a column whose values would change in the cast.
+    """
+    result = {}
+    for column in schema:
+        values = columns.get(column.name)
+        if values is None:
+            result[column.name] = np.full((nrows,) + column.shape, fill_value(column.dtype), dtype=column.dtype)
+            continue
+        values = np.asarray(values)
+        if values.dtype != column.dtype:
+            cast = values.astype(column.dtype)
+            if values.dtype.kind != "S" and not np.array_equal(cast, values, equal_nan=values.dtype.kind == "f"):
+                raise InputError(f"column {column.name}: {values.dtype} values do not fit {column.dtype}")
+            values = cast
+        result[column.name] = values
+    return result
