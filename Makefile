@@ -43,12 +43,12 @@ $(VENV)/.stamp-package: $(VENV)/.stamp-mpi pyproject.toml
 test: test-serial test-mpi
 
 test-serial: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/mpi
 
 # MPI tests run under real launchers; each test file is run with the rank counts it needs.
 test-mpi: setup
-	$(MPIEXEC) -n 2 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
-	$(MPIEXEC) -n 3 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
+	timeout 1200 $(MPIEXEC) -n 2 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
+	timeout 1200 $(MPIEXEC) -n 3 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
 
 demo: setup
 	$(VENV)/bin/obiwan-h5 demo --dir $(DEMO_DIR)

@@ -1,0 +1,358 @@
+"""`obiwan-h5 derive`: the whole job, plan → create → compute and write (SPEC §6).
+
+The same code runs on 1 process or N MPI ranks. Per brick the work is: read its inputs
+(`inputs`), derive rows (`derivation.brick_rows`) and a summary (`summary.summarise_brick`);
+everything collective happens in this file and in `writer`.
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import __version__, selection
+from .derivation import OBIWAN_BITS, BrickError, added_rows, brick_rows
+from .inputs import TruthTable, read_columns, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
+from .parallel import JobError, agree, get_comm, mpi_max
+from .plan import DONE, FAILED, INCOMPLETE, PENDING, STATUS_NAMES, assign_ranges, build_plan, scan_brick, split_segments
+from .production import InputError, Production, read_brick_list
+from .schema import Column, conform
+from .summary import SUMMARY_COLUMNS, summarise_brick
+from .writer import FORMAT_NAME, FORMAT_VERSION, MAX_CALL_BYTES, DerivedWriter
+
+__all__ = ["DeriveOptions", "add_arguments", "derive", "run"]
+
+log = logging.getLogger("obiwan_h5.derive")
+
+
+class DeriveOptions:
+    """Everything that determines the job; inputs default to the simulator's names."""
+
+    def __init__(self, data_dir, output, randoms=None, dr_dir=None, survey_bricks=None, bricks=None,
+                 objtype="elg", expect_rsdirs=None, match_radius=1.0, keep_all_apflux=False,
+                 resume=False, overwrite=False, max_memory_mb=1024, chunk_kb=4096,
+                 mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES):
+        self.data_dir = os.path.abspath(data_dir)
+        self.output = os.path.abspath(output)
+        self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
+        self.dr_dir = os.path.abspath(dr_dir or os.path.join(data_dir, "dr"))
+        self.survey_bricks = os.path.abspath(survey_bricks or os.path.join(data_dir, "survey-bricks.fits"))
+        self.bricks = os.path.abspath(bricks or os.path.join(data_dir, "bricks.txt"))
+        self.objtype = objtype
+        self.expect_rsdirs = expect_rsdirs
+        self.match_radius = float(match_radius)
+        self.keep_all_apflux = keep_all_apflux
+        self.resume = resume
+        self.overwrite = overwrite
+        self.max_memory_mb = max_memory_mb
+        self.chunk_kb = chunk_kb
+        self.mpi_info = mpi_info or {}
+        self.alignment = alignment
+        self.max_call_bytes = max_call_bytes
+
+    def fingerprint(self):
+        """What must match for `--resume` to continue a file (inputs and options)."""
+        return {
+            "data_dir": self.data_dir, "randoms": self.randoms, "dr_dir": self.dr_dir,
+            "survey_bricks": self.survey_bricks, "bricks": self.bricks, "objtype": self.objtype,
+            "expect_rsdirs": self.expect_rsdirs, "match_radius_arcsec": self.match_radius,
+            "keep_all_apflux": self.keep_all_apflux,
+        }
+
+
+def add_arguments(parser):
+    parser.add_argument("--data-dir", required=True, help="production root holding obiwan/ and tractor/")
+    parser.add_argument("-o", "--output", required=True, help="derived HDF5 file to write")
+    parser.add_argument("--randoms", help="randoms truth table, FITS or HDF5 (default DATA_DIR/randoms.fits)")
+    parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
+    parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
+    parser.add_argument("--bricks", help="brick list, one name per line (default DATA_DIR/bricks.txt)")
+    parser.add_argument("--objtype", default="elg", help="injected object type in file names (default elg)")
+    parser.add_argument("--expect-rsdirs", type=int, help="bricks with another number of rsdirs are incomplete")
+    parser.add_argument("--match-radius", type=float, default=1.0, help="match radius in arcsec (default 1)")
+    parser.add_argument("--keep-all-apflux", action="store_true", help="keep every apflux_* Tractor column")
+    parser.add_argument("--resume", action="store_true", help="complete an interrupted file: redo bricks not done")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--max-memory", type=float, default=1024, metavar="MB",
+                        help="row buffer per rank between collective writes (default 1024 MB)")
+    parser.add_argument("--chunk-kb", type=int, default=4096,
+                        help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default 4096)")
+    parser.add_argument("--mpi-info", action="append", default=[], metavar="KEY=VALUE",
+                        help="MPI-IO hint passed to the file driver (repeatable)")
+    parser.add_argument("--align", type=int, default=0, metavar="BYTES",
+                        help="align datasets of at least BYTES to BYTES (e.g. the Lustre stripe size)")
+
+
+def run(args):
+    hints = {}
+    for item in args.mpi_info:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--mpi-info {item!r}: expected KEY=VALUE")
+        hints[key] = value
+    options = DeriveOptions(
+        args.data_dir, args.output, randoms=args.randoms, dr_dir=args.dr_dir,
+        survey_bricks=args.survey_bricks, bricks=args.bricks, objtype=args.objtype,
+        expect_rsdirs=args.expect_rsdirs, match_radius=args.match_radius,
+        keep_all_apflux=args.keep_all_apflux, resume=args.resume, overwrite=args.overwrite,
+        max_memory_mb=args.max_memory, chunk_kb=args.chunk_kb, mpi_info=hints,
+        alignment=(args.align, args.align) if args.align else None,
+    )
+    comm = get_comm()
+    try:
+        result = derive(options, comm, command_line=" ".join(sys.argv))
+    except JobError as err:
+        if comm.rank == 0:
+            print(f"obiwan-h5 derive: error: {err}", file=sys.stderr)
+        return 2
+    return 1 if result["failed"] else 0
+
+
+def _check_output(options):
+    exists = os.path.exists(options.output)
+    if options.resume and not exists:
+        return f"{options.output}: --resume given but the file does not exist"
+    if exists and not (options.resume or options.overwrite):
+        return f"{options.output}: exists; use --overwrite to replace it or --resume to complete it"
+    directory = os.path.dirname(options.output) or "."
+    if not os.path.isdir(directory):
+        return f"{directory}: output directory does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"{directory}: output directory is not writable"
+    return None
+
+
+def derive(options, comm, command_line=""):
+    """Run the derive job on every rank of `comm`; returns a dict of totals on every rank."""
+    started = time.time()
+    if comm.rank != 0:
+        log.setLevel(logging.WARNING)
+
+    # 1. rank 0 validates the brick list and the output path; everyone agrees
+    bricknames, error = None, None
+    if comm.rank == 0:
+        try:
+            bricknames = read_brick_list(options.bricks)
+            error = _check_output(options)
+        except InputError as err:
+            error = str(err)
+    agree(comm, error)
+    bricknames = comm.bcast(bricknames, root=0)
+
+    # 2. plan: every rank scans an equal share of bricks; the plan is gathered everywhere
+    production = Production(options.data_dir, options.objtype, options.dr_dir)
+    truth, bounds, error = None, None, None
+    try:
+        truth = TruthTable(options.randoms)
+        bounds = read_survey_bricks(options.survey_bricks, bricknames) if comm.rank == 0 else None
+    except InputError as err:
+        error = str(err)
+    agree(comm, error)
+    bounds = comm.bcast(bounds, root=0)
+    share = np.array_split(np.arange(len(bricknames)), comm.size)[comm.rank]
+    scans = [scan_brick(production, bricknames[i], truth, bounds.get(bricknames[i]),
+                        options.expect_rsdirs, options.keep_all_apflux) for i in share]
+    scans = [scan for part in comm.allgather(scans) for scan in part]
+    try:
+        plan = build_plan(scans)
+    except InputError as err:
+        raise JobError(str(err)) from None
+    for scan in scans:
+        if scan.status in (FAILED, INCOMPLETE) and comm.rank == 0:
+            log.warning("brick %s %s: %s", scan.brickname, STATUS_NAMES[scan.status], scan.message)
+    if comm.rank == 0:
+        log.info("plan: %d bricks, %d rows, %d columns (%.1f KiB/row) on %d rank(s)",
+                 len(bricknames), plan.total_rows, len(plan.columns), plan.row_bytes / 1024, comm.size)
+
+    # 3. create (or reopen and check) the file, collectively
+    summary_columns = [Column(name, np.dtype(dtype), (), text, unit)
+                       for name, (dtype, text, unit) in SUMMARY_COLUMNS.items()]
+    writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
+                          max_call_bytes=options.max_call_bytes)
+    if options.resume:
+        writer = DerivedWriter.open_existing(options.output, comm, **writer_options)
+        index = writer.read_index()
+        error = _resume_mismatch(writer, index, plan, options, comm)
+        if error:
+            writer.close()
+        agree(comm, error)
+        todo = index["status"] != DONE
+    else:
+        attrs = _file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
+        attrs = comm.bcast(attrs, root=0)
+        writer = DerivedWriter.create(options.output, comm, plan, summary_columns, attrs,
+                                      chunk_bytes=options.chunk_kb * 1024, **writer_options)
+        todo = np.ones(len(bricknames), dtype=bool)
+
+    # 4. compute and write: contiguous ranges balanced by rows still to compute
+    weights = np.where(todo, plan.counts, 0)
+    ranges = assign_ranges(weights, comm.size)
+    first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
+    max_bytes = int(options.max_memory_mb * (1 << 20) / 3)  # rows are held about three times over
+    segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
+    rounds = comm.allreduce(len(segments), op=mpi_max())
+    randoms_names = sorted(column.name for column in plan.columns)
+    summary_names = sorted(column.name for column in summary_columns)
+    context = _Context(production, truth, bounds, options)
+    totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0, "failed": 0, "incomplete": 0}
+    for number in range(rounds):
+        b0, b1 = segments[number] if number < len(segments) else (first, first)
+        rows, summary_rows, status, messages = _compute_segment(context, plan, b0, b1)
+        start = int(plan.offsets[b0]) if b1 > b0 else 0
+        writer.write_block("randoms", start, rows, randoms_names)
+        writer.write_block("summary", b0, summary_rows, summary_names)
+        writer.flush()
+        # a brick is marked done only once its rows are on disk
+        writer.write_status(b0, status, messages)
+        writer.flush()
+        local = np.array([b1 - b0, sum(int(plan.counts[b]) for b in range(b0, b1) if status[b - b0] == DONE),
+                          int(np.sum(status == FAILED)), int(np.sum(status == INCOMPLETE))])
+        done, nrows, failed, incomplete = comm.allreduce(local)
+        totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows),
+                      failed=totals["failed"] + int(failed), incomplete=totals["incomplete"] + int(incomplete))
+        _progress(totals, started)
+
+    if options.resume:
+        index = writer.read_index()
+        totals["failed"] = int(np.sum(index["status"] == FAILED))
+        totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
+    writer.set_attrs({"complete": True, "elapsed_s": round(time.time() - started, 3)})
+    writer.close()
+    if comm.rank == 0:
+        _final_report(options.output, totals, plan, started)
+    return totals
+
+
+class _Context:
+    """Per-rank read-only state for computing bricks."""
+
+    def __init__(self, production, truth, bounds, options):
+        self.production = production
+        self.truth = truth
+        self.bounds = bounds
+        self.options = options
+
+
+def _compute_segment(context, plan, b0, b1):
+    """Rows, summary rows and statuses of bricks [b0, b1), conformed to the plan."""
+    pieces, summaries, status, messages = [], [], [], []
+    for brick in range(b0, b1):
+        name = plan.bricknames[brick]
+        count = int(plan.counts[brick])
+        if plan.status[brick] in (FAILED, INCOMPLETE):
+            status.append(int(plan.status[brick]))
+            messages.append(plan.messages[brick])
+            summaries.append(_empty_summary(name, context.bounds.get(name)))
+            continue
+        try:
+            columns = _derive_one(context, name)
+            if len(columns["unique_id"]) != count:
+                raise BrickError(f"{len(columns['unique_id'])} rows derived, {count} planned (inputs changed?)")
+            pieces.append(conform(columns, plan.columns, count))
+            summaries.append(summarise_brick(name, columns, context.bounds[name]))
+            status.append(DONE)
+            messages.append("")
+        except (BrickError, InputError) as err:
+            log.warning("brick %s failed: %s", name, err)
+            pieces.append(conform({}, plan.columns, count))
+            summaries.append(_empty_summary(name, context.bounds.get(name)))
+            status.append(FAILED)
+            messages.append(str(err))
+    rows = {}
+    if pieces and plan.total_rows:
+        rows = {column.name: np.concatenate([piece[column.name] for piece in pieces]) for column in plan.columns}
+    summary_rows = {}
+    if summaries:
+        summary_rows = {name: np.array([row[name] for row in summaries], dtype=dtype)
+                        for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
+    return rows, summary_rows, np.array(status, dtype=np.int8), messages
+
+
+def _empty_summary(brickname, bounds):
+    row = {name: (0 if np.dtype(dtype).kind == "i" else np.nan) for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
+    row["brickname"] = brickname.encode()
+    if bounds is not None:
+        from .summary import brick_area
+
+        ra, dec, ra1, ra2, dec1, dec2 = bounds
+        row.update(ra=ra, dec=dec, brick_area=brick_area(ra1, ra2, dec1, dec2))
+    return row
+
+
+def _derive_one(context, brickname):
+    """Read one brick's inputs and derive its rows."""
+    production, options = context.production, context.options
+    parts = []
+    for rsdir in production.rsdirs(brickname):
+        simcat = read_simcat(production.simcat(brickname, rsdir))
+        ids_added = read_ids_added(production.ids_added(brickname, rsdir))
+        keep = added_rows(simcat["id"], ids_added, where=f"{rsdir}: ")
+        simcat = {name: values[keep] for name, values in simcat.items()}
+        tractor = read_tractor(production.tractor(brickname, rsdir), options.keep_all_apflux)
+        parts.append((rsdir, simcat, tractor))
+    ids = np.concatenate([simcat["id"] for _, simcat, _ in parts]).astype(np.int64)
+    truth = context.truth.lookup(ids)
+    dr_path = production.dr_tractor(brickname)
+    dr_radec = read_radec(dr_path)
+    return brick_rows(brickname, parts, truth, dr_radec, options.match_radius)
+
+
+def _file_attrs(options, comm, command_line, plan):
+    names = {column.name for column in plan.columns}
+    mask_columns = None
+    for kind in ("anymask", "allmask"):
+        if f"tractor_{kind}_g" in names or f"tractor_decam_{kind}" in names:
+            mask_columns = kind
+            break
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "software_version": __version__,
+        "creation_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command_line": command_line,
+        "inputs": options.fingerprint(),
+        "match_radius_arcsec": options.match_radius,
+        "obiwan_mask_bits": {name: {"bit": bit, "meaning": text} for name, (bit, text) in OBIWAN_BITS.items()},
+        "targets_mask_bits": selection.BIT_DEFINITIONS,
+        "selections": selection.selection_definitions(mask_columns),
+        "nranks": comm.size,
+    }
+
+
+def _resume_mismatch(writer, index, plan, options, comm):
+    """Why the existing file cannot be resumed with this plan and these options, or None."""
+    stored = None
+    if writer.file is not None:
+        stored = json.loads(writer.file.attrs.get("inputs", "{}"))
+        if writer.file.attrs.get("format") != FORMAT_NAME:
+            return f"{options.output}: not an obiwan_h5 file"
+    stored = comm.bcast(stored, root=0) if writer.mode == "funnel" else stored
+    for key, value in options.fingerprint().items():
+        if stored.get(key) != value:
+            return f"{options.output}: made with {key}={stored.get(key)!r}, now {value!r}; cannot resume"
+    names = [name.decode() for name in index["name"]]
+    if names != plan.bricknames:
+        return f"{options.output}: brick list differs from the file's; cannot resume"
+    changed = np.flatnonzero((index["count"] != plan.counts) | (index["offset"] != plan.offsets))
+    if len(changed):
+        return f"{options.output}: brick {names[changed[0]]} now has {plan.counts[changed[0]]} rows, the file {index['count'][changed[0]]}; cannot resume"
+    return None
+
+
+def _progress(totals, started):
+    elapsed = max(time.time() - started, 1e-9)
+    remaining = totals["bricks"] - totals["done"]
+    rate = totals["done"] / elapsed
+    eta = remaining / rate if rate > 0 else float("nan")
+    log.info("bricks %d/%d, %d rows, %.0f rows/s, ETA %.0f s",
+             totals["done"], totals["bricks"], totals["rows"], totals["rows"] / elapsed, eta)
+
+
+def _final_report(path, totals, plan, started):
+    log.info("wrote %s: %d rows in %.1f s; bricks: %d done, %d incomplete, %d failed",
+             path, plan.total_rows, time.time() - started,
+             totals["done"] - totals["failed"] - totals["incomplete"], totals["incomplete"], totals["failed"])

@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny productions made with the simulator, and the real samples."""
+
+import os
+import shutil
+
+import pytest
+
+from obiwan_h5.derive import DeriveOptions, derive
+from obiwan_h5.parallel import SerialComm
+
+REAL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "real")
+
+
+@pytest.fixture(scope="session")
+def real_dir():
+    """The real Legacy Survey samples beside the checkout (skipped, saying why, when absent)."""
+    path = os.path.abspath(os.environ.get("OBIWAN_H5_REAL_DATA", REAL_DIR))
+    if not os.path.isdir(path):
+        pytest.skip(f"real samples not found at {path} (set OBIWAN_H5_REAL_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dr5_production(tmp_path_factory):
+    """A 6-brick, 2-rsdir DR5-schema production (read-only for tests: copy before changing)."""
+    from obiwan_h5.simulate import simulate
+
+    root = tmp_path_factory.mktemp("dr5") / "production"
+    simulate(str(root), nbricks=6, rsdirs=2, per_rsdir=150, schema="dr5", seed=7)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def dr3_production(tmp_path_factory):
+    from obiwan_h5.simulate import simulate
+
+    root = tmp_path_factory.mktemp("dr3") / "production"
+    simulate(str(root), nbricks=3, rsdirs=2, per_rsdir=120, schema="dr3", seed=11)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def dr5_derived(dr5_production, tmp_path_factory):
+    """The derived file of `dr5_production` (single process)."""
+    output = str(tmp_path_factory.mktemp("derived") / "derived.h5")
+    totals = derive(DeriveOptions(dr5_production, output), SerialComm())
+    assert totals["failed"] == 0
+    return output
+
+
+@pytest.fixture
+def production_copy(dr5_production, tmp_path):
+    """A private copy of the DR5 production that a test may damage."""
+    copy = tmp_path / "production"
+    shutil.copytree(dr5_production, copy)
+    return str(copy)

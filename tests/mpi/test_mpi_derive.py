@@ -1,0 +1,163 @@
+"""The derive job under MPI: run by `make test` as ``mpiexec -n 2`` and ``-n 3``.
+
+Every rank runs each test; rank 0 makes the production and a single-process reference
+file, all ranks run the parallel job, rank 0 compares. Failing assertions on rank 0 are
+shared with the other ranks so every rank reports the same outcome (never a hang).
+"""
+
+import os
+import shutil
+import tempfile
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from obiwan_h5 import writer as writer_module
+from obiwan_h5.derive import DeriveOptions, derive
+from obiwan_h5.parallel import SerialComm
+from obiwan_h5.plan import DONE, FAILED
+from obiwan_h5.production import Production
+
+comm = MPI.COMM_WORLD
+
+
+def _shared_tmpdir():
+    path = tempfile.mkdtemp(prefix="obiwan_h5_mpi_") if comm.rank == 0 else None
+    return comm.bcast(path, root=0)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    path = _shared_tmpdir()
+    yield path
+    comm.Barrier()
+    if comm.rank == 0:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def production(workdir):
+    root = os.path.join(workdir, "production")
+    if comm.rank == 0:
+        from obiwan_h5.simulate import simulate
+
+        simulate(root, nbricks=7, rsdirs=2, per_rsdir=90, schema="dr5", seed=3)
+    comm.Barrier()
+    return root
+
+
+def _reference(production, output, **options):
+    """Single-process derive on rank 0 only (the truth every rank count must reproduce)."""
+    if comm.rank == 0 and not os.path.exists(output):
+        derive(DeriveOptions(production, output, **options), SerialComm())
+    comm.Barrier()
+
+
+def _compare_on_root(reference, candidate):
+    problems = []
+    if comm.rank == 0:
+        with h5py.File(reference, "r") as ref, h5py.File(candidate, "r") as got:
+            for group in ("randoms", "summary", "bricks"):
+                if sorted(ref[group]) != sorted(got[group]):
+                    problems.append(f"{group}: datasets differ")
+                    continue
+                for name in ref[group]:
+                    a, b = ref[group][name][:], got[group][name][:]
+                    if a.dtype != b.dtype or a.shape != b.shape:
+                        problems.append(f"{group}/{name}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}")
+                    elif not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                        problems.append(f"{group}/{name}: values differ")
+            if not got.attrs["complete"]:
+                problems.append("file not marked complete")
+    problems = comm.bcast(problems, root=0)
+    assert not problems, problems
+
+
+def test_identical_datasets_for_any_rank_count(production, workdir):
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    output = os.path.join(workdir, f"parallel-{comm.size}.h5")
+    totals = derive(DeriveOptions(production, output, overwrite=True), comm)
+    assert totals["failed"] == 0 and totals["done"] == 7
+    _compare_on_root(reference, output)
+
+
+def test_tiny_memory_budget_and_call_size_give_unequal_rounds(production, workdir):
+    """One brick per write round and split calls: ranks run out of segments at different
+    rounds, so idle ranks must join each collective write with an empty selection."""
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    output = os.path.join(workdir, f"tiny-{comm.size}.h5")
+    options = DeriveOptions(production, output, overwrite=True, max_memory_mb=0.001, max_call_bytes=4096, chunk_kb=0)
+    derive(options, comm)
+    _compare_on_root(reference, output)
+
+
+def test_more_ranks_than_bricks(production, workdir):
+    bricks = os.path.join(workdir, "one-brick.txt")
+    if comm.rank == 0:
+        names = open(os.path.join(production, "bricks.txt")).read().split()
+        with open(bricks, "w") as handle:
+            handle.write(names[3] + "\n")
+    comm.Barrier()
+    reference = os.path.join(workdir, "one-serial.h5")
+    _reference(production, reference, bricks=bricks)
+    output = os.path.join(workdir, f"one-{comm.size}.h5")
+    totals = derive(DeriveOptions(production, output, bricks=bricks, overwrite=True), comm)
+    assert totals["done"] == 1
+    _compare_on_root(reference, output)
+
+
+def test_rank_whose_bricks_all_fail(production, workdir):
+    """The first bricks (the first rank's share) lose their Tractor catalogs."""
+    broken = os.path.join(workdir, "broken")
+    if comm.rank == 0:
+        shutil.copytree(production, broken)
+        layout = Production(broken)
+        names = open(os.path.join(broken, "bricks.txt")).read().split()
+        for name in names[:3]:
+            os.remove(layout.tractor(name, "rs1"))
+    comm.Barrier()
+    reference = os.path.join(workdir, "broken-serial.h5")
+    _reference(broken, reference)
+    output = os.path.join(workdir, f"broken-{comm.size}.h5")
+    totals = derive(DeriveOptions(broken, output, overwrite=True), comm)
+    assert totals["failed"] == 3
+    _compare_on_root(reference, output)
+    if comm.rank == 0:
+        with h5py.File(output, "r") as derived:
+            assert list(derived["bricks/status"][:3]) == [FAILED] * 3
+            assert all(derived["bricks/status"][3:] == DONE)
+
+
+def test_resume_after_crash_equals_uninterrupted_run(production, workdir):
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    output = os.path.join(workdir, f"resume-{comm.size}.h5")
+    if comm.rank == 0:
+        shutil.copy(reference, output)
+        with h5py.File(output, "r+") as derived:
+            # a crash after bricks 2 and 5 were created but before their rows were written
+            for brick in (2, 5):
+                derived["bricks/status"][brick] = 0
+                first, count = derived["bricks/offset"][brick], derived["bricks/count"][brick]
+                for name in derived["randoms"]:
+                    dset = derived["randoms"][name]
+                    dset[first:first + count] = np.zeros((count,) + dset.shape[1:], dset.dtype)
+            derived.attrs["complete"] = False
+    comm.Barrier()
+    totals = derive(DeriveOptions(production, output, resume=True), comm)
+    assert totals["bricks"] == 2 and totals["done"] == 2
+    _compare_on_root(reference, output)
+
+
+def test_funnel_mode_when_h5py_lacks_mpi(production, workdir, monkeypatch):
+    """With a serial h5py, rows travel to rank 0, which writes them."""
+    monkeypatch.setattr(writer_module, "h5py_has_mpi", lambda: False)
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    output = os.path.join(workdir, f"funnel-{comm.size}.h5")
+    derive(DeriveOptions(production, output, overwrite=True, max_memory_mb=0.001), comm)
+    _compare_on_root(reference, output)
