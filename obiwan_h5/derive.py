@@ -16,9 +16,10 @@ import numpy as np
 
 from . import __version__, selection
 from .derivation import OBIWAN_BITS, BrickError, added_rows, brick_rows
-from .inputs import TruthTable, read_columns, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
+from .faults import maybe_kill
+from .inputs import TruthTable, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
 from .parallel import JobError, agree, get_comm, mpi_max
-from .plan import DONE, FAILED, INCOMPLETE, PENDING, STATUS_NAMES, assign_ranges, build_plan, scan_brick, split_segments
+from .plan import DONE, FAILED, INCOMPLETE, STATUS_NAMES, assign_ranges, build_plan, scan_brick, split_segments
 from .production import InputError, Production, read_brick_list
 from .schema import Column, conform
 from .summary import SUMMARY_COLUMNS, summarise_brick
@@ -114,8 +115,6 @@ def run(args):
 
 def _check_output(options):
     exists = os.path.exists(options.output)
-    if options.resume and not exists:
-        return f"{options.output}: --resume given but the file does not exist"
     if exists and not (options.resume or options.overwrite):
         return f"{options.output}: exists; use --overwrite to replace it or --resume to complete it"
     directory = os.path.dirname(options.output) or "."
@@ -164,6 +163,7 @@ def derive(options, comm, command_line=""):
     for scan in scans:
         if scan.status in (FAILED, INCOMPLETE) and comm.rank == 0:
             log.warning("brick %s %s: %s", scan.brickname, STATUS_NAMES[scan.status], scan.message)
+    maybe_kill("plan", comm.rank)
     if comm.rank == 0:
         log.info("plan: %d bricks, %d rows, %d columns (%.1f KiB/row) on %d rank(s)",
                  len(bricknames), plan.total_rows, len(plan.columns), plan.row_bytes / 1024, comm.size)
@@ -173,8 +173,18 @@ def derive(options, comm, command_line=""):
                        for name, (dtype, text, unit) in SUMMARY_COLUMNS.items()]
     writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
                           max_call_bytes=options.max_call_bytes)
-    if options.resume:
-        writer = DerivedWriter.open_existing(options.output, comm, **writer_options)
+    # the final name only ever holds a fully created file (see DerivedWriter.create), so a
+    # job killed before or during creation resumes by starting afresh
+    resuming = options.resume and comm.bcast(os.path.exists(options.output) if comm.rank == 0 else None)
+    if options.resume and not resuming and comm.rank == 0:
+        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
+    if resuming:
+        writer, error = None, None
+        try:
+            writer = DerivedWriter.open_existing(options.output, comm, **writer_options)
+        except OSError as err:
+            error = f"{options.output}: cannot reopen to resume ({err}); use --overwrite to start again"
+        agree(comm, error)
         index = writer.read_index()
         error = _resume_mismatch(writer, index, plan, options, comm)
         if error:
@@ -205,9 +215,11 @@ def derive(options, comm, command_line=""):
         start = int(plan.offsets[b0]) if b1 > b0 else 0
         writer.write_block("randoms", start, rows, randoms_names)
         writer.write_block("summary", b0, summary_rows, summary_names)
+        maybe_kill("write", comm.rank, number)
         writer.flush()
         # a brick is marked done only once its rows are on disk
         writer.write_status(b0, status, messages)
+        maybe_kill("status", comm.rank, number)
         writer.flush()
         local = np.array([b1 - b0, sum(int(plan.counts[b]) for b in range(b0, b1) if status[b - b0] == DONE),
                           int(np.sum(status == FAILED)), int(np.sum(status == INCOMPLETE))])
@@ -216,14 +228,13 @@ def derive(options, comm, command_line=""):
                       failed=totals["failed"] + int(failed), incomplete=totals["incomplete"] + int(incomplete))
         _progress(totals, started)
 
-    if options.resume:
-        index = writer.read_index()
-        totals["failed"] = int(np.sum(index["status"] == FAILED))
-        totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
+    index = writer.read_index()
+    totals["failed"] = int(np.sum(index["status"] == FAILED))
+    totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
     writer.set_attrs({"complete": True, "elapsed_s": round(time.time() - started, 3)})
     writer.close()
     if comm.rank == 0:
-        _final_report(options.output, totals, plan, started)
+        _final_report(options.output, index, started)
     return totals
 
 
@@ -352,7 +363,10 @@ def _progress(totals, started):
              totals["done"], totals["bricks"], totals["rows"], totals["rows"] / elapsed, eta)
 
 
-def _final_report(path, totals, plan, started):
-    log.info("wrote %s: %d rows in %.1f s; bricks: %d done, %d incomplete, %d failed",
-             path, plan.total_rows, time.time() - started,
-             totals["done"] - totals["failed"] - totals["incomplete"], totals["incomplete"], totals["failed"])
+def _final_report(path, index, started):
+    """The closing table: bricks and rows by status, from the file's own index."""
+    lines = [f"wrote {path} in {time.time() - started:.1f} s", f"  {'status':<11}{'bricks':>9}{'rows':>12}"]
+    for code, name in STATUS_NAMES.items():
+        chosen = index["status"] == code
+        lines.append(f"  {name:<11}{int(chosen.sum()):>9}{int(index['count'][chosen].sum()):>12}")
+    log.info("\n".join(lines))

@@ -19,10 +19,12 @@ never written (``fill_time="never"``).
 import json
 import logging
 import math
+import os
 
 import h5py
 import numpy as np
 
+from .faults import maybe_kill
 from .parallel import h5py_has_mpi, mpi_max
 
 log = logging.getLogger("obiwan_h5.writer")
@@ -99,11 +101,24 @@ class DerivedWriter:
 
     @classmethod
     def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, **options):
-        """Create the file and every dataset, preallocated to its final size (collective)."""
-        writer = cls(path, comm, "w", **options)
-        if writer.file is None:
-            return writer
-        out = writer.file
+        """Create the file and every dataset, preallocated to its final size (collective).
+
+        The file is built under a temporary name and renamed once every object exists and
+        is flushed, so `path` never names a half-created file.
+        """
+        creating = f"{path}.creating"
+        writer = cls(creating, comm, "w", **options)
+        if writer.file is not None:
+            writer._create_layout(plan, summary_columns, attrs, chunk_bytes)
+        comm.Barrier()
+        if comm.rank == 0:
+            os.replace(creating, path)
+        comm.Barrier()
+        writer.path = path
+        return writer
+
+    def _create_layout(self, plan, summary_columns, attrs, chunk_bytes):
+        writer, out = self, self.file
         out.attrs["complete"] = False
         for key in sorted(attrs):
             out.attrs[key] = _attr_value(attrs[key])
@@ -112,6 +127,7 @@ class DerivedWriter:
         randoms.attrs["column_order"] = ",".join(column.name for column in plan.columns)
         for column in sorted(plan.columns, key=lambda c: c.name):
             writer._create(randoms, column, plan.total_rows, chunk_bytes)
+        maybe_kill("create", self.comm.rank)
         summary = out.create_group("summary")
         summary.attrs["column_order"] = ",".join(column.name for column in summary_columns)
         for column in sorted(summary_columns, key=lambda c: c.name):
@@ -135,7 +151,6 @@ class DerivedWriter:
             dset = bricks.create_dataset(name, data=index[name], track_times=False)
             dset.attrs["description"] = descriptions[name]
         out.flush()
-        return writer
 
     def _create(self, group, column, nrows, chunk_bytes):
         shape = (nrows,) + tuple(column.shape)
