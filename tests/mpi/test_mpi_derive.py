@@ -95,6 +95,33 @@ def test_tiny_memory_budget_and_call_size_give_unequal_rounds(production, workdi
     _compare_on_root(reference, output)
 
 
+def test_uneven_brick_sizes(production, workdir):
+    """Bricks of 1 row, of one rsdir and of two: the balanced ranges are uneven in bricks."""
+    uneven = os.path.join(workdir, "uneven")
+    if comm.rank == 0:
+        import fitsio
+
+        shutil.copytree(production, uneven)
+        layout = Production(uneven)
+        names = open(os.path.join(uneven, "bricks.txt")).read().split()
+        for name in names[:4]:
+            shutil.rmtree(layout.obiwan_dir(name, "rs1"))
+            shutil.rmtree(os.path.dirname(layout.tractor(name, "rs1")))
+        for rsdir in ("rs0", "rs1"):
+            ids = fitsio.read(layout.ids_added(names[5], rsdir))
+            fitsio.write(layout.ids_added(names[5], rsdir), ids[:1], clobber=True)
+    comm.Barrier()
+    reference = os.path.join(workdir, "uneven-serial.h5")
+    _reference(uneven, reference)
+    output = os.path.join(workdir, f"uneven-{comm.size}.h5")
+    derive(DeriveOptions(uneven, output, overwrite=True, max_memory_mb=0.05), comm)
+    _compare_on_root(reference, output)
+    if comm.rank == 0:
+        with h5py.File(output, "r") as derived:
+            counts = derived["bricks/count"][:]
+        assert counts[5] == 2 and counts.max() > 1.8 * counts[:4].max()
+
+
 def test_more_ranks_than_bricks(production, workdir):
     bricks = os.path.join(workdir, "one-brick.txt")
     if comm.rank == 0:
