@@ -127,11 +127,56 @@ def _check_output(options):
 
 def derive(options, comm, command_line=""):
     """Run the derive job on every rank of `comm`; returns a dict of totals on every rank."""
-    started = time.time()
+    clock = _Clock()
     if comm.rank != 0:
         log.setLevel(logging.WARNING)
+    bricknames = _agree_bricks(options, comm)
+    production = Production(options.data_dir, options.objtype, options.dr_dir)
+    truth, bounds, plan = _make_plan(options, comm, production, bricknames)
+    maybe_kill("plan", comm.rank)
+    clock.lap("plan")
+    writer, todo = _open_output(options, comm, plan, command_line)
+    clock.lap("create")
+    totals = _compute_and_write(writer, plan, todo, _Context(production, truth, bounds, options), comm, clock)
+    index = writer.read_index()
+    totals["failed"] = int(np.sum(index["status"] == FAILED))
+    totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
+    timings, peak_rss = clock.gather(comm)
+    totals.update(timings=timings, peak_rss_mb=peak_rss, bytes_written=plan.total_rows * plan.row_bytes)
+    writer.set_attrs({"complete": True, "elapsed_s": timings["total"], "timings_s": timings,
+                      "peak_rss_mb": peak_rss})
+    writer.close()
+    if comm.rank == 0:
+        _final_report(options.output, index, timings["total"])
+    return totals
 
-    # 1. rank 0 validates the brick list and the output path; everyone agrees
+
+class _Clock:
+    """Wall time per phase on this rank; `gather` takes the slowest rank of each phase."""
+
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.phases = {"plan": 0.0, "create": 0.0, "compute": 0.0, "write": 0.0}
+
+    def lap(self, phase):
+        now = time.perf_counter()
+        self.phases[phase] += now - self.last
+        self.last = now
+
+    def gather(self, comm):
+        import resource
+
+        names = sorted(self.phases)
+        local = [self.phases[name] for name in names] + [time.perf_counter() - self.started]
+        slowest = np.max(comm.allgather(local), axis=0)
+        timings = {name: round(float(value), 4) for name, value in zip(names + ["total"], slowest)}
+        # ru_maxrss is in KiB on Linux
+        peak = comm.allgather(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+        return timings, peak
+
+
+def _agree_bricks(options, comm):
+    """Rank 0 validates the brick list and the output path; every rank gets the list."""
     bricknames, error = None, None
     if comm.rank == 0:
         try:
@@ -140,10 +185,11 @@ def derive(options, comm, command_line=""):
         except InputError as err:
             error = str(err)
     agree(comm, error)
-    bricknames = comm.bcast(bricknames, root=0)
+    return comm.bcast(bricknames, root=0)
 
-    # 2. plan: every rank scans an equal share of bricks; the plan is gathered everywhere
-    production = Production(options.data_dir, options.objtype, options.dr_dir)
+
+def _make_plan(options, comm, production, bricknames):
+    """Every rank scans an equal share of the bricks; the plan is gathered everywhere."""
     truth, bounds, error = None, None, None
     try:
         truth = TruthTable(options.randoms)
@@ -160,17 +206,21 @@ def derive(options, comm, command_line=""):
         plan = build_plan(scans)
     except InputError as err:
         raise JobError(str(err)) from None
-    for scan in scans:
-        if scan.status in (FAILED, INCOMPLETE) and comm.rank == 0:
-            log.warning("brick %s %s: %s", scan.brickname, STATUS_NAMES[scan.status], scan.message)
-    maybe_kill("plan", comm.rank)
     if comm.rank == 0:
+        for scan in scans:
+            if scan.status in (FAILED, INCOMPLETE):
+                log.warning("brick %s %s: %s", scan.brickname, STATUS_NAMES[scan.status], scan.message)
         log.info("plan: %d bricks, %d rows, %d columns (%.1f KiB/row) on %d rank(s)",
                  len(bricknames), plan.total_rows, len(plan.columns), plan.row_bytes / 1024, comm.size)
+    return truth, bounds, plan
 
-    # 3. create (or reopen and check) the file, collectively
-    summary_columns = [Column(name, np.dtype(dtype), (), text, unit)
-                       for name, (dtype, text, unit) in SUMMARY_COLUMNS.items()]
+
+def _summary_columns():
+    return [Column(name, np.dtype(dtype), (), text, unit) for name, (dtype, text, unit) in SUMMARY_COLUMNS.items()]
+
+
+def _open_output(options, comm, plan, command_line):
+    """Create the file collectively, or reopen it for --resume; returns (writer, todo)."""
     writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
                           max_call_bytes=options.max_call_bytes)
     # the final name only ever holds a fully created file (see DerivedWriter.create), so a
@@ -178,40 +228,40 @@ def derive(options, comm, command_line=""):
     resuming = options.resume and comm.bcast(os.path.exists(options.output) if comm.rank == 0 else None)
     if options.resume and not resuming and comm.rank == 0:
         log.info("%s does not exist yet: nothing to resume, creating it", options.output)
-    if resuming:
-        writer, error = None, None
-        try:
-            writer = DerivedWriter.open_existing(options.output, comm, **writer_options)
-        except OSError as err:
-            error = f"{options.output}: cannot reopen to resume ({err}); use --overwrite to start again"
-        agree(comm, error)
-        index = writer.read_index()
-        error = _resume_mismatch(writer, index, plan, options, comm)
-        if error:
-            writer.close()
-        agree(comm, error)
-        todo = index["status"] != DONE
-    else:
+    if not resuming:
         attrs = _file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
         attrs = comm.bcast(attrs, root=0)
-        writer = DerivedWriter.create(options.output, comm, plan, summary_columns, attrs,
+        writer = DerivedWriter.create(options.output, comm, plan, _summary_columns(), attrs,
                                       chunk_bytes=options.chunk_kb * 1024, **writer_options)
-        todo = np.ones(len(bricknames), dtype=bool)
+        return writer, np.ones(len(plan.bricknames), dtype=bool)
+    writer, error = None, None
+    try:
+        writer = DerivedWriter.open_existing(options.output, comm, **writer_options)
+    except OSError as err:
+        error = f"{options.output}: cannot reopen to resume ({err}); use --overwrite to start again"
+    agree(comm, error)
+    index = writer.read_index()
+    error = _resume_mismatch(writer, index, plan, options, comm)
+    if error:
+        writer.close()
+    agree(comm, error)
+    return writer, index["status"] != DONE
 
-    # 4. compute and write: contiguous ranges balanced by rows still to compute
-    weights = np.where(todo, plan.counts, 0)
-    ranges = assign_ranges(weights, comm.size)
+
+def _compute_and_write(writer, plan, todo, context, comm, clock):
+    """Contiguous brick ranges balanced by rows still to compute, written round by round."""
+    ranges = assign_ranges(np.where(todo, plan.counts, 0), comm.size)
     first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
-    max_bytes = int(options.max_memory_mb * (1 << 20) / 3)  # rows are held about three times over
+    max_bytes = int(context.options.max_memory_mb * (1 << 20) / 3)  # rows are held about three times over
     segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
     rounds = comm.allreduce(len(segments), op=mpi_max())
     randoms_names = sorted(column.name for column in plan.columns)
-    summary_names = sorted(column.name for column in summary_columns)
-    context = _Context(production, truth, bounds, options)
-    totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0, "failed": 0, "incomplete": 0}
+    summary_names = sorted(SUMMARY_COLUMNS)
+    totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0}
     for number in range(rounds):
         b0, b1 = segments[number] if number < len(segments) else (first, first)
         rows, summary_rows, status, messages = _compute_segment(context, plan, b0, b1)
+        clock.lap("compute")
         start = int(plan.offsets[b0]) if b1 > b0 else 0
         writer.write_block("randoms", start, rows, randoms_names)
         writer.write_block("summary", b0, summary_rows, summary_names)
@@ -221,20 +271,11 @@ def derive(options, comm, command_line=""):
         writer.write_status(b0, status, messages)
         maybe_kill("status", comm.rank, number)
         writer.flush()
-        local = np.array([b1 - b0, sum(int(plan.counts[b]) for b in range(b0, b1) if status[b - b0] == DONE),
-                          int(np.sum(status == FAILED)), int(np.sum(status == INCOMPLETE))])
-        done, nrows, failed, incomplete = comm.allreduce(local)
-        totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows),
-                      failed=totals["failed"] + int(failed), incomplete=totals["incomplete"] + int(incomplete))
-        _progress(totals, started)
-
-    index = writer.read_index()
-    totals["failed"] = int(np.sum(index["status"] == FAILED))
-    totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
-    writer.set_attrs({"complete": True, "elapsed_s": round(time.time() - started, 3)})
-    writer.close()
-    if comm.rank == 0:
-        _final_report(options.output, index, started)
+        clock.lap("write")
+        done_rows = int(sum(plan.counts[b0:b1][status == DONE]))
+        done, nrows = comm.allreduce(np.array([b1 - b0, done_rows]))
+        totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows))
+        _progress(totals, clock.started)
     return totals
 
 
@@ -355,7 +396,7 @@ def _resume_mismatch(writer, index, plan, options, comm):
 
 
 def _progress(totals, started):
-    elapsed = max(time.time() - started, 1e-9)
+    elapsed = max(time.perf_counter() - started, 1e-9)
     remaining = totals["bricks"] - totals["done"]
     rate = totals["done"] / elapsed
     eta = remaining / rate if rate > 0 else float("nan")
@@ -363,9 +404,9 @@ def _progress(totals, started):
              totals["done"], totals["bricks"], totals["rows"], totals["rows"] / elapsed, eta)
 
 
-def _final_report(path, index, started):
+def _final_report(path, index, elapsed):
     """The closing table: bricks and rows by status, from the file's own index."""
-    lines = [f"wrote {path} in {time.time() - started:.1f} s", f"  {'status':<11}{'bricks':>9}{'rows':>12}"]
+    lines = [f"wrote {path} in {elapsed:.1f} s", f"  {'status':<11}{'bricks':>9}{'rows':>12}"]
     for code, name in STATUS_NAMES.items():
         chosen = index["status"] == code
         lines.append(f"  {name:<11}{int(chosen.sum()):>9}{int(index['count'][chosen].sum()):>12}")
