@@ -1,0 +1,261 @@
+#!/usr/bin/env python
+"""Side-by-side measurements of obiwan_h5 against what it replaces and against the limits.
+
+    .venv/bin/python scripts/benchmark.py [--bricks 200] [--rsdirs 4] [--per-rsdir 500]
+                                          [--ranks 2] [--repeat 3] [--json OUT]
+
+Everything is measured in one run on the same inputs and reported as ratios (absolute
+times on a shared machine are noise). Productions are simulated once and cached under
+--workdir. See docs/performance.md for what each figure means.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = sys.executable
+CLI = [PYTHON, "-m", "obiwan_h5.cli"]
+TASKS = [PYTHON, os.path.join(HERE, "benchmark_tasks.py")]
+SUBSET_COLUMNS = ["ra", "dec", "obiwan_mask", "tractor_flux_g", "psql_g"]
+
+# run a command as a child and print the largest RSS (KiB) of it or any of its descendants
+RSS_WRAPPER = ("import resource, subprocess, sys; "
+               "code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+
+
+def mpiexec(ranks):
+    return ["mpiexec", "-n", str(ranks)]
+
+
+def timed(command, repeat=1, before=None):
+    """Best wall time of `repeat` runs of `command` (a list) or a callable."""
+    best = float("inf")
+    for _ in range(repeat):
+        if before:
+            before()
+        start = time.perf_counter()
+        if callable(command):
+            command()
+        else:
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_rss_mb(command):
+    result = subprocess.run([PYTHON, "-c", RSS_WRAPPER, *command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed")
+    return int(result.stdout.split()[-1]) / 1024
+
+
+def production(workdir, bricks, rsdirs, per_rsdir, seed=1):
+    """A simulated production, reused when the same parameters were simulated before."""
+    root = os.path.join(workdir, f"production-{bricks}x{rsdirs}x{per_rsdir}-s{seed}")
+    if not os.path.exists(os.path.join(root, "bricks.txt")):
+        print(f"simulating {bricks} bricks x {rsdirs} rsdirs x {per_rsdir} ...", flush=True)
+        subprocess.run([*CLI, "simulate", root, "--bricks", str(bricks), "--rsdirs", str(rsdirs),
+                        "--per-rsdir", str(per_rsdir), "--seed", str(seed), "--overwrite"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return root
+
+
+def derive_command(root, output, ranks, *extra):
+    return [*mpiexec(ranks), *CLI, "derive", "--data-dir", root, "-o", output, "--overwrite", *extra]
+
+
+def file_bytes(path):
+    return os.path.getsize(path)
+
+
+def plain_write_gbps(directory, nbytes):
+    """Sequential write of `nbytes` to a new file in `directory` (same page-cache path as derive)."""
+    block = np.random.default_rng(0).integers(0, 255, 64 << 20, dtype=np.uint8).tobytes()
+    path = os.path.join(directory, "plain-write.bin")
+
+    def write():
+        with open(path, "wb") as handle:
+            left = nbytes
+            while left > 0:
+                handle.write(block[:min(left, len(block))])
+                left -= len(block)
+    seconds = timed(write, repeat=3, before=lambda: os.path.exists(path) and os.remove(path))
+    os.remove(path)
+    return nbytes / seconds / 1e9
+
+
+def read_subset_h5(path):
+    with h5py.File(path, "r") as derived:
+        return {name: derived["randoms"][name][:] for name in SUBSET_COLUMNS}
+
+
+def read_subset_fits(path):
+    import fitsio
+
+    return fitsio.read(path, columns=SUBSET_COLUMNS)
+
+
+def raw_subset_file(h5_path, raw_path):
+    """The bytes of the subset columns, back to back in a plain file: the read floor."""
+    columns = read_subset_h5(h5_path)
+    with open(raw_path, "wb") as handle:
+        for values in columns.values():
+            handle.write(np.ascontiguousarray(values).tobytes())
+    return sum(values.nbytes for values in columns.values())
+
+
+def read_raw(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def fitsio_write_from_memory(h5_path, out):
+    import fitsio
+
+    with h5py.File(h5_path, "r") as derived:
+        randoms = derived["randoms"]
+        names = randoms.attrs["column_order"].split(",")
+        data = {name: randoms[name][:] for name in names}
+    # h5py tags bool dtypes with enum metadata that fitsio cannot hash: plain dtypes only
+    records = np.empty(len(data[names[0]]), dtype=[(n, v.dtype.str, v.shape[1:]) for n, v in data.items()])
+    for name, values in data.items():
+        records[name] = values
+
+    def write():
+        fitsio.write(out, records, clobber=True)
+    return timed(write, repeat=3)
+
+
+def run(args):
+    workdir = os.path.abspath(args.workdir)
+    os.makedirs(workdir, exist_ok=True)
+    out = os.path.join(workdir, "run")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    root = production(workdir, args.bricks, args.rsdirs, args.per_rsdir)
+    root4 = production(workdir, 4 * args.bricks, args.rsdirs, args.per_rsdir) if args.rss else None
+    derived = os.path.join(out, "derived.h5")
+    results = {"bricks": args.bricks, "rsdirs": args.rsdirs, "per_rsdir": args.per_rsdir, "ranks": args.ranks}
+    step = lambda name: print(f"measuring {name} ...", flush=True)  # noqa: E731
+
+    step("derive_s")
+    results["derive_s"] = timed(derive_command(root, derived, args.ranks), args.repeat)
+    with h5py.File(derived, "r") as handle:
+        timings = json.loads(handle.attrs["timings_s"])
+        results["rows"] = int(handle["bricks/count"][:].sum())
+        nbytes = sum(handle["randoms"][name].id.get_storage_size() for name in handle["randoms"])
+    results["derive_phases_s"] = timings
+    results["file_bytes"] = file_bytes(derived)
+    results["write_gbps"] = nbytes / max(timings["write"], 1e-9) / 1e9
+    step("disk_write_gbps")
+    results["disk_write_gbps"] = plain_write_gbps(out, nbytes)
+
+    step("input_read_s")
+    results["input_read_s"] = timed([*mpiexec(args.ranks), *TASKS, "read-inputs", root], args.repeat)
+
+    step("legacy_s")
+    legacy_dir = os.path.join(out, "legacy")
+    results["legacy_s"] = timed([*mpiexec(args.ranks), *TASKS, "legacy", root, legacy_dir], args.repeat,
+                                before=lambda: shutil.rmtree(legacy_dir, ignore_errors=True))
+    merged = os.path.join(legacy_dir, "merged.fits")
+
+    step("subset reads")
+    results["subset_read_h5_s"] = timed(lambda: read_subset_h5(derived), 3)
+    results["subset_read_fits_s"] = timed(lambda: read_subset_fits(merged), 3)
+    raw = os.path.join(out, "subset.raw")
+    results["subset_bytes"] = raw_subset_file(derived, raw)
+    results["subset_bytes_limit_s"] = timed(lambda: read_raw(raw), 3)
+
+    step("export")
+    exported = os.path.join(out, "export.fits")
+    results["export_fits_s"] = timed([*CLI, "export-fits", derived, "-o", exported, "--overwrite"], args.repeat)
+    results["fitsio_write_s"] = fitsio_write_from_memory(derived, os.path.join(out, "fitsio.fits"))
+
+    if args.ranks >= 2:
+        step("derive_1rank_s / derive_2rank_s")
+        results["derive_1rank_s"] = timed(derive_command(root, derived, 1), args.repeat)
+        results["derive_2rank_s"] = timed(derive_command(root, derived, 2), args.repeat)
+
+    if args.rss:
+        step("peak RSS at N and 4N bricks")
+        derived4 = os.path.join(out, "derived4.h5")
+        results["derive_rss_mb_N"] = peak_rss_mb(derive_command(root, derived, args.ranks))
+        results["derive_rss_mb_4N"] = peak_rss_mb(derive_command(root4, derived4, args.ranks))
+        results["export_rss_mb_N"] = peak_rss_mb([*CLI, "export-fits", derived, "-o", exported, "--overwrite"])
+        results["export_rss_mb_4N"] = peak_rss_mb([*CLI, "export-fits", derived4, "-o", exported, "--overwrite"])
+
+    results["ratios"] = ratios(results)
+    return results
+
+
+TARGETS = {
+    "legacy_s / derive_s": (">=", 2.5),
+    "derive_s / input_read_s": ("<=", 1.5),
+    "write_gbps / disk_write_gbps": (">=", 0.5),
+    "subset_read_fits_s / subset_read_h5_s": (">=", 10),
+    "subset_read_h5_s / subset_bytes_limit_s": ("<=", 2),
+    "export_fits_s / fitsio_write_s": ("<=", 1.3),
+    "derive_1rank_s / derive_2rank_s": (">=", 1.6),
+    "derive_rss_mb_4N / derive_rss_mb_N": ("<=", 1.2),
+    "export_rss_mb_4N / export_rss_mb_N": ("<=", 1.2),
+}
+
+
+def ratios(results):
+    out = {}
+    for name, (sense, target) in TARGETS.items():
+        top, bottom = (part.strip() for part in name.split("/"))
+        if top in results and bottom in results:
+            value = results[top] / results[bottom]
+            met = value >= target if sense == ">=" else value <= target
+            out[name] = {"value": round(value, 3), "target": f"{sense} {target}", "met": bool(met)}
+    return out
+
+
+def report(results):
+    print(f"\nproduction: {results['bricks']} bricks x {results['rsdirs']} rsdirs x {results['per_rsdir']}"
+          f" = {results['rows']} rows, {results['file_bytes'] / 1e6:.0f} MB; {results['ranks']} ranks")
+    print("\nmeasurements")
+    for key, value in results.items():
+        if isinstance(value, float):
+            print(f"  {key:<24}{value:>12.3f}")
+    print(f"  {'derive phases (s)':<24}{json.dumps(results['derive_phases_s'])}")
+    print("\nratios")
+    for name, entry in results["ratios"].items():
+        mark = "ok " if entry["met"] else "MISS"
+        print(f"  {mark} {name:<44}{entry['value']:>9.3f}   target {entry['target']}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--bricks", type=int, default=200)
+    parser.add_argument("--rsdirs", type=int, default=4)
+    parser.add_argument("--per-rsdir", type=int, default=500)
+    parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs for the main timings")
+    parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip the 4N-brick memory runs")
+    parser.add_argument("--workdir", default=os.path.join(os.getcwd(), "benchmark-work"))
+    parser.add_argument("--json", help="write every figure and ratio to this file")
+    args = parser.parse_args(argv)
+    results = run(args)
+    report(results)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Work that `benchmark.py` times under mpiexec, apart from `obiwan-h5 derive` itself.
+
+    mpiexec -n R python scripts/benchmark_tasks.py read-inputs DATA_DIR
+    mpiexec -n R python scripts/benchmark_tasks.py legacy DATA_DIR OUT_DIR
+
+``read-inputs`` reads every input file the derivation needs, with the same readers, ranks
+and brick ranges as the derive job, and does nothing else: the floor for derive.
+
+``legacy`` is the architecture obiwan_h5 replaces, with the same derivation code: every rank
+writes one FITS file per brick (derived_tables.py), then merges its bricks into one FITS
+file per rank (merged_tables.py, parallel mode), then rank 0 merges those into the single
+final table (serial mode).
+"""
+
+import glob
+import os
+import sys
+
+import fitsio
+import numpy as np
+from mpi4py import MPI
+
+from obiwan_h5.derive import DeriveOptions, _Context, _derive_one
+from obiwan_h5.inputs import TruthTable, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
+from obiwan_h5.plan import assign_ranges
+from obiwan_h5.production import Production, read_brick_list
+
+comm = MPI.COMM_WORLD
+
+
+def my_bricks(data_dir):
+    bricknames = read_brick_list(os.path.join(data_dir, "bricks.txt"))
+    # equal row counts per brick in a simulated production: equal shares of bricks
+    bounds = assign_ranges(np.ones(len(bricknames)), comm.size)
+    return bricknames, bricknames[bounds[comm.rank]:bounds[comm.rank + 1]]
+
+
+def read_inputs(data_dir):
+    production = Production(data_dir)
+    truth = TruthTable(os.path.join(data_dir, "randoms.fits"))
+    bricknames, mine = my_bricks(data_dir)
+    read_survey_bricks(os.path.join(data_dir, "survey-bricks.fits"), bricknames)
+    rows = 0
+    for brick in mine:
+        ids = []
+        for rsdir in production.rsdirs(brick):
+            simcat = read_simcat(production.simcat(brick, rsdir))
+            added = read_ids_added(production.ids_added(brick, rsdir))
+            read_tractor(production.tractor(brick, rsdir))
+            ids.append(simcat["id"][np.isin(simcat["id"], added)])
+        truth.lookup(np.concatenate(ids))
+        read_radec(production.dr_tractor(brick))
+        rows += sum(len(part) for part in ids)
+    return comm.allreduce(rows)
+
+
+def _as_records(columns):
+    dtype = [(name, values.dtype, values.shape[1:]) for name, values in columns.items()]
+    records = np.empty(len(next(iter(columns.values()))), dtype=dtype)
+    for name, values in columns.items():
+        records[name] = values
+    return records
+
+
+def _merge(paths, output):
+    """Read whole tables and write their concatenation, as merged_tables.py did."""
+    tables = [fitsio.read(path) for path in paths]
+    fitsio.write(output, np.concatenate(tables) if tables else np.zeros(0), clobber=True)
+
+
+def legacy(data_dir, out_dir):
+    bricknames, mine = my_bricks(data_dir)
+    options = DeriveOptions(data_dir, os.path.join(out_dir, "unused.h5"))
+    production = Production(data_dir)
+    bounds = read_survey_bricks(options.survey_bricks, bricknames)
+    context = _Context(production, TruthTable(options.randoms), bounds, options)
+    per_brick = os.path.join(out_dir, "derived")
+    per_rank = os.path.join(out_dir, "merged")
+    if comm.rank == 0:
+        os.makedirs(per_brick, exist_ok=True)
+        os.makedirs(per_rank, exist_ok=True)
+    comm.Barrier()
+    # stage 1: one derived table per brick
+    written = []
+    for brick in mine:
+        columns = _derive_one(context, brick)
+        path = os.path.join(per_brick, f"derived_{brick}.fits")
+        fitsio.write(path, _as_records(columns), clobber=True)
+        written.append(path)
+    # stage 2: each rank merges its bricks (the "parallel" mode, < 100 files)
+    _merge(written, os.path.join(per_rank, f"merged_rank{comm.rank:04d}.fits"))
+    comm.Barrier()
+    # stage 3: one process merges those into the final table (the "serial" mode)
+    if comm.rank == 0:
+        _merge(sorted(glob.glob(os.path.join(per_rank, "merged_rank*.fits"))), os.path.join(out_dir, "merged.fits"))
+    comm.Barrier()
+
+
+def main(argv):
+    task = argv[0]
+    if task == "read-inputs":
+        rows = read_inputs(argv[1])
+        if comm.rank == 0:
+            print(f"read inputs of {rows} rows")
+    elif task == "legacy":
+        legacy(argv[1], argv[2])
+    else:
+        raise SystemExit(f"unknown task {task!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
