@@ -10,6 +10,7 @@ import os
 import fitsio
 import numpy as np
 
+from .fitstable import BinaryTable, Unsupported
 from .production import InputError
 
 __all__ = [
@@ -52,19 +53,69 @@ def normalise_dtype(dtype):
     return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
-def _open_table(path):
-    """Open the first table HDU of a FITS file, or raise `InputError` naming the file."""
-    if not os.path.exists(path):
-        raise InputError(f"{path}: file not found")
-    try:
-        fits = fitsio.FITS(path)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable FITS file ({_first_line(err)})") from None
-    for hdu in fits:
-        if hdu.get_exttype() in ("BINARY_TBL", "ASCII_TBL"):
-            return fits, hdu
-    fits.close()
-    raise InputError(f"{path}: no table extension")
+class FitsTable:
+    """The first table of a FITS file, with lower-case column names.
+
+    Plain binary tables (every catalog of a production) are mapped by `fitstable` without
+    fitsio's per-HDU set-up cost; anything else (gzip, heaps, ASCII tables) goes through
+    fitsio. Errors become `InputError` naming the file.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise InputError(f"{self.path}: file not found")
+        self._lean = None
+        try:
+            self._lean = BinaryTable(self.path)
+            names, self.nrows = self._lean.names, self._lean.nrows
+            dtypes = {name: self._lean.column_dtype(name) for name in names}
+        except Unsupported:
+            names, dtypes = self._fitsio_describe()
+        except (OSError, KeyError, ValueError) as err:
+            raise InputError(f"{self.path}: not a readable FITS table ({_first_line(err)})") from None
+        self.by_lower = {name.lower(): name for name in names}
+        self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
+
+    def _fitsio_describe(self):
+        try:
+            with fitsio.FITS(self.path) as fits:
+                for index, hdu in enumerate(fits):
+                    if hdu.get_exttype() in ("BINARY_TBL", "ASCII_TBL"):
+                        self._ext = index
+                        dtype = hdu.get_rec_dtype()[0]
+                        self.nrows = hdu.get_nrows()
+                        break
+                else:
+                    raise InputError(f"{self.path}: no table extension")
+        except (OSError, ValueError) as err:
+            raise InputError(f"{self.path}: not a readable FITS file ({_first_line(err)})") from None
+        described = {}
+        for name in dtype.names:
+            field = dtype.fields[name][0]
+            described[name] = (field.base if field.shape else field, field.shape)
+        return list(dtype.names), described
+
+    def require(self, names):
+        missing = [name for name in names if name not in self.by_lower]
+        if missing:
+            raise InputError(f"{self.path}: missing column(s) {', '.join(missing)}")
+
+    def read(self, columns=None, rows=None):
+        """Lower-case columns (all when None) as native arrays; `rows` an index array."""
+        wanted = list(self.by_lower) if columns is None else [name for name in columns if name in self.by_lower]
+        original = [self.by_lower[name] for name in wanted]
+        try:
+            if self._lean is not None:
+                data = self._lean.read(original, rows)
+                return {name: data[orig] for name, orig in zip(wanted, original)}
+            if self.nrows == 0 or (rows is not None and len(rows) == 0):
+                return {name: np.zeros((0,) + self.schema[name][1], self.schema[name][0]) for name in wanted}
+            with fitsio.FITS(self.path) as fits:
+                data = fits[self._ext].read(columns=original, rows=rows)
+        except (OSError, ValueError) as err:
+            raise InputError(f"{self.path}: cannot read table ({_first_line(err)})") from None
+        return {name: normalise_array(data[orig]) for name, orig in zip(wanted, original)}
 
 
 def _first_line(err):
@@ -73,23 +124,13 @@ def _first_line(err):
 
 
 def fits_schema(path):
-    """Column schema of a FITS table from its header only: ``{name: (dtype, shape)}``.
+    """Column schema of a FITS table from its header only: ``({name: (dtype, shape)}, nrows)``.
 
     Names are lower case, dtypes as the store keeps them (`normalise_dtype`), shape is
     the per-row shape (``()`` for scalars).
     """
-    fits, hdu = _open_table(path)
-    try:
-        dtype = hdu.get_rec_dtype()[0]
-        nrows = hdu.get_nrows()
-    finally:
-        fits.close()
-    schema = {}
-    for name in dtype.names:
-        field = dtype.fields[name][0]
-        base = field.base if field.shape else field
-        schema[name.lower()] = (normalise_dtype(base), field.shape)
-    return schema, nrows
+    table = FitsTable(path)
+    return dict(table.schema), table.nrows
 
 
 def read_columns(path, columns=None, required=()):
@@ -104,23 +145,9 @@ def read_columns(path, columns=None, required=()):
     required : sequence of str
         Names that must be present; missing ones raise `InputError`.
     """
-    fits, hdu = _open_table(path)
-    try:
-        names = hdu.get_colnames()
-        by_lower = {name.lower(): name for name in names}
-        missing = [name for name in required if name not in by_lower]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-        wanted = list(by_lower) if columns is None else [name for name in columns if name in by_lower]
-        if hdu.get_nrows() == 0:
-            dtype = hdu.get_rec_dtype()[0]
-            return {name: normalise_array(np.zeros(0, dtype=dtype[by_lower[name]])) for name in wanted}
-        data = hdu.read(columns=[by_lower[name] for name in wanted])
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"{path}: cannot read table ({_first_line(err)})") from None
-    finally:
-        fits.close()
-    return {name: normalise_array(data[by_lower[name]]) for name in wanted}
+    table = FitsTable(path)
+    table.require(required)
+    return table.read(columns)
 
 
 def read_ids_added(path):
@@ -143,15 +170,9 @@ def tractor_keep(name, keep_all_apflux=False):
 
 def read_tractor(path, keep_all_apflux=False):
     """A Tractor catalog, `brick_primary` rows only, apflux columns pruned (SPEC §3.4)."""
-    fits, hdu = _open_table(path)
-    try:
-        names = [name.lower() for name in hdu.get_colnames()]
-    finally:
-        fits.close()
-    if "ra" not in names or "dec" not in names:
-        raise InputError(f"{path}: missing column(s) ra/dec")
-    wanted = [name for name in names if tractor_keep(name, keep_all_apflux)]
-    columns = read_columns(path, wanted)
+    table = FitsTable(path)
+    table.require(["ra", "dec"])
+    columns = table.read([name for name in table.by_lower if tractor_keep(name, keep_all_apflux)])
     if "brick_primary" in columns:
         primary = columns["brick_primary"].astype(bool)
         columns = {name: values[primary] for name, values in columns.items()}
@@ -236,27 +257,16 @@ class TruthTable:
 
 class _FitsTruth:
     def __init__(self, path):
-        self.path = path
-        schema, self.nrows = fits_schema(path)
-        if "id" not in schema:
-            raise InputError(f"{path}: randoms truth table has no 'id' column")
-        self.schema = schema
-        self.columns = list(schema)
+        self.table = FitsTable(path)
+        self.table.require(["id"])
+        self.schema = self.table.schema
+        self.columns = list(self.schema)
 
     def ids(self):
-        return read_columns(self.path, ["id"])["id"].astype(np.int64)
+        return self.table.read(["id"])["id"].astype(np.int64)
 
     def read_rows(self, rows):
-        fits, hdu = _open_table(self.path)
-        try:
-            if len(rows) == 0:
-                dtype = hdu.get_rec_dtype()[0]
-                data = np.zeros(0, dtype=dtype)
-            else:
-                data = hdu.read(rows=rows)
-        finally:
-            fits.close()
-        return {name.lower(): normalise_array(data[name]) for name in data.dtype.names}
+        return self.table.read(None, np.asarray(rows, dtype=np.int64))
 
 
 class _Hdf5Truth:
