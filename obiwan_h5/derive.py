@@ -19,7 +19,17 @@ from .derivation import OBIWAN_BITS, BrickError, added_rows, brick_rows
 from .faults import maybe_kill
 from .inputs import TruthTable, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
 from .parallel import JobError, agree, get_comm, mpi_max
-from .plan import DONE, FAILED, INCOMPLETE, STATUS_NAMES, assign_ranges, build_plan, scan_brick, split_segments
+from .plan import (
+    DONE,
+    FAILED,
+    INCOMPLETE,
+    STATUS_NAMES,
+    assign_ranges,
+    build_plan,
+    detach_schemas,
+    scan_brick,
+    split_segments,
+)
 from .production import InputError, Production, read_brick_list
 from .schema import Column, conform
 from .summary import SUMMARY_COLUMNS, summarise_brick
@@ -156,7 +166,7 @@ class _Clock:
 
     def __init__(self):
         self.started = self.last = time.perf_counter()
-        self.phases = {"plan": 0.0, "create": 0.0, "compute": 0.0, "write": 0.0}
+        self.phases = {"plan": 0.0, "create": 0.0, "compute": 0.0, "wait": 0.0, "write": 0.0}
 
     def lap(self, phase):
         now = time.perf_counter()
@@ -201,9 +211,10 @@ def _make_plan(options, comm, production, bricknames):
     share = np.array_split(np.arange(len(bricknames)), comm.size)[comm.rank]
     scans = [scan_brick(production, bricknames[i], truth, bounds.get(bricknames[i]),
                         options.expect_rsdirs, options.keep_all_apflux) for i in share]
-    scans = [scan for part in comm.allgather(scans) for scan in part]
+    parts = comm.allgather(detach_schemas(scans))
+    scans = [scan for part, _ in parts for scan in part]
     try:
-        plan = build_plan(scans)
+        plan = build_plan(scans, [schema for _, schema in parts])
     except InputError as err:
         raise JobError(str(err)) from None
     if comm.rank == 0:
@@ -262,6 +273,9 @@ def _compute_and_write(writer, plan, todo, context, comm, clock):
         b0, b1 = segments[number] if number < len(segments) else (first, first)
         rows, summary_rows, status, messages = _compute_segment(context, plan, b0, b1)
         clock.lap("compute")
+        # waiting for the slowest rank is load imbalance, not write time: measure it apart
+        comm.Barrier()
+        clock.lap("wait")
         start = int(plan.offsets[b0]) if b1 > b0 else 0
         writer.write_block("randoms", start, rows, randoms_names)
         writer.write_block("summary", b0, summary_rows, summary_names)

@@ -17,7 +17,7 @@ from .schema import Column, describe, union_schemas
 
 __all__ = [
     "DONE", "FAILED", "INCOMPLETE", "PENDING", "STATUS_NAMES",
-    "BrickScan", "Plan", "assign_ranges", "build_plan", "scan_brick", "split_segments",
+    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "scan_brick", "split_segments",
 ]
 
 PENDING, DONE, INCOMPLETE, FAILED = 0, 1, 2, 3
@@ -112,11 +112,26 @@ class Plan:
         return sum(column.row_bytes for column in self.columns)
 
 
-def build_plan(scans):
-    """Combine brick scans (in brick order) into a `Plan`: offsets and the union schema."""
+def detach_schemas(scans):
+    """Union of the scans' schemas, and the scans without them (small enough to gather
+    from every rank: the schema is sent once per rank, not once per brick)."""
+    schema = union_schemas([scan.schema for scan in scans if scan.status == PENDING])
+    for scan in scans:
+        scan.schema = {}
+    return scans, schema
+
+
+def build_plan(scans, schemas=None):
+    """Combine brick scans (in brick order) into a `Plan`: offsets and the union schema.
+
+    `schemas`, when given, are partial unions (`detach_schemas`) in brick order; else the
+    scans' own schemas are used.
+    """
     counts = np.array([scan.count for scan in scans], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
-    schema = union_schemas([scan.schema for scan in scans if scan.status == PENDING])
+    if schemas is None:
+        schemas = [scan.schema for scan in scans if scan.status == PENDING]
+    schema = union_schemas(schemas)
     if schema:
         width = max(scan.unique_id_width for scan in scans)
         schema["unique_id"] = (np.dtype(f"S{width}"), ())
