@@ -27,6 +27,7 @@ from .plan import (
     assign_ranges,
     build_plan,
     detach_schemas,
+    gather_scans,
     scan_brick,
     split_segments,
 )
@@ -211,12 +212,8 @@ def _make_plan(options, comm, production, bricknames):
     share = np.array_split(np.arange(len(bricknames)), comm.size)[comm.rank]
     scans = [scan_brick(production, bricknames[i], truth, bounds.get(bricknames[i]),
                         options.expect_rsdirs, options.keep_all_apflux) for i in share]
-    parts = comm.allgather(detach_schemas(scans))
-    scans = [scan for part, _ in parts for scan in part]
-    try:
-        plan = build_plan(scans, [schema for _, schema in parts])
-    except InputError as err:
-        raise JobError(str(err)) from None
+    scans, distinct = gather_scans(comm.allgather(detach_schemas(scans)))
+    plan = build_plan(scans, distinct)
     if comm.rank == 0:
         for scan in scans:
             if scan.status in (FAILED, INCOMPLETE):

@@ -26,7 +26,9 @@ __all__ = [
     "tractor_keep",
 ]
 
-SIMCAT_REQUIRED = ("id", "ra", "dec")
+# what the derivation needs of a simcat (true fluxes for the selections)
+SIMCAT_COLUMNS = ("id", "ra", "dec", "gflux", "rflux", "zflux",
+                  "mw_transmission_g", "mw_transmission_r", "mw_transmission_z")
 # apflux arrays are most of a Tractor row; the old derived tables kept only these
 APFLUX_KEEP = frozenset(
     ["apflux_g", "apflux_r", "apflux_z", "apflux_resid_g", "apflux_resid_r", "apflux_resid_z",
@@ -157,7 +159,7 @@ def read_ids_added(path):
 
 def read_simcat(path, columns=None):
     """A simcat table (truth of what was injected, fluxes as added to the images)."""
-    return read_columns(path, columns, required=SIMCAT_REQUIRED)
+    return read_columns(path, columns, required=SIMCAT_COLUMNS)
 
 
 def tractor_keep(name, keep_all_apflux=False):

@@ -6,18 +6,20 @@ Bricks are then assigned to ranks as contiguous ranges balanced by row count, an
 rank's range is cut into write segments that fit its memory budget.
 """
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .derivation import BrickError, added_rows, derived_schema
-from .inputs import fits_schema, read_columns, read_ids_added, tractor_keep
+from .inputs import SIMCAT_COLUMNS, FitsTable, read_ids_added, tractor_keep
 from .production import InputError
 from .schema import Column, describe, union_schemas
 
 __all__ = [
     "DONE", "FAILED", "INCOMPLETE", "PENDING", "STATUS_NAMES",
-    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "scan_brick", "split_segments",
+    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "gather_scans", "scan_brick",
+    "split_segments",
 ]
 
 PENDING, DONE, INCOMPLETE, FAILED = 0, 1, 2, 3
@@ -35,6 +37,7 @@ class BrickScan:
     rsdirs: list = field(default_factory=list)
     schema: dict = field(default_factory=dict)
     unique_id_width: int = 0
+    schema_key: int = -1
 
 
 def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_all_apflux=False):
@@ -63,22 +66,30 @@ def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_al
         return scan
     schemas = []
     try:
+        if not os.path.exists(production.dr_tractor(brickname)):
+            raise BrickError(f"{production.dr_tractor(brickname)}: file not found (real DR catalog)")
         for rsdir in rsdirs:
-            simcat_path = production.simcat(brickname, rsdir)
-            simcat_ids = read_columns(simcat_path, ["id"], required=["id"])["id"]
+            simcat = FitsTable(production.simcat(brickname, rsdir))
+            simcat.require(SIMCAT_COLUMNS)
+            if simcat.schema["id"][0].kind not in "iu":
+                raise BrickError(f"{simcat.path}: id column is {simcat.schema['id'][0]}, expected integers")
+            injected = simcat.read(["id", "ra", "dec"])
+            bad = ~(np.isfinite(injected["ra"]) & np.isfinite(injected["dec"]))
+            if np.any(bad):
+                raise BrickError(f"{simcat.path}: {bad.sum()} row(s) with non-finite ra/dec (first id {injected['id'][bad][0]})")
             ids_added = read_ids_added(production.ids_added(brickname, rsdir))
-            rows = added_rows(simcat_ids, ids_added, where=f"{rsdir}: ")
-            kept = np.asarray(simcat_ids, dtype=np.int64)[rows]
+            rows = added_rows(injected["id"], ids_added, where=f"{rsdir}: ")
+            kept = injected["id"].astype(np.int64)[rows]
             missing = truth.rows_of(kept) < 0
             if np.any(missing):
                 raise BrickError(f"{rsdir}: {missing.sum()} id(s) not in the randoms truth table "
                                  f"(first: {kept[missing][0]})")
-            simcat_schema, _ = fits_schema(simcat_path)
-            tractor_schema, _ = fits_schema(production.tractor(brickname, rsdir))
-            tractor_schema = {k: v for k, v in tractor_schema.items() if tractor_keep(k, keep_all_apflux)}
-            schemas.append(derived_schema(simcat_schema, truth.schema, tractor_schema, 0, len(rsdir)))
+            tractor = FitsTable(production.tractor(brickname, rsdir))
+            tractor.require(["ra", "dec"])
+            tractor_schema = {k: v for k, v in tractor.schema.items() if tractor_keep(k, keep_all_apflux)}
+            schemas.append(derived_schema(simcat.schema, truth.schema, tractor_schema, 0, len(rsdir)))
             scan.count += len(kept)
-            digits = max((len(str(i)) for i in (kept.min(), kept.max())), default=1) if len(kept) else 1
+            digits = max(len(str(kept.min())), len(str(kept.max()))) if len(kept) else 1
             scan.unique_id_width = max(scan.unique_id_width, digits + len(brickname) + len(rsdir) + 2)
         scan.schema = union_schemas(schemas, where=f"rsdirs of {brickname}")
     except (BrickError, InputError) as err:
@@ -113,25 +124,57 @@ class Plan:
 
 
 def detach_schemas(scans):
-    """Union of the scans' schemas, and the scans without them (small enough to gather
-    from every rank: the schema is sent once per rank, not once per brick)."""
-    schema = union_schemas([scan.schema for scan in scans if scan.status == PENDING])
+    """The distinct schemas of `scans`, and the scans with a key into them instead.
+
+    A production has a handful of distinct schemas, so this is what every rank sends:
+    the gathered plan does not grow with one schema per brick.
+    """
+    distinct = []
     for scan in scans:
+        if scan.status == PENDING:
+            if scan.schema not in distinct:
+                distinct.append(scan.schema)
+            scan.schema_key = distinct.index(scan.schema)
         scan.schema = {}
-    return scans, schema
+    return scans, distinct
 
 
-def build_plan(scans, schemas=None):
+def gather_scans(parts):
+    """Join per-rank ``(scans, distinct)`` pairs (rank order), re-keying the schemas."""
+    scans, distinct = [], []
+    for part_scans, part_distinct in parts:
+        for scan in part_scans:
+            if scan.schema_key >= 0:
+                scan.schema_key += len(distinct)
+            scans.append(scan)
+        distinct.extend(part_distinct)
+    return scans, distinct
+
+
+def build_plan(scans, distinct=None):
     """Combine brick scans (in brick order) into a `Plan`: offsets and the union schema.
 
-    `schemas`, when given, are partial unions (`detach_schemas`) in brick order; else the
-    scans' own schemas are used.
+    Schemas are unioned in brick order (strings widen). A brick whose schema contradicts
+    the bricks before it (a column of another type or shape) fails, with the reason; it
+    does not stop the job. `distinct` comes with scans from `detach_schemas`.
     """
+    if distinct is None:
+        scans, distinct = detach_schemas(scans)
+    schema, accepted, rejected = {}, set(), {}
+    for scan in scans:
+        if scan.status != PENDING:
+            continue
+        key = scan.schema_key
+        if key not in accepted and key not in rejected:
+            try:
+                schema = union_schemas([schema, distinct[key]], where="bricks")
+                accepted.add(key)
+            except InputError as err:
+                rejected[key] = f"columns differ from earlier bricks: {err}"
+        if key in rejected:
+            _failed(scan, rejected[key])
     counts = np.array([scan.count for scan in scans], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
-    if schemas is None:
-        schemas = [scan.schema for scan in scans if scan.status == PENDING]
-    schema = union_schemas(schemas)
     if schema:
         width = max(scan.unique_id_width for scan in scans)
         schema["unique_id"] = (np.dtype(f"S{width}"), ())

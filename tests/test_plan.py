@@ -59,3 +59,14 @@ def test_plan_schema_union_widens_strings_and_takes_widest_unique_id():
     assert columns["unique_id"].dtype == np.dtype("S14")
     assert columns["tractor_type"].dtype == np.dtype("S5")
     assert list(plan.counts) == [3, 2, 0] and list(plan.status) == [PENDING, PENDING, FAILED]
+
+
+def test_brick_with_contradicting_schema_fails_alone():
+    good = _scan("0001p000", 4)
+    clash = _scan("0002p000", 3)
+    clash.schema = {"id": (np.dtype("f8"), ())}  # float ids where earlier bricks have int64
+    later = _scan("0003p000", 2)
+    plan = build_plan([good, clash, later])
+    assert list(plan.status) == [PENDING, FAILED, PENDING]
+    assert "columns differ from earlier bricks" in plan.messages[1] and "id" in plan.messages[1]
+    assert list(plan.counts) == [4, 0, 2] and list(plan.offsets) == [0, 4, 4]
