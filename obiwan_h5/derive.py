@@ -32,7 +32,7 @@ from .plan import (
     split_segments,
 )
 from .production import InputError, Production, read_brick_list
-from .schema import Column, conform
+from .schema import Column, conform, rows_checksum
 from .summary import SUMMARY_COLUMNS, summarise_brick
 from .writer import FORMAT_NAME, FORMAT_VERSION, MAX_CALL_BYTES, DerivedWriter
 
@@ -268,7 +268,7 @@ def _compute_and_write(writer, plan, todo, context, comm, clock):
     totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0}
     for number in range(rounds):
         b0, b1 = segments[number] if number < len(segments) else (first, first)
-        rows, summary_rows, status, messages = _compute_segment(context, plan, b0, b1)
+        rows, summary_rows, status, messages, checksums = _compute_segment(context, plan, b0, b1)
         clock.lap("compute")
         # waiting for the slowest rank is load imbalance, not write time: measure it apart
         comm.Barrier()
@@ -279,7 +279,7 @@ def _compute_and_write(writer, plan, todo, context, comm, clock):
         maybe_kill("write", comm.rank, number)
         writer.flush()
         # a brick is marked done only once its rows are on disk
-        writer.write_status(b0, status, messages)
+        writer.write_status(b0, status, messages, checksums)
         maybe_kill("status", comm.rank, number)
         writer.flush()
         clock.lap("write")
@@ -302,7 +302,8 @@ class _Context:
 
 def _compute_segment(context, plan, b0, b1):
     """Rows, summary rows and statuses of bricks [b0, b1), conformed to the plan."""
-    pieces, summaries, status, messages = [], [], [], []
+    pieces, summaries, status, messages, checksums = [], [], [], [], []
+    names = sorted(column.name for column in plan.columns)
     for brick in range(b0, b1):
         name = plan.bricknames[brick]
         count = int(plan.counts[brick])
@@ -310,6 +311,7 @@ def _compute_segment(context, plan, b0, b1):
             status.append(int(plan.status[brick]))
             messages.append(plan.messages[brick])
             summaries.append(_empty_summary(name, context.bounds.get(name)))
+            checksums.append(0)
             continue
         try:
             columns = _derive_one(context, name)
@@ -319,12 +321,14 @@ def _compute_segment(context, plan, b0, b1):
             summaries.append(summarise_brick(name, columns, context.bounds[name]))
             status.append(DONE)
             messages.append("")
+            checksums.append(rows_checksum(pieces[-1], names))
         except (BrickError, InputError) as err:
             log.warning("brick %s failed: %s", name, err)
             pieces.append(conform({}, plan.columns, count))
             summaries.append(_empty_summary(name, context.bounds.get(name)))
             status.append(FAILED)
             messages.append(str(err))
+            checksums.append(0)
     rows = {}
     if pieces and plan.total_rows:
         rows = {column.name: np.concatenate([piece[column.name] for piece in pieces]) for column in plan.columns}
@@ -332,7 +336,7 @@ def _compute_segment(context, plan, b0, b1):
     if summaries:
         summary_rows = {name: np.array([row[name] for row in summaries], dtype=dtype)
                         for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
-    return rows, summary_rows, np.array(status, dtype=np.int8), messages
+    return rows, summary_rows, np.array(status, dtype=np.int8), messages, checksums
 
 
 def _empty_summary(brickname, bounds):

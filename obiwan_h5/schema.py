@@ -6,6 +6,7 @@ they are written. Where a column of the output is computed: `derivation.py` for 
 ``randoms`` group, `summary.py` for ``summary``.
 """
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from .production import InputError
 
-__all__ = ["Column", "conform", "describe", "fill_value", "union_schemas"]
+__all__ = ["Column", "conform", "describe", "fill_value", "rows_checksum", "union_schemas"]
 
 NANOMAGGY = "nanomaggy"
 IVAR = "1/nanomaggy^2"
@@ -162,3 +163,15 @@ def conform(columns, schema, nrows):
             values = cast
         result[column.name] = values
     return result
+
+
+def rows_checksum(columns, names):
+    """64-bit BLAKE2b digest of a brick's rows: the bytes of each column, in `names` order.
+
+    Stored in ``bricks/checksum`` when the rows are written; ``validate --deep``
+    recomputes it from the file (sorted ``randoms`` names) to find rows that changed.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for name in names:
+        digest.update(np.ascontiguousarray(columns[name]).reshape(-1).view(np.uint8))
+    return int.from_bytes(digest.digest(), "little")
