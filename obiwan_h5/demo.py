@@ -1,11 +1,13 @@
 """`obiwan-h5 demo`: the main job on the embedded default production.
 
 Simulates a small production (kept between runs when its parameters are unchanged),
-derives it into one HDF5 file and prints what was made.
+derives it into one HDF5 file, then makes from it what readers use (docs/reading.md): a
+column view, a 10% brick sample and a FITS export, and prints what was made.
 """
 
 import json
 import os
+import sys
 
 import h5py
 import numpy as np
@@ -42,7 +44,7 @@ def run(args):
                   f"({args.schema}) in {production}")
             simulate(production, nbricks=args.bricks, rsdirs=args.rsdirs, per_rsdir=args.per_rsdir,
                      schema=args.schema, seed=args.seed, processes=os.cpu_count() or 1,
-                     progress=True, overwrite=True)
+                     progress=sys.stderr.isatty(), overwrite=True)
             with open(stamp, "w") as handle:
                 json.dump(params, handle)
     comm.Barrier()
@@ -50,7 +52,42 @@ def run(args):
     totals = derive(options, comm, command_line="obiwan-h5 demo")
     if comm.rank == 0:
         _report(output)
+        _reading_products(workdir, output)
+        _figures(workdir, output)
     return 1 if totals["failed"] else 0
+
+
+def _figures(workdir, output):
+    """The standard analysis figures of the demo file (docs/plot.md)."""
+    from .plot import make_figures
+
+    figures = os.path.join(workdir, "figures")
+    make_figures(output, figures)
+    print(f"\nfigures: {os.path.join(figures, 'index.html')}")
+
+
+# what the reading-side commands make from the demo file (names used in docs/reading.md)
+VIEW_COLUMNS = "unique_id,ra,dec,psql_g,psql_r,psql_z,tractor_flux_*,obiwan_mask,targets_mask"
+
+
+def _reading_products(workdir, output):
+    """A view, a 10% brick sample and a FITS export of the view, with their sizes."""
+    from .export import export_fits
+    from .subset import make_subset
+    from .view import make_view
+
+    view = os.path.join(workdir, "view.h5")
+    sample = os.path.join(workdir, "sample.h5")
+    fits = os.path.join(workdir, "view.fits")
+    make_view(output, view, VIEW_COLUMNS, overwrite=True)
+    subset = make_subset(output, sample, sample_fraction=0.1, seed=1, overwrite=True)
+    export = export_fits(view, fits, summary=True, overwrite=True)
+    print("\nreading-side products (docs/reading.md):")
+    print(f"  view:        {view}  ({os.path.getsize(view)} bytes; links to derived.h5)")
+    print(f"  10% sample:  {sample}  ({os.path.getsize(sample)} bytes; {len(subset['bricks'])} bricks, "
+          f"{subset['rows']} rows)")
+    print(f"  FITS export: {fits}  ({os.path.getsize(fits)} bytes; {export['rows']} rows, "
+          f"{len(export['columns'])} columns + SUMMARY)")
 
 
 def _same_params(stamp, params):
