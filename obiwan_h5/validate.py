@@ -42,6 +42,7 @@ import numpy as np
 from .derivation import OBIWAN_BITS, targets_bits
 from .plan import DONE, FAILED, INCOMPLETE, PENDING, STATUS_NAMES
 from .production import BRICKNAME_RE, InputError
+from .schema import rows_checksum
 from .selection import TARGET_BITS
 from .writer import FORMAT_NAME, FORMAT_VERSION
 
@@ -73,13 +74,17 @@ def add_arguments(parser):
     parser.add_argument("--max-per-check", type=int, default=DEFAULT_MAX_PER_CHECK, metavar="N",
                         help="list at most N problems of each kind, then count the rest "
                              f"(default {DEFAULT_MAX_PER_CHECK}; 0 lists all)")
+    parser.add_argument("--deep", action="store_true",
+                        help="also recompute every done brick's checksum from all its columns "
+                             "(reads the whole file) and report bricks whose data changed")
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
                         help=f"rows read at a time (bounds memory; default {DEFAULT_BATCH_ROWS})")
 
 
 def run(args):
     notes = []
-    problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes)
+    problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes,
+                        deep=args.deep)
     for problem in problems:
         print(f"{args.input}: {problem}")
     if not args.quiet:
@@ -98,7 +103,7 @@ def _count_problems(problems):
     return f"{total} problem{'s' if total != 1 else ''}"
 
 
-def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_CHECK, notes=None):
+def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_CHECK, notes=None, deep=False):
     """Every problem of a derived file, one string each (empty list: the file is valid).
 
     Parameters
@@ -113,6 +118,8 @@ def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_
         0 lists every one.
     notes : list, optional
         Receives one line per check skipped because the file lacks what it needs.
+    deep : bool
+        Also recompute each done brick's ``bricks/checksum`` from every column it covers.
 
     Returns
     -------
@@ -131,7 +138,7 @@ def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_
         raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
     report = _Report(max_per_check, notes)
     with handle:
-        _Validator(handle, report, max(1, int(batch_rows))).run()
+        _Validator(handle, report, max(1, int(batch_rows)), deep).run()
     return report.finish()
 
 
@@ -188,8 +195,9 @@ class _Rows(Mapping):
 
 
 class _Validator:
-    def __init__(self, handle, report, batch_rows):
+    def __init__(self, handle, report, batch_rows, deep=False):
         self.file = handle
+        self.deep = deep
         self.report = report
         self.batch_rows = batch_rows
         self.add = report.add
@@ -463,6 +471,7 @@ class _Validator:
                 self.report.note(f"{text}: no column {', '.join(missing)}")
         recovered = np.zeros(len(status), np.int64) if "obiwan_mask" in have else None
         self.recompute = "targets_mask" in have
+        covered = self.checksum_columns() if self.deep else None
         for bricks in self.batches(chosen):
             lo, hi = int(offset[bricks[0]]), int(offset[bricks[-1]] + count[bricks[-1]])
             rows = _Rows(self.randoms, lo, hi)
@@ -474,7 +483,33 @@ class _Validator:
                 mask = rows["obiwan_mask"]
                 np.add.at(recovered, owner, ((mask & RECOVERED) > 0).astype(np.int64))
                 self.check_masks(rows, lo, owner)
+            if covered:
+                self.check_checksums(rows, lo, bricks, covered)
         return recovered
+
+    def checksum_columns(self):
+        """The columns ``bricks/checksum`` covers, when this file has all of them."""
+        checksum = self.file["bricks"].get("checksum") if "bricks" in self.file else None
+        if checksum is None:
+            self.report.note("checksums not checked: no bricks/checksum (file from an older version)")
+            return None
+        covered = str(checksum.attrs.get("columns", "")).split(",")
+        missing = [name for name in covered if name not in self.randoms]
+        if missing:
+            self.report.note(f"checksums not checked: {len(missing)} column(s) they cover are not in this "
+                             "file (a view or a column subset)")
+            return None
+        self.checksums = checksum[:]
+        return covered
+
+    def check_checksums(self, rows, lo, bricks, covered):
+        offset, count = self.index["offset"], self.index["count"]
+        for brick in bricks:
+            start, stop = int(offset[brick]) - lo, int(offset[brick] + count[brick]) - lo
+            values = {name: rows[name][start:stop] for name in covered}
+            if rows_checksum(values, covered) != int(self.checksums[brick]):
+                self.add("checksum", f"brick {self.index['name'][brick]}: rows differ from the "
+                                     "checksum written with them (the data changed after it was written)")
 
     def row(self, lo, at, owner, rows=None):
         text = f"randoms row {lo + at} (brick {self.index['name'][owner[at]]}"

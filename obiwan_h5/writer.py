@@ -152,6 +152,8 @@ class DerivedWriter:
             # every rank passes the same data, so the collective create writes it consistently
             dset = bricks.create_dataset(name, data=index[name], track_times=False)
             dset.attrs["description"] = descriptions[name]
+            if name == "checksum":
+                dset.attrs["columns"] = ",".join(sorted(column.name for column in plan.columns))
         out.flush()
 
     def _create(self, group, column, nrows, chunk_bytes):
