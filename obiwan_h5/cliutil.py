@@ -58,9 +58,6 @@ def open_derived(path):
             derived = DerivedFile(path)
         except (OSError, ValueError) as err:
             raise InputError(str(err)) from None
-        except KeyError as err:
-            raise InputError(f"{path}: incomplete obiwan_h5 layout or unreachable linked file "
-                             f"({key_message(err)})") from None
     for warning in caught:
         if issubclass(warning.category, IncompleteFileWarning):
             log.warning("%s", warning.message)

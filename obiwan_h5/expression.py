@@ -28,6 +28,16 @@ _COMPARE = {
 }
 
 
+def _unpadded(value):
+    """FITS strings are space padded (``b"REX "``): compare strings without trailing spaces,
+    so ``tractor_type == "REX"`` means what it says."""
+    if isinstance(value, bytes):
+        return value.rstrip(b" ")
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S":
+        return np.char.rstrip(value, b" ")
+    return value
+
+
 class ExpressionError(ValueError):
     """The filter expression cannot be parsed or uses something not allowed."""
 
@@ -105,8 +115,9 @@ class Expression:
             result = True
             for op, comparator in zip(node.ops, node.comparators):
                 right = self._eval(comparator, columns)
+                a, b = _unpadded(left), _unpadded(right)
                 with np.errstate(invalid="ignore"):
-                    result = np.logical_and(result, _COMPARE[type(op)](left, right))
+                    result = np.logical_and(result, _COMPARE[type(op)](a, b))
                 left = right
             return result
         raise ExpressionError(f"--where {self.text!r}: cannot evaluate {type(node).__name__}")

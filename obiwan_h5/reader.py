@@ -90,11 +90,15 @@ class DerivedFile:
         if not self._file.attrs.get("complete", False):
             warnings.warn(f"{path}: the job that wrote this file has not finished; bricks not done "
                           "have no valid rows (see .bricks['status'])", IncompleteFileWarning, stacklevel=3)
-        self._randoms = self._file["randoms"]
-        self.columns = self._order(self._randoms)
-        self.summary_columns = self._order(self._file["summary"])
-        self.nrows = len(self._randoms[self.columns[0]]) if self.columns else 0
-        self._index = {name: self._file["bricks"][name][:] for name in self._file["bricks"]}
+        try:
+            self._randoms = self._file["randoms"]
+            self.columns = self._order(self._randoms)
+            self.summary_columns = self._order(self._file["summary"])
+            self.nrows = len(self._randoms[self.columns[0]]) if self.columns else 0
+            self._index = {name: self._file["bricks"][name][:] for name in self._file["bricks"]}
+        except KeyError as err:
+            self._file.close()
+            raise ValueError(f"{path}: incomplete obiwan_h5 layout or a linked data file is missing ({err})") from None
         self.bricknames = [name.decode() for name in self._index["name"]]
 
     @staticmethod

@@ -97,6 +97,9 @@ def test_expression_subset_and_safety():
     assert Expression("a > 1 and not a == 3").evaluate(columns).tolist() == [False, True, False, True]
     assert Expression("(a & 1) | (t == 'PSF ')").evaluate(columns).tolist() == [True, True, True, False]
     assert Expression("1 < a <= 3").evaluate(columns).tolist() == [False, True, True, False]
+    # FITS strings are space padded; comparisons ignore the padding either way
+    assert Expression("t == 'REX'").evaluate(columns).tolist() == [True, False, True, False]
+    assert Expression("t != 'REX '").evaluate(columns).tolist() == [False, True, False, True]
     assert Expression("mag(a) < 22.5").names == ["a"]
     for bad in ("__import__('os')", "a.real", "[a]", "a if a else a", "open('x')"):
         with pytest.raises(ExpressionError):

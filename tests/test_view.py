@@ -104,7 +104,7 @@ def test_a_view_whose_input_is_gone_fails_loudly(placed):
     with h5py.File(view, "r") as handle:
         with pytest.raises(KeyError, match="unable to open external file"):
             handle["randoms/ra"][:]
-    with pytest.raises(InputError, match="unreachable linked file"):
+    with pytest.raises(InputError, match="linked data file is missing"):
         open_derived(view)
 
 
