@@ -7,5 +7,7 @@ is imported.
 
 __version__ = "0.1.0"
 
-from . import astropy_io  # noqa: E402,F401  (registers the astropy format)
+from .astropy_io import register_when_astropy_loads  # noqa: E402
 from .reader import DerivedFile, open  # noqa: E402,F401
+
+register_when_astropy_loads()

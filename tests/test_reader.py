@@ -104,3 +104,28 @@ def test_expression_subset_and_safety():
     for bad in ("__import__('os')", "a.real", "[a]", "a if a else a", "open('x')"):
         with pytest.raises(ExpressionError):
             Expression(bad)
+
+
+@pytest.mark.parametrize("order", ["obiwan_h5 first", "astropy first"])
+def test_astropy_format_registered_whatever_the_import_order(dr5_derived, order):
+    import subprocess
+    import sys
+
+    imports = ["import obiwan_h5", "from astropy.table import Table"]
+    if order == "astropy first":
+        imports.reverse()
+    code = "; ".join(imports + [f"print(len(Table.read({dr5_derived!r}, columns='ra')))",
+                                "import sys; print('astropy' in sys.modules)"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rows, _ = result.stdout.split()
+    with h5py.File(dr5_derived, "r") as raw:
+        assert int(rows) == len(raw["randoms/ra"])
+
+
+def test_importing_the_package_does_not_import_astropy():
+    import subprocess
+    import sys
+
+    code = "import sys, obiwan_h5; print('astropy.table' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
