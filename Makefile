@@ -12,7 +12,7 @@ APT_PACKAGES := mpich libhdf5-mpich-dev pkg-config
 # the root user inside containers has no sudo; elsewhere use it
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup test test-serial test-mpi demo clean distclean
+.PHONY: all setup test test-serial test-mpi demo docs benchmark clean distclean
 
 all: setup
 
@@ -52,6 +52,14 @@ test-mpi: setup
 
 demo: setup
 	$(VENV)/bin/obiwan-h5 demo --dir $(DEMO_DIR)
+
+# docs/format.md is generated from the code; tests/test_reference.py checks it is current
+docs: setup
+	$(PY) -m obiwan_h5.reference > docs/format.md
+
+# side-by-side performance figures (minutes; see docs/performance.md)
+benchmark: setup
+	$(PY) scripts/benchmark.py --json benchmark.json
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info

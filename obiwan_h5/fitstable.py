@@ -50,19 +50,42 @@ def _parse_value(text):
 
 
 def _read_header(handle, path):
-    """Raw cards of the header at the handle's position, as {KEY: value text}; values are
-    parsed only when asked for (`_value`). The handle ends at the header's data."""
-    cards = {}
+    """The raw bytes of the header at the handle's position, END card included; the handle
+    ends at the header's data."""
+    blocks = []
     while True:
         block = handle.read(BLOCK)
         if len(block) < BLOCK:
             raise Unsupported(f"{path}: truncated header")
-        for start in range(0, BLOCK, CARD):
-            key = block[start:start + 8].rstrip()
-            if key == b"END":
-                return cards
-            if block[start + 8:start + 10] == b"= ":
-                cards[key.decode("ascii", "replace")] = block[start + 10:start + CARD]
+        blocks.append(block)
+        if _find_card(block, b"END") >= 0:
+            return b"".join(blocks)
+
+
+def _find_card(raw, key):
+    """Offset of the card whose keyword is `key` (at a card boundary), or -1."""
+    pattern = key.ljust(8)
+    at = raw.find(pattern)
+    while at >= 0 and at % CARD:
+        at = raw.find(pattern, at + 1)
+    return at
+
+
+def _card(raw, key, default=None):
+    """The parsed value of one card of a raw header."""
+    at = _find_card(raw, key.encode())
+    if at < 0 or raw[at + 8:at + 10] != b"= ":
+        return default
+    return _parse_value(raw[at + 10:at + CARD].decode("ascii", "replace"))
+
+
+def _cards(raw):
+    """Every ``KEY = value`` card of a raw header as {KEY: value bytes} (parsed by `_value`)."""
+    cards = {}
+    for start in range(0, len(raw), CARD):
+        if raw[start + 8:start + 10] == b"= ":
+            cards[raw[start:start + 8].rstrip().decode("ascii", "replace")] = raw[start + 10:start + CARD]
+    return cards
 
 
 def _value(cards, key, default=None):
@@ -70,15 +93,15 @@ def _value(cards, key, default=None):
     return default if raw is None else _parse_value(raw.decode("ascii", "replace"))
 
 
-def _data_bytes(cards):
-    naxis = _value(cards, "NAXIS", 0)
+def _data_bytes(raw):
+    naxis = _card(raw, "NAXIS", 0)
     if naxis == 0:
         return 0
-    size = abs(_value(cards, "BITPIX")) // 8 * _value(cards, "GCOUNT", 1)
+    size = abs(_card(raw, "BITPIX")) // 8 * _card(raw, "GCOUNT", 1)
     count = 1
     for axis in range(1, naxis + 1):
-        count *= _value(cards, f"NAXIS{axis}")
-    return size * (count + _value(cards, "PCOUNT", 0))
+        count *= _card(raw, f"NAXIS{axis}")
+    return size * (count + _card(raw, "PCOUNT", 0))
 
 
 def _column_dtype(cards, index, path):
@@ -115,24 +138,36 @@ def _column_dtype(cards, index, path):
 _DESCRIPTIONS = {}
 
 
-def _describe(cards, path):
-    """Column names, row dtype and per-column (code, zero) of a table header.
+def _describe(raw, path):
+    """Row count and ``(names, row dtype, {name: (code, zero)}, row width)`` of a table header.
 
     A production's catalogs share a handful of schemas: the description is cached by the
-    raw column cards, so each schema is parsed once per process.
+    header bytes less the NAXIS2 card, so each schema is parsed once per process.
     """
-    key = tuple(item for item in cards.items() if item[0][:1] == "T")
+    at = _find_card(raw, b"NAXIS2")
+    if at < 0:
+        raise Unsupported(f"{path}: table header without NAXIS2")
+    nrows = int(_parse_value(raw[at + 10:at + CARD].decode("ascii", "replace")))
+    key = raw[:at] + raw[at + CARD:]
     if key not in _DESCRIPTIONS:
+        cards = _cards(raw)
+        if _value(cards, "XTENSION") != "BINTABLE":
+            raise Unsupported(f"{path}: first extension is not a binary table")
+        if _value(cards, "PCOUNT", 0):
+            raise Unsupported(f"{path}: table has a heap (variable-length columns)")
         fields, codes = [], {}
         for index in range(1, int(_value(cards, "TFIELDS")) + 1):
             dtype, code, zero = _column_dtype(cards, index, path)
             name = str(_value(cards, f"TTYPE{index}", f"COL{index}"))
             fields.append((name, dtype))
             codes[name] = (code, zero)
+        dtype = np.dtype(fields)
+        if dtype.itemsize != _value(cards, "NAXIS1"):
+            raise Unsupported(f"{path}: row width {dtype.itemsize} != NAXIS1 {_value(cards, 'NAXIS1')}")
         if len(_DESCRIPTIONS) > 256:
             _DESCRIPTIONS.clear()
-        _DESCRIPTIONS[key] = ([name for name, _ in fields], np.dtype(fields), codes)
-    return _DESCRIPTIONS[key]
+        _DESCRIPTIONS[key] = ([name for name, _ in fields], dtype, codes)
+    return (nrows,) + _DESCRIPTIONS[key]
 
 
 class BinaryTable:
@@ -160,16 +195,9 @@ class BinaryTable:
             primary = _read_header(handle, path)
             skip = _data_bytes(primary)
             handle.seek(handle.tell() + -(-skip // BLOCK) * BLOCK)
-            cards = _read_header(handle, path)
+            header = _read_header(handle, path)
             self.data_offset = handle.tell()
-        if _value(cards, "XTENSION") != "BINTABLE":
-            raise Unsupported(f"{path}: first extension is not a binary table")
-        if _value(cards, "PCOUNT", 0):
-            raise Unsupported(f"{path}: table has a heap (variable-length columns)")
-        self.nrows = int(_value(cards, "NAXIS2"))
-        self.names, self.dtype, self._codes = _describe(cards, path)
-        if self.dtype.itemsize != _value(cards, "NAXIS1"):
-            raise Unsupported(f"{path}: row width {self.dtype.itemsize} != NAXIS1 {_value(cards, 'NAXIS1')}")
+        self.nrows, self.names, self.dtype, self._codes = _describe(header, path)
         if os.path.getsize(self.path) < self.data_offset + self.nrows * self.dtype.itemsize:
             raise Unsupported(f"{path}: file is shorter than its table")
 
