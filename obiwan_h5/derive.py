@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import __version__, selection
-from .derivation import OBIWAN_BITS, BrickError, added_rows, brick_rows
+from .derivation import OBIWAN_BITS, BrickError, added_rows, brick_parts, brick_rows
 from .faults import maybe_kill
 from .inputs import TruthTable, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
 from .parallel import JobError, agree, get_comm, mpi_max
@@ -32,11 +32,11 @@ from .plan import (
     split_segments,
 )
 from .production import InputError, Production, read_brick_list
-from .schema import Column, conform, rows_checksum
+from .schema import Column, conform_into, rows_checksum
 from .summary import SUMMARY_COLUMNS, summarise_brick
 from .writer import FORMAT_NAME, FORMAT_VERSION, MAX_CALL_BYTES, DerivedWriter
 
-__all__ = ["DeriveOptions", "add_arguments", "derive", "run"]
+__all__ = ["BrickReader", "DeriveOptions", "add_arguments", "derive", "run"]
 
 log = logging.getLogger("obiwan_h5.derive")
 
@@ -148,7 +148,7 @@ def derive(options, comm, command_line=""):
     clock.lap("plan")
     writer, todo = _open_output(options, comm, plan, command_line)
     clock.lap("create")
-    totals = _compute_and_write(writer, plan, todo, _Context(production, truth, bounds, options), comm, clock)
+    totals = _compute_and_write(writer, plan, todo, BrickReader(production, truth, bounds, options), comm, clock)
     index = writer.read_index()
     totals["failed"] = int(np.sum(index["status"] == FAILED))
     totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
@@ -256,11 +256,11 @@ def _open_output(options, comm, plan, command_line):
     return writer, index["status"] != DONE
 
 
-def _compute_and_write(writer, plan, todo, context, comm, clock):
+def _compute_and_write(writer, plan, todo, reader, comm, clock):
     """Contiguous brick ranges balanced by rows still to compute, written round by round."""
     ranges = assign_ranges(np.where(todo, plan.counts, 0), comm.size)
     first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
-    max_bytes = int(context.options.max_memory_mb * (1 << 20) / 3)  # rows are held about three times over
+    max_bytes = int(reader.options.max_memory_mb * (1 << 20) / 2)  # rows, plus a brick's pieces and their sources
     segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
     rounds = comm.allreduce(len(segments), op=mpi_max())
     randoms_names = sorted(column.name for column in plan.columns)
@@ -268,7 +268,7 @@ def _compute_and_write(writer, plan, todo, context, comm, clock):
     totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0}
     for number in range(rounds):
         b0, b1 = segments[number] if number < len(segments) else (first, first)
-        rows, summary_rows, status, messages, checksums = _compute_segment(context, plan, b0, b1)
+        rows, summary_rows, status, messages, checksums = _compute_segment(reader, plan, b0, b1)
         clock.lap("compute")
         # waiting for the slowest rank is load imbalance, not write time: measure it apart
         comm.Barrier()
@@ -290,8 +290,17 @@ def _compute_and_write(writer, plan, todo, context, comm, clock):
     return totals
 
 
-class _Context:
-    """Per-rank read-only state for computing bricks."""
+class BrickReader:
+    """Reads a brick's inputs and derives its rows; holds a rank's read-only job state.
+
+    Parameters
+    ----------
+    production : production.Production
+    truth : inputs.TruthTable
+    bounds : dict
+        survey-bricks rows by brick name.
+    options : DeriveOptions
+    """
 
     def __init__(self, production, truth, bounds, options):
         self.production = production
@@ -299,43 +308,71 @@ class _Context:
         self.bounds = bounds
         self.options = options
 
+    def _inputs(self, brickname):
+        production = self.production
+        parts = []
+        for rsdir in production.rsdirs(brickname):
+            simcat = read_simcat(production.simcat(brickname, rsdir))
+            ids_added = read_ids_added(production.ids_added(brickname, rsdir))
+            keep = added_rows(simcat["id"], ids_added, where=f"{rsdir}: ")
+            simcat = {name: values[keep] for name, values in simcat.items()}
+            tractor = read_tractor(production.tractor(brickname, rsdir), self.options.keep_all_apflux)
+            parts.append((rsdir, simcat, tractor))
+        ids = np.concatenate([simcat["id"] for _, simcat, _ in parts]).astype(np.int64)
+        return parts, self.truth.lookup(ids), read_radec(production.dr_tractor(brickname))
 
-def _compute_segment(context, plan, b0, b1):
-    """Rows, summary rows and statuses of bricks [b0, b1), conformed to the plan."""
-    pieces, summaries, status, messages, checksums = [], [], [], [], []
+    def parts(self, brickname):
+        """The brick's derived columns, one dict per rsdir (`derivation.brick_parts`)."""
+        parts, truth, dr_radec = self._inputs(brickname)
+        return brick_parts(brickname, parts, truth, dr_radec, self.options.match_radius)
+
+    def rows(self, brickname):
+        """The brick's derived columns as one dict (`derivation.brick_rows`)."""
+        parts, truth, dr_radec = self._inputs(brickname)
+        return brick_rows(brickname, parts, truth, dr_radec, self.options.match_radius)
+
+
+def _compute_segment(reader, plan, b0, b1):
+    """Rows, summary rows, statuses, messages and checksums of bricks [b0, b1).
+
+    Rows go straight into one buffer per column, shaped as the plan: the only copy of
+    the derived rows between the catalogs and the collective write.
+    """
+    nrows = int(plan.counts[b0:b1].sum())
+    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in plan.columns} if nrows else {}
     names = sorted(column.name for column in plan.columns)
+    summaries, status, messages, checksums = [], [], [], []
+    lo = 0
     for brick in range(b0, b1):
-        name = plan.bricknames[brick]
-        count = int(plan.counts[brick])
+        name, count = plan.bricknames[brick], int(plan.counts[brick])
+        hi = lo + count
         if plan.status[brick] in (FAILED, INCOMPLETE):
-            status.append(int(plan.status[brick]))
-            messages.append(plan.messages[brick])
-            summaries.append(_empty_summary(name, context.bounds.get(name)))
-            checksums.append(0)
-            continue
-        try:
-            columns = _derive_one(context, name)
-            if len(columns["unique_id"]) != count:
-                raise BrickError(f"{len(columns['unique_id'])} rows derived, {count} planned (inputs changed?)")
-            pieces.append(conform(columns, plan.columns, count))
-            summaries.append(summarise_brick(name, columns, context.bounds[name]))
-            status.append(DONE)
-            messages.append("")
-            checksums.append(rows_checksum(pieces[-1], names))
-        except (BrickError, InputError) as err:
-            log.warning("brick %s failed: %s", name, err)
-            pieces.append(conform({}, plan.columns, count))
-            summaries.append(_empty_summary(name, context.bounds.get(name)))
-            status.append(FAILED)
-            messages.append(str(err))
-            checksums.append(0)
-    rows = {}
-    if pieces and plan.total_rows:
-        rows = {column.name: np.concatenate([piece[column.name] for piece in pieces]) for column in plan.columns}
+            outcome = (int(plan.status[brick]), plan.messages[brick], _empty_summary(name, reader.bounds.get(name)), 0)
+        else:
+            try:
+                pieces = reader.parts(name)
+                derived = sum(len(piece["unique_id"]) for piece in pieces)
+                if derived != count:
+                    raise BrickError(f"{derived} rows derived, {count} planned (inputs changed?)")
+                at = lo
+                for piece in pieces:
+                    conform_into(rows, at, piece, plan.columns, len(piece["unique_id"]))
+                    at += len(piece["unique_id"])
+                view = {column: values[lo:hi] for column, values in rows.items()}
+                outcome = (DONE, "", summarise_brick(name, view, reader.bounds[name]), rows_checksum(view, names))
+            except (BrickError, InputError) as err:
+                log.warning("brick %s failed: %s", name, err)
+                conform_into(rows, lo, {}, plan.columns, count)
+                outcome = (FAILED, str(err), _empty_summary(name, reader.bounds.get(name)), 0)
+        status.append(outcome[0])
+        messages.append(outcome[1])
+        summaries.append(outcome[2])
+        checksums.append(outcome[3])
+        lo = hi
     summary_rows = {}
     if summaries:
-        summary_rows = {name: np.array([row[name] for row in summaries], dtype=dtype)
-                        for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
+        summary_rows = {column: np.array([row[column] for row in summaries], dtype=dtype)
+                        for column, (dtype, _, _) in SUMMARY_COLUMNS.items()}
     return rows, summary_rows, np.array(status, dtype=np.int8), messages, checksums
 
 
@@ -348,24 +385,6 @@ def _empty_summary(brickname, bounds):
         ra, dec, ra1, ra2, dec1, dec2 = bounds
         row.update(ra=ra, dec=dec, brick_area=brick_area(ra1, ra2, dec1, dec2))
     return row
-
-
-def _derive_one(context, brickname):
-    """Read one brick's inputs and derive its rows."""
-    production, options = context.production, context.options
-    parts = []
-    for rsdir in production.rsdirs(brickname):
-        simcat = read_simcat(production.simcat(brickname, rsdir))
-        ids_added = read_ids_added(production.ids_added(brickname, rsdir))
-        keep = added_rows(simcat["id"], ids_added, where=f"{rsdir}: ")
-        simcat = {name: values[keep] for name, values in simcat.items()}
-        tractor = read_tractor(production.tractor(brickname, rsdir), options.keep_all_apflux)
-        parts.append((rsdir, simcat, tractor))
-    ids = np.concatenate([simcat["id"] for _, simcat, _ in parts]).astype(np.int64)
-    truth = context.truth.lookup(ids)
-    dr_path = production.dr_tractor(brickname)
-    dr_radec = read_radec(dr_path)
-    return brick_rows(brickname, parts, truth, dr_radec, options.match_radius)
 
 
 def _file_attrs(options, comm, command_line, plan):

@@ -166,8 +166,47 @@ def _describe(raw, path):
             raise Unsupported(f"{path}: row width {dtype.itemsize} != NAXIS1 {_value(cards, 'NAXIS1')}")
         if len(_DESCRIPTIONS) > 256:
             _DESCRIPTIONS.clear()
-        _DESCRIPTIONS[key] = ([name for name, _ in fields], dtype, codes)
-    return (nrows,) + _DESCRIPTIONS[key]
+        _DESCRIPTIONS[key] = _Layout([name for name, _ in fields], dtype, codes)
+    return nrows, _DESCRIPTIONS[key]
+
+
+class _Layout:
+    """What one table schema needs, worked out once per distinct header and reused."""
+
+    def __init__(self, names, dtype, codes):
+        self.names, self.dtype, self.codes = names, dtype, codes
+        self.offsets = [dtype.fields[name][1] for name in names]
+        self.logical = [codes[name][0] == "L" for name in names]
+        self.column_dtypes = {}
+        for name in names:
+            field = dtype.fields[name][0]
+            base = field.base if field.shape else field
+            if codes[name][0] == "L":
+                base = np.dtype(bool)
+            elif base.kind != "S":
+                base = base.newbyteorder("=")
+            self.column_dtypes[name] = (base, field.shape)
+        self._records = {}
+        # the same in lower case, as obiwan_h5 names columns
+        self.by_lower = {name.lower(): name for name in names}
+        self.lower_schema = {name.lower(): self.column_dtypes[name] for name in names}
+
+    def _layout(self, names, formats):
+        return np.dtype({"names": list(names), "formats": formats, "offsets": self.offsets,
+                         "itemsize": self.dtype.itemsize})
+
+    def records(self, names):
+        """(stored view, cast target, native result) record dtypes for field `names`."""
+        names = tuple(names)
+        if names not in self._records:
+            native = [np.dtype(self.column_dtypes[old]) for old in self.names]
+            # logicals are 'T'/'F' bytes: carried as uint8 through the one C-level cast
+            as_bytes = [np.dtype((np.uint8, self.column_dtypes[old][1])) for old in self.names]
+            stored = [as_bytes[i] if self.logical[i] else self.dtype[old] for i, old in enumerate(self.names)]
+            cast = [as_bytes[i] if self.logical[i] else native[i] for i in range(len(self.names))]
+            self._records[names] = (self._layout(names, stored), self._layout(names, cast),
+                                    self._layout(names, native))
+        return self._records[names]
 
 
 class BinaryTable:
@@ -197,49 +236,82 @@ class BinaryTable:
             handle.seek(handle.tell() + -(-skip // BLOCK) * BLOCK)
             header = _read_header(handle, path)
             self.data_offset = handle.tell()
-        self.nrows, self.names, self.dtype, self._codes = _describe(header, path)
+        self.nrows, self._layout = _describe(header, path)
+        self.names, self.dtype, self._codes = self._layout.names, self._layout.dtype, self._layout.codes
         if os.path.getsize(self.path) < self.data_offset + self.nrows * self.dtype.itemsize:
             raise Unsupported(f"{path}: file is shorter than its table")
 
     def column_dtype(self, name):
         """The native dtype and per-row shape a column is returned with."""
-        field = self.dtype.fields[name][0]
-        base = field.base if field.shape else field
-        code, _ = self._codes[name]
+        return self._layout.column_dtypes[name]
+
+    @property
+    def by_lower(self):
+        """{lower-case name: name in the file}."""
+        return self._layout.by_lower
+
+    @property
+    def lower_schema(self):
+        """{lower-case name: (native dtype, per-row shape)}; shared, do not modify."""
+        return self._layout.lower_schema
+
+    def _raw(self, rows=None):
+        """Stored (big-endian) records, all of them or `rows`."""
+        if rows is None:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.data_offset)
+                return np.fromfile(handle, dtype=self.dtype, count=self.nrows)
+        # a few rows of a large table (the truth table): touch only their pages
+        mapped = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.data_offset, shape=(self.nrows,))
+        table = np.asarray(mapped[rows])
+        del mapped
+        return table
+
+    def _fix(self, name, values):
+        """Stored values of one field as returned: logicals as bool, offset integers shifted."""
+        code, zero = self._codes[name]
         if code == "L":
-            base = np.dtype(bool)
-        elif base.kind != "S":
-            base = base.newbyteorder("=")
-        return base, field.shape
+            return values.view(np.uint8) == ord("T")
+        if zero:
+            # offset-binary storage (FITS unsigned convention): flip the top bit
+            unsigned = values.view(f"u{values.dtype.itemsize}")
+            top = np.array(1 << (8 * values.dtype.itemsize - 1), dtype=unsigned.dtype)
+            return (unsigned ^ top).view(values.dtype)
+        return values
 
     def read(self, columns=None, rows=None):
         """Columns as ``{name: native array}``; `rows` an optional index array or slice."""
         names = self.names if columns is None else list(columns)
         if self.nrows == 0:
             return {name: np.zeros((0,) + self.column_dtype(name)[1], self.column_dtype(name)[0]) for name in names}
-        if rows is None:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.data_offset)
-                table = np.fromfile(handle, dtype=self.dtype, count=self.nrows)
-        else:
-            # a few rows of a large table (the truth table): touch only their pages
-            mapped = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.data_offset, shape=(self.nrows,))
-            table = np.asarray(mapped[rows])
-            del mapped
+        table = self._raw(rows)
         result = {}
         for name in names:
             values = table[name]
-            code, zero = self._codes[name]
-            if code == "L":
-                values = values.view(np.uint8) == ord("T")
-            elif values.dtype.kind == "S":
-                values = np.array(values)
+            if values.dtype.kind == "S" and self._codes[name][0] != "L":
+                result[name] = np.array(values)
             else:
-                values = values.astype(values.dtype.newbyteorder("="))
-                if zero:
-                    # offset-binary storage (FITS unsigned convention): flip the top bit
-                    unsigned = values.view(f"u{values.dtype.itemsize}")
-                    top = np.array(1 << (8 * values.dtype.itemsize - 1), dtype=unsigned.dtype)
-                    values = (unsigned ^ top).view(values.dtype)
-            result[name] = values
+                result[name] = self._fix(name, values.astype(values.dtype.newbyteorder("=")))
         return result
+
+    def read_records(self, rows=None, names=None):
+        """The whole table as one native record array (one cast for every column).
+
+        Parameters
+        ----------
+        rows : index array, optional
+        names : list of str, optional
+            New field names, in column order (e.g. lower case).
+        """
+        names = names or self.names
+        stored, cast, native = self._layout.records(names)
+        if self.nrows == 0:
+            return np.zeros(0, native)
+        raw = self._raw(rows).view(stored)
+        records = raw.astype(cast)
+        for old, new, is_logical in zip(self.names, names, self._layout.logical):
+            if is_logical:
+                records[new] = raw[new] == ord("T")
+            elif self._codes[old][1]:
+                records[new] = self._fix(old, records[new])
+        return records.view(native)

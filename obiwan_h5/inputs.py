@@ -5,6 +5,7 @@ numpy array in native byte order, with FITS strings as fixed-width bytes (``S<n>
 form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 """
 
+import functools
 import os
 
 import fitsio
@@ -14,7 +15,9 @@ from .fitstable import BinaryTable, Unsupported
 from .production import InputError
 
 __all__ = [
+    "FitsTable",
     "TruthTable",
+    "as_records",
     "fits_schema",
     "normalise_array",
     "read_columns",
@@ -70,14 +73,15 @@ class FitsTable:
         self._lean = None
         try:
             self._lean = BinaryTable(self.path)
-            names, self.nrows = self._lean.names, self._lean.nrows
-            dtypes = {name: self._lean.column_dtype(name) for name in names}
         except Unsupported:
             names, dtypes = self._fitsio_describe()
+            self.by_lower = {name.lower(): name for name in names}
+            self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
         except (OSError, KeyError, ValueError) as err:
             raise InputError(f"{self.path}: not a readable FITS table ({_first_line(err)})") from None
-        self.by_lower = {name.lower(): name for name in names}
-        self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
+        else:
+            # shared by every file of the same schema: read-only
+            self.nrows, self.by_lower, self.schema = self._lean.nrows, self._lean.by_lower, self._lean.lower_schema
 
     def _fitsio_describe(self):
         try:
@@ -118,6 +122,26 @@ class FitsTable:
         except (OSError, ValueError) as err:
             raise InputError(f"{self.path}: cannot read table ({_first_line(err)})") from None
         return {name: normalise_array(data[orig]) for name, orig in zip(wanted, original)}
+
+
+    def read_records(self):
+        """The whole table as one native record array with lower-case field names."""
+        if self._lean is not None:
+            try:
+                return self._lean.read_records(names=list(self.by_lower))
+            except (OSError, ValueError) as err:
+                raise InputError(f"{self.path}: cannot read table ({_first_line(err)})") from None
+        return as_records(self.read())
+
+
+def as_records(columns):
+    """Columns (name -> array of equal length) as one record array."""
+    names = list(columns)
+    nrows = len(columns[names[0]]) if names else 0
+    records = np.empty(nrows, dtype=[(name, columns[name].dtype, columns[name].shape[1:]) for name in names])
+    for name in names:
+        records[name] = columns[name]
+    return records
 
 
 def _first_line(err):
@@ -171,14 +195,22 @@ def tractor_keep(name, keep_all_apflux=False):
 
 
 def read_tractor(path, keep_all_apflux=False):
-    """A Tractor catalog, `brick_primary` rows only, apflux columns pruned (SPEC §3.4)."""
+    """A Tractor catalog as one record array: `brick_primary` rows only, and only the
+    fields copied to the derived table (apflux pruned, SPEC §3.4)."""
     table = FitsTable(path)
     table.require(["ra", "dec"])
-    columns = table.read([name for name in table.by_lower if tractor_keep(name, keep_all_apflux)])
-    if "brick_primary" in columns:
-        primary = columns["brick_primary"].astype(bool)
-        columns = {name: values[primary] for name, values in columns.items()}
-    return columns
+    records = table.read_records()
+    if "brick_primary" in table.by_lower:
+        records = records[records["brick_primary"].astype(bool)]
+    return records.view(_kept_fields(records.dtype, keep_all_apflux))
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_fields(dtype, keep_all_apflux):
+    """`dtype` with only the fields `tractor_keep` keeps (same offsets: a free view)."""
+    kept = [name for name in dtype.names if tractor_keep(name, keep_all_apflux)]
+    return np.dtype({"names": kept, "formats": [dtype.fields[name][0] for name in kept],
+                     "offsets": [dtype.fields[name][1] for name in kept], "itemsize": dtype.itemsize})
 
 
 def read_radec(path):

@@ -139,14 +139,14 @@ class DerivedWriter:
             "count": plan.counts.astype(np.int64),
             "status": plan.status.astype(np.int8),
             "message": np.array([truncate_message(m) for m in plan.messages], dtype=f"S{MESSAGE_WIDTH}"),
-            "checksum": np.zeros(nbricks, dtype=np.uint64),
+            "checksum": np.zeros(nbricks, dtype=np.uint32),
         }
         descriptions = {
             "name": "brick name", "offset": "first row of the brick in /randoms",
             "count": "rows of the brick in /randoms",
             "status": "0 pending, 1 done, 2 incomplete (skipped), 3 failed",
             "message": "why a brick is incomplete or failed (truncated with '...'; full text in the log)",
-            "checksum": "64-bit BLAKE2b of the brick's rows as written (schema.rows_checksum); 0 until done",
+            "checksum": "CRC-32 of the brick's rows as written (schema.rows_checksum); 0 until done",
         }
         for name in sorted(index):
             # every rank passes the same data, so the collective create writes it consistently
@@ -229,7 +229,7 @@ class DerivedWriter:
             columns = {
                 "status": np.asarray(status, dtype=np.int8),
                 "message": np.array([truncate_message(m) for m in messages], dtype=f"S{MESSAGE_WIDTH}"),
-                "checksum": np.asarray(checksums, dtype=np.uint64),
+                "checksum": np.asarray(checksums, dtype=np.uint32),
             }
         self.write_block("bricks", first, columns, ["checksum", "message", "status"])
 

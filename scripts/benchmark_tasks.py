@@ -21,7 +21,7 @@ import fitsio
 import numpy as np
 from mpi4py import MPI
 
-from obiwan_h5.derive import DeriveOptions, _Context, _derive_one
+from obiwan_h5.derive import BrickReader, DeriveOptions
 from obiwan_h5.inputs import TruthTable, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
 from obiwan_h5.plan import assign_ranges
 from obiwan_h5.production import Production, read_brick_list
@@ -74,7 +74,7 @@ def legacy(data_dir, out_dir):
     options = DeriveOptions(data_dir, os.path.join(out_dir, "unused.h5"))
     production = Production(data_dir)
     bounds = read_survey_bricks(options.survey_bricks, bricknames)
-    context = _Context(production, TruthTable(options.randoms), bounds, options)
+    reader = BrickReader(production, TruthTable(options.randoms), bounds, options)
     per_brick = os.path.join(out_dir, "derived")
     per_rank = os.path.join(out_dir, "merged")
     if comm.rank == 0:
@@ -84,7 +84,7 @@ def legacy(data_dir, out_dir):
     # stage 1: one derived table per brick
     written = []
     for brick in mine:
-        columns = _derive_one(context, brick)
+        columns = reader.rows(brick)
         path = os.path.join(per_brick, f"derived_{brick}.fits")
         fitsio.write(path, _as_records(columns), clobber=True)
         written.append(path)

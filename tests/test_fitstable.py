@@ -14,6 +14,10 @@ from obiwan_h5.inputs import FitsTable, normalise_array
 def _assert_same_as_fitsio(path, rows=None):
     reference = fitsio.read(path, rows=rows)
     got = BinaryTable(path).read(rows=rows)
+    records = BinaryTable(path).read_records(rows=rows)
+    for name in reference.dtype.names:  # one record array must hold exactly the same columns
+        assert records[name].dtype == got[name].dtype and records[name].shape == got[name].shape
+        assert np.array_equal(records[name], got[name], equal_nan=got[name].dtype.kind == "f"), name
     assert list(got) == list(reference.dtype.names)
     for name in reference.dtype.names:
         want = normalise_array(reference[name])
