@@ -46,7 +46,7 @@ class DeriveOptions:
 
     def __init__(self, data_dir, output, randoms=None, dr_dir=None, survey_bricks=None, bricks=None,
                  objtype="elg", expect_rsdirs=None, match_radius=1.0, keep_all_apflux=False,
-                 resume=False, overwrite=False, max_memory_mb=1024, chunk_kb=4096,
+                 resume=False, overwrite=False, max_memory_mb=256, chunk_kb=4096,
                  mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES):
         self.data_dir = os.path.abspath(data_dir)
         self.output = os.path.abspath(output)
@@ -89,8 +89,9 @@ def add_arguments(parser):
     parser.add_argument("--keep-all-apflux", action="store_true", help="keep every apflux_* Tractor column")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted file: redo bricks not done")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("--max-memory", type=float, default=1024, metavar="MB",
-                        help="row buffer per rank between collective writes (default 1024 MB)")
+    parser.add_argument("--max-memory", type=float, default=256, metavar="MB",
+                        help="memory per rank for rows between collective writes (default 256 MB); "
+                             "peak memory stays flat whatever the production size")
     parser.add_argument("--chunk-kb", type=int, default=4096,
                         help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default 4096)")
     parser.add_argument("--mpi-info", action="append", default=[], metavar="KEY=VALUE",

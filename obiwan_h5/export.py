@@ -36,9 +36,12 @@ from .cliutil import (
     select_columns,
 )
 from .production import InputError
-from .reader import DEFAULT_BATCH_ROWS
 
 __all__ = ["DEFAULT_BATCH_ROWS", "add_arguments", "export_fits", "run"]
+
+# rows per batch: ~50 MB of a full-width table, held about three times (read, packed
+# for FITS, byte-swapped by fitsio), whatever the size of the file
+DEFAULT_BATCH_ROWS = 1 << 16
 
 # one FITS card holds a string value of at most 68 characters; longer descriptions are
 # cut (visibly) instead of spilling into the CONTINUE convention that some readers lack

@@ -80,7 +80,8 @@ def file_bytes(path):
 
 
 def plain_write_gbps(directory, nbytes):
-    """Sequential write of `nbytes` to a new file in `directory` (same page-cache path as derive)."""
+    """Sequential write of `nbytes` to a new file in `directory`, synced at the end as derive's
+    flushes sync its file (MPI_File_sync) before marking bricks done."""
     block = np.random.default_rng(0).integers(0, 255, 64 << 20, dtype=np.uint8).tobytes()
     path = os.path.join(directory, "plain-write.bin")
 
@@ -90,6 +91,8 @@ def plain_write_gbps(directory, nbytes):
             while left > 0:
                 handle.write(block[:min(left, len(block))])
                 left -= len(block)
+            handle.flush()
+            os.fsync(handle.fileno())
     seconds = timed(write, repeat=3, before=lambda: os.path.exists(path) and os.remove(path))
     os.remove(path)
     return nbytes / seconds / 1e9
