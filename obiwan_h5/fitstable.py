@@ -18,6 +18,8 @@ __all__ = ["BinaryTable", "Unsupported"]
 
 BLOCK = 2880
 CARD = 80
+# rows of a large table read at a time when only some columns are wanted
+BLOCK_READ_BYTES = 32 << 20
 # TFORM letter -> big-endian numpy type (FITS standard §7.3.1; S/U/V are cfitsio's
 # signed byte / unsigned 16 / unsigned 32 codes)
 TFORM_TYPES = {"L": "S1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8", "A": "S",
@@ -263,7 +265,7 @@ class BinaryTable:
                 return np.fromfile(handle, dtype=self.dtype, count=self.nrows)
         # a few rows of a large table (the truth table): touch only their pages
         mapped = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.data_offset, shape=(self.nrows,))
-        table = np.asarray(mapped[rows])
+        table = np.array(mapped[rows])  # a copy: nothing keeps the mapping alive
         del mapped
         return table
 
@@ -280,11 +282,22 @@ class BinaryTable:
         return values
 
     def read(self, columns=None, rows=None):
-        """Columns as ``{name: native array}``; `rows` an optional index array or slice."""
+        """Columns as ``{name: native array}``; `rows` an optional index array or slice.
+
+        A few columns of a large table (the truth table's ids) are read in blocks of rows,
+        so memory holds the columns asked for, not the whole table.
+        """
         names = self.names if columns is None else list(columns)
         if self.nrows == 0:
             return {name: np.zeros((0,) + self.column_dtype(name)[1], self.column_dtype(name)[0]) for name in names}
-        table = self._raw(rows)
+        if rows is None and len(names) < len(self.names) and self.nrows * self.dtype.itemsize > BLOCK_READ_BYTES:
+            step = max(1, BLOCK_READ_BYTES // self.dtype.itemsize)
+            blocks = [self._columns(self._raw(slice(lo, min(lo + step, self.nrows))), names)
+                      for lo in range(0, self.nrows, step)]
+            return {name: np.concatenate([block[name] for block in blocks]) for name in names}
+        return self._columns(self._raw(rows), names)
+
+    def _columns(self, table, names):
         result = {}
         for name in names:
             values = table[name]

@@ -74,3 +74,23 @@ def test_unsupported_files_fall_back_to_fitsio(real_dir, tmp_path):
     truncated.write_bytes(source[: BinaryTable(original).data_offset + 10])
     with pytest.raises(Unsupported, match="shorter than its table"):
         BinaryTable(str(truncated))
+
+
+def test_some_columns_of_a_large_table_are_read_in_blocks(dr5_production, monkeypatch):
+    import obiwan_h5.fitstable as fitstable
+
+    path = os.path.join(dr5_production, "randoms.fits")
+    whole = BinaryTable(path).read(["id", "g"])
+    monkeypatch.setattr(fitstable, "BLOCK_READ_BYTES", 1000)  # a few rows per block
+    reads = []
+    original = BinaryTable._raw
+
+    def counting(self, rows=None):
+        reads.append(rows)
+        return original(self, rows)
+
+    monkeypatch.setattr(BinaryTable, "_raw", counting)
+    blocked = BinaryTable(path).read(["id", "g"])
+    assert len(reads) > 10 and all(isinstance(rows, slice) for rows in reads)
+    assert np.array_equal(blocked["id"], whole["id"]) and np.array_equal(blocked["g"], whole["g"])
+    assert np.array_equal(whole["id"], fitsio.read(path, columns=["id"])["id"])
