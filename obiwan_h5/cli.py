@@ -7,6 +7,7 @@ only wires them together and turns `InputError` into a one-line message and exit
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -63,6 +64,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"obiwan-h5 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`obiwan-h5 info ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

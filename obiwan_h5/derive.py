@@ -288,6 +288,8 @@ def _compute_and_write(writer, plan, todo, reader, comm, clock):
         done, nrows = comm.allreduce(np.array([b1 - b0, done_rows]))
         totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows))
         _progress(totals, clock.started)
+        # free this round's rows before the next round allocates its own: one segment in memory
+        del rows, summary_rows
     return totals
 
 

@@ -13,7 +13,6 @@ with no special case at RA = 0/360 or at the poles.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 __all__ = ["has_neighbour", "match_nearest", "radec_to_unit"]
 
@@ -97,6 +96,9 @@ def match_nearest(ra1, dec1, ra2, dec2, radius_arcsec: float
 
     radius_rad = radius_arcsec / _ARCSEC_PER_RAD
     chord = 2.0 * np.sin(min(radius_rad, np.pi) / 2.0)
+    # imported here: reading-side commands import this module but never match
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(radec_to_unit(ra2[good2], dec2[good2]))
     # The bound is widened by a hair so that rounding in the unit vectors never drops a
     # source at the radius; the exact angle is re-checked below.
