@@ -164,6 +164,10 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
         Column name -> array, in derivation order, per rsdir; each with its own catalog's
         Tractor columns (the job fills a column one rsdir lacks).
     """
+    # one tree of the real catalog for the whole brick, not one per rsdir
+    ra = np.concatenate([simcat["ra"] for _, simcat, _ in parts]) if parts else np.zeros(0)
+    dec = np.concatenate([simcat["dec"] for _, simcat, _ in parts]) if parts else np.zeros(0)
+    on_real_source = has_neighbour(ra, dec, dr_radec[0], dr_radec[1], radius_arcsec)
     pieces, start = [], 0
     for rsdir, simcat, tractor in parts:
         n = len(simcat["id"])
@@ -176,8 +180,7 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
         piece.update({f"psql_{name}": values[start:start + n] for name, values in truth.items()})
         tractor_columns, matched = match_tractor(simcat["ra"], simcat["dec"], tractor, radius_arcsec)
         piece.update(tractor_columns)
-        on_real = has_neighbour(simcat["ra"], simcat["dec"], dr_radec[0], dr_radec[1], radius_arcsec)
-        piece["obiwan_mask"] = obiwan_mask(matched, on_real)
+        piece["obiwan_mask"] = obiwan_mask(matched, on_real_source[start:start + n])
         piece["targets_mask"] = targets_bits(piece, matched)
         pieces.append(piece)
         start += n

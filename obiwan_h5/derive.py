@@ -254,7 +254,11 @@ def _open_output(options, comm, plan, command_line):
     if error:
         writer.close()
     agree(comm, error)
-    return writer, index["status"] != DONE
+    todo = index["status"] != DONE
+    if comm.rank == 0:
+        log.info("resuming %s: %d of %d bricks already done, redoing %d (%d rows)", options.output,
+                 int((~todo).sum()), len(todo), int(todo.sum()), int(plan.counts[todo].sum()))
+    return writer, todo
 
 
 def _compute_and_write(writer, plan, todo, reader, comm, clock):
