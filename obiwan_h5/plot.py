@@ -27,10 +27,11 @@ import os
 import numpy as np
 
 from . import __version__
+from .cliutil import read_brick_spec
 from .plot_accumulate import ACCUMULATORS, INJECTED_CLASSES, TYPE_COLUMNS
 from .plot_draw import DRAWERS
 from .plot_stats import MAG_BINS, MIN_BIN_COUNT, coalesce
-from .production import InputError, check_brickname, read_brick_list
+from .production import InputError, check_brickname
 from .reader import DEFAULT_BATCH_ROWS, STATUS_DONE
 
 __all__ = ["FIGURES", "add_arguments", "make_figures", "run", "select_bricks"]
@@ -66,7 +67,7 @@ def add_arguments(parser):
     parser.add_argument("input", metavar="IN", help="derived HDF5 file (or a view/subset of one)")
     parser.add_argument("-o", "--output-dir", dest="output_dir", required=True, metavar="DIR",
                         help="directory for the PNGs, index.html and numbers.json (created if needed)")
-    parser.add_argument("--bricks", help="bricks to use: comma-separated names, or a file of names one per line "
+    parser.add_argument("--bricks", help="bricks to use: comma-separated names, - for standard input, or a file of names one per line "
                                          "(default: every done brick)")
     parser.add_argument("--sample", type=float, metavar="F",
                         help="use a random fraction F (0 < F <= 1) of the chosen done bricks, seeded by --seed")
@@ -103,11 +104,8 @@ def _parse_only(only):
 
 def _brick_names(spec):
     if isinstance(spec, str):
-        if os.path.isfile(spec):
-            return read_brick_list(spec)
-        items = spec.replace(",", " ").split()
-    else:
-        items = [str(item) for item in spec]
+        return sorted(set(read_brick_spec(spec)))  # a file, - for stdin, or a list
+    items = [str(item) for item in spec]
     if not items:
         raise InputError("--bricks names no brick")
     return sorted({check_brickname(item) for item in items})

@@ -411,3 +411,13 @@ def test_capped_samples_keep_the_statistics(dr5_derived, dr5_figures, tmp_path):
     astrometry = capped["figures"]["astrometry"]
     assert astrometry["n_sample"] == 300 and astrometry["n"] == full["astrometry"]["n"]
     assert astrometry["sigma_dra"] == pytest.approx(full["astrometry"]["sigma_dra"], rel=0.3)
+
+
+def test_bricks_from_standard_input(dr5_derived, tmp_path, monkeypatch):
+    import io
+
+    with h5py.File(dr5_derived, "r") as derived:
+        names = [name.decode() for name in derived["bricks/name"][:2]]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(names) + "\n"))
+    numbers = make_figures(dr5_derived, str(tmp_path / "figs"), only="recovery", bricks="-")
+    assert numbers["bricks"]["n_bricks_used"] == 2
