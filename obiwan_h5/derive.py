@@ -1,8 +1,8 @@
 """`obiwan-h5 derive`: the whole job, plan → create → compute and write (SPEC §6).
 
 The same code runs on 1 process or N MPI ranks. Per brick the work is: read its inputs
-(`inputs`), derive rows (`derivation.brick_rows`) and a summary (`summary.summarise_brick`);
-everything collective happens in this file and in `writer`.
+(`inputs`, via `BrickReader`), derive rows (`derivation.brick_parts`) and a summary
+(`summary.summarise_brick`); everything collective happens in this file and in `writer`.
 """
 
 import json

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from obiwan_h5.matching import has_neighbour, match_nearest, radec_to_unit
 
@@ -211,3 +213,30 @@ def test_radec_to_unit():
     w = radec_to_unit(rng.uniform(-360, 720, 100), rng.uniform(-90, 90, 100))
     np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0, rtol=1e-14)
     assert radec_to_unit([], []).shape == (0, 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.floats(0.0, 360.0, allow_nan=False, exclude_max=True),
+    st.floats(-89.9, 89.9, allow_nan=False),
+    st.integers(0, 40), st.integers(0, 40), st.floats(0.2, 5.0),
+)
+def test_property_nearest_match_equals_brute_force(seed, ra0, dec0, n1, n2, radius):
+    """Any small pair of catalogs anywhere on the sky: same matched set as all-pairs search,
+    and each match is a nearest source (ties may pick either)."""
+    rng = np.random.default_rng(seed)
+    spread = 3 * radius / 3600.0
+    ra1 = (ra0 + rng.uniform(-spread, spread, n1) / np.cos(np.radians(dec0))) % 360
+    dec1 = np.clip(dec0 + rng.uniform(-spread, spread, n1), -90, 90)
+    ra2 = (ra0 + rng.uniform(-spread, spread, n2) / np.cos(np.radians(dec0))) % 360
+    dec2 = np.clip(dec0 + rng.uniform(-spread, spread, n2), -90, 90)
+    index, separation = match_nearest(ra1, dec1, ra2, dec2, radius)
+    for i in range(n1):
+        seps = haversine_arcsec(ra1[i], dec1[i], ra2, dec2) if n2 else np.zeros(0)
+        # a source within a hair of the radius may go either way (rounding)
+        if not np.any(seps <= radius * (1 + 1e-9)):
+            assert index[i] == -1
+        if np.any(seps < radius * (1 - 1e-9)):
+            assert index[i] >= 0 and np.isclose(seps[index[i]], seps.min(), rtol=0, atol=1e-6)
+            assert np.isclose(separation[i], seps[index[i]], rtol=0, atol=1e-6)
