@@ -33,7 +33,7 @@ from .plan import (
 )
 from .production import InputError, Production, read_brick_list
 from .schema import Column, conform_into, rows_checksum
-from .summary import SUMMARY_COLUMNS, summarise_brick
+from .summary import SUMMARY_COLUMNS, brick_area, summarise_brick
 from .writer import FORMAT_NAME, FORMAT_VERSION, MAX_CALL_BYTES, DerivedWriter
 
 __all__ = ["BrickReader", "DeriveOptions", "add_arguments", "derive", "run"]
@@ -387,8 +387,6 @@ def _empty_summary(brickname, bounds):
     row = {name: (0 if np.dtype(dtype).kind == "i" else np.nan) for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
     row["brickname"] = brickname.encode()
     if bounds is not None:
-        from .summary import brick_area
-
         ra, dec, ra1, ra2, dec1, dec2 = bounds
         row.update(ra=ra, dec=dec, brick_area=brick_area(ra1, ra2, dec1, dec2))
     return row

@@ -14,7 +14,7 @@ import numpy as np
 
 from .production import InputError
 
-__all__ = ["Column", "conform", "conform_into", "describe", "fill_value", "rows_checksum", "union_schemas"]
+__all__ = ["Column", "conform_into", "describe", "fill_value", "rows_checksum", "union_schemas"]
 
 NANOMAGGY = "nanomaggy"
 IVAR = "1/nanomaggy^2"
@@ -142,16 +142,6 @@ def union_schemas(schemas, where="bricks"):
             elif known != dtype:
                 raise InputError(f"column {name} is {dtype} in some {where} and {known} in others")
     return merged
-
-
-def conform(columns, schema, nrows):
-    """Columns shaped exactly as `schema` (list of `Column`): missing ones filled, casts exact.
-
-    Raises `InputError` on a column whose values would change in the cast.
-    """
-    result = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in schema}
-    conform_into(result, 0, columns, schema, nrows)
-    return result
 
 
 def conform_into(buffers, start, columns, schema, nrows):

@@ -343,6 +343,8 @@ def test_bad_input_is_an_input_error(dr5_derived, tmp_path, capsys):
     with pytest.raises(InputError, match="unknown brick"):
         make_figures(dr5_derived, str(tmp_path / "out"), bricks="0001p000")
     with pytest.raises(InputError, match="not a brick name"):
+        make_figures(dr5_derived, str(tmp_path / "out"), bricks="1741p242,etc")
+    with pytest.raises(InputError, match="no such brick list file"):  # a path, never a brick
         make_figures(dr5_derived, str(tmp_path / "out"), bricks="../etc")
     capsys.readouterr()
     assert cli.main(["plot", other, "-o", str(tmp_path / "out")]) == 2
