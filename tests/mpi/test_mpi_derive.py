@@ -48,6 +48,16 @@ def production(workdir):
     return root
 
 
+def _variant(production, workdir, name, change):
+    """A copy of the production changed by ``change(layout, bricknames)`` on rank 0."""
+    root = os.path.join(workdir, name)
+    if comm.rank == 0:
+        shutil.copytree(production, root)
+        change(Production(root), open(os.path.join(root, "bricks.txt")).read().split())
+    comm.Barrier()
+    return root
+
+
 def _reference(production, output, **options):
     """Single-process derive on rank 0 only (the truth every rank count must reproduce)."""
     if comm.rank == 0 and not os.path.exists(output):
@@ -97,20 +107,17 @@ def test_tiny_memory_budget_and_call_size_give_unequal_rounds(production, workdi
 
 def test_uneven_brick_sizes(production, workdir):
     """Bricks of 1 row, of one rsdir and of two: the balanced ranges are uneven in bricks."""
-    uneven = os.path.join(workdir, "uneven")
-    if comm.rank == 0:
+    def change(layout, names):
         import fitsio
 
-        shutil.copytree(production, uneven)
-        layout = Production(uneven)
-        names = open(os.path.join(uneven, "bricks.txt")).read().split()
         for name in names[:4]:
             shutil.rmtree(layout.obiwan_dir(name, "rs1"))
             shutil.rmtree(os.path.dirname(layout.tractor(name, "rs1")))
         for rsdir in ("rs0", "rs1"):
             ids = fitsio.read(layout.ids_added(names[5], rsdir))
             fitsio.write(layout.ids_added(names[5], rsdir), ids[:1], clobber=True)
-    comm.Barrier()
+
+    uneven = _variant(production, workdir, "uneven", change)
     reference = os.path.join(workdir, "uneven-serial.h5")
     _reference(uneven, reference)
     output = os.path.join(workdir, f"uneven-{comm.size}.h5")
@@ -139,14 +146,11 @@ def test_more_ranks_than_bricks(production, workdir):
 
 def test_rank_whose_bricks_all_fail(production, workdir):
     """The first bricks (the first rank's share) lose their Tractor catalogs."""
-    broken = os.path.join(workdir, "broken")
-    if comm.rank == 0:
-        shutil.copytree(production, broken)
-        layout = Production(broken)
-        names = open(os.path.join(broken, "bricks.txt")).read().split()
+    def change(layout, names):
         for name in names[:3]:
             os.remove(layout.tractor(name, "rs1"))
-    comm.Barrier()
+
+    broken = _variant(production, workdir, "broken", change)
     reference = os.path.join(workdir, "broken-serial.h5")
     _reference(broken, reference)
     output = os.path.join(workdir, f"broken-{comm.size}.h5")
