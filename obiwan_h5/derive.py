@@ -158,7 +158,9 @@ def derive(options, comm, command_line=""):
     writer.set_attrs({"complete": True, "elapsed_s": timings["total"], "timings_s": timings,
                       "peak_rss_mb": peak_rss})
     writer.close()
+    comm.Barrier()  # every rank is done with the shared truth index
     if comm.rank == 0:
+        truth.remove_index_files()
         _final_report(options.output, index, timings["total"])
     return totals
 
@@ -204,7 +206,8 @@ def _make_plan(options, comm, production, bricknames):
     """Every rank scans an equal share of the bricks; the plan is gathered everywhere."""
     truth, bounds, error = None, None, None
     try:
-        truth = TruthTable(options.randoms)
+        # with several ranks the id index is built once, beside the output, and shared
+        truth = TruthTable(options.randoms, comm, index_prefix=f"{options.output}.truth-index")
         bounds = read_survey_bricks(options.survey_bricks, bricknames) if comm.rank == 0 else None
     except InputError as err:
         error = str(err)

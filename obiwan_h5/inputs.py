@@ -5,6 +5,7 @@ numpy array in native byte order, with FITS strings as fixed-width bytes (``S<n>
 form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 """
 
+import contextlib
 import functools
 import os
 
@@ -245,22 +246,59 @@ class TruthTable:
     ----------
     path : str
         FITS or HDF5 file with at least an ``id`` column.
+    comm : communicator, optional
+        With several ranks and `index_prefix`, rank 0 alone reads the ids and writes the
+        sorted index to ``<index_prefix>-ids.npy`` and ``-rows.npy``; every rank maps those
+        files, so the ranks of a node share one copy in the page cache instead of each
+        holding its own (~24 bytes per random per rank) and re-reading the id column.
+    index_prefix : str, optional
+        Where the shared index goes (the derive job puts it beside its output).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, comm=None, index_prefix=None):
         self.path = os.fspath(path)
         if self.path.endswith((".h5", ".hdf5", ".hdf")):
             self._reader = _Hdf5Truth(self.path)
         else:
             self._reader = _FitsTruth(self.path)
-        ids = self._reader.ids()
         self.columns = self._reader.columns
         self.schema = self._reader.schema
-        self._order = np.argsort(ids, kind="stable")
-        self._sorted_ids = ids[self._order]
-        if len(ids) and np.any(self._sorted_ids[1:] == self._sorted_ids[:-1]):
-            dup = self._sorted_ids[1:][self._sorted_ids[1:] == self._sorted_ids[:-1]][0]
+        self.index_files = []
+        if comm is not None and comm.size > 1 and index_prefix:
+            self._share_index(comm, index_prefix)
+        else:
+            self._sorted_ids, self._order = self._build_index()
+
+    def _build_index(self):
+        ids = self._reader.ids()
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        if len(ids) and np.any(sorted_ids[1:] == sorted_ids[:-1]):
+            dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]][0]
             raise InputError(f"{self.path}: duplicate id {dup} in the randoms truth table")
+        return sorted_ids, order
+
+    def _share_index(self, comm, prefix):
+        from .parallel import agree
+
+        self.index_files = [f"{prefix}-ids.npy", f"{prefix}-rows.npy"]
+        error = None
+        if comm.rank == 0:
+            try:
+                for filename, values in zip(self.index_files, self._build_index()):
+                    np.save(filename, values)
+            except InputError as err:
+                error = str(err)
+            except OSError as err:
+                error = f"{self.index_files[0]}: cannot write the shared truth index ({err.strerror})"
+        agree(comm, error)
+        self._sorted_ids, self._order = (np.load(filename, mmap_mode="r") for filename in self.index_files)
+
+    def remove_index_files(self):
+        """Delete the shared index files (call on one rank, after every rank is done)."""
+        for filename in self.index_files:
+            with contextlib.suppress(OSError):
+                os.remove(filename)
 
     def __len__(self):
         return len(self._sorted_ids)

@@ -192,3 +192,40 @@ def test_funnel_mode_when_h5py_lacks_mpi(production, workdir, monkeypatch):
     output = os.path.join(workdir, f"funnel-{comm.size}.h5")
     derive(DeriveOptions(production, output, overwrite=True, max_memory_mb=0.001), comm)
     _compare_on_root(reference, output)
+
+
+def test_truth_index_is_built_once_and_shared(production, workdir):
+    """Rank 0 writes the sorted id index beside the output; every rank maps the same files,
+    and the job removes them when it is done."""
+    from obiwan_h5.inputs import TruthTable
+
+    prefix = os.path.join(workdir, f"shared-{comm.size}")
+    truth = TruthTable(os.path.join(production, "randoms.fits"), comm, index_prefix=prefix)
+    alone = TruthTable(os.path.join(production, "randoms.fits"))
+    if comm.size > 1:
+        assert all(os.path.exists(name) for name in truth.index_files)
+        assert isinstance(truth._sorted_ids, np.memmap)
+    ids = np.asarray(alone._sorted_ids[::7])
+    assert np.array_equal(truth.rows_of(ids), alone.rows_of(ids))
+    comm.Barrier()
+    if comm.rank == 0:
+        truth.remove_index_files()
+    output = os.path.join(workdir, f"index-{comm.size}.h5")
+    derive(DeriveOptions(production, output, overwrite=True), comm)
+    leftovers = [name for name in os.listdir(workdir) if name.startswith(f"index-{comm.size}.h5.truth-index")]
+    assert leftovers == []
+
+
+def test_bad_truth_table_stops_every_rank_with_the_reason(workdir):
+    import fitsio
+
+    from obiwan_h5.inputs import TruthTable
+    from obiwan_h5.parallel import JobError
+
+    path = os.path.join(workdir, "dup-truth.fits")
+    if comm.rank == 0:
+        fitsio.write(path, np.array([(1, 2.0), (1, 3.0)], dtype=[("id", "i8"), ("g", "f8")]), clobber=True)
+    comm.Barrier()
+    error = JobError if comm.size > 1 else Exception
+    with pytest.raises(error, match="duplicate id 1"):
+        TruthTable(path, comm, index_prefix=os.path.join(workdir, "dup"))
