@@ -7,12 +7,14 @@ a temporary name so that a partial file is never passed off as complete.
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import warnings
 from datetime import datetime, timezone
 
 import h5py
+import numpy as np
 
 from .production import InputError, check_brickname
 from .reader import DerivedFile, IncompleteFileWarning, parse_columns
@@ -190,6 +192,38 @@ def select_bricks(derived, names):
         raise InputError(key_message(err)) from None
     wanted = set(names)
     return [name for name in derived.bricknames if name in wanted]
+
+
+def check_fraction(fraction, option):
+    """Refuse a sampling fraction outside (0, 1], naming the option."""
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise InputError(f"{option} {fraction!r}: the fraction must be in (0, 1]")
+
+
+def sample_bricks(bricknames, fraction, seed, option="--sample-bricks"):
+    """A deterministic random sample of brick names, in their original order.
+
+    Parameters
+    ----------
+    bricknames : list of str
+    fraction : float
+        In (0, 1]; ``max(1, floor(fraction * len(bricknames) + 0.5))`` bricks are kept.
+    seed : int
+    option : str
+        The command-line option named in errors.
+
+    Raises
+    ------
+    InputError
+        On a fraction outside (0, 1] or an empty brick list.
+    """
+    check_fraction(fraction, option)
+    if not bricknames:
+        raise InputError("the file has no bricks to sample")
+    # half-up rounding: Python's round() would send 0.5 -> 0 and 2.5 -> 2
+    size = max(1, min(len(bricknames), math.floor(fraction * len(bricknames) + 0.5)))
+    chosen = np.random.default_rng(seed).choice(len(bricknames), size=size, replace=False)
+    return [bricknames[i] for i in np.sort(chosen)]
 
 
 def check_output(output, overwrite, inputs=()):

@@ -20,12 +20,6 @@ class SerialComm:
     rank = 0
     size = 1
 
-    def Get_rank(self):
-        return 0
-
-    def Get_size(self):
-        return 1
-
     def bcast(self, obj, root=0):
         return obj
 
@@ -40,9 +34,6 @@ class SerialComm:
 
     def Barrier(self):
         pass
-
-    def Abort(self, code=1):
-        raise SystemExit(code)
 
 
 def get_comm():

@@ -27,7 +27,8 @@ import os
 import numpy as np
 
 from . import __version__
-from .cliutil import read_brick_spec
+from .cliutil import check_fraction, open_derived, read_brick_spec, sample_bricks
+from .cliutil import select_bricks as select_known_bricks
 from .plot_accumulate import ACCUMULATORS, INJECTED_CLASSES, TYPE_COLUMNS
 from .plot_draw import DRAWERS
 from .plot_stats import MAG_BINS, MIN_BIN_COUNT, coalesce
@@ -124,44 +125,21 @@ def select_bricks(derived, bricks=None, sample=None, seed=1):
         drawn with ``numpy.random.default_rng(seed)``: the same seed gives the same bricks.
     """
     names = derived.bricknames
-    status = np.asarray(derived.bricks["status"])
-    index = {name: i for i, name in enumerate(names)}
-    if bricks is None:
-        requested = list(range(len(names)))
-    else:
-        wanted = _brick_names(bricks)
-        unknown = [name for name in wanted if name not in index]
-        if unknown:
-            raise InputError(f"{derived.path}: unknown brick {unknown[0]!r} ({len(unknown)} of the "
-                             f"{len(wanted)} requested are not in the file)")
-        requested = sorted(index[name] for name in wanted)
-    done = [i for i in requested if status[i] == STATUS_DONE]
+    status = dict(zip(names, derived.bricks["status"]))
+    requested = names if bricks is None else select_known_bricks(derived, _brick_names(bricks))
+    done = [name for name in requested if status[name] == STATUS_DONE]
     used = done
     if sample is not None:
-        if not 0 < sample <= 1:
-            raise InputError(f"--sample must be a fraction in (0, 1], not {sample}")
+        check_fraction(sample, "--sample")
         if done:
-            k = max(1, int(round(sample * len(done))))
-            pick = np.sort(np.random.default_rng(seed).choice(len(done), k, replace=False))
-            used = [done[i] for i in pick]
+            used = sample_bricks(done, sample, seed, option="--sample")
     info = {"n_bricks_in_file": len(names), "n_bricks_requested": len(requested),
             "n_bricks_not_done": len(requested) - len(done), "n_bricks_used": len(used),
-            "sample": sample, "seed": seed, "names": [names[i] for i in used]}
-    return [names[i] for i in used], info
+            "sample": sample, "seed": seed, "names": used}
+    return used, info
 
 
 # ---------------------------------------------------------------------------------- main
-
-def _open(path):
-    from .reader import open as open_derived
-
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    try:
-        return open_derived(path)
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(str(err).splitlines()[0] if str(err) else f"{path}: not a derived file") from None
-
 
 def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, batch_rows=DEFAULT_BATCH_ROWS,
                  max_sample=DEFAULT_MAX_SAMPLE):
@@ -197,8 +175,7 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
     names = _parse_only(only)
     if int(batch_rows) < 1:
         raise InputError(f"--batch-rows must be positive, not {batch_rows}")
-    derived = _open(path)
-    with derived:
+    with open_derived(path) as derived:
         chosen, brick_info = select_bricks(derived, bricks, sample, seed)
         radius = float(derived.attrs.get("match_radius_arcsec", 1.0))
         accumulators = {name: ACCUMULATORS[name](derived.columns, np.random.default_rng([seed, i]),

@@ -59,7 +59,6 @@ ON_REAL_FRACTION = 0.07  # randoms deliberately within 1" of a real source
 ON_REAL_RADIUS = 0.9  # arcsec
 BLEND_RADIUS = 0.5  # arcsec: closer than this the random blends into the real source
 TYPES_DR5 = np.array([b"PSF ", b"REX ", b"DEV ", b"EXP ", b"COMP"])
-TYPES_DR3 = np.array([b"PSF ", b"SIMP", b"DEV ", b"EXP ", b"COMP"])
 PSF, REX, DEV, EXP, COMP = range(5)
 MARKER = "simulate.json"
 _OWNED = ("obiwan", "tractor", "dr", "randoms.fits", "survey-bricks.fits", "bricks.txt", MARKER)

@@ -17,7 +17,6 @@ Brick sampling is deterministic: ``numpy.random.default_rng(seed)`` draws
 ``max(1, floor(F * B + 0.5))`` of the B bricks without replacement; they keep file order.
 """
 
-import math
 import os
 
 import h5py
@@ -34,6 +33,7 @@ from .cliutil import (
     open_derived,
     partial_output,
     read_brick_spec,
+    sample_bricks,
     select_bricks,
     select_columns,
     utc_now,
@@ -79,31 +79,6 @@ def run(args):
     print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
           f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
     return 0
-
-
-def sample_bricks(bricknames, fraction, seed):
-    """A deterministic random sample of brick names, in their original order.
-
-    Parameters
-    ----------
-    bricknames : list of str
-    fraction : float
-        In (0, 1]; ``max(1, floor(fraction * len(bricknames) + 0.5))`` bricks are kept.
-    seed : int
-
-    Raises
-    ------
-    InputError
-        On a fraction outside (0, 1] or an empty brick list.
-    """
-    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-        raise InputError(f"--sample-bricks {fraction!r}: the fraction must be in (0, 1]")
-    if not bricknames:
-        raise InputError("the file has no bricks to sample")
-    # half-up rounding: Python's round() would send 0.5 -> 0 and 2.5 -> 2
-    size = max(1, min(len(bricknames), math.floor(fraction * len(bricknames) + 0.5)))
-    chosen = np.random.default_rng(seed).choice(len(bricknames), size=size, replace=False)
-    return [bricknames[i] for i in np.sort(chosen)]
 
 
 def make_subset(path, output, columns=None, bricks=None, sample_fraction=None, seed=0,

@@ -10,11 +10,12 @@ import pytest
 
 import obiwan_h5
 from obiwan_h5.cli import main
+from obiwan_h5.cliutil import sample_bricks
 from obiwan_h5.derive import DeriveOptions, derive
 from obiwan_h5.parallel import SerialComm
 from obiwan_h5.plan import DONE, FAILED, INCOMPLETE
 from obiwan_h5.production import InputError, Production
-from obiwan_h5.subset import make_subset, sample_bricks
+from obiwan_h5.subset import make_subset
 from obiwan_h5.validate import validate
 
 
