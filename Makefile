@@ -12,7 +12,7 @@ APT_PACKAGES := mpich libhdf5-mpich-dev pkg-config
 # the root user inside containers has no sudo; elsewhere use it
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup test test-serial test-mpi demo docs benchmark clean distclean
+.PHONY: all setup test test-fast test-serial test-mpi demo docs benchmark clean distclean
 
 all: setup
 
@@ -45,6 +45,10 @@ test: test-serial test-mpi
 test-serial: setup
 	$(PY) -m pytest -q tests --ignore=tests/mpi
 
+# the quick inner loop: serial tests not marked slow (no crash/resume runs, no docs examples)
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests --ignore=tests/mpi
+
 # MPI tests run under real launchers; each test file is run with the rank counts it needs.
 test-mpi: setup
 	timeout 1200 $(MPIEXEC) -n 2 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider tests/mpi
@@ -55,7 +59,7 @@ demo: setup
 
 # docs/format.md is generated from the code; tests/test_reference.py checks it is current
 docs: setup
-	$(PY) -m obiwan_h5.reference > docs/format.md
+	$(PY) -m obiwan_h5.sim.reference > docs/format.md
 
 # side-by-side performance figures (minutes; see docs/performance.md)
 benchmark: setup

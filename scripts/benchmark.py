@@ -190,7 +190,7 @@ def run(args):
     step("export_fits_s / fitsio_write_s (in turns)")
     import fitsio
 
-    from obiwan_h5.export import export_fits
+    from obiwan_h5.read.export import export_fits
 
     exported, plain = os.path.join(out, "export.fits"), os.path.join(out, "fitsio.fits")
     records = table_in_memory(derived)

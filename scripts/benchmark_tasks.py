@@ -21,10 +21,12 @@ import fitsio
 import numpy as np
 from mpi4py import MPI
 
-from obiwan_h5.derive import BrickReader, DeriveOptions
-from obiwan_h5.inputs import TruthTable, read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
-from obiwan_h5.plan import assign_ranges
-from obiwan_h5.production import Production, read_brick_list
+from obiwan_h5.job import DeriveOptions
+from obiwan_h5.job.compute import BrickReader
+from obiwan_h5.job.plan import assign_ranges
+from obiwan_h5.production.inputs import read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
+from obiwan_h5.production.layout import Production, read_brick_list
+from obiwan_h5.production.truth import TruthTable
 
 comm = MPI.COMM_WORLD
 

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from obiwan_h5.derive import DeriveOptions, derive
-from obiwan_h5.parallel import SerialComm
+from obiwan_h5.job import DeriveOptions, derive
+from obiwan_h5.job.mpi import SerialComm
 
 REAL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "real")
 
@@ -23,7 +23,7 @@ def real_dir():
 @pytest.fixture(scope="session")
 def dr5_production(tmp_path_factory):
     """A 6-brick, 2-rsdir DR5-schema production (read-only for tests: copy before changing)."""
-    from obiwan_h5.simulate import simulate
+    from obiwan_h5.sim.simulate import simulate
 
     root = tmp_path_factory.mktemp("dr5") / "production"
     simulate(str(root), nbricks=6, rsdirs=2, per_rsdir=150, schema="dr5", seed=7)
@@ -32,7 +32,7 @@ def dr5_production(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dr3_production(tmp_path_factory):
-    from obiwan_h5.simulate import simulate
+    from obiwan_h5.sim.simulate import simulate
 
     root = tmp_path_factory.mktemp("dr3") / "production"
     simulate(str(root), nbricks=3, rsdirs=2, per_rsdir=120, schema="dr3", seed=11)

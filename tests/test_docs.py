@@ -34,6 +34,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DOCS = os.path.join(ROOT, "docs")
 BIN = os.path.dirname(sys.executable)

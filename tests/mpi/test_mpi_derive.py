@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from obiwan_h5 import writer as writer_module
-from obiwan_h5.derive import DeriveOptions, derive
-from obiwan_h5.parallel import SerialComm
-from obiwan_h5.plan import DONE, FAILED
-from obiwan_h5.production import Production
+from obiwan_h5.fileformat import DONE, FAILED
+from obiwan_h5.job import DeriveOptions, derive
+from obiwan_h5.job import writer as writer_module
+from obiwan_h5.job.mpi import SerialComm
+from obiwan_h5.production.layout import Production
+
+pytestmark = pytest.mark.mpi
 
 comm = MPI.COMM_WORLD
 
@@ -41,7 +43,7 @@ def workdir():
 def production(workdir):
     root = os.path.join(workdir, "production")
     if comm.rank == 0:
-        from obiwan_h5.simulate import simulate
+        from obiwan_h5.sim.simulate import simulate
 
         simulate(root, nbricks=7, rsdirs=2, per_rsdir=90, schema="dr5", seed=3)
     comm.Barrier()
@@ -197,35 +199,41 @@ def test_funnel_mode_when_h5py_lacks_mpi(production, workdir, monkeypatch):
 def test_truth_index_is_built_once_and_shared(production, workdir):
     """Rank 0 writes the sorted id index beside the output; every rank maps the same files,
     and the job removes them when it is done."""
-    from obiwan_h5.inputs import TruthTable
+    from obiwan_h5.job.derive import _shared_truth
+    from obiwan_h5.production.truth import TruthTable
 
-    prefix = os.path.join(workdir, f"shared-{comm.size}")
-    truth = TruthTable(os.path.join(production, "randoms.fits"), comm, index_prefix=prefix)
-    alone = TruthTable(os.path.join(production, "randoms.fits"))
-    if comm.size > 1:
-        assert all(os.path.exists(name) for name in truth.index_files)
-        assert isinstance(truth._sorted_ids, np.memmap)
-    ids = np.asarray(alone._sorted_ids[::7])
-    assert np.array_equal(truth.rows_of(ids), alone.rows_of(ids))
-    comm.Barrier()
-    if comm.rank == 0:
-        truth.remove_index_files()
     output = os.path.join(workdir, f"index-{comm.size}.h5")
-    derive(DeriveOptions(production, output, overwrite=True), comm)
-    leftovers = [name for name in os.listdir(workdir) if name.startswith(f"index-{comm.size}.h5.truth-index")]
+    options = DeriveOptions(production, output, overwrite=True)
+    alone = TruthTable(os.path.join(production, "randoms.fits"))
+    with _shared_truth(options, comm) as (truth, bounds):
+        shared = [name for name in os.listdir(workdir) if name.startswith(".obiwan-h5-truth-")]
+        if comm.size > 1:
+            assert len(shared) == 2
+            if comm.rank > 0:
+                assert isinstance(truth._sorted_ids, np.memmap)
+        ids = np.asarray(alone._sorted_ids[::7])
+        assert np.array_equal(truth.rows_of(ids), alone.rows_of(ids))
+        assert set(bounds) >= set(open(os.path.join(production, "bricks.txt")).read().split())
+        comm.Barrier()
+    comm.Barrier()
+    derive(options, comm)
+    comm.Barrier()
+    leftovers = [name for name in os.listdir(workdir) if name.startswith(".obiwan-h5-truth-")]
     assert leftovers == []
 
 
-def test_bad_truth_table_stops_every_rank_with_the_reason(workdir):
+def test_bad_truth_table_stops_every_rank_with_the_reason(production, workdir):
     import fitsio
 
-    from obiwan_h5.inputs import TruthTable
-    from obiwan_h5.parallel import JobError
+    from obiwan_h5.errors import JobError
 
     path = os.path.join(workdir, "dup-truth.fits")
     if comm.rank == 0:
         fitsio.write(path, np.array([(1, 2.0), (1, 3.0)], dtype=[("id", "i8"), ("g", "f8")]), clobber=True)
     comm.Barrier()
-    error = JobError if comm.size > 1 else Exception
-    with pytest.raises(error, match="duplicate id 1"):
-        TruthTable(path, comm, index_prefix=os.path.join(workdir, "dup"))
+    output = os.path.join(workdir, f"dup-{comm.size}.h5")
+    with pytest.raises(JobError, match="duplicate id 1"):
+        derive(DeriveOptions(production, output, randoms=path, overwrite=True), comm)
+    comm.Barrier()
+    assert not os.path.exists(output)
+    assert not [name for name in os.listdir(workdir) if name.startswith(".obiwan-h5-truth-")]

@@ -6,11 +6,14 @@ import tempfile
 
 import h5py
 import numpy as np
+import pytest
 from mpi4py import MPI
 
-from obiwan_h5.plan import Plan
-from obiwan_h5.schema import Column
-from obiwan_h5.writer import DerivedWriter
+from obiwan_h5.fileformat import Column
+from obiwan_h5.job.plan import Plan
+from obiwan_h5.job.writer import DerivedWriter
+
+pytestmark = pytest.mark.mpi
 
 comm = MPI.COMM_WORLD
 

@@ -1,0 +1,81 @@
+"""The `obiwan-h5` command line: argparse only; the work is done by the library.
+
+Each command family module (`derive`, `sim`, `read`, `plot`) provides, per command,
+``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int``. This module wires them
+together and turns the library's errors into one line on stderr (parameters shown as
+their flags, `options.flag_text`) and an exit status: 2 for bad input, 130 when
+interrupted.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from .. import __version__
+from ..errors import InputError, JobError
+from .options import flag_text
+
+# command -> (family module, one-line help)
+COMMANDS = {
+    "simulate": ("sim", "write a synthetic obiwan production"),
+    "derive": ("derive", "derive the joined truth/measurement table into one HDF5 file"),
+    "demo": ("sim", "simulate a small production and run the whole chain on it"),
+    "info": ("read", "describe a derived file: rows, bricks by status, columns"),
+    "validate": ("read", "check a derived file's layout, index and masks"),
+    "view": ("read", "make a small file exposing chosen columns of a derived file, without copying"),
+    "subset": ("read", "copy chosen columns and bricks (or a brick sample) into a smaller file"),
+    "export-fits": ("read", "stream a derived file (or part of it) to a FITS table"),
+    "plot": ("plot", "make the standard analysis figures and an index page"),
+}
+
+
+def _entry(name):
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    stem = name.replace("-", "_")
+    return getattr(module, f"add_{stem}_arguments"), getattr(module, f"run_{stem}")
+
+
+def build_parser(argv=None, every_command=False):
+    """The argument parser; only the family module of the command named in `argv` is
+    imported (so `obiwan-h5 info` never loads MPI, and start-up stays fast), unless
+    `every_command` (for the generated reference)."""
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((arg for arg in argv if arg in COMMANDS), None)
+    parser = argparse.ArgumentParser(
+        prog="obiwan-h5",
+        description="Post-process obiwan image-simulation productions into one parallel HDF5 file.",
+    )
+    parser.add_argument("--version", action="version", version=f"obiwan-h5 {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen or every_command:
+            add_arguments, run = _entry(name)
+            add_arguments(sub)
+            sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.run(args)
+    except (InputError, JobError) as err:
+        print(f"obiwan-h5 {args.command}: error: {flag_text(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"obiwan-h5 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`obiwan-h5 info ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

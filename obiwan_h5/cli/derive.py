@@ -1,0 +1,61 @@
+"""``obiwan-h5 derive``: options of the derive job (docs/derive.md)."""
+
+import sys
+
+from ..errors import InputError, JobError
+from ..job import DeriveOptions, derive
+from ..job.mpi import get_comm
+from .options import flag_text
+
+__all__ = ["add_derive_arguments", "run_derive"]
+
+
+def add_derive_arguments(parser):
+    """Options of ``obiwan-h5 derive``."""
+    parser.add_argument("--data-dir", required=True, help="production root holding obiwan/ and tractor/")
+    parser.add_argument("-o", "--output", required=True, help="derived HDF5 file to write")
+    parser.add_argument("--randoms", help="randoms truth table, FITS or HDF5 (default DATA_DIR/randoms.fits)")
+    parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
+    parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
+    parser.add_argument("--bricks", help="brick list, one name per line (default DATA_DIR/bricks.txt)")
+    parser.add_argument("--objtype", default="elg", help="injected object type in file names (default elg)")
+    parser.add_argument("--expect-rsdirs", type=int, help="bricks with another number of rsdirs are incomplete")
+    parser.add_argument("--match-radius", type=float, default=1.0, help="match radius in arcsec (default 1)")
+    parser.add_argument("--keep-all-apflux", action="store_true", help="keep every apflux_* Tractor column")
+    parser.add_argument("--resume", action="store_true", help="complete an interrupted file: redo bricks not done")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--max-memory", type=float, default=256, metavar="MB",
+                        help="memory per rank for rows between collective writes (default 256 MB); "
+                             "peak memory stays flat whatever the production size")
+    parser.add_argument("--chunk-kb", type=int, default=4096,
+                        help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default 4096)")
+    parser.add_argument("--mpi-info", action="append", default=[], metavar="KEY=VALUE",
+                        help="MPI-IO hint passed to the file driver (repeatable)")
+    parser.add_argument("--align", type=int, default=0, metavar="BYTES",
+                        help="align datasets of at least BYTES to BYTES (e.g. the Lustre stripe size)")
+
+
+def run_derive(args):
+    """Run the derive job on every rank; exit 0, 1 when a brick failed, 2 when refused."""
+    hints = {}
+    for item in args.mpi_info:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--mpi-info {item!r}: expected KEY=VALUE")
+        hints[key] = value
+    options = DeriveOptions(
+        args.data_dir, args.output, randoms=args.randoms, dr_dir=args.dr_dir,
+        survey_bricks=args.survey_bricks, bricks=args.bricks, objtype=args.objtype,
+        expect_rsdirs=args.expect_rsdirs, match_radius=args.match_radius,
+        keep_all_apflux=args.keep_all_apflux, resume=args.resume, overwrite=args.overwrite,
+        max_memory_mb=args.max_memory, chunk_kb=args.chunk_kb, mpi_info=hints,
+        alignment=(args.align, args.align) if args.align else None,
+    )
+    comm = get_comm()
+    try:
+        result = derive(options, comm, command_line=" ".join(sys.argv))
+    except JobError as err:
+        if comm.rank == 0:
+            print(f"obiwan-h5 derive: error: {flag_text(str(err))}", file=sys.stderr)
+        return 2
+    return 1 if result["failed"] else 0

@@ -1,0 +1,170 @@
+"""The reading commands: ``info``, ``validate``, ``view``, ``subset``, ``export-fits``."""
+
+import json
+import os
+import sys
+
+from ..errors import InputError
+from ..read.export import export_fits
+from ..read.info import describe, format_text
+from ..read.reader import DEFAULT_BATCH_ROWS
+from ..read.subset import make_subset
+from ..read.validate import DEFAULT_MAX_PER_CHECK, count_problems, validate
+from ..read.view import make_view
+from .options import add_bricks_argument, add_column_arguments, bricks_arg, column_spec
+
+__all__ = [
+    "add_export_fits_arguments", "add_info_arguments", "add_subset_arguments", "add_validate_arguments",
+    "add_view_arguments", "run_export_fits", "run_info", "run_subset", "run_validate", "run_view",
+]
+
+
+def add_info_arguments(parser):
+    """Options of ``obiwan-h5 info``."""
+    parser.description = (
+        "Describe a derived file, view or subset: size, rows, bricks by status, creation "
+        "attributes (format and software version, time, command line, ranks, completeness, "
+        "match radius); --columns lists every column, --json prints one JSON document.")
+    parser.epilog = "example: obiwan-h5 info demo/derived.h5 --columns"
+    parser.add_argument("input", metavar="IN", help="derived file, view or subset")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (always includes the columns)")
+    parser.add_argument("--columns", action="store_true",
+                        help="list every randoms column with dtype, per-row shape, unit and description")
+    parser.add_argument("--bricks", action="store_true",
+                        help="list every brick with its status, rows and message (in JSON too)")
+
+
+def run_info(args):
+    facts = describe(args.input, bricks=args.bricks)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        print(format_text(facts, columns=args.columns))
+    return 0
+
+
+def add_validate_arguments(parser):
+    """Options of ``obiwan-h5 validate``."""
+    parser.description = (
+        "Check a derived file (or a view or subset of one): attributes, layout, the brick index "
+        "(offsets, counts, statuses), every row of done bricks (unique_id, brickname, masks "
+        "recomputed from the stored columns) and the summary counts. Prints one line per problem; "
+        "exit status 0 when valid, 1 when there are problems, 2 when the file cannot be read.")
+    parser.epilog = "example: obiwan-h5 validate demo/derived.h5"
+    parser.add_argument("input", metavar="IN", help="derived file, view or subset")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the problems (nothing at all for a valid file)")
+    parser.add_argument("--max-per-check", type=int, default=DEFAULT_MAX_PER_CHECK, metavar="N",
+                        help="list at most N problems of each kind, then count the rest "
+                             f"(default {DEFAULT_MAX_PER_CHECK}; 0 lists all)")
+    parser.add_argument("--deep", action="store_true",
+                        help="also recompute every done brick's checksum from all its columns "
+                             "(reads the whole file) and report bricks whose data changed")
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
+                        help=f"rows read at a time (bounds memory; default {DEFAULT_BATCH_ROWS})")
+
+
+def run_validate(args):
+    notes = []
+    problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes,
+                        deep=args.deep)
+    for problem in problems:
+        print(f"{args.input}: {problem}")
+    if not args.quiet:
+        for note in notes:
+            print(f"{args.input}: note: {note}", file=sys.stderr)
+        if problems:
+            print(f"{args.input}: INVALID ({count_problems(problems)})")
+        else:
+            print(f"{args.input}: valid")
+    return 1 if problems else 0
+
+
+def add_view_arguments(parser):
+    """Options of ``obiwan-h5 view``."""
+    parser.description = (
+        "Make a small HDF5 file that exposes chosen randoms columns of a derived file (plus its "
+        "bricks and summary groups) through relative HDF5 external links: no data is copied. "
+        "Keep the view beside its input (or move both together); read it like the input.")
+    parser.epilog = ("example: obiwan-h5 view demo/derived.h5 -o demo/radec.h5 "
+                     "--columns 'unique_id,ra,dec,obiwan_mask,tractor_flux_*'")
+    parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="view file to write")
+    add_column_arguments(parser, default="none: a view needs a column list")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def run_view(args):
+    spec = column_spec(args)
+    if spec is None:
+        raise InputError("choose the columns of the view with `columns` or `columns_file`")
+    info = make_view(args.input, args.output, spec, overwrite=args.overwrite)
+    print(f"wrote {args.output}: view of {info['view_of']} with {len(info['columns'])} column(s), "
+          f"{os.path.getsize(args.output)} bytes")
+    return 0
+
+
+def add_subset_arguments(parser):
+    """Options of ``obiwan-h5 subset``."""
+    parser.description = (
+        "Copy chosen columns of chosen bricks (or of a random sample of bricks) into a new, "
+        "self-contained derived file with the same layout: small enough for a laptop, readable "
+        "and valid like the input.")
+    parser.epilog = "example: obiwan-h5 subset demo/derived.h5 -o demo/sample.h5 --sample-bricks 0.1 --seed 1"
+    parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
+    add_column_arguments(parser)
+    which = parser.add_mutually_exclusive_group()
+    add_bricks_argument(which)
+    which.add_argument("--sample-bricks", type=float, metavar="FRACTION",
+                       help="keep a random fraction (0 < F <= 1) of the bricks, at least one")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="random seed of --sample-bricks (default 0); the same seed gives the same bricks")
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
+                        help=f"rows copied per read/write (bounds memory; default {DEFAULT_BATCH_ROWS})")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def run_subset(args):
+    if args.seed is not None and args.sample_bricks is None:
+        raise InputError("`seed` only applies to `sample_fraction`")
+    bricks = bricks_arg(args)
+    result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks,
+                         sample_fraction=args.sample_bricks,
+                         seed=0 if args.seed is None else args.seed,
+                         batch_rows=args.batch_rows, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
+          f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
+    return 0
+
+
+def add_export_fits_arguments(parser):
+    """Options of ``obiwan-h5 export-fits``."""
+    parser.description = (
+        "Stream a derived file, or chosen columns, bricks and rows of it, into a FITS binary "
+        "table (HDU RANDOMS), with memory bounded by --batch-rows; --summary adds the per-brick "
+        "summary (HDU SUMMARY). Column names, dtypes and units are those of the HDF5 file.")
+    parser.epilog = ("example: obiwan-h5 export-fits demo/derived.h5 -o demo/recovered.fits "
+                     "--columns 'unique_id,ra,dec,psql_g,tractor_flux_*' --where 'obiwan_mask & 1' --summary")
+    parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.fits", help="FITS file to write")
+    add_column_arguments(parser)
+    add_bricks_argument(parser)
+    parser.add_argument("--where", metavar="EXPR",
+                        help="row filter, e.g. 'obiwan_mask & 1 and psql_g < 23' (see docs/reading.md)")
+    parser.add_argument("--summary", action="store_true", help="also write the summary table (HDU SUMMARY)")
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
+                        help=f"rows read and appended at a time (bounds memory; default {DEFAULT_BATCH_ROWS})")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def run_export_fits(args):
+    bricks = bricks_arg(args)
+    result = export_fits(args.input, args.output, columns=column_spec(args), bricks=bricks,
+                         where=args.where, summary=args.summary, batch_rows=args.batch_rows,
+                         overwrite=args.overwrite)
+    extra = f" + SUMMARY ({result['summary_rows']} bricks)" if args.summary else ""
+    print(f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
+          f"{os.path.getsize(args.output)} bytes")
+    return 0

@@ -1,0 +1,121 @@
+"""Row filters such as ``"obiwan_mask & 1 and psql_g < 23"``, evaluated on column arrays.
+
+The expression is parsed with `ast` and only a small, safe subset is accepted: column
+names, numbers and strings, arithmetic, comparisons (chains too), bitwise ``& | ^ ~``,
+``and``/``or``/``not`` (element-wise on arrays), parentheses, and the functions in
+`FUNCTIONS`. Nothing is passed to `eval`.
+"""
+
+import ast
+import operator
+
+import numpy as np
+
+from ..errors import ExpressionError
+
+__all__ = ["FUNCTIONS", "Expression", "ExpressionError"]
+
+FUNCTIONS = {
+    "abs": np.abs, "sqrt": np.sqrt, "log10": np.log10, "isnan": np.isnan, "isfinite": np.isfinite,
+    "mag": lambda flux: 22.5 - 2.5 * np.log10(np.where(np.asarray(flux) > 0, flux, np.nan)),
+}
+_BINARY = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.Pow: operator.pow, ast.Mod: operator.mod, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor, ast.LShift: operator.lshift, ast.RShift: operator.rshift,
+}
+_COMPARE = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+
+
+def _unpadded(value):
+    """FITS strings are space padded (``b"REX "``): compare strings without trailing spaces,
+    so ``tractor_type == "REX"`` means what it says."""
+    if isinstance(value, bytes):
+        return value.rstrip(b" ")
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S":
+        return np.char.rstrip(value, b" ")
+    return value
+
+
+class Expression:
+    """A parsed row filter.
+
+    Parameters
+    ----------
+    text : str
+        The expression; its free names are column names (see `names`).
+    """
+
+    def __init__(self, text):
+        self.text = text
+        try:
+            self._tree = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as err:
+            raise ExpressionError(f"cannot parse `where` {text!r}: {err.msg}") from None
+        self.names = []
+        self._check(self._tree)
+
+    def _check(self, node):
+        if isinstance(node, ast.Name):
+            if node.id not in FUNCTIONS and node.id not in self.names:
+                self.names.append(node.id)
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+                raise ExpressionError(f"`where` {self.text!r}: only {', '.join(FUNCTIONS)} may be called")
+            for arg in node.args:
+                self._check(arg)
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, (int, float, str, bytes, bool)):
+                raise ExpressionError(f"`where` {self.text!r}: unsupported constant {node.value!r}")
+        elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare)):
+            allowed = (ast.Not, ast.Invert, ast.USub, ast.UAdd, ast.And, ast.Or, *_BINARY, *_COMPARE)
+            ops = getattr(node, "ops", None) or [getattr(node, "op", None)]
+            for op in ops:
+                if not isinstance(op, allowed):
+                    raise ExpressionError(f"`where` {self.text!r}: operator {type(op).__name__} not allowed")
+            for child in ast.iter_child_nodes(node):
+                if not isinstance(child, (ast.operator, ast.unaryop, ast.boolop, ast.cmpop)):
+                    self._check(child)
+        else:
+            raise ExpressionError(f"`where` {self.text!r}: {type(node).__name__} not allowed")
+
+    def evaluate(self, columns):
+        """Boolean array: the rows of `columns` (name -> array) where the expression holds."""
+        result = self._eval(self._tree, columns)
+        return np.asarray(result).astype(bool)
+
+    def _eval(self, node, columns):
+        if isinstance(node, ast.Name):
+            return columns[node.id]
+        if isinstance(node, ast.Constant):
+            return node.value.encode() if isinstance(node.value, str) else node.value
+        if isinstance(node, ast.Call):
+            return FUNCTIONS[node.func.id](*(self._eval(arg, columns) for arg in node.args))
+        if isinstance(node, ast.BinOp):
+            return _BINARY[type(node.op)](self._eval(node.left, columns), self._eval(node.right, columns))
+        if isinstance(node, ast.UnaryOp):
+            value = self._eval(node.operand, columns)
+            if isinstance(node.op, ast.Not):
+                return ~np.asarray(value).astype(bool)
+            return {ast.Invert: operator.invert, ast.USub: operator.neg, ast.UAdd: operator.pos}[type(node.op)](value)
+        if isinstance(node, ast.BoolOp):
+            values = [np.asarray(self._eval(v, columns)).astype(bool) for v in node.values]
+            combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            result = values[0]
+            for value in values[1:]:
+                result = combine(result, value)
+            return result
+        if isinstance(node, ast.Compare):
+            left = self._eval(node.left, columns)
+            result = True
+            for op, comparator in zip(node.ops, node.comparators):
+                right = self._eval(comparator, columns)
+                a, b = _unpadded(left), _unpadded(right)
+                with np.errstate(invalid="ignore"):
+                    result = np.logical_and(result, _COMPARE[type(op)](a, b))
+                left = right
+            return result
+        raise ExpressionError(f"`where` {self.text!r}: cannot evaluate {type(node).__name__}")

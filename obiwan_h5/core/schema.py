@@ -1,0 +1,62 @@
+"""Per-brick schemas joined into one, rows conformed to it, columns as records: pure numpy."""
+
+import numpy as np
+
+from ..errors import InputError
+from ..fileformat import fill_value
+
+__all__ = ["as_records", "conform_into", "union_schemas"]
+
+
+def union_schemas(schemas, where="bricks"):
+    """Merge per-brick ``{name: (dtype, shape)}`` schemas into one (order of first sight).
+
+    Strings widen to the widest; other dtypes must agree (numpy promotion is *not* applied:
+    an int column that is float in another brick is bad input, not silently promoted).
+    """
+    merged = {}
+    for schema in schemas:
+        for name, (dtype, shape) in schema.items():
+            dtype, shape = np.dtype(dtype), tuple(shape)
+            if name not in merged:
+                merged[name] = (dtype, shape)
+                continue
+            known, known_shape = merged[name]
+            if known_shape != shape:
+                raise InputError(f"column {name} has shape {shape} in some {where} and {known_shape} in others")
+            if known.kind == dtype.kind == "S":
+                merged[name] = (np.dtype(f"S{max(known.itemsize, dtype.itemsize)}"), shape)
+            elif known != dtype:
+                raise InputError(f"column {name} is {dtype} in some {where} and {known} in others")
+    return merged
+
+
+def conform_into(buffers, start, columns, schema, nrows):
+    """Write `columns` into rows ``[start, start + nrows)`` of `buffers` (name -> array),
+    shaped as `schema`: missing columns filled (SPEC §3.4), casts exact.
+
+    Raises `InputError` on a column whose values would change in the cast.
+    """
+    stop = start + nrows
+    for column in schema:
+        values = columns.get(column.name)
+        target = buffers[column.name]
+        if values is None:
+            target[start:stop] = fill_value(column.dtype)
+            continue
+        values = np.asarray(values)
+        if values.dtype != column.dtype and values.dtype.kind != "S":
+            cast = values.astype(column.dtype)
+            if not np.array_equal(cast, values, equal_nan=values.dtype.kind == "f"):
+                raise InputError(f"column {column.name}: {values.dtype} values do not fit {column.dtype}")
+        target[start:stop] = values
+
+
+def as_records(columns):
+    """Columns (name -> array of equal length) as one record array."""
+    names = list(columns)
+    nrows = len(columns[names[0]]) if names else 0
+    records = np.empty(nrows, dtype=[(name, columns[name].dtype, columns[name].shape[1:]) for name in names])
+    for name in names:
+        records[name] = columns[name]
+    return records

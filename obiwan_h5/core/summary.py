@@ -1,0 +1,142 @@
+"""Per-brick summary row (SPEC §4): pure functions on a brick's derived columns."""
+
+import numpy as np
+
+from ..fileformat import (
+    BANDS,
+    OBIWAN_BITS,
+    SELECTIONS,
+    SUMMARY_COLUMNS,
+    TARGET_BITS,
+    TRACTOR_TYPES,
+    bit_set,
+    fill_value,
+)
+from . import selection
+from .derivation import measured_mask_arrays
+from .photometry import TYPE_CODES, band_quantity, deextincted_flux, tractor_types, true_flux
+
+__all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "summarise_brick"]
+
+# 20 bins of true magnitude over [18, 26] (SPEC §4)
+MAG_BINS = np.linspace(18.0, 26.0, 21)
+
+
+
+def brick_area(ra1, ra2, dec1, dec2):
+    """Area in deg² of the region ra1<ra<ra2, dec1<dec<dec2 on the sphere."""
+    return (ra2 - ra1) * (np.sin(np.radians(dec2)) - np.sin(np.radians(dec1))) * np.degrees(1.0)
+
+
+def ivar_to_depth(ivar):
+    """5σ AB depth of a flux inverse variance (nanomaggy⁻²); NaN for non-positive/NaN."""
+    ivar = np.asarray(ivar, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = -2.5 * (np.log10(5.0 / np.sqrt(ivar)) - 9.0)
+    return np.where(ivar > 0, depth, np.nan)
+
+
+def depth_at_half_recovered(true_mag, recovered, bins=MAG_BINS):
+    """Centre of the first non-empty magnitude bin whose recovered fraction ≤ 0.5 (NaN if none)."""
+    true_mag = np.asarray(true_mag, dtype=np.float64)
+    finite = np.isfinite(true_mag)
+    total, _ = np.histogram(true_mag[finite], bins=bins)
+    found, _ = np.histogram(true_mag[finite & recovered], bins=bins)
+    for index in np.flatnonzero(total > 0):
+        if found[index] / total[index] <= 0.5:
+            return 0.5 * (bins[index] + bins[index + 1])
+    return np.nan
+
+
+def _nanmedian(values):
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else np.nan
+
+
+def summarise_brick(brickname, columns, bounds):
+    """The summary row of one brick.
+
+    Parameters
+    ----------
+    brickname : str
+    columns : dict
+        The brick's derived columns (`derivation.brick_parts`, concatenated).
+    bounds : tuple
+        ``(ra, dec, ra1, ra2, dec1, dec2)`` from survey-bricks.
+
+    Returns
+    -------
+    dict
+        Summary column -> scalar, keys as `SUMMARY_COLUMNS`.
+    """
+    ra, dec, ra1, ra2, dec1, dec2 = bounds
+    n_inj = len(columns["unique_id"])
+    recovered = bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0])
+    targets = columns["targets_mask"]
+    row = {
+        "brickname": brickname.encode(),
+        "ra": ra, "dec": dec,
+        "brick_area": brick_area(ra1, ra2, dec1, dec2),
+        "n_inj": n_inj,
+        "n_rec": int(recovered.sum()),
+        "frac_recovered": recovered.sum() / n_inj if n_inj else np.nan,
+    }
+    for sel in SELECTIONS:
+        true_bit = bit_set(targets, TARGET_BITS[f"{sel}_true"])
+        meas_bit = bit_set(targets, TARGET_BITS[sel])
+        row[f"n_true_{sel}"] = int(true_bit.sum())
+        row[f"n_true_rec_meas_{sel}"] = int((true_bit & recovered & meas_bit).sum())
+    for region in ("ngc", "sgc"):
+        row[f"n_true_rec_meas_eboss_{region}_allmask"] = int(
+            (_eboss_measured(columns, region, "allmask") & recovered
+             & bit_set(targets, TARGET_BITS[f"eboss_{region}_true"])).sum())
+    kinds = tractor_types(columns.get("tractor_type", np.zeros(n_inj, "S4")))
+    for kind, code in zip(TRACTOR_TYPES, TYPE_CODES):
+        row[f"n_type_{kind.lower()}"] = int((recovered & (kinds == code)).sum())
+    for band in BANDS:
+        row[f"psfsize_{band}"] = _nanmedian(_recovered(columns, "psfsize", band, recovered))
+    row["ebv"] = _nanmedian(np.asarray(columns["tractor_ebv"])[recovered]) if "tractor_ebv" in columns else np.nan
+    for kind in ("psfdepth", "galdepth"):
+        for band in BANDS:
+            ivar = _recovered(columns, kind, band, recovered)
+            ivar = ivar[ivar > 0] if ivar.size else ivar
+            row[f"{kind}_{band}"] = float(ivar_to_depth(_nanmedian(ivar))) if ivar.size else np.nan
+    for band in BANDS:
+        magnitude = selection.flux_to_mag(true_flux(columns, band))
+        row[f"depth_at_half_recovered_{band}"] = depth_at_half_recovered(magnitude, recovered)
+    return row
+
+
+def _recovered(columns, quantity, band, recovered):
+    values = band_quantity(columns, quantity, band, prefix="tractor_")
+    if values is None:
+        return np.zeros(0)
+    return np.asarray(values, dtype=np.float64)[recovered]
+
+
+def _eboss_measured(columns, region, mask_kind):
+    flux = {band: deextincted_flux(columns, band, "tractor_") for band in BANDS}
+    if any(value is None for value in flux.values()):
+        return np.zeros(len(columns["unique_id"]), bool)
+    depth = {band: band_quantity(columns, "psfdepth", band, "tractor_") for band in BANDS}
+    if any(value is None for value in depth.values()):
+        return np.zeros(len(columns["unique_id"]), bool)
+    masks = measured_mask_arrays(columns, "tractor_", mask_kind) or {}
+    primary = columns.get("tractor_brick_primary")
+    return selection.eboss_elg(flux["g"], flux["r"], flux["z"], region) & selection.eboss_quality(
+        region, depth["g"], depth["r"], depth["z"],
+        masks.get("g"), masks.get("r"), masks.get("z"),
+        primary=None if primary is None else np.asarray(primary, bool))
+
+
+def empty_summary(brickname, bounds):
+    """The summary row of a brick with no derived rows (incomplete or failed): counts 0,
+    statistics NaN, position and area from its survey-bricks `bounds` when known."""
+    row = {name: fill_value(dtype) if np.dtype(dtype).kind != "i" else 0
+           for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
+    row["brickname"] = brickname.encode()
+    if bounds is not None:
+        ra, dec, ra1, ra2, dec1, dec2 = bounds
+        row.update(ra=ra, dec=dec, brick_area=brick_area(ra1, ra2, dec1, dec2))
+    return row

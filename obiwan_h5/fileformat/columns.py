@@ -1,0 +1,179 @@
+"""Columns of the derived file: names, dtypes, shapes, descriptions, units, fill values.
+
+The plan builds one `Column` list for the whole job (the union over bricks); every rank
+creates the same datasets from it. The ``summary`` columns are fixed (`SUMMARY_COLUMNS`).
+Where a column is computed: `core.derivation` for ``randoms``, `core.summary` for
+``summary``.
+"""
+
+import re
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layout import BANDS, TRACTOR_TYPES
+
+__all__ = ["SELECTIONS", "SUMMARY_COLUMNS", "Column", "describe", "fill_value", "rows_checksum", "summary_columns"]
+
+NANOMAGGY = "nanomaggy"
+IVAR = "1/nanomaggy^2"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a derived group: 1-D when `shape` is ``()``, else ``(N,) + shape``."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple = ()
+    description: str = ""
+    unit: str = ""
+
+    @property
+    def row_bytes(self):
+        return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64)))
+
+
+# (pattern, description, unit) for Tractor columns, first match wins; {band} fills in
+_TRACTOR_DOCS = [
+    (r"ra|dec", "position of the matched Tractor source", "deg"),
+    (r"(ra|dec)_ivar", "inverse variance of the position", "1/deg^2"),
+    (r"flux_([grz]|w\d)", "model flux in band {band}", NANOMAGGY),
+    (r"flux_ivar_([grz]|w\d)", "inverse variance of flux in band {band}", IVAR),
+    (r"decam_flux", "model fluxes over DECam ugrizY", NANOMAGGY),
+    (r"decam_flux_ivar", "inverse variances of fluxes over DECam ugrizY", IVAR),
+    (r"apflux(_resid)?_([grz])", "aperture fluxes (residual image when _resid) in band {band}", NANOMAGGY),
+    (r"mw_transmission_([grz]|w\d)", "Milky Way dust transmission in band {band}", ""),
+    (r"decam_mw_transmission", "Milky Way dust transmission over DECam ugrizY", ""),
+    (r"psfdepth_([grz])", "PSF detection inverse variance (5 sigma depth) in band {band}", IVAR),
+    (r"galdepth_([grz])", "galaxy detection inverse variance in band {band}", IVAR),
+    (r"decam_(gal)?depth", "detection inverse variance over DECam ugrizY", IVAR),
+    (r"psfsize_([grz])", "PSF FWHM in band {band}", "arcsec"),
+    (r"(any|all)mask_([grz])", "pixel mask bits (any/all exposures) in band {band}", ""),
+    (r"nobs_([grz]|w\d)", "number of exposures in band {band}", ""),
+    (r"type", "Tractor morphological model (PSF, SIMP, REX, EXP, DEV, COMP)", ""),
+    (r"brick_primary", "source is inside the brick's unique area", ""),
+    (r"ebv", "SFD E(B-V) at the source", "mag"),
+    (r"shape(exp|dev)_r", "half-light radius of the {band} profile", "arcsec"),
+    (r"shape(exp|dev)_e[12]", "ellipticity component of the {band} profile", ""),
+]
+
+
+def _tractor_doc(stem):
+    for pattern, text, unit in _TRACTOR_DOCS:
+        match = re.fullmatch(pattern, stem)
+        if match:
+            band = match.groups()[-1] if match.groups() else ""
+            return f"Tractor: {text.format(band=band)}", unit
+    return f"Tractor: {stem}", ""
+
+
+_SIMCAT_DOCS = {
+    "id": ("id of the injected source (key of the randoms truth table)", ""),
+    "ra": ("injected right ascension", "deg"),
+    "dec": ("injected declination", "deg"),
+    "x": ("injected x pixel position in the brick", "pix"),
+    "y": ("injected y pixel position in the brick", "pix"),
+    "gflux": ("g flux added to the images (extincted)", NANOMAGGY),
+    "rflux": ("r flux added to the images (extincted)", NANOMAGGY),
+    "zflux": ("z flux added to the images (extincted)", NANOMAGGY),
+    "n": ("Sersic index of the injected profile", ""),
+    "rhalf": ("half-light radius of the injected profile", "arcsec"),
+    "e1": ("ellipticity component 1 of the injected profile", ""),
+    "e2": ("ellipticity component 2 of the injected profile", ""),
+}
+
+_TRUTH_UNITS = {"ra": "deg", "dec": "deg", "g": "mag", "r": "mag", "z": "mag", "rhalf": "arcsec", "pa": "deg"}
+
+DERIVED_DOCS = {
+    "unique_id": ("'<id>_<brickname>_<rsdir>', unique over the file", ""),
+    "brickname": ("brick of the injection", ""),
+    "rsdir": ("obiwan iteration directory of the injection", ""),
+    "obiwan_mask": ("recovery bits, see file attribute obiwan_mask_bits", ""),
+    "targets_mask": ("target-selection bits, see file attribute targets_mask_bits", ""),
+}
+
+
+def describe(name):
+    """Description and unit of a ``randoms`` column, from its name."""
+    if name in DERIVED_DOCS:
+        return DERIVED_DOCS[name]
+    if name.startswith("tractor_"):
+        return _tractor_doc(name[len("tractor_"):])
+    if name.startswith("psql_"):
+        stem = name[len("psql_"):]
+        return f"truth from the randoms table: {stem}", _TRUTH_UNITS.get(stem, "")
+    if name.startswith("mw_transmission_"):
+        return f"Milky Way transmission applied to the injected {name[-1]} flux", ""
+    return _SIMCAT_DOCS.get(name, (f"simcat: {name}", ""))
+
+
+def fill_value(dtype):
+    """Value of a column for rows with no data (unmatched rows, SPEC §3.4)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "b":
+        return False
+    if dtype.kind == "S":
+        return b""
+    return 0
+
+
+def rows_checksum(columns, names):
+    """CRC-32 of a brick's rows: the bytes of each column, in `names` order.
+
+    A CRC detects every single-bit error and every burst of up to 32 bits for certain, and
+    at 4 GB/s it costs little next to writing the rows (a cryptographic hash ran at 0.9).
+
+    Stored in ``bricks/checksum`` when the rows are written; ``validate --deep``
+    recomputes it from the file (sorted ``randoms`` names) to find rows that changed.
+    """
+    crc = 0
+    for name in names:
+        crc = zlib.crc32(np.ascontiguousarray(columns[name]).reshape(-1).view(np.uint8), crc)
+    return crc
+
+
+# selections counted in the summary, in column order
+SELECTIONS = ("desi_elg", "eboss_ngc", "eboss_sgc")
+
+
+def _summary_columns():
+    # name -> (dtype, description, unit), in file order
+    cols = {
+        "brickname": ("S8", "brick name", ""),
+        "ra": ("f8", "brick centre right ascension", "deg"),
+        "dec": ("f8", "brick centre declination", "deg"),
+        "brick_area": ("f8", "area inside the brick's ra/dec bounds", "deg^2"),
+        "n_inj": ("i8", "injected sources that touched at least one CCD (rows of the brick)", ""),
+        "n_rec": ("i8", "injected sources recovered (obiwan_mask bit 0)", ""),
+        "frac_recovered": ("f8", "n_rec / n_inj", ""),
+    }
+    for sel in SELECTIONS:
+        cols[f"n_true_{sel}"] = ("i8", f"sources whose true fluxes pass {sel}", "")
+        cols[f"n_true_rec_meas_{sel}"] = ("i8", f"true {sel}, recovered, and measured {sel}", "")
+    for sel in ("eboss_ngc", "eboss_sgc"):
+        cols[f"n_true_rec_meas_{sel}_allmask"] = (
+            "i8", f"as n_true_rec_meas_{sel} with the allmask (not anymask) cut", "")
+    for kind in TRACTOR_TYPES:
+        cols[f"n_type_{kind.lower()}"] = ("i8", f"recovered sources that Tractor fit as {kind}", "")
+    for band in BANDS:
+        cols[f"psfsize_{band}"] = ("f8", f"median PSF FWHM of recovered sources in {band}", "arcsec")
+    cols["ebv"] = ("f8", "median E(B-V) of recovered sources", "mag")
+    for kind in ("psfdepth", "galdepth"):
+        for band in BANDS:
+            cols[f"{kind}_{band}"] = ("f8", f"5 sigma AB depth from the median {kind} ivar of recovered sources in {band}", "mag")
+    for band in BANDS:
+        cols[f"depth_at_half_recovered_{band}"] = (
+            "f8", f"centre of the first true-{band} magnitude bin (20 over [18, 26]) with recovered fraction <= 0.5", "mag")
+    return cols
+
+
+SUMMARY_COLUMNS = _summary_columns()
+
+
+def summary_columns():
+    """The ``summary`` group as `Column` objects, in file order."""
+    return [Column(name, np.dtype(dtype), (), text, unit) for name, (dtype, text, unit) in SUMMARY_COLUMNS.items()]

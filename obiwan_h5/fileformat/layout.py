@@ -1,0 +1,114 @@
+"""The on-disk contract of a derived file (SPEC §5): names, statuses, bits, attributes.
+
+Every module that writes or reads a derived file takes these facts from here, so the
+writer, the readers, `validate` and the generated reference (docs/format.md) cannot
+disagree. Nothing here does IO.
+"""
+
+import json
+import re
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "ATTR_COMPLETE", "BANDS", "BRICKNAME_RE", "CREATION_ATTRS", "DONE", "FAILED", "FORMAT_NAME",
+    "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "JSON_ATTRS",
+    "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TRACTOR_TYPES",
+    "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "truncate_message",
+]
+
+FORMAT_NAME = "obiwan_h5"
+FORMAT_VERSION = 1
+GROUPS = ("randoms", "summary", "bricks")
+
+# /bricks/status codes
+PENDING, DONE, INCOMPLETE, FAILED = 0, 1, 2, 3
+STATUS_NAMES = {PENDING: "pending", DONE: "done", INCOMPLETE: "incomplete", FAILED: "failed"}
+
+# /bricks/message is fixed-width bytes (parallel HDF5 cannot write variable-length strings)
+MESSAGE_WIDTH = 160
+
+INDEX_DESCRIPTIONS = {
+    "name": "brick name",
+    "offset": "first row of the brick in /randoms",
+    "count": "rows of the brick in /randoms",
+    "status": ", ".join(f"{code} {name}" for code, name in STATUS_NAMES.items()).replace(
+        "incomplete", "incomplete (skipped)"),
+    "message": "why a brick is incomplete or failed (truncated with '...'; full text in the log)",
+    "checksum": "CRC-32 of the brick's rows as written (fileformat.rows_checksum); 0 until done",
+}
+# the index datasets every reader needs (checksum came later and is optional to readers)
+INDEX_COLUMNS = ("name", "offset", "count", "status", "message")
+
+BRICKNAME_RE = re.compile(r"^\d{4}[pm]\d{3}$", re.ASCII)
+BANDS = ("g", "r", "z")
+TRACTOR_TYPES = ("PSF", "SIMP", "REX", "EXP", "DEV", "COMP")
+
+OBIWAN_BITS = {
+    "recovered": (0, "a Tractor source lies within the match radius of the injected position"),
+    "on_real_source": (1, "recovered, and the injected position lies within the match radius "
+                          "of a source of the real (unmodified) DR catalog of the brick"),
+}
+TARGET_BITS = {
+    "eboss_ngc": 0,
+    "eboss_sgc": 1,
+    "desi_elg": 2,
+    "eboss_ngc_true": 3,
+    "eboss_sgc_true": 4,
+    "desi_elg_true": 5,
+}
+
+# root attributes: those the derive job always writes, those stored as JSON text, and
+# those that describe a view (a physical copy of a view drops them)
+ATTR_COMPLETE = "complete"
+CREATION_ATTRS = ("software_version", "creation_time", "command_line", "match_radius_arcsec",
+                  "obiwan_mask_bits", "targets_mask_bits", "nranks")
+JSON_ATTRS = ("inputs", "obiwan_mask_bits", "targets_mask_bits", "selections")
+VIEW_ATTRS = ("view_of", "view_columns", "view_creation_time", "view_software_version")
+
+
+def check_brickname(brickname):
+    """Return `brickname` if it is a Legacy Survey brick name, else raise `InputError`.
+
+    Parameters
+    ----------
+    brickname : str
+        Candidate such as ``"1741p242"``: four ASCII digits of RA·10, ``p``/``m``, three
+        digits of |Dec|·10.
+    """
+    if not isinstance(brickname, str) or not BRICKNAME_RE.match(brickname):
+        raise InputError(f"{brickname!r} is not a brick name (expected e.g. 1741p242)")
+    return brickname
+
+
+def bit_set(mask, bit):
+    """Boolean array: whether `bit` is set in each element of an integer bitmask."""
+    return (np.asarray(mask) & (1 << bit)) != 0
+
+
+def truncate_message(message, width=MESSAGE_WIDTH):
+    """Fixed-width message bytes; long messages end in '...' so truncation is visible."""
+    data = message.encode("utf-8", "replace")
+    return data if len(data) <= width else data[: width - 3] + b"..."
+
+
+def attr_value(value):
+    """A Python value as stored in an HDF5 attribute (dicts and lists as JSON text)."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def decode_attrs(attrs):
+    """HDF5 attributes as a dict, JSON text decoded back where it is JSON."""
+    result = {}
+    for key, value in attrs.items():
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        result[key] = value
+    return result

@@ -1,0 +1,170 @@
+"""The plan (SPEC §6.2): row counts, schemas and offsets, known before any row is written.
+
+Pure functions of what the scan found (`scan.scan_brick`). The plan is the same on every
+rank: brick i owns rows ``[offsets[i], offsets[i] + counts[i])`` of every ``randoms``
+column. Bricks are assigned to ranks as contiguous ranges balanced by weight, and each
+rank's range is cut into write segments that fit its memory budget.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.schema import union_schemas
+from ..errors import InputError
+from ..fileformat import FAILED, PENDING, Column, describe
+
+__all__ = [
+    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "failed", "gather_scans",
+    "split_segments",
+]
+
+
+@dataclass
+class BrickScan:
+    """What scanning one brick found (cheap: ids and headers only)."""
+
+    brickname: str
+    status: int = PENDING
+    message: str = ""
+    count: int = 0
+    rsdirs: list = field(default_factory=list)
+    schema: dict = field(default_factory=dict)
+    unique_id_width: int = 0
+    schema_key: int = -1
+
+
+def failed(scan, message):
+    """Mark `scan` failed with `message` (no rows, no schema); returns it."""
+    scan.status, scan.message, scan.count, scan.schema = FAILED, message, 0, {}
+    return scan
+
+
+@dataclass
+class Plan:
+    """The agreed layout of the output file."""
+
+    bricknames: list
+    counts: np.ndarray
+    offsets: np.ndarray
+    status: np.ndarray
+    messages: list
+    columns: list
+
+    @property
+    def total_rows(self):
+        return int(self.counts.sum())
+
+    @property
+    def row_bytes(self):
+        return sum(column.row_bytes for column in self.columns)
+
+
+def detach_schemas(scans):
+    """The distinct schemas of `scans`, and the scans with a key into them instead.
+
+    A production has a handful of distinct schemas, so this is what every rank sends:
+    the gathered plan does not grow with one schema per brick.
+    """
+    distinct = []
+    for scan in scans:
+        if scan.status == PENDING:
+            if scan.schema not in distinct:
+                distinct.append(scan.schema)
+            scan.schema_key = distinct.index(scan.schema)
+        scan.schema = {}
+    return scans, distinct
+
+
+def gather_scans(parts):
+    """Join per-rank ``(scans, distinct)`` pairs (rank order), re-keying the schemas."""
+    scans, distinct = [], []
+    for part_scans, part_distinct in parts:
+        for scan in part_scans:
+            if scan.schema_key >= 0:
+                scan.schema_key += len(distinct)
+            scans.append(scan)
+        distinct.extend(part_distinct)
+    return scans, distinct
+
+
+def build_plan(scans, distinct=None):
+    """Combine brick scans (in brick order) into a `Plan`: offsets and the union schema.
+
+    Schemas are unioned in brick order (strings widen). A brick whose schema contradicts
+    the bricks before it (a column of another type or shape) fails, with the reason; it
+    does not stop the job. `distinct` comes with scans from `detach_schemas`.
+    """
+    if distinct is None:
+        scans, distinct = detach_schemas(scans)
+    schema, accepted, rejected = {}, set(), {}
+    for scan in scans:
+        if scan.status != PENDING:
+            continue
+        key = scan.schema_key
+        if key not in accepted and key not in rejected:
+            try:
+                schema = union_schemas([schema, distinct[key]], where="bricks")
+                accepted.add(key)
+            except InputError as err:
+                rejected[key] = f"columns differ from earlier bricks: {err}"
+        if key in rejected:
+            failed(scan, rejected[key])
+    counts = np.array([scan.count for scan in scans], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
+    if schema:
+        width = max(scan.unique_id_width for scan in scans)
+        schema["unique_id"] = (np.dtype(f"S{width}"), ())
+    columns = [Column(name, dtype, shape, *describe(name)) for name, (dtype, shape) in schema.items()]
+    return Plan(
+        bricknames=[scan.brickname for scan in scans],
+        counts=counts,
+        offsets=offsets,
+        status=np.array([scan.status for scan in scans], dtype=np.int8),
+        messages=[scan.message for scan in scans],
+        columns=columns,
+    )
+
+
+def assign_ranges(weights, nranks):
+    """Contiguous brick ranges, one per rank, balanced by weight (e.g. rows to compute).
+
+    Returns an array ``bounds`` of length nranks+1: rank r owns bricks
+    ``[bounds[r], bounds[r+1])``. Zero-weight bricks still cost a little, so that a
+    production of empty bricks is spread too.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    nbricks = len(weights)
+    cost = weights + max(weights.mean() if nbricks else 0.0, 1.0) * 1e-3 + 1e-9
+    cumulative = np.concatenate([[0.0], np.cumsum(cost)])
+    targets = cumulative[-1] * np.arange(1, nranks) / nranks
+    inner = np.searchsorted(cumulative, targets, side="left")
+    bounds = np.concatenate([[0], np.clip(inner, 0, nbricks), [nbricks]]).astype(np.int64)
+    return np.maximum.accumulate(bounds)
+
+
+def split_segments(todo, first, last, counts, row_bytes, max_bytes):
+    """Cut bricks ``[first, last)`` into write segments.
+
+    A segment is a contiguous run of bricks that are all to be written (`todo` True)
+    whose rows fit in `max_bytes` (a single brick larger than that is its own segment).
+    Returns a list of ``(b0, b1)``.
+    """
+    segments = []
+    start, size = None, 0
+    for brick in range(first, last):
+        brick_bytes = int(counts[brick]) * row_bytes
+        if not todo[brick]:
+            if start is not None:
+                segments.append((start, brick))
+            start, size = None, 0
+            continue
+        if start is not None and size + brick_bytes > max_bytes:
+            segments.append((start, brick))
+            start, size = None, 0
+        if start is None:
+            start = brick
+        size += brick_bytes
+    if start is not None:
+        segments.append((start, last))
+    return segments

@@ -1,0 +1,136 @@
+"""Scanning a brick (SPEC §6.2): row count, column schema, or why it cannot be derived.
+
+The scan reads FITS headers, the simcat's ``id, ra, dec`` and ``sim_ids_added``: enough to
+count the rows, check every injected id, and know the columns, without reading a catalog.
+What it read is kept in a `BrickInputs` for the compute phase on the same rank, so no
+input is read twice (the rank that scans a brick is the rank that derives it).
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.derivation import added_rows, derived_schema
+from ..core.schema import union_schemas
+from ..errors import BrickError, InputError
+from ..fileformat import INCOMPLETE
+from ..production.inputs import SIMCAT_COLUMNS, FitsTable, read_ids_added, tractor_keep
+from .plan import BrickScan, failed
+
+__all__ = ["BrickInputs", "RsdirInputs", "brick_failure", "scan_brick"]
+
+log = logging.getLogger("obiwan_h5.derive")
+
+
+@dataclass
+class RsdirInputs:
+    """What the scan of one rsdir found: the open tables and the added simcat rows."""
+
+    rsdir: str
+    simcat: FitsTable
+    rows: np.ndarray          # simcat rows whose id is in sim_ids_added, in simcat order
+    injected: dict            # id, ra, dec of those rows
+    tractor: FitsTable
+
+
+@dataclass
+class BrickInputs:
+    """The scanned inputs of one brick, in canonical rsdir order."""
+
+    brickname: str
+    parts: list
+
+    @property
+    def ids(self):
+        if not self.parts:
+            return np.zeros(0, np.int64)
+        return np.concatenate([part.injected["id"] for part in self.parts]).astype(np.int64)
+
+
+def brick_failure(err):
+    """One-line message for an exception raised while reading or deriving a brick.
+
+    Expected input problems keep their own message (it names the file); anything else is
+    prefixed with its type so that a bug reads as a bug, not as bad input.
+    """
+    if isinstance(err, (BrickError, InputError)):
+        return str(err)
+    text = " ".join(str(err).split()) or "no message"
+    if isinstance(err, OSError) and err.filename:
+        text = f"{err.filename}: {err.strerror or text}"
+    return f"{type(err).__name__}: {text}"
+
+
+def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_all_apflux=False):
+    """Row count and column schema of one brick, or why it is incomplete or failed.
+
+    Parameters
+    ----------
+    production : production.Production
+    brickname : str
+    truth : production.truth.TruthTable
+        Every injected id must have a truth row (else the brick fails).
+    bounds : tuple or None
+        The brick's survey-bricks row; None fails the brick.
+    expect_rsdirs : int, optional
+        A brick with another number of rsdirs is incomplete.
+    keep_all_apflux : bool
+
+    Returns
+    -------
+    (BrickScan, BrickInputs or None)
+        Any exception (not only bad input) fails the brick alone, with a one-line message;
+        the traceback goes to the debug log.
+    """
+    scan = BrickScan(brickname)
+    try:
+        return _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_apflux)
+    except Exception as err:  # noqa: BLE001 — one brick's failure must never stop the job
+        if not isinstance(err, (BrickError, InputError)):
+            log.debug("brick %s: scan failed", brickname, exc_info=True)
+        return failed(scan, brick_failure(err)), None
+
+
+def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_apflux):
+    rsdirs = production.rsdirs(brickname)
+    if bounds is None:
+        return failed(scan, "not in survey-bricks"), None
+    if not rsdirs:
+        return failed(scan, f"no rsdir under {production.obiwan_dir(brickname)}"), None
+    if expect_rsdirs is not None and len(rsdirs) != expect_rsdirs:
+        scan.status, scan.rsdirs = INCOMPLETE, rsdirs
+        scan.message = f"{len(rsdirs)} rsdir(s), expected {expect_rsdirs}: {','.join(rsdirs)}"
+        return scan, None
+    if not os.path.exists(production.dr_tractor(brickname)):
+        raise BrickError(f"{production.dr_tractor(brickname)}: file not found (real DR catalog)")
+    schemas, parts = [], []
+    for rsdir in rsdirs:
+        simcat = FitsTable(production.simcat(brickname, rsdir))
+        simcat.require(SIMCAT_COLUMNS)
+        if simcat.schema["id"][0].kind not in "iu":
+            raise BrickError(f"{simcat.path}: id column is {simcat.schema['id'][0]}, expected integers")
+        injected = simcat.read(["id", "ra", "dec"])
+        bad = ~(np.isfinite(injected["ra"]) & np.isfinite(injected["dec"]))
+        if np.any(bad):
+            raise BrickError(f"{simcat.path}: {bad.sum()} row(s) with non-finite ra/dec (first id {injected['id'][bad][0]})")
+        ids_added = read_ids_added(production.ids_added(brickname, rsdir))
+        rows = added_rows(injected["id"], ids_added, where=f"{rsdir}: ")
+        kept = injected["id"].astype(np.int64)[rows]
+        missing = truth.rows_of(kept) < 0
+        if np.any(missing):
+            raise BrickError(f"{rsdir}: {missing.sum()} id(s) not in the randoms truth table "
+                             f"(first: {kept[missing][0]})")
+        tractor = FitsTable(production.tractor(brickname, rsdir))
+        tractor.require(["ra", "dec"])
+        tractor_schema = {k: v for k, v in tractor.schema.items() if tractor_keep(k, keep_all_apflux)}
+        schemas.append(derived_schema(simcat.schema, truth.schema, tractor_schema, 0, len(rsdir)))
+        scan.count += len(kept)
+        digits = max(len(str(kept.min())), len(str(kept.max()))) if len(kept) else 1
+        scan.unique_id_width = max(scan.unique_id_width, digits + len(brickname) + len(rsdir) + 2)
+        parts.append(RsdirInputs(rsdir, simcat, rows, {name: values[rows] for name, values in injected.items()},
+                                 tractor))
+    scan.schema = union_schemas(schemas, where=f"rsdirs of {brickname}")
+    scan.rsdirs = rsdirs
+    return scan, BrickInputs(brickname, parts)

@@ -1,0 +1,237 @@
+"""The derived file on disk (SPEC §5): collective creation and collective row writes.
+
+Three ways to write, chosen once in `DerivedWriter`:
+
+* parallel — h5py built against parallel HDF5 and several ranks: every rank opens the file
+  with the ``mpio`` driver and writes its own row range of each column collectively;
+* funnel — several ranks but an h5py without MPI: rank 0 alone opens the file, the other
+  ranks send it their rows;
+* serial — one process.
+
+Parallel-HDF5 traps handled here (SPEC §6): every rank makes the same sequence of
+collective calls (a rank with no rows writes an empty "none" selection through the
+low-level API, because h5py's high-level slice assignment skips empty selections and the
+other ranks hang); objects are created in sorted order with identical arguments; strings
+are fixed-width bytes; no single MPI-IO call exceeds `max_call_bytes`; fill values are
+never written (``fill_time="never"``).
+"""
+
+import logging
+import math
+import os
+
+import h5py
+import numpy as np
+
+from ..fileformat import INDEX_DESCRIPTIONS, MESSAGE_WIDTH, attr_value, truncate_message
+from .faults import maybe_kill
+from .mpi import h5py_has_mpi, mpi_max
+
+log = logging.getLogger("obiwan_h5.writer")
+
+__all__ = ["MAX_CALL_BYTES", "DerivedWriter"]
+
+MAX_CALL_BYTES = 1 << 30  # well below MPI-IO's 2 GiB limit per call
+
+
+class DerivedWriter:
+    """An open derived file, shared by all ranks of `comm`.
+
+    Use `create` for a new file and `open_existing` to resume one.
+
+    Parameters
+    ----------
+    path : str
+    comm : communicator
+    mode : {"w", "r+"}
+    mpi_info : dict, optional
+        MPI-IO hints (e.g. ``{"romio_cb_write": "enable", "striping_factor": "16"}``).
+    alignment : (int, int), optional
+        HDF5 alignment threshold and interval in bytes (match the Lustre stripe size).
+    max_call_bytes : int
+        Largest buffer handed to one write call.
+    """
+
+    def __init__(self, path, comm, mode, mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES):
+        self.path = path
+        self.comm = comm
+        self.max_call_bytes = max_call_bytes
+        if comm.size == 1:
+            self.mode = "serial"
+        elif h5py_has_mpi():
+            self.mode = "parallel"
+        else:
+            self.mode = "funnel"
+            if comm.rank == 0:
+                log.warning("h5py was built without MPI: rank 0 writes the rows every rank sends it "
+                            "(correct but slower; see docs/install.md for a parallel build)")
+        kwargs = {}
+        if alignment:
+            kwargs.update(alignment_threshold=alignment[0], alignment_interval=alignment[1])
+        self.file = None
+        if self.mode == "parallel":
+            from mpi4py import MPI
+
+            info = MPI.Info.Create()
+            for key, value in (mpi_info or {}).items():
+                info.Set(str(key), str(value))
+            self.file = h5py.File(path, mode, driver="mpio", comm=comm, info=info, **kwargs)
+            self._dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+            self._dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        elif comm.rank == 0:
+            self.file = h5py.File(path, mode, **kwargs)
+            self._dxpl = None
+
+    # -- creation --------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, **options):
+        """Create the file and every dataset, preallocated to its final size (collective).
+
+        The file is built under a temporary name and renamed once every object exists and
+        is flushed, so `path` never names a half-created file.
+        """
+        creating = f"{path}.creating"
+        writer = cls(creating, comm, "w", **options)
+        if writer.file is not None:
+            writer._create_layout(plan, summary_columns, attrs, chunk_bytes)
+        comm.Barrier()
+        if comm.rank == 0:
+            os.replace(creating, path)
+        comm.Barrier()
+        writer.path = path
+        return writer
+
+    def _create_layout(self, plan, summary_columns, attrs, chunk_bytes):
+        writer, out = self, self.file
+        out.attrs["complete"] = False
+        for key in sorted(attrs):
+            out.attrs[key] = attr_value(attrs[key])
+        nbricks = len(plan.bricknames)
+        randoms = out.create_group("randoms")
+        randoms.attrs["column_order"] = ",".join(column.name for column in plan.columns)
+        for column in sorted(plan.columns, key=lambda c: c.name):
+            writer._create(randoms, column, plan.total_rows, chunk_bytes)
+        maybe_kill("create", self.comm.rank)
+        summary = out.create_group("summary")
+        summary.attrs["column_order"] = ",".join(column.name for column in summary_columns)
+        for column in sorted(summary_columns, key=lambda c: c.name):
+            writer._create(summary, column, nbricks, chunk_bytes)
+        bricks = out.create_group("bricks")
+        index = {
+            "name": np.array([name.encode() for name in plan.bricknames], dtype="S8"),
+            "offset": plan.offsets.astype(np.int64),
+            "count": plan.counts.astype(np.int64),
+            "status": plan.status.astype(np.int8),
+            "message": np.array([truncate_message(m) for m in plan.messages], dtype=f"S{MESSAGE_WIDTH}"),
+            "checksum": np.zeros(nbricks, dtype=np.uint32),
+        }
+        for name in sorted(index):
+            # every rank passes the same data, so the collective create writes it consistently
+            dset = bricks.create_dataset(name, data=index[name], track_times=False)
+            dset.attrs["description"] = INDEX_DESCRIPTIONS[name]
+            if name == "checksum":
+                dset.attrs["columns"] = ",".join(sorted(column.name for column in plan.columns))
+        out.flush()
+
+    def _create(self, group, column, nrows, chunk_bytes):
+        shape = (nrows,) + tuple(column.shape)
+        chunks = None
+        if chunk_bytes and nrows > 0:
+            rows = max(1, min(nrows, chunk_bytes // max(column.row_bytes, 1)))
+            chunks = (rows,) + tuple(column.shape)
+        dset = group.create_dataset(
+            column.name, shape=shape, dtype=column.dtype, chunks=chunks,
+            fill_time="never", track_times=False,
+        )
+        dset.attrs["description"] = column.description
+        if column.unit:
+            dset.attrs["unit"] = column.unit
+
+    @classmethod
+    def open_existing(cls, path, comm, **options):
+        return cls(path, comm, "r+", **options)
+
+    # -- collective writes -----------------------------------------------------------
+
+    def write_block(self, group, start, columns, names):
+        """Collective: write `columns` (name -> array, all of equal length) at row `start`.
+
+        `names` is the full sorted list of the group's columns, the same on every rank; a
+        rank with nothing to write passes ``columns={}`` and still takes part in every call.
+        """
+        if self.mode == "funnel":
+            blocks = self.comm.gather((start, columns), root=0)
+            if self.file is not None:
+                for block_start, block in blocks:
+                    for name, values in block.items():
+                        if len(values):
+                            self.file[group][name][block_start:block_start + len(values)] = values
+            return
+        nrows = len(next(iter(columns.values()))) if columns else 0
+        widest = max((values.nbytes // max(len(values), 1) for values in columns.values()), default=0)
+        pieces = max(1, math.ceil(nrows * widest / self.max_call_bytes)) if nrows else 1
+        if self.mode == "parallel":
+            pieces = self.comm.allreduce(pieces, op=mpi_max())
+        bounds = np.linspace(0, nrows, pieces + 1).astype(np.int64)
+        out = self.file[group]
+        for name in names:
+            dset = out[name]
+            values = columns.get(name)
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                if values is None or hi == lo:
+                    self._write_none(dset)
+                else:
+                    self._write_rows(dset, start + lo, np.ascontiguousarray(values[lo:hi]))
+
+    def _write_rows(self, dset, start, values):
+        fspace = dset.id.get_space()
+        fspace.select_hyperslab((int(start),) + (0,) * (values.ndim - 1), values.shape)
+        mspace = h5py.h5s.create_simple(values.shape)
+        dset.id.write(mspace, fspace, values, dxpl=self._dxpl)
+
+    def _write_none(self, dset):
+        if self.mode != "parallel":
+            return  # only collective transfers need every rank to join
+        fspace = dset.id.get_space()
+        fspace.select_none()
+        dummy = np.zeros((1,) + dset.shape[1:], dtype=dset.dtype)
+        mspace = h5py.h5s.create_simple(dummy.shape)
+        mspace.select_none()
+        dset.id.write(mspace, fspace, dummy, dxpl=self._dxpl)
+
+    def write_status(self, first, status, messages, checksums):
+        """Collective: status, message and checksum of bricks ``[first, first + len(status))``."""
+        columns = {}
+        if len(status):
+            columns = {
+                "status": np.asarray(status, dtype=np.int8),
+                "message": np.array([truncate_message(m) for m in messages], dtype=f"S{MESSAGE_WIDTH}"),
+                "checksum": np.asarray(checksums, dtype=np.uint32),
+            }
+        self.write_block("bricks", first, columns, ["checksum", "message", "status"])
+
+    def flush(self):
+        """Collective: push everything written so far to the file system."""
+        if self.file is not None:
+            self.file.flush()
+
+    def set_attrs(self, attrs):
+        """Collective: set file attributes (same values on every rank)."""
+        if self.file is not None:
+            for key in sorted(attrs):
+                self.file.attrs[key] = attr_value(attrs[key])
+
+    def read_index(self):
+        """The /bricks datasets as numpy arrays, on every rank."""
+        index = None
+        if self.file is not None:
+            index = {name: self.file["bricks"][name][:] for name in self.file["bricks"]}
+        if self.mode == "funnel":
+            index = self.comm.bcast(index, root=0)
+        return index
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -1,0 +1,90 @@
+"""Registration with astropy's unified I/O: ``Table.read(path, format="obiwan_h5")``.
+
+Importing `obiwan_h5` registers the format — at once when astropy.table is already
+imported, otherwise as soon as it is (so the command-line tools, which never need astropy,
+do not pay its import time). Auto-detection recognises derived files by their
+``format="obiwan_h5"`` attribute; the reader is registered with a priority above astropy's
+own ``hdf5`` format (which also claims every HDF5 file), so ``Table.read("derived.h5")``
+picks it without an "ambiguous format" error.
+"""
+
+import importlib.abc
+import os
+import sys
+
+from ..fileformat import FORMAT_NAME
+
+__all__ = ["identify", "read_table", "register", "register_when_astropy_loads"]
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+PRIORITY = 10
+
+
+def identify(origin, path, fileobj, *args, **kwargs):
+    """Whether `path` is an obiwan_h5 derived file (reads the signature, then one attribute)."""
+    if origin != "read" or path is None or not isinstance(path, (str, os.PathLike)):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(8) != HDF5_SIGNATURE:
+                return False
+        import h5py
+
+        with h5py.File(path, "r") as derived:
+            return derived.attrs.get("format") == FORMAT_NAME
+    except OSError:
+        return False
+
+
+def read_table(path, columns=None, bricks=None, where=None, summary=False):
+    """Read a derived file as an astropy Table (rows, or the per-brick summary)."""
+    from .reader import DerivedFile
+
+    # astropy may hand over the file it opened to identify the format; read by name
+    name = getattr(path, "name", path)
+    with DerivedFile(os.fspath(name)) as derived:
+        if summary:
+            return derived.summary(columns, bricks)
+        return derived.read(columns, bricks, where)
+
+
+def register():
+    """Register the ``obiwan_h5`` format with astropy (idempotent)."""
+    from astropy.io import registry
+    from astropy.table import Table
+
+    if "obiwan_h5" not in registry.get_formats(Table)["Format"]:
+        registry.register_reader("obiwan_h5", Table, read_table, priority=PRIORITY)
+        registry.register_identifier("obiwan_h5", Table, identify)
+
+
+class _AfterAstropyTable(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import hook: lets astropy.table load normally, then registers the format."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "astropy.table":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return None
+        self._loader = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        register()
+
+
+def register_when_astropy_loads():
+    """Register now if astropy.table is loaded, else right after it is first imported."""
+    if "astropy.table" in sys.modules:
+        register()
+    elif not any(isinstance(finder, _AfterAstropyTable) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterAstropyTable())

@@ -1,0 +1,166 @@
+"""`obiwan-h5 export-fits`: stream a derived file (or part of it) into a FITS table.
+
+    obiwan-h5 export-fits derived.h5 -o derived.fits --summary
+    obiwan-h5 export-fits derived.h5 -o elg.fits --columns 'unique_id,ra,dec,psql_*,tractor_flux_*' \\
+        --where 'targets_mask & 4'
+
+For legacy FITS scripts and TOPCAT. The table HDU ``RANDOMS`` is created empty with the
+final column layout, then rows are appended batch by batch as `reader.DerivedFile.iter_batches`
+reads them, so memory is bounded by ``--batch-rows`` whatever the size of the table.
+
+Columns keep the HDF5 names (those of the old derived tables: ``unique_id``, ``psql_g``,
+``tractor_flux_g``, ...) and dtypes: integers stay integers of the same width, ``uint8``
+masks are FITS unsigned bytes (``B``), booleans FITS logicals (``L``), ``S<n>`` strings
+``<n>A``, 2-D columns (N, k) vector columns (``kE`` ...). ``TUNIT<i>`` is the dataset's
+``unit`` attribute as written in the file (``nanomaggy``, ``1/nanomaggy^2``, ``deg``);
+``TCOMM<i>`` its description (the convention TOPCAT shows). Only rows of bricks that are
+done are exported (rows of other bricks hold no valid data). ``--summary`` adds the table
+HDU ``SUMMARY``: one row per exported brick.
+"""
+
+import os
+
+import numpy as np
+
+from .. import __version__
+from ..core.bricks import brick_names
+from ..errors import ExpressionError, InputError
+from .common import (
+    check_output,
+    input_files,
+    open_derived,
+    partial_output,
+    select_bricks,
+    select_columns,
+)
+from .reader import DEFAULT_BATCH_ROWS
+
+__all__ = ["export_fits"]
+
+# one FITS card holds a string value of at most 68 characters; longer descriptions are
+# cut (visibly) instead of spilling into the CONTINUE convention that some readers lack
+CARD_TEXT = 68
+
+
+def export_fits(path, output, columns=None, bricks=None, where=None, summary=False,
+                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
+    """Write chosen rows and columns of `path` to the FITS file `output`.
+
+    Parameters
+    ----------
+    path : str
+        Derived file (or a view of one).
+    output : str
+        FITS file, written through ``output + ".partial"``.
+    columns : str or list of str, optional
+        Names or globs; every column when None.
+    bricks : str or list of str, optional
+        Only these bricks (and, with `summary`, only their summary rows): names, or a
+        brick-list file (`core.bricks.brick_names`).
+    where : str, optional
+        Row filter (`expression.Expression`).
+    summary : bool
+        Add the HDU ``SUMMARY``.
+    batch_rows : int
+        Rows read and appended at a time.
+    overwrite : bool
+
+    Returns
+    -------
+    dict
+        ``columns``, ``rows`` written, ``summary_rows``.
+    """
+    import fitsio
+
+    if batch_rows < 1:
+        raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
+    with open_derived(path) as derived:
+        chosen = select_columns(columns, derived.columns)
+        if bricks is not None:
+            bricks = select_bricks(derived, brick_names(bricks))
+        check_output(output, overwrite, inputs=input_files(path))
+        layout = [(name, derived.column_info(name)) for name in chosen]
+        try:
+            batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows)
+            first = next(batches, None)  # parses `where` and checks its names before any output
+        except (KeyError, ExpressionError) as err:
+            raise InputError(err.args[0] if err.args else str(err)) from None
+        except (TypeError, ValueError) as err:  # e.g. a string column compared with a number
+            raise InputError(f"`where` {where!r}: cannot be evaluated ({err})") from None
+        dtype = _table_dtype([(name, info["dtype"], info["shape"]) for name, info in layout])
+        rows = 0
+        with partial_output(output) as partial:
+            with fitsio.FITS(partial, "rw", clobber=True) as fits:
+                fits.create_table_hdu(dtype=dtype, extname="RANDOMS",
+                                      units=[info["unit"] for _, info in layout])
+                hdu = fits["RANDOMS"]
+                _describe(hdu, [info["description"] for _, info in layout])
+                _provenance(hdu, path, derived, where, bricks)
+                batch = first
+                while batch is not None:
+                    n = len(batch[chosen[0]]) if chosen else 0
+                    if n:
+                        table = np.empty(n, dtype=dtype)
+                        for name in chosen:
+                            table[name] = batch[name]
+                        hdu.append(table)
+                        rows += n
+                    batch = next(batches, None)
+                summary_rows = 0
+                if summary:
+                    summary_rows = _write_summary(fits, path, derived, bricks)
+    return {"columns": chosen, "rows": rows, "summary_rows": summary_rows}
+
+
+def _table_dtype(fields):
+    """Structured dtype of a FITS table; h5py's string dtypes carry an encoding in their
+    metadata, which fitsio cannot take, so every field is rebuilt from its plain code."""
+    return np.dtype([(name, np.dtype(kind.str), tuple(shape)) for name, kind, shape in fields])
+
+
+def _describe(hdu, descriptions):
+    for number, text in enumerate(descriptions, 1):
+        if text:
+            hdu.write_key(f"TCOMM{number}", _card_text(text))
+
+
+def _card_text(text):
+    text = str(text)
+    return text if len(text) <= CARD_TEXT else text[:CARD_TEXT - 3] + "..."
+
+
+def _provenance(hdu, path, derived, where, bricks):
+    attrs = derived.attrs
+    hdu.write_key("ORIGIN", _card_text(f"obiwan_h5 {__version__} export-fits"))
+    hdu.write_key("H5FILE", _card_text(os.path.basename(path)), comment="derived HDF5 file")
+    if "format_version" in attrs:
+        hdu.write_key("H5FMTVER", int(attrs["format_version"]), comment="obiwan_h5 format version")
+    if "match_radius_arcsec" in attrs:
+        hdu.write_key("MATCHRAD", float(attrs["match_radius_arcsec"]), comment="[arcsec] match radius")
+    hdu.write_key("NBRICKS", len(bricks) if bricks is not None else len(derived.bricknames),
+                  comment="bricks selected (only rows of done bricks are exported)")
+    if where:
+        hdu.write_key("WHERE", _card_text(where), comment="row filter")
+
+
+def _write_summary(fits, path, derived, bricks):
+    """The HDU SUMMARY: one row per brick (small: read whole)."""
+    import h5py
+
+    names = derived.summary_columns
+    data = derived.summary(names, bricks=bricks, as_="numpy")
+    with h5py.File(path, "r") as source:
+        meta = [(name, source["summary"][name].dtype, source["summary"][name].shape[1:],
+                 source["summary"][name].attrs.get("unit", ""),
+                 source["summary"][name].attrs.get("description", "")) for name in names]
+    dtype = _table_dtype([(name, kind, shape) for name, kind, shape, _, _ in meta])
+    nrows = len(data[names[0]]) if names else 0
+    table = np.empty(nrows, dtype=dtype)
+    for name in names:
+        table[name] = data[name]
+    fits.create_table_hdu(dtype=dtype, extname="SUMMARY", units=[unit for *_, unit, _ in meta])
+    hdu = fits["SUMMARY"]
+    _describe(hdu, [text for *_, text in meta])
+    if nrows:
+        hdu.append(table)
+    return nrows

@@ -1,0 +1,267 @@
+"""Reading a derived file (SPEC §7): chosen columns, bricks and rows, lazily, in batches.
+
+>>> import obiwan_h5
+>>> with obiwan_h5.open("derived.h5") as derived:
+...     table = derived.read(["ra", "dec", "psql_g"], where="obiwan_mask & 1 and psql_g < 23")
+
+Only the columns asked for (plus those a ``where`` names) are ever read, batch by batch.
+Works with a serial h5py; MPI is never needed to read.
+"""
+
+import difflib
+import fnmatch
+import warnings
+
+import h5py
+import numpy as np
+
+from ..core.expression import Expression
+from ..errors import IncompleteFileWarning
+from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs
+
+__all__ = ["DEFAULT_BATCH_ROWS", "DerivedFile", "open", "parse_columns"]
+
+# rows per batch of every streaming reader (export, subset, validate, plot): ~64 MB of
+# a full-width row, a few MB of a few columns
+DEFAULT_BATCH_ROWS = 1 << 16
+
+
+def _suggest(name, choices):
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def parse_columns(spec, available, what="column"):
+    """Column names from a user list: comma or space separated, globs allowed, order kept.
+
+    Parameters
+    ----------
+    spec : str or sequence of str or None
+        e.g. ``"ra,dec tractor_flux_*"``; None means every column.
+    available : sequence of str
+        Columns of the file, in file order (globs expand in this order).
+
+    Raises
+    ------
+    KeyError
+        Naming the unknown column and suggesting close matches.
+    """
+    if spec is None:
+        return list(available)
+    items = spec.replace(",", " ").split() if isinstance(spec, str) else [
+        part for item in spec for part in str(item).replace(",", " ").split()]
+    chosen = []
+    for item in items:
+        if any(ch in item for ch in "*?["):
+            matches = [name for name in available if fnmatch.fnmatchcase(name, item)]
+            if not matches:
+                raise KeyError(f"no {what} matches {item!r}")
+        elif item in available:
+            matches = [item]
+        else:
+            raise KeyError(f"unknown {what} {item!r}{_suggest(item, available)}")
+        chosen.extend(name for name in matches if name not in chosen)
+    return chosen
+
+
+class DerivedFile:
+    """An open derived file. Use `open`.
+
+    Attributes
+    ----------
+    columns : list of str
+        ``randoms`` columns in derivation order.
+    summary_columns : list of str
+    nrows : int
+    attrs : dict
+        File attributes (JSON ones decoded where they are JSON).
+    """
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as err:
+            raise OSError(f"{path}: not a readable HDF5 file ({err})") from None
+        if self._file.attrs.get("format") != FORMAT_NAME:
+            self._file.close()
+            raise ValueError(f"{path}: not an obiwan_h5 derived file (no format='obiwan_h5' attribute)")
+        if not self._file.attrs.get(ATTR_COMPLETE, False):
+            warnings.warn(f"{path}: the job that wrote this file has not finished; bricks not done "
+                          "have no valid rows (see .bricks['status'])", IncompleteFileWarning, stacklevel=3)
+        try:
+            self._randoms = self._file["randoms"]
+            self.columns = self._order(self._randoms)
+            self.summary_columns = self._order(self._file["summary"])
+            self.nrows = len(self._randoms[self.columns[0]]) if self.columns else 0
+            self._index = {name: self._file["bricks"][name][:] for name in self._file["bricks"]}
+        except KeyError as err:
+            self._file.close()
+            raise ValueError(f"{path}: incomplete obiwan_h5 layout or a linked data file is missing ({err})") from None
+        self.bricknames = [name.decode() for name in self._index["name"]]
+
+    @staticmethod
+    def _order(group):
+        order = group.attrs.get("column_order", "")
+        names = [name for name in order.split(",") if name in group] if order else []
+        return names + sorted(name for name in group if name not in names)
+
+    # -- metadata ----------------------------------------------------------------------
+
+    @property
+    def attrs(self):
+        return decode_attrs(self._file.attrs)
+
+    @property
+    def bricks(self):
+        """The brick index: name, offset, count, status, message (numpy arrays)."""
+        return dict(self._index)
+
+    def column_info(self, name):
+        """dtype, per-row shape, unit and description of a ``randoms`` column."""
+        dset = self._randoms[self._check_columns([name])[0]]
+        return {"dtype": dset.dtype, "shape": dset.shape[1:], "unit": dset.attrs.get("unit", ""),
+                "description": dset.attrs.get("description", "")}
+
+    def _check_columns(self, names, available=None):
+        available = self.columns if available is None else available
+        return parse_columns(names, available)
+
+    # -- rows --------------------------------------------------------------------------
+
+    def brick_ranges(self, bricks=None, done_only=True):
+        """Row ranges ``[(start, stop), ...]`` of the chosen bricks, in file order, merged."""
+        status, offset, count = self._index["status"], self._index["offset"], self._index["count"]
+        if bricks is None:
+            chosen = np.ones(len(status), bool)
+        else:
+            wanted = [bricks] if isinstance(bricks, str) else list(bricks)
+            lookup = {name: i for i, name in enumerate(self.bricknames)}
+            chosen = np.zeros(len(status), bool)
+            for name in wanted:
+                if name not in lookup:
+                    raise KeyError(f"unknown brick {name!r}{_suggest(name, self.bricknames)}")
+                chosen[lookup[name]] = True
+        if done_only:
+            chosen &= status == DONE
+        ranges = []
+        for i in np.flatnonzero(chosen & (count > 0)):
+            start, stop = int(offset[i]), int(offset[i] + count[i])
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], stop)
+            else:
+                ranges.append((start, stop))
+        return ranges
+
+    def iter_batches(self, columns=None, bricks=None, where=None, batch_rows=DEFAULT_BATCH_ROWS,
+                     done_only=True):
+        """Yield dicts column -> array, batch by batch, rows filtered by `where`.
+
+        Reads only `columns` and the columns `where` names; memory is bounded by
+        `batch_rows` whatever the size of the file. Rows of bricks that are not done are
+        skipped unless ``done_only=False``.
+        """
+        names = self._check_columns(columns)
+        expression = Expression(where) if where else None
+        extra = []
+        if expression is not None:
+            for name in expression.names:
+                if name not in self.columns:
+                    raise KeyError(f"unknown column {name!r} in `where`{_suggest(name, self.columns)}")
+                if name not in names:
+                    extra.append(name)
+        for start, stop in self.brick_ranges(bricks, done_only):
+            for lo in range(start, stop, batch_rows):
+                hi = min(lo + batch_rows, stop)
+                batch = {name: self._randoms[name][lo:hi] for name in names + extra}
+                if expression is not None:
+                    keep = expression.evaluate(batch)
+                    batch = {name: values[keep] for name, values in batch.items() if name in names}
+                yield batch
+
+    def read(self, columns=None, bricks=None, where=None, as_="table", done_only=True):
+        """Read chosen columns of chosen bricks, filtered by `where`.
+
+        Parameters
+        ----------
+        columns : str or list of str, optional
+            Names or globs (``"ra,dec,tractor_flux_*"``); all columns when None.
+        bricks : str or list of str, optional
+            Brick names; all bricks when None.
+        where : str, optional
+            Row filter, e.g. ``"obiwan_mask & 1 and psql_g < 23"`` (see `expression`).
+        as_ : {"table", "numpy"}
+            An astropy Table with units and descriptions, or a dict of numpy arrays.
+        """
+        names = self._check_columns(columns)
+        parts = {name: [] for name in names}
+        for batch in self.iter_batches(names, bricks, where, done_only=done_only):
+            for name in names:
+                parts[name].append(batch[name])
+        data = {}
+        for name in names:
+            dset = self._randoms[name]
+            data[name] = np.concatenate(parts[name]) if parts[name] else np.zeros((0,) + dset.shape[1:], dset.dtype)
+        return self._convert(data, self._randoms, as_)
+
+    def summary(self, columns=None, bricks=None, as_="table"):
+        """The per-brick summary rows (all bricks, or the chosen ones in file order)."""
+        names = parse_columns(columns, self.summary_columns)
+        group = self._file["summary"]
+        if bricks is None:
+            rows = slice(None)
+        else:
+            wanted = {bricks} if isinstance(bricks, str) else set(bricks)
+            unknown = sorted(wanted - set(self.bricknames))
+            if unknown:
+                raise KeyError(f"unknown brick {unknown[0]!r}{_suggest(unknown[0], self.bricknames)}")
+            rows = np.array([name in wanted for name in self.bricknames])
+        data = {name: group[name][:][rows] for name in names}
+        return self._convert(data, group, as_)
+
+    @staticmethod
+    def _convert(data, group, as_):
+        if as_ == "numpy":
+            return data
+        if as_ != "table":
+            raise ValueError(f"as_ must be 'table' or 'numpy', not {as_!r}")
+        from astropy.table import Table
+
+        table = Table()
+        for name, values in data.items():
+            attrs = group[name].attrs
+            table[name] = values
+            if attrs.get("unit"):
+                table[name].unit = _astropy_unit(attrs["unit"])
+            table[name].description = attrs.get("description", "")
+        return table
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<obiwan_h5 file {self.path!r}: {self.nrows} rows, {len(self.columns)} columns, {len(self.bricknames)} bricks>"
+
+
+def _astropy_unit(text):
+    import astropy.units as u
+
+    if text == "nanomaggy":
+        return u.nanomaggy
+    if text == "1/nanomaggy^2":
+        return u.nanomaggy ** -2
+    try:
+        return u.Unit(text.replace("^", ""), parse_strict="silent")
+    except ValueError:
+        return None
+
+
+def open(path):  # noqa: A001 (the package's natural verb, like h5py.File / fitsio.FITS)
+    """Open a derived file for reading; see `DerivedFile`."""
+    return DerivedFile(path)

@@ -1,0 +1,167 @@
+"""`obiwan-h5 subset`: a physical, self-contained smaller copy of a derived file.
+
+    obiwan-h5 subset derived.h5 -o laptop.h5 --sample-bricks 0.05 --seed 1
+    obiwan-h5 subset derived.h5 -o two.h5 --bricks 0001p000,0002p000 --columns 'ra,dec,psql_*'
+
+The copy has the layout of the input (SPEC §5): the same groups, and for each kept column
+the same dtype, per-row shape, attributes, chunk shape (capped to the new length) and
+filters; ``column_order`` lists the kept columns. Rows are copied column by column, range
+by range, in batches of ``--batch-rows`` rows, so memory does not grow with the file.
+``bricks`` is rebuilt for the kept bricks (offsets recomputed, count, status and message
+kept), ``summary`` keeps their rows. Rows of every kept brick are copied whatever its
+status, so a subset validates exactly like its input. Root attributes are kept, plus
+provenance: ``subset_of``, ``subset_columns``, ``subset_nbricks``, and ``subset_bricks``
+or ``sample_fraction`` and ``seed``.
+
+Brick sampling is deterministic: ``numpy.random.default_rng(seed)`` draws
+``max(1, floor(F * B + 0.5))`` of the B bricks without replacement; they keep file order.
+"""
+
+import os
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..fileformat import VIEW_ATTRS
+from .common import (
+    check_output,
+    input_files,
+    open_derived,
+    partial_output,
+    sample_bricks,
+    select_bricks,
+    select_columns,
+    utc_now,
+)
+from .reader import DEFAULT_BATCH_ROWS
+
+__all__ = ["make_subset", "sample_bricks"]
+
+# HDF5 attributes in the default (compact) storage hold at most 64 KiB; longer brick
+# lists are described by their count (the subset's own bricks/name lists them anyway)
+MAX_LIST_ATTR_BYTES = 60000
+
+
+def make_subset(path, output, columns=None, bricks=None, sample_fraction=None, seed=0,
+                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
+    """Copy chosen columns and bricks of `path` into the new file `output`.
+
+    Parameters
+    ----------
+    path : str
+        Derived file (or a view of one).
+    output : str
+        Written through ``output + ".partial"``.
+    columns : str or list of str, optional
+        Names or globs; every column when None.
+    bricks : list of str, optional
+        Bricks to keep (any order; they keep file order). Exclusive with `sample_fraction`.
+    sample_fraction : float, optional
+        Keep a random fraction of the bricks (see `sample_bricks`).
+    seed : int
+    batch_rows : int
+        Rows per read and write.
+    overwrite : bool
+
+    Returns
+    -------
+    dict
+        ``columns``, ``bricks`` (kept, in file order) and ``rows``.
+    """
+    if bricks is not None and sample_fraction is not None:
+        raise InputError("choose bricks with `bricks` or `sample_fraction`, not both")
+    if batch_rows < 1:
+        raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
+    with open_derived(path) as derived:
+        chosen = select_columns(columns, derived.columns)
+        if sample_fraction is not None:
+            kept = sample_bricks(derived.bricknames, sample_fraction, seed)
+        elif bricks is not None:
+            kept = select_bricks(derived, bricks)
+        else:
+            kept = list(derived.bricknames)
+        index = derived.bricks
+        ranges = derived.brick_ranges(kept, done_only=False) if kept else []
+        summary_columns = derived.summary_columns
+    check_output(output, overwrite, inputs=input_files(path))
+
+    keep = np.isin(np.char.decode(index["name"]), kept) if len(index["name"]) else np.zeros(0, bool)
+    counts = index["count"][keep]
+    new_index = {name: values[keep] for name, values in index.items()}
+    new_index["offset"] = (np.cumsum(counts) - counts).astype(index["offset"].dtype)
+    nrows = int(counts.sum())
+    provenance = {
+        "subset_of": os.path.abspath(path),
+        "subset_columns": ",".join(chosen),
+        "subset_nbricks": len(kept),
+        "subset_creation_time": utc_now(),
+        "subset_software_version": __version__,
+    }
+    if sample_fraction is not None:
+        provenance.update(sample_fraction=float(sample_fraction), seed=int(seed))
+    else:
+        listed = "all" if bricks is None else ",".join(kept)
+        if len(listed) > MAX_LIST_ATTR_BYTES:
+            listed = f"{len(kept)} bricks, listed in bricks/name"
+        provenance["subset_bricks"] = listed
+
+    with partial_output(output) as partial:
+        with h5py.File(path, "r") as source, h5py.File(partial, "w") as out:
+            for key, value in source.attrs.items():
+                if key not in VIEW_ATTRS and key not in ("sample_fraction", "seed", "subset_bricks"):
+                    out.attrs[key] = value
+            for key, value in provenance.items():
+                out.attrs[key] = value
+            randoms = out.create_group("randoms")
+            randoms.attrs["column_order"] = ",".join(chosen)
+            for name in chosen:
+                _copy_rows(source["randoms"][name], randoms, name, ranges, nrows, batch_rows)
+            summary = out.create_group("summary")
+            _copy_group_attrs(source["summary"], summary)
+            for name in summary_columns:
+                src = source["summary"][name]
+                # one row per brick: small enough to read whole whatever the file size
+                _create_like(src, summary, name, int(keep.sum()))[...] = src[...][keep]
+            bricks_group = out.create_group("bricks")
+            _copy_group_attrs(source["bricks"], bricks_group)
+            for name in source["bricks"]:
+                src = source["bricks"][name]
+                dset = bricks_group.create_dataset(name, data=new_index[name].astype(src.dtype),
+                                                   track_times=False)
+                dset.attrs.update(src.attrs)
+    return {"columns": chosen, "bricks": kept, "rows": nrows}
+
+
+def _copy_group_attrs(source, target):
+    for key, value in source.attrs.items():
+        target.attrs[key] = value
+
+
+def _create_like(src, group, name, nrows):
+    """A dataset like `src` (dtype, row shape, attributes, chunks, filters) with `nrows` rows."""
+    options = {}
+    if src.chunks is not None and nrows > 0:
+        options["chunks"] = (min(src.chunks[0], nrows),) + tuple(src.chunks[1:])
+        for key in ("compression", "compression_opts", "shuffle", "fletcher32", "scaleoffset"):
+            value = getattr(src, key)
+            if value:
+                options[key] = value
+    dset = group.create_dataset(name, shape=(nrows,) + src.shape[1:], dtype=src.dtype,
+                                track_times=False, **options)
+    dset.attrs.update(src.attrs)
+    return dset
+
+
+def _copy_rows(src, group, name, ranges, nrows, batch_rows):
+    """Copy the row `ranges` of `src` one after the other, `batch_rows` rows at a time."""
+    dset = _create_like(src, group, name, nrows)
+    at = 0
+    for start, stop in ranges:
+        for lo in range(start, stop, batch_rows):
+            hi = min(lo + batch_rows, stop)
+            dset[at:at + hi - lo] = src[lo:hi]
+            at += hi - lo
+    if at != nrows:
+        raise RuntimeError(f"randoms/{name}: copied {at} rows, expected {nrows}")

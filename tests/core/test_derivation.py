@@ -1,0 +1,100 @@
+"""The pure derivation of one brick's rows, on hand-made catalogs with known answers."""
+
+import numpy as np
+import pytest
+
+from obiwan_h5.core.derivation import added_rows, brick_parts, obiwan_mask, targets_bits
+from obiwan_h5.core.schema import conform_into, union_schemas
+from obiwan_h5.errors import BrickError
+from obiwan_h5.fileformat import Column
+
+ARCSEC = 1 / 3600.0
+
+
+def test_added_rows_keeps_simcat_order():
+    assert added_rows([10, 11, 12, 13], [13, 10]).tolist() == [0, 3]
+
+
+@pytest.mark.parametrize("ids_added, message", [([10, 10], "duplicate id 10"), ([10, 99], "id 99 .* not in the simcat")])
+def test_added_rows_failures(ids_added, message):
+    with pytest.raises(BrickError, match=message):
+        added_rows([10, 11], ids_added)
+
+
+def test_obiwan_mask_bits():
+    matched = np.array([True, True, False, False])
+    on_real = np.array([True, False, True, False])
+    assert obiwan_mask(matched, on_real).tolist() == [3, 1, 0, 0]
+
+
+def _simcat(ids, ra, dec, mag=(22.5, 22.0, 21.5)):
+    n = len(ids)
+    flux = {band: np.full(n, 10 ** ((22.5 - m) / 2.5), np.float32) for band, m in zip("grz", mag)}
+    return {
+        "id": np.array(ids, np.int64), "ra": np.array(ra, np.float64), "dec": np.array(dec, np.float64),
+        "gflux": flux["g"] * 0.9, "rflux": flux["r"] * 0.9, "zflux": flux["z"] * 0.9,
+        "mw_transmission_g": np.full(n, 0.9, np.float32), "mw_transmission_r": np.full(n, 0.9, np.float32),
+        "mw_transmission_z": np.full(n, 0.9, np.float32),
+    }
+
+
+def _tractor(ra, dec, nobs):
+    n = len(ra)
+    return {
+        "ra": np.array(ra, np.float64), "dec": np.array(dec, np.float64),
+        "nobs_g": np.array(nobs, np.int16), "type": np.array([b"REX "] * n, "S4"),
+        "brick_primary": np.ones(n, bool),
+        "flux_g": np.full(n, 1.0, np.float32),
+    }
+
+
+def _conformed(pieces):
+    """The pieces of a brick joined as the job joins them: union schema, then conform."""
+    schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
+                            for piece in pieces])
+    columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]
+    nrows = sum(len(piece["unique_id"]) for piece in pieces)
+    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
+    start = 0
+    for piece in pieces:
+        conform_into(rows, start, piece, columns, len(piece["unique_id"]))
+        start += len(piece["unique_id"])
+    return rows
+
+
+def test_brick_parts_join_match_and_fill():
+    ra0, dec0 = 150.0, 2.0
+    simcat_a = _simcat([5, 6], [ra0, ra0 + 10 * ARCSEC], [dec0, dec0])
+    simcat_b = _simcat([7], [ra0 + 20 * ARCSEC], [dec0])
+    # rs0: source 5 has a Tractor source 0.5" away; source 6 has none within 1"
+    tractor_a = _tractor([ra0 + 0.5 * ARCSEC, ra0 + 12 * ARCSEC], [dec0, dec0], [3, 4])
+    # rs1: the catalog lacks nobs_g and has another column: both filled where absent
+    tractor_b = _tractor([ra0 + 20 * ARCSEC], [dec0 + 0.3 * ARCSEC], [9])
+    del tractor_b["nobs_g"]
+    truth = {"id": np.array([5, 6, 7]), "g": np.array([23.0, 24.0, 25.0])}
+    dr = (np.array([ra0 + 20 * ARCSEC]), np.array([dec0 + 0.2 * ARCSEC]))
+    pieces = brick_parts("1500p020", [("rs0", simcat_a, tractor_a), ("rs1", simcat_b, tractor_b)], truth, dr, 1.0)
+    rows = _conformed(pieces)
+    assert rows["unique_id"].tolist() == [b"5_1500p020_rs0", b"6_1500p020_rs0", b"7_1500p020_rs1"]
+    assert rows["rsdir"].tolist() == [b"rs0", b"rs0", b"rs1"]
+    assert rows["psql_g"].tolist() == [23.0, 24.0, 25.0]
+    assert rows["tractor_nobs_g"].tolist() == [3, 0, 0] and rows["tractor_nobs_g"].dtype == np.int16
+    assert rows["tractor_type"].tolist() == [b"REX ", b"", b"REX "]
+    assert rows["tractor_brick_primary"].tolist() == [True, False, True]
+    assert rows["tractor_ra"][0] == ra0 + 0.5 * ARCSEC and np.isnan(rows["tractor_ra"][1])
+    assert rows["obiwan_mask"].tolist() == [1, 0, 3]
+    list_order = list(rows)
+    assert list_order[:3] == ["unique_id", "brickname", "rsdir"] and list_order[-2:] == ["obiwan_mask", "targets_mask"]
+
+
+def test_targets_bits_true_flux_from_simcat_and_measured_never_unmatched():
+    # an ELG-like source: g=23.0, r=22.6, z=21.9 → passes DESI ELG on true fluxes
+    columns = _simcat([1, 2], [0.0, 0.0], [0.0, 0.0], mag=(23.0, 22.6, 21.9))
+    for band in "grz":
+        flux = columns[f"{band}flux"] / columns[f"mw_transmission_{band}"]
+        columns[f"tractor_flux_{band}"] = flux
+        columns[f"tractor_mw_transmission_{band}"] = np.ones(2, np.float32)
+    columns["tractor_brick_primary"] = np.array([True, True])
+    matched = np.array([True, False])
+    bits = targets_bits(columns, matched)
+    assert bits.tolist() == [(1 << 2) | (1 << 5), 1 << 5]

@@ -1,0 +1,78 @@
+"""The offset plan, the rank assignment and the memory segments (pure functions)."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from obiwan_h5.fileformat import FAILED, PENDING
+from obiwan_h5.job.plan import BrickScan, assign_ranges, build_plan, split_segments
+
+
+def _scan(name, count, status=PENDING, width=12):
+    schema = {"id": (np.dtype("i8"), ()), "tractor_type": (np.dtype(f"S{width % 5 + 1}"), ())}
+    return BrickScan(name, status=status, count=count if status == PENDING else 0,
+                     schema=schema if status == PENDING else {}, unique_id_width=width)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=60), st.integers(1, 9))
+def test_assignment_is_a_partition_into_contiguous_ranges(counts, nranks):
+    bounds = assign_ranges(counts, nranks)
+    assert len(bounds) == nranks + 1
+    assert bounds[0] == 0 and bounds[-1] == len(counts)
+    assert np.all(np.diff(bounds) >= 0)
+    # balanced: no rank carries more than its share plus one brick
+    counts = np.asarray(counts, dtype=np.float64)
+    loads = [counts[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])]
+    slack = len(counts) * (max(counts.mean(), 1.0) * 1e-3 + 1e-9)  # the per-brick base cost
+    assert max(loads) <= counts.sum() / nranks + counts.max() + slack
+
+
+def test_assignment_balances_rows():
+    counts = np.array([100] * 40 + [1000] * 4 + [0] * 10)
+    bounds = assign_ranges(counts, 4)
+    loads = [counts[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])]
+    assert max(loads) <= 1.3 * counts.sum() / 4
+    # more ranks than bricks: every brick still owned exactly once, extra ranks idle
+    bounds = assign_ranges([5, 7], 5)
+    assert bounds[-1] == 2 and sorted(np.diff(bounds)) == [0, 0, 0, 1, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3000), st.booleans(), st.booleans()), min_size=1, max_size=50),
+       st.integers(1, 6), st.integers(1, 20000))
+def test_offsets_and_segments_cover_rows_without_gap_or_overlap(bricks, nranks, max_rows):
+    scans = [_scan(f"{i:04d}p000", count, FAILED if failed else PENDING)
+             for i, (count, failed, _) in enumerate(bricks)]
+    plan = build_plan(scans)
+    assert plan.offsets[0] == 0
+    assert np.array_equal(plan.offsets + plan.counts, np.append(plan.offsets[1:], plan.total_rows))
+    todo = np.array([flag for _, _, flag in bricks])
+    bounds = assign_ranges(np.where(todo, plan.counts, 0), nranks)
+    covered = []
+    for rank in range(nranks):
+        for b0, b1 in split_segments(todo, bounds[rank], bounds[rank + 1], plan.counts, 8, max_rows * 8):
+            assert b1 > b0 and all(todo[b0:b1])
+            rows = plan.counts[b0:b1].sum()
+            assert rows <= max_rows or b1 - b0 == 1
+            covered.extend(range(b0, b1))
+    assert covered == [i for i in range(len(bricks)) if todo[i]]
+
+
+def test_plan_schema_union_widens_strings_and_takes_widest_unique_id():
+    plan = build_plan([_scan("0001p000", 3, width=10), _scan("0002p000", 2, width=14), _scan("0003p000", 0, FAILED)])
+    columns = {c.name: c for c in plan.columns}
+    assert columns["unique_id"].dtype == np.dtype("S14")
+    assert columns["tractor_type"].dtype == np.dtype("S5")
+    assert list(plan.counts) == [3, 2, 0] and list(plan.status) == [PENDING, PENDING, FAILED]
+
+
+def test_brick_with_contradicting_schema_fails_alone():
+    good = _scan("0001p000", 4)
+    clash = _scan("0002p000", 3)
+    clash.schema = {"id": (np.dtype("f8"), ())}  # float ids where earlier bricks have int64
+    later = _scan("0003p000", 2)
+    plan = build_plan([good, clash, later])
+    assert list(plan.status) == [PENDING, FAILED, PENDING]
+    assert "columns differ from earlier bricks" in plan.messages[1] and "id" in plan.messages[1]
+    assert list(plan.counts) == [4, 0, 2] and list(plan.offsets) == [0, 4, 4]

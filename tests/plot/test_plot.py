@@ -1,0 +1,431 @@
+"""`obiwan-h5 plot`: the figures, the index page and the numbers behind them."""
+
+import glob
+import html
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+import obiwan_h5
+from obiwan_h5 import cli
+from obiwan_h5.core.selection import TARGET_BITS, flux_to_mag
+from obiwan_h5.errors import InputError
+from obiwan_h5.job import DeriveOptions, derive
+from obiwan_h5.job.mpi import SerialComm
+from obiwan_h5.plot.accumulate import CHI_BINS, injected_morphology
+from obiwan_h5.plot.figures import FIGURES, make_figures, select_bricks
+from obiwan_h5.plot.stats import MAG_BINS, Reservoir, coalesce, crossing, robust_stats, wilson_interval
+from obiwan_h5.sim import simulate
+
+BANDS = ("g", "r", "z")
+
+
+@pytest.fixture(scope="module")
+def dr5_figures(dr5_derived, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("figures"))
+    return out, make_figures(dr5_derived, out)
+
+
+def _read(path, names, group="randoms"):
+    with h5py.File(path, "r") as handle:
+        return {name: handle[f"{group}/{name}"][:] for name in names}
+
+
+def _true_mag(data, band):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return flux_to_mag(data[f"{band}flux"].astype(np.float64) / data[f"mw_transmission_{band}"])
+
+
+def _check_pngs(out, names=FIGURES):
+    for name in names:
+        image = imread(os.path.join(out, f"{name}.png"))
+        assert image.shape[0] > 400 and image.shape[1] > 600, name
+        assert image[..., :3].std() > 0.05, f"{name}.png looks blank"
+
+
+def _derive(production, output):
+    return derive(DeriveOptions(production, output), SerialComm())
+
+
+# ------------------------------------------------------------------- files and the page
+
+@pytest.mark.slow
+def test_every_figure_index_and_numbers_file(dr5_figures, dr5_derived):
+    out, numbers = dr5_figures
+    _check_pngs(out)
+    page = open(os.path.join(out, "index.html")).read()
+    for name in FIGURES:
+        assert f"<img src='{name}.png'" in page  # relative links
+        assert numbers["captions"][name] in html.unescape(page)
+    assert "numbers.json" in page and f"{numbers['figures']['recovery']['bands']['g']['mag50']:.2f}" in page
+    with open(os.path.join(out, "numbers.json")) as handle:
+        assert json.load(handle) == numbers
+    with h5py.File(dr5_derived, "r") as handle:
+        assert numbers["rows_used"] == len(handle["randoms/obiwan_mask"]) > 0
+        assert numbers["bricks"]["n_bricks_used"] == len(handle["bricks/name"]) == 6
+
+
+# ---------------------------------------------------------- numbers vs direct numpy reads
+
+def test_recovery_numbers_match_numpy(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["recovery"]
+    data = _read(dr5_derived, ["obiwan_mask"] + [f"{b}flux" for b in BANDS] + [f"mw_transmission_{b}" for b in BANDS])
+    recovered = (data["obiwan_mask"] & 1) > 0
+    assert numbers["n_recovered"] == recovered.sum()
+    assert numbers["fraction_recovered"] == pytest.approx(recovered.mean())
+    for band in BANDS:
+        mag = _true_mag(data, band)
+        total = np.histogram(mag[np.isfinite(mag)], MAG_BINS)[0]
+        found = np.histogram(mag[np.isfinite(mag) & recovered], MAG_BINS)[0]
+        d = numbers["bands"][band]
+        assert d["n"] == total.tolist() and d["n_recovered"] == found.tolist()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = found / total
+        got = np.array([np.nan if v is None else v for v in d["fraction"]])
+        assert np.allclose(got, expected, equal_nan=True)
+
+
+def _simulator_half_recovered():
+    """True de-extincted g, r, z where the simulator's recovery is 50% (total S/N = 10 at
+    its nominal galaxy depths, mean ELG colours g-r = 0.35, r-z = 0.75)."""
+    colours = np.array([0.0, 0.35, 1.10])
+    sigma = 10 ** (-0.4 * (simulate.GALDEPTH - 22.5)) / 5
+    grid = np.linspace(21, 26, 5001)
+    snr = np.sqrt(np.sum((10 ** (-0.4 * (grid[:, None] - colours - 22.5)) / sigma) ** 2, axis=1))
+    g50 = grid[np.argmin(np.abs(snr - 10))]
+    return dict(zip(BANDS, g50 - colours))
+
+
+def test_recovery_falls_from_one_to_zero_through_the_simulator_depth(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["recovery"]
+    data = _read(dr5_derived, [f"mw_transmission_{b}" for b in BANDS])
+    expected = _simulator_half_recovered()
+    for band in BANDS:
+        d = numbers["bands"][band]
+        n, frac = np.array(d["n"]), np.array([np.nan if v is None else v for v in d["fraction"]])
+        well = np.flatnonzero(n >= 20)
+        assert frac[well[0]] >= 0.9, band
+        assert frac[well[-1]] <= 0.3, band
+        extinction = np.median(-2.5 * np.log10(data[f"mw_transmission_{band}"]))
+        assert d["mag50"] == pytest.approx(expected[band] - extinction, abs=0.35), band
+    mag50 = [numbers["bands"][b]["mag50"] for b in BANDS]
+    assert mag50[0] > mag50[1] > mag50[2]
+
+
+def test_flux_residual_statistics_match_numpy(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["flux_residuals"]
+    names = ["obiwan_mask"] + [f"{b}flux" for b in BANDS] + [f"tractor_flux_{b}" for b in BANDS] \
+        + [f"tractor_flux_ivar_{b}" for b in BANDS]
+    data = _read(dr5_derived, names)
+    recovered = (data["obiwan_mask"] & 1) > 0
+    for band in BANDS:
+        delta = (data[f"tractor_flux_{band}"].astype(np.float64) - data[f"{band}flux"])[recovered]
+        ivar = data[f"tractor_flux_ivar_{band}"].astype(np.float64)[recovered]
+        ok = np.isfinite(delta) & (ivar > 0)
+        chi = delta[ok] * np.sqrt(ivar[ok])
+        d = numbers["bands"][band]
+        assert d["n"] == ok.sum() > 100 and d["sample_complete"]
+        assert d["median_chi"] == pytest.approx(np.median(chi), rel=1e-9)
+        assert d["sigma_chi"] == pytest.approx(1.4826 * np.median(np.abs(chi - np.median(chi))), rel=1e-9)
+        assert d["sigma_delta"] == pytest.approx(1.4826 * np.median(np.abs(delta[ok] - np.median(delta[ok]))), rel=1e-9)
+        assert 0.85 < d["sigma_chi"] < 1.2 and abs(d["median_chi"]) < 0.2
+        inside = np.abs(chi) <= CHI_BINS[-1]
+        assert d["chi_hist"] == np.histogram(chi[inside], CHI_BINS)[0].tolist()
+
+
+def test_astrometry_statistics_match_numpy(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["astrometry"]
+    data = _read(dr5_derived, ["obiwan_mask", "ra", "dec", "tractor_ra", "tractor_dec"])
+    rec = (data["obiwan_mask"] & 1) > 0
+    dra = ((data["tractor_ra"] - data["ra"] + 180) % 360 - 180)[rec] * np.cos(np.radians(data["dec"][rec])) * 3600
+    ddec = (data["tractor_dec"] - data["dec"])[rec] * 3600
+    assert numbers["n"] == rec.sum()
+    assert (numbers["median_dra"], numbers["sigma_dra"]) == pytest.approx(robust_stats(dra), rel=1e-9)
+    assert (numbers["median_ddec"], numbers["sigma_ddec"]) == pytest.approx(robust_stats(ddec), rel=1e-9)
+    assert 0.005 < numbers["sigma_dra"] < 0.3 and abs(numbers["median_ddec"]) < 0.02
+
+
+def test_target_selection_counts_match_numpy(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["targets"]["selections"]
+    data = _read(dr5_derived, ["targets_mask", "gflux", "rflux", "mw_transmission_g", "mw_transmission_r"])
+    mask = data["targets_mask"]
+    for sel, band in (("desi_elg", "r"), ("eboss_ngc", "g"), ("eboss_sgc", "g")):
+        true = (mask & (1 << TARGET_BITS[f"{sel}_true"])) > 0
+        measured = (mask & (1 << TARGET_BITS[sel])) > 0
+        d = numbers[sel]
+        assert d["band"] == band and d["n_true"] == true.sum() > 0
+        assert d["n_measured"] == measured.sum() and d["n_true_and_measured"] == (true & measured).sum()
+        assert d["n_measured_not_true"] == (measured & ~true).sum()
+        assert d["completeness"] == pytest.approx((true & measured).sum() / true.sum())
+        assert d["contamination"] == pytest.approx((measured & ~true).sum() / measured.sum())
+        mag = _true_mag(data, band)
+        assert d["hist_true"] == np.histogram(mag[true], MAG_BINS)[0].tolist()
+        assert d["hist_measured_not_true"] == np.histogram(mag[measured & ~true], MAG_BINS)[0].tolist()
+
+
+def test_confusion_matrix(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["confusion"]
+    counts = np.array(numbers["counts"])
+    columns = numbers["columns"]
+    data = _read(dr5_derived, ["obiwan_mask", "n", "rhalf"])
+    recovered = (data["obiwan_mask"] & 1) > 0
+    assert counts.sum() == len(recovered)
+    assert counts[:, columns.index("unrecovered")].sum() == (~recovered).sum()
+    classes = injected_morphology(data["n"], data["rhalf"])
+    assert counts.sum(axis=1).tolist() == np.bincount(classes, minlength=4).tolist()
+    types = columns[:6]  # PSF SIMP REX EXP DEV COMP
+    for row, kind in enumerate(("PSF", "EXP", "DEV")):
+        assert types[int(np.argmax(counts[row, :6]))] == kind  # the simulator mostly fits what it injected
+
+
+def test_injected_morphology_mapping():
+    n = np.array([0.0, 1.0, 4.0, np.nan, 1.0, 2.4, 2.5])
+    rhalf = np.array([0.0, 0.5, 0.5, np.nan, 0.01, 0.5, 0.5])
+    assert injected_morphology(n, rhalf).tolist() == [0, 1, 2, 3, 0, 1, 2]
+    assert injected_morphology(None, None) is None
+
+
+def test_skymap_numbers(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["skymap"]
+    summary = _read(dr5_derived, ["frac_recovered", "galdepth_g"], group="summary")
+    assert numbers["n_bricks"] == 6
+    assert numbers["frac_recovered"]["median"] == pytest.approx(np.median(summary["frac_recovered"]))
+    assert numbers["galdepth_g"]["max"] == pytest.approx(summary["galdepth_g"].max())
+
+
+# ---------------------------------------------------------------- awkward inputs
+
+@pytest.mark.slow
+def test_file_with_a_failed_brick_renders(production_copy, tmp_path):
+    victim = sorted(glob.glob(os.path.join(production_copy, "tractor", "*", "*", "*", "tractor-*.fits")))[0]
+    os.remove(victim)
+    output = str(tmp_path / "derived.h5")
+    _derive(production_copy, output)
+    with h5py.File(output, "r") as handle:
+        status, counts = handle["bricks/status"][:], handle["bricks/count"][:]
+    assert (status != 1).sum() == 1
+    out = str(tmp_path / "figures")
+    numbers = make_figures(output, out)
+    _check_pngs(out)
+    assert numbers["bricks"]["n_bricks_not_done"] == 1 and numbers["bricks"]["n_bricks_used"] == 5
+    assert numbers["rows_used"] == counts[status == 1].sum()
+    assert numbers["figures"]["skymap"]["n_bricks"] == 5
+
+
+@pytest.mark.slow
+def test_dr3_schema_renders(dr3_production, tmp_path):
+    output = str(tmp_path / "derived.h5")
+    _derive(dr3_production, output)
+    with h5py.File(output, "r") as handle:
+        assert "tractor_decam_flux" in handle["randoms"] and "tractor_flux_g" not in handle["randoms"]
+    out = str(tmp_path / "figures")
+    numbers = make_figures(output, out)
+    _check_pngs(out)
+    flux = numbers["figures"]["flux_residuals"]["bands"]
+    assert set(flux) == set(BANDS)
+    for band in BANDS:
+        assert flux[band]["n"] > 50 and 0.8 < flux[band]["sigma_chi"] < 1.25
+    confusion = numbers["figures"]["confusion"]
+    counts = np.array(confusion["counts"])
+    assert counts[:, confusion["columns"].index("SIMP")].sum() > 0
+    assert counts[:, confusion["columns"].index("REX")].sum() == 0
+
+
+@pytest.mark.slow
+def test_no_recovered_sources_and_an_empty_band(dr5_derived, tmp_path):
+    nothing = str(tmp_path / "nothing.h5")
+    shutil.copy(dr5_derived, nothing)
+    with h5py.File(nothing, "r+") as handle:
+        handle["randoms/obiwan_mask"][...] = 0
+        handle["randoms/targets_mask"][...] &= 0b111000
+    numbers = make_figures(nothing, str(tmp_path / "a"))["figures"]
+    _check_pngs(str(tmp_path / "a"))
+    assert numbers["recovery"]["fraction_recovered"] == 0
+    assert all(numbers["recovery"]["bands"][b]["mag50"] is None for b in BANDS)
+    assert all(numbers["flux_residuals"]["bands"][b]["n"] == 0 for b in BANDS)
+    assert numbers["astrometry"]["n"] == 0 and numbers["astrometry"]["sigma_dra"] is None
+    assert numbers["targets"]["selections"]["desi_elg"]["completeness"] == 0
+
+    no_z = str(tmp_path / "no_z.h5")
+    shutil.copy(dr5_derived, no_z)
+    with h5py.File(no_z, "r+") as handle:
+        handle["randoms/tractor_flux_z"][...] = np.nan
+    flux = make_figures(no_z, str(tmp_path / "b"), only="flux_residuals")["figures"]["flux_residuals"]["bands"]
+    _check_pngs(str(tmp_path / "b"), ["flux_residuals"])
+    assert flux["z"]["n"] == 0 and flux["z"]["sigma_chi"] is None and flux["g"]["n"] > 0
+
+
+def test_column_subset_file_renders_what_it_can(dr5_derived, tmp_path):
+    """A view/subset-like file (same layout, fewer columns): missing columns give a note."""
+    keep = ["obiwan_mask", "gflux", "rflux", "zflux", "mw_transmission_g", "mw_transmission_r", "mw_transmission_z"]
+    small = str(tmp_path / "subset.h5")
+    with h5py.File(dr5_derived, "r") as src, h5py.File(small, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        src.copy("bricks", dst)
+        src.copy("summary", dst)
+        group = dst.create_group("randoms")
+        group.attrs["column_order"] = ",".join(keep)
+        for name in keep:
+            src.copy(f"randoms/{name}", group)
+    out = str(tmp_path / "figures")
+    figures = make_figures(small, out)["figures"]
+    _check_pngs(out)
+    assert figures["recovery"]["n_rows"] > 0 and "missing" not in figures["recovery"]
+    assert "tractor_type" in figures["confusion"]["missing"]
+    assert "missing" in figures["flux_residuals"] and "missing" in figures["astrometry"]
+
+
+@pytest.mark.slow
+def test_view_and_subset_files(dr5_derived, tmp_path):
+    """Files made by `obiwan-h5 view` (links, chosen columns) and `subset` (sampled bricks)."""
+    view, subset = str(tmp_path / "view.h5"), str(tmp_path / "subset.h5")
+    columns = "obiwan_mask,gflux,rflux,zflux,mw_transmission_*,tractor_flux_*,tractor_flux_ivar_*"
+    assert cli.main(["view", dr5_derived, "-o", view, "--columns", columns]) == 0
+    assert cli.main(["subset", dr5_derived, "-o", subset, "--sample-bricks", "0.5", "--seed", "2"]) == 0
+    from_view = make_figures(view, str(tmp_path / "v"), only="recovery,flux_residuals,confusion")
+    direct = make_figures(dr5_derived, str(tmp_path / "d"), only="recovery,flux_residuals")
+    assert from_view["figures"]["recovery"] == direct["figures"]["recovery"]
+    assert from_view["figures"]["flux_residuals"] == direct["figures"]["flux_residuals"]
+    assert "tractor_type" in from_view["figures"]["confusion"]["missing"]
+    from_subset = make_figures(subset, str(tmp_path / "s"))
+    _check_pngs(str(tmp_path / "s"))
+    with h5py.File(subset, "r") as handle:
+        assert from_subset["rows_used"] == len(handle["randoms/obiwan_mask"]) > 0
+        assert from_subset["figures"]["skymap"]["n_bricks"] == len(handle["bricks/name"]) == 3
+
+
+# ---------------------------------------------------------------- options and errors
+
+def test_only_and_sample_from_the_command_line(dr5_derived, tmp_path, capsys):
+    out = str(tmp_path / "figures")
+    argv = ["plot", dr5_derived, "-o", out, "--only", "recovery,skymap", "--sample", "0.5", "--seed", "3"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.strip() == os.path.abspath(os.path.join(out, "index.html"))
+    assert sorted(name for name in os.listdir(out) if name.endswith(".png")) == ["recovery.png", "skymap.png"]
+    numbers = json.load(open(os.path.join(out, "numbers.json")))
+    used = numbers["bricks"]["names"]
+    assert len(used) == 3 and numbers["figures"]["skymap"]["n_bricks"] == 3
+    with h5py.File(dr5_derived, "r") as handle:
+        names = [n.decode() for n in handle["bricks/name"][:]]
+        counts = handle["bricks/count"][:]
+    assert numbers["rows_used"] == sum(counts[names.index(name)] for name in used)
+    again = make_figures(dr5_derived, str(tmp_path / "again"), only="recovery", sample=0.5, seed=3)
+    assert again["bricks"]["names"] == used  # deterministic for a seed
+    with obiwan_h5.open(dr5_derived) as derived:
+        others = {tuple(select_bricks(derived, sample=0.5, seed=seed)[0]) for seed in range(4, 9)}
+    assert len(others | {tuple(used)}) > 1  # and the seed matters
+
+
+def test_bricks_as_list_or_file(dr5_derived, tmp_path):
+    with h5py.File(dr5_derived, "r") as handle:
+        names = [n.decode() for n in handle["bricks/name"][:2]]
+    listed = make_figures(dr5_derived, str(tmp_path / "a"), only="skymap", bricks=",".join(names))
+    path = tmp_path / "bricks.txt"
+    path.write_text("# two bricks\n" + "\n".join(names) + "\n")
+    from_file = make_figures(dr5_derived, str(tmp_path / "b"), only="skymap", bricks=str(path))
+    assert listed["bricks"]["names"] == from_file["bricks"]["names"] == sorted(names)
+    assert from_file["figures"]["skymap"]["n_bricks"] == 2
+
+
+def test_bad_input_is_an_input_error(dr5_derived, tmp_path, capsys):
+    other = str(tmp_path / "other.h5")
+    with h5py.File(other, "w") as handle:
+        handle["x"] = np.arange(3)
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    for path in (other, str(text), str(tmp_path / "absent.h5")):
+        with pytest.raises(InputError):
+            make_figures(path, str(tmp_path / "out"))
+    with pytest.raises(InputError, match="unknown figure 'recover'"):
+        make_figures(dr5_derived, str(tmp_path / "out"), only="recover")
+    with pytest.raises(InputError, match="`sample`"):
+        make_figures(dr5_derived, str(tmp_path / "out"), sample=0)
+    with pytest.raises(InputError, match="unknown brick"):
+        make_figures(dr5_derived, str(tmp_path / "out"), bricks="0001p000")
+    with pytest.raises(InputError, match="not a brick name"):
+        make_figures(dr5_derived, str(tmp_path / "out"), bricks="1741p242,etc")
+    with pytest.raises(InputError, match="no such brick list file"):  # a path, never a brick
+        make_figures(dr5_derived, str(tmp_path / "out"), bricks="../etc")
+    capsys.readouterr()
+    assert cli.main(["plot", other, "-o", str(tmp_path / "out")]) == 2
+    assert cli.main(["plot", dr5_derived, "-o", str(tmp_path / "out"), "--only", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "obiwan-h5 plot: error:" in err
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_reads_only_the_needed_columns_in_bounded_batches(dr5_derived, dr5_figures, tmp_path, monkeypatch):
+    reads = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        if self.name.startswith("/randoms/"):
+            reads.append((self.name, key))
+        return original(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    small = make_figures(dr5_derived, str(tmp_path / "out"), only="recovery", batch_rows=200)
+    assert small["figures"]["recovery"] == dr5_figures[1]["figures"]["recovery"]  # batching changes nothing
+    expected = {"/randoms/obiwan_mask"} | {f"/randoms/{b}flux" for b in BANDS} \
+        | {f"/randoms/mw_transmission_{b}" for b in BANDS}
+    assert {name for name, _ in reads} == expected
+    assert all(isinstance(key, slice) and key.stop - key.start <= 200 for _, key in reads)
+
+
+# ---------------------------------------------------------------------------- statistics
+
+def test_wilson_interval_and_crossing():
+    fraction, low, high = wilson_interval([0, 5, 10, 0], [10, 10, 10, 0])
+    assert low[0] == 0 < high[0] < 0.2 and high[2] == 1 > low[2] > 0.8
+    assert low[1] < 0.5 < high[1] and np.isnan(fraction[3])
+    centres = np.array([20.0, 21.0, 22.0, 23.0])
+    assert crossing(centres, [1.0, 0.8, 0.4, 0.1], [50] * 4) == pytest.approx(21.75)
+    # a sparse bright bin dipping below 0.5 is ignored; the faintest >= 0.5 bin is used
+    assert crossing(centres, [0.0, 0.8, 0.4, 0.1], [1, 50, 50, 50]) == pytest.approx(21.75)
+    assert crossing(centres, [1.0, 0.9, 0.8, 0.7], [50] * 4) is None
+
+
+def test_reservoir_is_exact_when_small_and_capped_when_large():
+    rng = np.random.default_rng(0)
+    small = Reservoir(100, rng, ("x",))
+    for start in range(0, 90, 30):
+        small.add(x=np.arange(start, start + 30))
+    assert small.complete and sorted(small.data["x"]) == list(range(90))
+    large = Reservoir(1000, np.random.default_rng(0), ("x",))
+    for start in range(0, 100_000, 7_000):
+        large.add(x=np.arange(start, min(start + 7_000, 100_000)))
+    assert large.size == 1000 and large.seen == 100_000 and not large.complete
+    assert len(np.unique(large.data["x"])) == 1000
+    assert 40_000 < np.median(large.data["x"]) < 60_000  # uniform over the whole stream
+    batches = [{"a": np.arange(3)}, {"a": np.arange(0)}, {"a": np.arange(4)}]
+    assert [len(b["a"]) for b in coalesce(batches, 5)] == [7]
+
+
+def test_capped_samples_keep_the_statistics(dr5_derived, dr5_figures, tmp_path):
+    capped = make_figures(dr5_derived, str(tmp_path / "out"), only="flux_residuals,astrometry", max_sample=300)
+    full = dr5_figures[1]["figures"]
+    for band in BANDS:
+        d = capped["figures"]["flux_residuals"]["bands"][band]
+        assert d["n_sample"] == 300 and not d["sample_complete"]
+        assert d["n"] == full["flux_residuals"]["bands"][band]["n"]  # counts stay exact
+        assert d["chi_hist"] == full["flux_residuals"]["bands"][band]["chi_hist"]
+        assert d["sigma_chi"] == pytest.approx(full["flux_residuals"]["bands"][band]["sigma_chi"], abs=0.2)
+    astrometry = capped["figures"]["astrometry"]
+    assert astrometry["n_sample"] == 300 and astrometry["n"] == full["astrometry"]["n"]
+    assert astrometry["sigma_dra"] == pytest.approx(full["astrometry"]["sigma_dra"], rel=0.3)
+
+
+def test_bricks_from_standard_input(dr5_derived, tmp_path, monkeypatch):
+    import io
+
+    with h5py.File(dr5_derived, "r") as derived:
+        names = [name.decode() for name in derived["bricks/name"][:2]]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(names) + "\n"))
+    numbers = make_figures(dr5_derived, str(tmp_path / "figs"), only="recovery", bricks="-")
+    assert numbers["bricks"]["n_bricks_used"] == 2

@@ -1,0 +1,149 @@
+"""`obiwan-h5 export-fits`: streamed FITS tables with the HDF5 names, dtypes and units."""
+
+import os
+
+import fitsio
+import h5py
+import numpy as np
+import pytest
+
+import obiwan_h5
+from obiwan_h5.cli import main
+from obiwan_h5.read.export import export_fits
+from obiwan_h5.read.reader import DerivedFile
+
+
+def _same_dtype(fits_dtype, h5_dtype):
+    """dtypes equal up to byte order (FITS is big-endian); strings compared by width."""
+    if h5_dtype.kind == "S":
+        width = fits_dtype.itemsize // (4 if fits_dtype.kind == "U" else 1)  # fitsio reads text as str
+        return fits_dtype.kind in "SU" and width == h5_dtype.itemsize
+    return fits_dtype.newbyteorder("=") == h5_dtype.newbyteorder("=")
+
+
+def test_round_trip_of_every_column_and_the_summary(dr5_derived, tmp_path):
+    output = str(tmp_path / "all.fits")
+    result = export_fits(dr5_derived, output, summary=True)
+    with h5py.File(dr5_derived, "r") as src, fitsio.FITS(output) as fits:
+        order = src["randoms"].attrs["column_order"].split(",")
+        hdu = fits["RANDOMS"]
+        assert hdu.get_extname() == "RANDOMS" and hdu.get_colnames() == order == result["columns"]
+        header = hdu.read_header()
+        table = hdu.read()
+        assert len(table) == len(src["randoms/ra"]) == result["rows"]
+        kinds = set()
+        for number, name in enumerate(order, 1):
+            dset = src["randoms"][name]
+            values, expected = table[name], dset[:]
+            assert _same_dtype(values.dtype.base, dset.dtype), name
+            assert values.shape == expected.shape, name  # 2-D columns are vector columns
+            if dset.dtype.kind == "S":
+                assert header[f"TFORM{number}"].strip() == f"{dset.dtype.itemsize}A"
+                assert np.array_equal(np.char.encode(values) if values.dtype.kind == "U" else values, expected)
+            else:
+                assert np.array_equal(values, expected, equal_nan=dset.dtype.kind == "f"), name
+            assert header.get(f"TUNIT{number}", "").strip() == dset.attrs.get("unit", ""), name
+            kinds.add(dset.dtype.str.lstrip("<>|="))
+        # the file has every kind the export must keep exact
+        assert {"b1", "u1", "i2", "i4", "i8", "f4", "f8"} <= kinds and any(k.startswith("S") for k in kinds)
+        assert header["TFORM" + str(order.index("tractor_brick_primary") + 1)].strip() == "L"
+        assert header["TFORM" + str(order.index("obiwan_mask") + 1)].strip() == "B"
+        assert header["TFORM" + str(order.index("tractor_apflux_g") + 1)].strip() == "8E"
+        assert "inverse variance" in header["TCOMM" + str(order.index("tractor_flux_ivar_g") + 1)]
+
+        summary = fits["SUMMARY"]
+        header = summary.read_header()
+        rows = summary.read()
+        names = src["summary"].attrs["column_order"].split(",")
+        assert summary.get_colnames() == names and len(rows) == len(src["bricks/name"]) == result["summary_rows"]
+        for number, name in enumerate(names, 1):
+            dset = src["summary"][name]
+            if dset.dtype.kind == "S":
+                assert np.array_equal(np.char.encode(rows[name]), dset[:])
+            else:
+                assert np.array_equal(rows[name], dset[:], equal_nan=True)
+            assert header.get(f"TUNIT{number}", "").strip() == dset.attrs.get("unit", "")
+
+
+def test_where_and_bricks_select_rows(dr5_derived, tmp_path):
+    with obiwan_h5.open(dr5_derived) as derived:
+        bricks = derived.bricknames[1:3]
+        where = "obiwan_mask & 1 and psql_g < 23.5"
+        expected = derived.read("unique_id,tractor_flux_g", bricks=bricks, where=where, as_="numpy")
+        summary = derived.summary("brickname,n_rec", bricks=bricks, as_="numpy")
+    output = str(tmp_path / "part.fits")
+    assert main(["export-fits", dr5_derived, "-o", output, "--columns", "unique_id tractor_flux_g",
+                 "--bricks", ",".join(bricks), "--where", where, "--summary"]) == 0
+    table = fitsio.read(output, ext="RANDOMS")
+    assert 0 < len(table) < sum(summary["n_rec"]) + 1
+    assert np.array_equal(np.char.encode(table["unique_id"]), expected["unique_id"])
+    assert np.array_equal(table["tractor_flux_g"], expected["tractor_flux_g"])
+    assert [name.strip() for name in fitsio.read(output, ext="SUMMARY")["brickname"]] == bricks
+
+
+def test_rows_are_streamed_in_bounded_batches(dr5_derived, tmp_path, monkeypatch):
+    asked, appended = [], []
+    iter_batches = DerivedFile.iter_batches
+
+    def spy_batches(self, *args, **kwargs):
+        asked.append(kwargs.get("batch_rows"))
+        return iter_batches(self, *args, **kwargs)
+
+    append = fitsio.hdu.TableHDU.append
+
+    def spy_append(self, data, *args, **kwargs):
+        appended.append(len(data))
+        return append(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(DerivedFile, "iter_batches", spy_batches)
+    monkeypatch.setattr(fitsio.hdu.TableHDU, "append", spy_append)
+    output = str(tmp_path / "batched.fits")
+    result = export_fits(dr5_derived, output, columns="ra,tractor_apflux_*", batch_rows=250)
+    assert asked == [250]
+    assert len(appended) > 4 and max(appended) <= 250 and sum(appended) == result["rows"]
+    assert fitsio.read_header(output, ext="RANDOMS")["NAXIS2"] == result["rows"]
+
+
+def test_empty_selection_writes_a_valid_empty_table(dr5_derived, tmp_path):
+    output = str(tmp_path / "empty.fits")
+    result = export_fits(dr5_derived, output, columns="unique_id,ra,tractor_apflux_g", where="ra > 1000")
+    assert result["rows"] == 0
+    with fitsio.FITS(output) as fits:
+        hdu = fits["RANDOMS"]
+        assert hdu.get_nrows() == 0 and hdu.get_colnames() == ["unique_id", "ra", "tractor_apflux_g"]
+        header = hdu.read_header()
+        assert header["TUNIT2"].strip() == "deg" and header["TFORM3"].strip() == "8E"
+
+
+def test_bad_input_is_refused_without_output(dr5_derived, tmp_path, capsys):
+    output = str(tmp_path / "out.fits")
+    assert main(["export-fits", dr5_derived, "-o", output, "--where", "psql_gg < 3"]) == 2
+    assert "unknown column 'psql_gg' in --where (did you mean psql_g" in capsys.readouterr().err
+    assert main(["export-fits", dr5_derived, "-o", output, "--where", "ra <"]) == 2
+    assert "cannot parse --where" in capsys.readouterr().err
+    assert main(["export-fits", dr5_derived, "-o", output, "--where", "__import__('os')"]) == 2
+    assert main(["export-fits", dr5_derived, "-o", output, "--columns", "flux_g"]) == 2
+    assert "unknown column 'flux_g'" in capsys.readouterr().err
+    assert main(["export-fits", dr5_derived, "-o", output, "--batch-rows", "0"]) == 2
+    assert os.listdir(tmp_path) == []
+    assert main(["export-fits", dr5_derived, "-o", output, "--columns", "ra"]) == 0
+    assert main(["export-fits", dr5_derived, "-o", output, "--columns", "dec"]) == 2
+    assert "exists; use --overwrite" in capsys.readouterr().err
+    assert fitsio.FITS(output)["RANDOMS"].get_colnames() == ["ra"]
+    assert main(["export-fits", dr5_derived, "-o", output, "--columns", "dec", "--overwrite"]) == 0
+    assert fitsio.FITS(output)["RANDOMS"].get_colnames() == ["dec"]
+    assert os.listdir(tmp_path) == ["out.fits"]
+
+
+@pytest.mark.parametrize("columns", ["ra,dec", None])
+def test_export_of_a_view(dr5_derived, tmp_path, columns):
+    from obiwan_h5.read.view import make_view
+
+    view = str(tmp_path / "view.h5")
+    make_view(dr5_derived, view, "unique_id,ra,dec")
+    output = str(tmp_path / "view.fits")
+    export_fits(view, output, columns=columns, summary=True)
+    with fitsio.FITS(output) as fits, h5py.File(dr5_derived, "r") as src:
+        assert fits["RANDOMS"].get_colnames() == (columns.split(",") if columns else ["unique_id", "ra", "dec"])
+        assert np.array_equal(fits["RANDOMS"].read(columns=["dec"])["dec"], src["randoms/dec"][:])
+        assert fits["SUMMARY"].get_nrows() == len(src["bricks/name"])

@@ -1,0 +1,193 @@
+"""The dependency rules of the package (docs/architecture.md), enforced.
+
+Two independent checks: the imports each module's source names (read with `ast`, so a
+lazy import inside a function counts too), and what importing a module really loads (a
+fresh interpreter per module, then `sys.modules`).
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = "obiwan_h5"
+ROOT = os.path.join(os.path.dirname(__file__), "..", PACKAGE)
+SUBPACKAGES = ("fileformat", "core", "production", "job", "read", "plot", "sim", "cli")
+MAX_LINES = 500
+
+# subpackage -> subpackages (and top-level modules) it may import
+ALLOWED = {
+    "errors": set(),
+    "fileformat": {"errors"},
+    "core": {"errors", "fileformat"},
+    "production": {"errors", "fileformat", "core"},
+    "job": {"errors", "fileformat", "core", "production"},
+    "read": {"errors", "fileformat", "core"},
+    "plot": {"errors", "fileformat", "core", "read"},
+    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot"},
+    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim"},
+}
+# third-party modules a layer must never import
+FORBIDDEN_EXTERNAL = {
+    "errors": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
+    "fileformat": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
+    "core": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "argparse"},
+    "production": {"mpi4py", "matplotlib", "argparse"},
+    "job": {"matplotlib", "argparse"},
+    "read": {"mpi4py", "argparse"},
+    "plot": {"mpi4py", "argparse"},
+    "sim": {"argparse"},
+}
+
+
+def modules():
+    """``(dotted name, path)`` of every module of the package."""
+    found = []
+    for directory, _, files in os.walk(ROOT):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                relative = os.path.relpath(path, os.path.join(ROOT, ".."))[:-3].replace(os.sep, ".")
+                found.append((relative[: -len(".__init__")] if relative.endswith(".__init__") else relative, path))
+    return sorted(found)
+
+
+def layer(dotted):
+    """The subpackage (or top-level module) a dotted module name belongs to."""
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def imports_of(dotted, path):
+    """Absolute names of every module `path` imports (relative imports resolved)."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    package = dotted if path.endswith("__init__.py") else dotted.rsplit(".", 1)[0]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            names.append(target)
+            names.extend(f"{target}.{alias.name}" for alias in node.names)
+    return names
+
+
+def violations(dotted, path):
+    """Every broken rule of one module, as readable lines."""
+    mine = layer(dotted)
+    found = []
+    for name in imports_of(dotted, path):
+        top = name.split(".")[0]
+        if top == PACKAGE:
+            other = layer(name)
+            if other is None or other == "__version__" or mine is None or other == mine:
+                continue
+            if other not in ALLOWED and other not in SUBPACKAGES:
+                continue  # a name imported from the package root, e.g. __version__
+            if other not in ALLOWED.get(mine, set()):
+                found.append(f"{dotted} imports {name} ({mine} may not import {other})")
+        elif mine in FORBIDDEN_EXTERNAL and top in FORBIDDEN_EXTERNAL[mine]:
+            found.append(f"{dotted} imports {top} ({mine} may not)")
+    return found
+
+
+def test_every_module_follows_the_dependency_rules():
+    problems = [line for dotted, path in modules() for line in violations(dotted, path)]
+    assert problems == []
+
+
+def test_only_job_uses_mpi4py_and_the_mpio_driver():
+    for dotted, path in modules():
+        text = open(path, encoding="utf-8").read()
+        if layer(dotted) != "job":
+            assert "mpi4py" not in imports_of(dotted, path) and "from mpi4py" not in text, dotted
+            assert 'driver="mpio"' not in text, dotted
+
+
+def test_no_flag_in_library_error_messages():
+    """Errors name parameters (in backquotes); only the CLI knows flags."""
+    for dotted, path in modules():
+        if layer(dotted) == "cli":
+            continue
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                text = ast.get_source_segment(open(path, encoding="utf-8").read(), node.exc) or ""
+                assert " --" not in text and '"--' not in text and "'--" not in text, f"{dotted}: {text}"
+
+
+def test_modules_are_short():
+    long = {dotted: n for dotted, path in modules()
+            if (n := sum(1 for _ in open(path, encoding="utf-8"))) > MAX_LINES}
+    assert long == {}
+
+
+def _loaded_by(module):
+    code = f"import sys, json; import {module}; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OBIWAN_H5_NO_MPI": ""})
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_importing_the_package_is_cheap():
+    loaded = _loaded_by(PACKAGE)
+    assert not {"h5py", "mpi4py", "matplotlib", "astropy", "fitsio", "scipy"} & loaded
+
+
+@pytest.mark.parametrize("module", [f"{PACKAGE}.core.{name}" for name in
+                                    ("derivation", "summary", "selection", "matching", "expression", "bricks",
+                                     "brickgrid", "photometry", "schema")] + [f"{PACKAGE}.fileformat"])
+def test_core_loads_no_io_library(module):
+    loaded = _loaded_by(module)
+    assert not {"h5py", "mpi4py", "matplotlib", "astropy", "fitsio"} & loaded, module
+
+
+@pytest.mark.parametrize("module", [f"{PACKAGE}.read.{name}" for name in
+                                    ("reader", "view", "subset", "export", "info", "validate", "astropy_io")])
+def test_read_side_never_loads_the_job_side(module):
+    loaded = _loaded_by(module)
+    assert "mpi4py" not in loaded
+    assert not {m for m in loaded if m.startswith((f"{PACKAGE}.job", f"{PACKAGE}.production", f"{PACKAGE}.sim",
+                                                   f"{PACKAGE}.cli"))}, module
+
+
+def test_no_import_cycles_between_subpackages():
+    graph = {}
+    for dotted, path in modules():
+        mine = layer(dotted)
+        for name in imports_of(dotted, path):
+            other = layer(name) if name.startswith(PACKAGE + ".") else None
+            if other in SUBPACKAGES + ("errors",) and mine and other != mine:
+                graph.setdefault(mine, set()).add(other)
+    seen, stack = set(), []
+
+    def visit(node):
+        assert node not in stack, f"import cycle: {' -> '.join(stack + [node])}"
+        if node in seen:
+            return
+        stack.append(node)
+        for other in graph.get(node, ()):
+            visit(other)
+        stack.pop()
+        seen.add(node)
+
+    for node in list(graph):
+        visit(node)
+
+
+def test_the_checker_catches_a_violation(tmp_path):
+    """The rules can fail: a core module importing h5py and the job side is reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import h5py\nfrom ..job import derive\n")
+    found = violations(f"{PACKAGE}.core.bad", str(bad))
+    assert any("imports h5py" in line for line in found)
+    assert any("may not import job" in line for line in found)
