@@ -4,7 +4,7 @@ import sys
 
 from ..errors import InputError, JobError
 from ..job import DeriveOptions, derive
-from ..job.mpi import get_comm
+from ..job.mpi import abort_on_unagreed_errors, get_comm
 from .options import flag_text
 
 __all__ = ["add_derive_arguments", "run_derive"]
@@ -53,7 +53,8 @@ def run_derive(args):
     )
     comm = get_comm()
     try:
-        result = derive(options, comm, command_line=" ".join(sys.argv))
+        with abort_on_unagreed_errors(comm):
+            result = derive(options, comm, command_line=" ".join(sys.argv))
     except JobError as err:
         if comm.rank == 0:
             print(f"obiwan-h5 derive: error: {flag_text(str(err))}", file=sys.stderr)

@@ -40,6 +40,49 @@ def _unpadded(value):
     return value
 
 
+# the largest constant an expression may build (digits of a number, characters of a string)
+MAX_CONSTANT_DIGITS = 4096
+
+
+def _constant(node):
+    """The value of a constant sub-expression (folded with size checks), or None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bytes, bool)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _constant(node.operand)
+        return None if value is None or isinstance(value, (str, bytes)) else (-value if isinstance(node.op, ast.USub) else value)
+    if isinstance(node, ast.BinOp):
+        left, right = _constant(node.left), _constant(node.right)
+        if left is None or right is None or _result_size(node.op, left, right) > MAX_CONSTANT_DIGITS:
+            return None
+        try:
+            return _BINARY[type(node.op)](left, right)
+        except (ArithmeticError, TypeError, ValueError):
+            return None
+    return None
+
+
+def _result_size(op, left, right):
+    """Upper bound of the digits (or characters) of ``left <op> right`` without computing it."""
+    def digits(value):
+        if isinstance(value, (str, bytes)):
+            return len(value)
+        if isinstance(value, float):
+            return 20
+        return len(str(abs(int(value)))) if abs(int(value)) < 10 ** 4096 else 4097
+    if isinstance(op, ast.Pow) and isinstance(right, (int, float)) and not isinstance(right, bool):
+        base = abs(left) if isinstance(left, (int, float)) else 0
+        if base <= 1 or right <= 0:
+            return digits(left)
+        return float(right) * max(np.log10(float(base)) if base < 1e308 else 308.0, 0.0) + 1
+    if isinstance(op, ast.LShift) and isinstance(right, int):
+        return digits(left) + max(right, 0) * 0.30103
+    if isinstance(op, ast.Mult) and isinstance(left, (str, bytes)) != isinstance(right, (str, bytes)):
+        text, times = (left, right) if isinstance(left, (str, bytes)) else (right, left)
+        return len(text) * max(int(times), 0) if isinstance(times, int) else 0
+    return digits(left) + digits(right)
+
+
 class Expression:
     """A parsed row filter.
 
@@ -71,6 +114,8 @@ class Expression:
             if not isinstance(node.value, (int, float, str, bytes, bool)):
                 raise ExpressionError(f"`where` {self.text!r}: unsupported constant {node.value!r}")
         elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare)):
+            if isinstance(node, ast.BinOp):
+                self._check_cost(node)
             allowed = (ast.Not, ast.Invert, ast.USub, ast.UAdd, ast.And, ast.Or, *_BINARY, *_COMPARE)
             ops = getattr(node, "ops", None) or [getattr(node, "op", None)]
             for op in ops:
@@ -82,10 +127,34 @@ class Expression:
         else:
             raise ExpressionError(f"`where` {self.text!r}: {type(node).__name__} not allowed")
 
+    def _check_cost(self, node):
+        """Refuse, before any evaluation, constant operations whose result explodes
+        (``10**10**10``, ``1 << 10**9``, ``"a" * 10**9``): their cost is unbounded."""
+        left, right = _constant(node.left), _constant(node.right)
+        if left is None or right is None:
+            return
+        size = _result_size(node.op, left, right)
+        if size > MAX_CONSTANT_DIGITS:
+            raise ExpressionError(f"`where` {self.text!r}: a constant of about {size:.3g} digits or characters "
+                                  f"is too large (at most {MAX_CONSTANT_DIGITS})")
+
     def evaluate(self, columns):
-        """Boolean array: the rows of `columns` (name -> array) where the expression holds."""
-        result = self._eval(self._tree, columns)
-        return np.asarray(result).astype(bool)
+        """Boolean array: the rows of `columns` (name -> array) where the expression holds.
+
+        The expression must give one truth value per row: a boolean or integer array as
+        long as the columns (integers count as true where non-zero, as in
+        ``obiwan_mask & 1``); a constant, a float or a string result is an error.
+        """
+        nrows = len(next(iter(columns.values()))) if columns else 0
+        try:
+            result = np.asarray(self._eval(self._tree, columns))
+        except ArithmeticError as err:
+            raise ExpressionError(f"`where` {self.text!r}: cannot be evaluated ({err})") from None
+        if result.ndim != 1 or len(result) != nrows or result.dtype.kind not in "biu":
+            what = f"{result.dtype.name} {'scalar' if result.ndim == 0 else f'array of shape {result.shape}'}"
+            raise ExpressionError(f"`where` {self.text!r} is not a condition on the rows: it gives a {what}, "
+                                  "not one true/false value per row (compare a column, e.g. 'psql_g < 23')")
+        return result.astype(bool)
 
     def _eval(self, node, columns):
         if isinstance(node, ast.Name):

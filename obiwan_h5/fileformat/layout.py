@@ -16,7 +16,7 @@ __all__ = [
     "ATTR_COMPLETE", "BANDS", "BRICKNAME_RE", "CREATION_ATTRS", "DONE", "FAILED", "FORMAT_NAME",
     "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "JSON_ATTRS",
     "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TRACTOR_TYPES",
-    "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "truncate_message",
+    "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "index_problem", "truncate_message",
 ]
 
 FORMAT_NAME = "obiwan_h5"
@@ -81,6 +81,37 @@ def check_brickname(brickname):
     if not isinstance(brickname, str) or not BRICKNAME_RE.match(brickname):
         raise InputError(f"{brickname!r} is not a brick name (expected e.g. 1741p242)")
     return brickname
+
+
+def index_problem(index, nrows):
+    """Why a brick index cannot be trusted to address ``nrows`` rows, or None.
+
+    The index datasets must all exist and agree in length, and the row ranges
+    ``[offset[i], offset[i] + count[i])`` must tile ``[0, nrows)`` in brick order, with no
+    gap, no overlap and nothing outside (SPEC §5). Readers refuse such a file rather than
+    return duplicated or silently dropped rows.
+    """
+    missing = [name for name in INDEX_COLUMNS if name not in index]
+    if missing:
+        return f"bricks/{missing[0]} is missing"
+    lengths = {name: len(index[name]) for name in INDEX_COLUMNS}
+    if len(set(lengths.values())) > 1:
+        return "bricks datasets differ in length (" + ", ".join(f"{k} {v}" for k, v in lengths.items()) + ")"
+    offset = np.asarray(index["offset"], dtype=np.int64)
+    count = np.asarray(index["count"], dtype=np.int64)
+    if len(count) == 0:
+        return None if nrows == 0 else f"no bricks, but {nrows} rows"
+    if np.any(count < 0):
+        return f"bricks/count row {int(np.flatnonzero(count < 0)[0])} is negative"
+    expected = np.concatenate([[0], np.cumsum(count)[:-1]])
+    wrong = np.flatnonzero(offset != expected)
+    if len(wrong):
+        i = int(wrong[0])
+        return (f"bricks/offset row {i} is {int(offset[i])}, expected {int(expected[i])}: "
+                "brick row ranges overlap or leave a gap")
+    if int(count.sum()) != nrows:
+        return f"the bricks hold {int(count.sum())} rows, the randoms datasets {nrows}"
+    return None
 
 
 def bit_set(mask, bit):

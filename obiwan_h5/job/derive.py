@@ -13,6 +13,7 @@ agreed first (`mpi.agree`), so no rank is ever left waiting for one that gave up
 """
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -79,7 +80,7 @@ def derive(options, comm, command_line=""):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with _shared_truth(options, comm) as (truth, bounds):
+    with _output_lock(options, comm), _shared_truth(options, comm) as (truth, bounds):
         ranges = assign_ranges(_brick_weights(options, comm, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
@@ -111,11 +112,40 @@ def _agree_bricks(options, comm):
     if comm.rank == 0:
         try:
             bricknames = read_brick_list(options.bricks)
-            error = options.check_output()
+            error = options.check()
         except InputError as err:
             error = str(err)
     agree(comm, error)
     return comm.bcast(bricknames, root=0)
+
+
+@contextlib.contextmanager
+def _output_lock(options, comm):
+    """Rank 0 holds an exclusive lock on ``<output>.lock`` for the whole job, so that a
+    second job on the same output refuses instead of corrupting it.
+
+    ``flock`` locks die with their process, so a crashed or killed job never leaves the
+    output locked; the small lock file itself stays beside the output (removing it could
+    let two jobs lock two different files of the same name).
+    """
+    handle, error = None, None
+    lock = f"{options.output}.lock"
+    if comm.rank == 0:
+        try:
+            handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            error = f"{options.output}: another derive job is writing it (lock {lock} is held); wait for it to end"
+        except OSError as err:
+            error = f"{lock}: cannot lock the output ({err.strerror})"
+        if error and handle is not None:
+            os.close(handle)
+    agree(comm, error)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            os.close(handle)  # closing releases the lock
 
 
 def _brick_weights(options, comm, bricknames):

@@ -5,11 +5,17 @@ launcher is a world of one). Without mpi4py, or with ``OBIWAN_H5_NO_MPI=1`` (e.g
 login node where MPI initialisation aborts), a `SerialComm` with the same methods stands in.
 """
 
+import contextlib
+import logging
 import os
+import signal
+import sys
 
 from ..errors import JobError
 
-__all__ = ["SerialComm", "agree", "get_comm", "h5py_has_mpi", "mpi_max"]
+__all__ = ["SerialComm", "abort_on_unagreed_errors", "agree", "get_comm", "h5py_has_mpi", "mpi_max"]
+
+log = logging.getLogger("obiwan_h5.derive")
 
 
 class SerialComm:
@@ -79,3 +85,41 @@ def agree(comm, error):
     if failed:
         unique = list(dict.fromkeys(failed))
         raise JobError("; ".join(unique))
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def abort_on_unagreed_errors(comm):
+    """End every rank when one rank meets an error the ranks did not agree on.
+
+    Errors that must stop the job are agreed (`agree`) and raised as `JobError` on every
+    rank. Anything else on one rank (a bug, MemoryError, an IO error inside a write,
+    Ctrl-C, SIGTERM from Slurm) would leave the other ranks waiting forever in their next
+    collective call and burn the allocation: with several ranks this prints one line and
+    calls ``MPI_Abort``, which ends the whole job at once. The file is left as it was at its
+    last flush, so ``resume`` completes it. SIGTERM is turned into the same path.
+    """
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        pass  # not the main thread: leave signals alone
+    try:
+        yield
+    except JobError:
+        raise
+    except BaseException as err:
+        if comm.size > 1:
+            log.debug("rank %d: unexpected error", comm.rank, exc_info=True)
+            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            sys.stderr.write(f"obiwan-h5 derive: rank {comm.rank}: {reason}; ending every rank "
+                             "(complete the file later with resume)\n")
+            sys.stderr.flush()
+            comm.Abort(130 if isinstance(err, KeyboardInterrupt) else 1)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

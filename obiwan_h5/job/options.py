@@ -1,5 +1,6 @@
 """The options of a derive job, checked before anything is created or removed."""
 
+import math
 import os
 
 from .writer import MAX_CALL_BYTES
@@ -69,14 +70,60 @@ class DeriveOptions:
             "keep_all_apflux": self.keep_all_apflux,
         }
 
-    def check_output(self):
-        """Why the output cannot be written with these options, or None."""
-        exists = os.path.exists(self.output)
-        if exists and not (self.resume or self.overwrite):
-            return f"{self.output}: exists; use `overwrite` to replace it or `resume` to complete it"
-        directory = os.path.dirname(self.output) or "."
+    def check(self):
+        """Why the job cannot run with these options and this output, or None.
+
+        Checked on rank 0 before any file is created or removed: numeric options in range,
+        the output not a directory, not one of the inputs (by resolved path and by inode)
+        nor inside the production's catalog trees, and its directory writable.
+        """
+        numbers = [
+            ("match_radius", self.match_radius, self.match_radius > 0 and math.isfinite(self.match_radius),
+             "must be a positive number of arcsec"),
+            ("max_memory_mb", self.max_memory_mb, self.max_memory_mb > 0, "must be positive"),
+            ("chunk_kb", self.chunk_kb, self.chunk_kb >= 0, "must be 0 (contiguous) or positive"),
+            ("max_call_bytes", self.max_call_bytes, self.max_call_bytes >= 1, "must be positive"),
+        ]
+        if self.expect_rsdirs is not None:
+            numbers.append(("expect_rsdirs", self.expect_rsdirs, self.expect_rsdirs >= 1, "must be at least 1"))
+        if self.alignment:
+            numbers.append(("alignment", self.alignment, min(self.alignment) >= 1, "must be positive"))
+        for name, value, valid, rule in numbers:
+            if not valid:
+                return f"`{name}` {value!r}: {rule}"
+        if self.resume and self.overwrite:
+            return "`resume` and `overwrite` exclude each other: complete the file, or start it again"
+        return self._check_output()
+
+    def _check_output(self):
+        output = self.output
+        if os.path.isdir(output):
+            return f"{output}: is a directory; give the path of the HDF5 file to write"
+        for path in (self.randoms, self.survey_bricks, self.bricks):
+            if _same_file(path, output):
+                return f"{output}: is an input of the job ({path}); choose another output name"
+        real = os.path.realpath(output)
+        trees = [os.path.join(self.data_dir, "obiwan"), os.path.join(self.data_dir, "tractor"),
+                 os.path.join(self.dr_dir, "tractor")]
+        for tree in trees:
+            if real.startswith(os.path.realpath(tree) + os.sep):
+                return f"{output}: lies inside the production's catalogs ({tree}); choose another place"
+        if os.path.lexists(output) and not (self.resume or self.overwrite):
+            return f"{output}: exists; use `overwrite` to replace it or `resume` to complete it"
+        directory = os.path.dirname(output) or "."
         if not os.path.isdir(directory):
             return f"{directory}: output directory does not exist"
-        if not os.access(directory, os.W_OK):
+        if not os.access(directory, os.W_OK | os.X_OK):
             return f"{directory}: output directory is not writable"
         return None
+
+
+def _same_file(path, other):
+    """Whether two paths name the same file (resolved path, or same device and inode)."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        first, second = os.stat(path), os.stat(other)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)

@@ -16,10 +16,14 @@ from ..core.derivation import added_rows, derived_schema
 from ..core.schema import union_schemas
 from ..errors import BrickError, InputError
 from ..fileformat import INCOMPLETE
-from ..production.inputs import SIMCAT_COLUMNS, FitsTable, read_ids_added, tractor_keep
+from ..production.inputs import SIMCAT_COLUMNS, FitsTable, as_ids, read_ids_added, tractor_keep
 from .plan import BrickScan, failed
 
 __all__ = ["BrickInputs", "RsdirInputs", "brick_failure", "scan_brick"]
+
+# simcat columns are copied under their own names: these would overwrite derived ones
+DERIVED_NAMES = frozenset({"unique_id", "brickname", "rsdir", "obiwan_mask", "targets_mask"})
+DERIVED_PREFIXES = ("psql_", "tractor_")
 
 log = logging.getLogger("obiwan_h5.derive")
 
@@ -109,9 +113,14 @@ def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_ap
     for rsdir in rsdirs:
         simcat = FitsTable(production.simcat(brickname, rsdir))
         simcat.require(SIMCAT_COLUMNS)
+        colliding = [name for name in simcat.schema if name in DERIVED_NAMES or name.startswith(DERIVED_PREFIXES)]
+        if colliding:
+            raise BrickError(f"{simcat.path}: simcat column(s) {', '.join(colliding)} would overwrite derived "
+                             "columns of the same name")
         if simcat.schema["id"][0].kind not in "iu":
             raise BrickError(f"{simcat.path}: id column is {simcat.schema['id'][0]}, expected integers")
         injected = simcat.read(["id", "ra", "dec"])
+        injected["id"] = as_ids(injected["id"], simcat.path)
         bad = ~(np.isfinite(injected["ra"]) & np.isfinite(injected["dec"]))
         if np.any(bad):
             raise BrickError(f"{simcat.path}: {bad.sum()} row(s) with non-finite ra/dec (first id {injected['id'][bad][0]})")

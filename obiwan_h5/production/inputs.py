@@ -7,6 +7,7 @@ form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 
 import functools
 import os
+import stat
 
 import fitsio
 import numpy as np
@@ -26,6 +27,8 @@ __all__ = [
     "read_survey_bricks",
     "read_tractor",
     "tractor_keep",
+    "as_ids",
+    "check_regular_file",
     "first_line",
 ]
 
@@ -68,8 +71,7 @@ class FitsTable:
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        if not os.path.exists(self.path):
-            raise InputError(f"{self.path}: file not found")
+        check_regular_file(self.path)
         self._lean = None
         try:
             self._lean = BinaryTable(self.path)
@@ -134,6 +136,21 @@ class FitsTable:
         return as_records(self.read())
 
 
+def check_regular_file(path, what="file"):
+    """Refuse, without opening it, what is not a regular file: a missing path, a directory,
+    a FIFO or a device (opening a FIFO for reading would block the job forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a directory, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is not a regular {what} (a FIFO, socket or device)")
+
+
 def first_line(err):
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
@@ -166,9 +183,20 @@ def read_columns(path, columns=None, required=()):
     return table.read(columns)
 
 
+def as_ids(values, path, what="id column"):
+    """`values` as int64 ids, or `InputError`: ids must be integers representable in int64
+    (floats, and unsigned values of 2**63 or more, are refused rather than coerced)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":
+        raise InputError(f"{path}: {what} is {values.dtype}, expected integers")
+    if values.dtype.kind == "u" and values.dtype.itemsize == 8 and len(values) and values.max() >= 2 ** 63:
+        raise InputError(f"{path}: {what} has values of 2**63 or more, which int64 ids cannot hold")
+    return values.astype(np.int64)
+
+
 def read_ids_added(path):
     """The ``id`` column of ``sim_ids_added.fits`` as int64."""
-    return read_columns(path, ["id"], required=["id"])["id"].astype(np.int64)
+    return as_ids(read_columns(path, ["id"], required=["id"])["id"], path)
 
 
 def read_simcat(path, columns=None):

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from .inputs import FitsTable, first_line, normalise_array, normalise_dtype
+from .inputs import FitsTable, as_ids, check_regular_file, first_line, normalise_array, normalise_dtype
 
 __all__ = ["TruthTable"]
 
@@ -30,6 +30,7 @@ class TruthTable:
 
     def __init__(self, path, index_files=None):
         self.path = os.fspath(path)
+        check_regular_file(self.path)
         if self.path.endswith((".h5", ".hdf5", ".hdf")):
             self._reader = _Hdf5Truth(self.path)
         else:
@@ -42,7 +43,9 @@ class TruthTable:
             self._sorted_ids, self._order = self._build_index()
 
     def _build_index(self):
-        ids = self._reader.ids()
+        ids = as_ids(self._reader.ids(), self.path, "id column of the randoms truth table")
+        if len(ids) == 0:
+            raise InputError(f"{self.path}: the randoms truth table has no rows")
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
         if len(ids) and np.any(sorted_ids[1:] == sorted_ids[:-1]):
@@ -91,7 +94,7 @@ class _FitsTruth:
         self.columns = list(self.schema)
 
     def ids(self):
-        return self.table.read(["id"])["id"].astype(np.int64)
+        return self.table.read(["id"])["id"]
 
     def read_rows(self, rows):
         return self.table.read(None, np.asarray(rows, dtype=np.int64))
@@ -118,14 +121,20 @@ class _Hdf5Truth:
             self._compound = None
             self._datasets = datasets
             self.schema = {n: (normalise_dtype(d.dtype), d.shape[1:]) for n, d in datasets.items()}
+        if self._compound is None:
+            lengths = {name: len(dset) for name, dset in datasets.items()}
+            if len(set(lengths.values())) > 1:
+                short = min(lengths, key=lengths.get)
+                raise InputError(f"{path}: columns of the randoms truth table differ in length "
+                                 f"({short} has {lengths[short]} rows, id {lengths.get('id')})")
         if "id" not in self.schema:
             raise InputError(f"{path}: randoms truth table has no 'id' column")
         self.columns = list(self.schema)
 
     def ids(self):
         if self._compound is not None:
-            return np.asarray(self._compound.fields(self._names["id"])[:], dtype=np.int64)
-        return np.asarray(self._datasets["id"][:], dtype=np.int64)
+            return np.asarray(self._compound.fields(self._names["id"])[:])
+        return np.asarray(self._datasets["id"][:])
 
     def read_rows(self, rows):
         rows = np.asarray(rows)

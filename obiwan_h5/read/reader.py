@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 
 from ..core.expression import Expression
-from ..errors import IncompleteFileWarning
-from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs
+from ..errors import FormatError, IncompleteFileWarning
+from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs, index_problem
 
 __all__ = ["DEFAULT_BATCH_ROWS", "DerivedFile", "open", "parse_columns"]
 
@@ -98,6 +98,14 @@ class DerivedFile:
         except KeyError as err:
             self._file.close()
             raise ValueError(f"{path}: incomplete obiwan_h5 layout or a linked data file is missing ({err})") from None
+        lengths = {name: len(self._randoms[name]) for name in self.columns}
+        problem = index_problem(self._index, self.nrows)
+        if problem is None and len(set(lengths.values())) > 1:
+            short = min(lengths, key=lengths.get)
+            problem = f"randoms/{short} has {lengths[short]} rows, randoms/{self.columns[0]} {self.nrows}"
+        if problem is not None:
+            self._file.close()
+            raise FormatError(f"{path}: broken brick index: {problem} (obiwan-h5 validate lists every problem)")
         self.bricknames = [name.decode() for name in self._index["name"]]
 
     @staticmethod
