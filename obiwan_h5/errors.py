@@ -13,6 +13,7 @@ __all__ = [
     "InputError",
     "JobError",
     "ObiwanError",
+    "OutputError",
 ]
 
 
@@ -30,6 +31,11 @@ class BrickError(ObiwanError):
 
 class JobError(ObiwanError, RuntimeError):
     """An error every rank agreed on: the job stops cleanly with this message."""
+
+
+class OutputError(ObiwanError, OSError):
+    """The output cannot be written (disk full, quota, IO error): the job must stop; what
+    was flushed before stays, and `resume` completes the file once the cause is fixed."""
 
 
 class FormatError(InputError):

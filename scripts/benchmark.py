@@ -150,6 +150,35 @@ def table_in_memory(h5_path):
     return records
 
 
+def measure_update(workdir, out, args):
+    """A production grown by 10 % new bricks, 2 % of its bricks rerun: `derive --update`
+    from the derived file of the original bricks, against a full derive of the grown one."""
+    grown_bricks = max(args.bricks + 1, round(1.1 * args.bricks))
+    source = production(workdir, grown_bricks, args.rsdirs, args.per_rsdir, seed=2)
+    root = os.path.join(out, "grown")
+    shutil.copytree(source, root)
+    names = open(os.path.join(root, "bricks.txt")).read().split()
+    original = os.path.join(out, "original.txt")
+    with open(original, "w") as handle:
+        handle.write("\n".join(names[:args.bricks]) + "\n")
+    old = os.path.join(out, "old.h5")
+    subprocess.run(derive_command(root, old, args.ranks, "--bricks", original), check=True, capture_output=True)
+    import fitsio
+
+    from obiwan_h5.production.layout import Production
+
+    layout = Production(root)
+    for brick in names[:max(1, round(0.02 * args.bricks))]:  # rerun: new Tractor catalogs
+        path = layout.tractor(brick, layout.rsdirs(brick)[0])
+        data = fitsio.read(path)
+        fitsio.write(path, data, clobber=True)
+    updated, fresh = os.path.join(out, "updated.h5"), os.path.join(out, "grown.h5")
+    update = [*mpiexec(args.ranks), *CLI, "derive", "--data-dir", root, "-o", updated, "--update"]
+    update_s, derive_grown_s = timed_in_turns(
+        [(update, lambda: shutil.copy(old, updated)), derive_command(root, fresh, args.ranks)], args.repeat)
+    return {"update_s": update_s, "derive_grown_s": derive_grown_s, "grown_bricks": grown_bricks}
+
+
 def run(args):
     workdir = os.path.abspath(args.workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -203,6 +232,9 @@ def run(args):
         results["derive_1rank_s"], results["derive_2rank_s"] = timed_in_turns(
             [derive_command(root, derived, 1), derive_command(root, derived, 2)], args.repeat)
 
+    step("update_s / derive_grown_s (in turns)")
+    results.update(measure_update(workdir, out, args))
+
     if args.rss:
         step("peak RSS at N and 4N bricks")
         derived4 = os.path.join(out, "derived4.h5")
@@ -223,6 +255,7 @@ TARGETS = {
     "subset_read_h5_s / subset_bytes_limit_s": ("<=", 2),
     "export_fits_s / fitsio_write_s": ("<=", 1.3),
     "derive_1rank_s / derive_2rank_s": (">=", 1.6),
+    "update_s / derive_grown_s": ("<=", 0.3),
     "derive_rss_mb_4N / derive_rss_mb_N": ("<=", 1.2),
     "export_rss_mb_4N / export_rss_mb_N": ("<=", 1.2),
 }

@@ -1,8 +1,9 @@
 """``obiwan-h5 derive``: options of the derive job (docs/derive.md)."""
 
+import os
 import sys
 
-from ..errors import InputError, JobError
+from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
 from .options import flag_text
@@ -24,6 +25,11 @@ def add_derive_arguments(parser):
     parser.add_argument("--keep-all-apflux", action="store_true", help="keep every apflux_* Tractor column")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted file: redo bricks not done")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--update", action="store_true",
+                        help="grow a complete file: derive only new bricks and bricks whose inputs changed, "
+                             "copy the others, drop bricks no longer listed (docs/derive.md)")
+    parser.add_argument("--verify-inputs", action="store_true",
+                        help="fingerprint each brick's inputs by content (CRC-32) as well as path, size and mtime")
     parser.add_argument("--max-memory", type=float, default=256, metavar="MB",
                         help="memory per rank for rows between collective writes (default 256 MB); "
                              "peak memory stays flat whatever the production size")
@@ -50,11 +56,18 @@ def run_derive(args):
         keep_all_apflux=args.keep_all_apflux, resume=args.resume, overwrite=args.overwrite,
         max_memory_mb=args.max_memory, chunk_kb=args.chunk_kb, mpi_info=hints,
         alignment=(args.align, args.align) if args.align else None,
+        update=args.update, verify_inputs=args.verify_inputs,
     )
     comm = get_comm()
     try:
         with abort_on_unagreed_errors(comm):
             result = derive(options, comm, command_line=" ".join(sys.argv))
+    except OutputError as err:
+        # one process (several ranks abort above): after a failed write HDF5 cannot close
+        # the file cleanly, and its clean-up at exit may crash; what was flushed stays
+        print(f"obiwan-h5 derive: error: {flag_text(str(err))}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
     except JobError as err:
         if comm.rank == 0:
             print(f"obiwan-h5 derive: error: {flag_text(str(err))}", file=sys.stderr)

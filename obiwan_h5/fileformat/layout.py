@@ -38,6 +38,8 @@ INDEX_DESCRIPTIONS = {
         "incomplete", "incomplete (skipped)"),
     "message": "why a brick is incomplete or failed (truncated with '...'; full text in the log)",
     "checksum": "CRC-32 of the brick's rows as written (fileformat.rows_checksum); 0 until done",
+    "fingerprint": "64-bit hash of the path, size and mtime of every input file of the brick when its rows "
+                   "were written; 0 until done (a resumed job derives again a brick whose inputs changed)",
 }
 # the index datasets every reader needs (checksum came later and is optional to readers)
 INDEX_COLUMNS = ("name", "offset", "count", "status", "message")

@@ -34,14 +34,20 @@ class BrickReader:
     options : job.options.DeriveOptions
     scanned : dict, optional
         `scan.BrickInputs` by brick name, from this rank's scan.
+    copies : dict, optional
+        For an update: brick index of the plan -> brick index in `old`, for the bricks
+        whose rows are copied instead of derived.
+    old : job.update.OldFile, optional
     """
 
-    def __init__(self, production, truth, bounds, options, scanned=None):
+    def __init__(self, production, truth, bounds, options, scanned=None, copies=None, old=None):
         self.production = production
         self.truth = truth
         self.bounds = bounds
         self.options = options
         self.scanned = scanned or {}
+        self.copies = copies or {}
+        self.old = old
 
     def parts(self, brickname):
         """The brick's derived columns, one dict per rsdir (`core.derivation.brick_parts`)."""
@@ -67,11 +73,15 @@ def compute_segment(reader, plan, b0, b1):
     rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in plan.columns} if nrows else {}
     names = sorted(column.name for column in plan.columns)
     summaries, status, messages, checksums = [], [], [], []
+    _copy_runs(reader, plan, b0, b1, rows)
     lo = 0
     for brick in range(b0, b1):
         name, count = plan.bricknames[brick], int(plan.counts[brick])
         hi = lo + count
-        if plan.status[brick] in (FAILED, INCOMPLETE):
+        if brick in reader.copies:
+            view = {column: values[lo:hi] for column, values in rows.items()}
+            outcome = (DONE, "", reader.old.summary_row(reader.copies[brick]), rows_checksum(view, names))
+        elif plan.status[brick] in (FAILED, INCOMPLETE):
             outcome = (int(plan.status[brick]), plan.messages[brick], empty_summary(name, reader.bounds.get(name)), 0)
         else:
             try:
@@ -102,3 +112,21 @@ def compute_segment(reader, plan, b0, b1):
         summary_rows = {column: np.array([row[column] for row in summaries], dtype=dtype)
                         for column, (dtype, _, _) in SUMMARY_COLUMNS.items()}
     return rows, summary_rows, np.array(status, dtype=np.int8), messages, checksums
+
+
+def _copy_runs(reader, plan, b0, b1, rows):
+    """Fill the rows of copied bricks of ``[b0, b1)`` from the old file, one read per
+    column for each run of bricks that are consecutive in both files."""
+    if not reader.copies:
+        return
+    starts = np.concatenate([[0], np.cumsum(plan.counts[b0:b1])])
+    brick = b0
+    while brick < b1:
+        if brick not in reader.copies:
+            brick += 1
+            continue
+        end = brick + 1
+        while end < b1 and reader.copies.get(end) == reader.copies[end - 1] + 1:
+            end += 1
+        reader.old.fill(rows, int(starts[brick - b0]), reader.copies[brick], reader.copies[end - 1] + 1, plan.columns)
+        brick = end

@@ -14,28 +14,21 @@ agreed first (`mpi.agree`), so no rank is ever left waiting for one that gave up
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import tempfile
-import time
-from datetime import datetime, timezone
 
 import numpy as np
 
-from .. import __version__
-from ..core import selection
-from ..errors import InputError
+from ..errors import InputError, JobError
 from ..fileformat import (
     DONE,
     FAILED,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     INCOMPLETE,
-    OBIWAN_BITS,
     PENDING,
     STATUS_NAMES,
     SUMMARY_COLUMNS,
+    decode_attrs,
     summary_columns,
 )
 from ..production.inputs import read_survey_bricks
@@ -44,8 +37,19 @@ from ..production.truth import TruthTable
 from .compute import BrickReader, compute_segment
 from .faults import maybe_kill
 from .mpi import agree, mpi_max
-from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, split_segments
+from .output import (
+    ATTR_CREATED,
+    changed_bricks,
+    check_free_space,
+    find_partials,
+    new_partial,
+    remove_partials,
+    resume_problem,
+)
+from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
+from .report import Clock, file_attrs, final_report, progress
 from .scan import scan_brick
+from .update import OldFile, copy_sources, update_entry, update_refusal
 from .writer import DerivedWriter
 
 __all__ = ["derive"]
@@ -75,7 +79,7 @@ def derive(options, comm, command_line=""):
     errors.JobError
         On every rank, when the job cannot run (bad options or inputs, output unusable).
     """
-    clock = _Clock()
+    clock = Clock()
     if comm.rank != 0:
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
@@ -85,12 +89,21 @@ def derive(options, comm, command_line=""):
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
         clock.lap("plan")
-        writer, todo = _open_output(options, comm, plan, command_line)
+        writer, todo, path, sources = _open_output(options, comm, plan, command_line)
+        if writer is None:  # an update with nothing to do: the file is left as it is
+            return _unchanged(options, comm, plan, clock)
         clock.lap("create")
-        for brickname in [name for name in scanned if not todo[plan.bricknames.index(name)]]:
-            del scanned[brickname]  # done bricks of a resumed file are not read again
-        reader = BrickReader(production, truth, bounds, options, scanned)
-        totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock)
+        copies = {int(i): int(j) for i, j in enumerate(sources) if j >= 0 and ranges[comm.rank] <= i < ranges[comm.rank + 1]}
+        for brickname in [name for name in scanned if not todo[plan.bricknames.index(name)]
+                          or plan.bricknames.index(name) in copies]:
+            del scanned[brickname]  # done bricks of a resumed file, copied ones of an update
+        old = OldFile(options.output) if copies else None
+        reader = BrickReader(production, truth, bounds, options, scanned, copies, old)
+        try:
+            totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock)
+        finally:
+            if old is not None:
+                old.close()
         index = writer.read_index()
         totals["failed"] = int(np.sum(index["status"] == FAILED))
         totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
@@ -99,8 +112,9 @@ def derive(options, comm, command_line=""):
         writer.set_attrs({"complete": True, "elapsed_s": timings["total"], "timings_s": timings,
                           "peak_rss_mb": peak_rss})
         writer.close()
+        _finish(options, comm, path)
     if comm.rank == 0:
-        _final_report(options.output, index, timings["total"])
+        final_report(options.output, index, timings["total"])
     return totals
 
 
@@ -154,15 +168,19 @@ def _brick_weights(options, comm, bricknames):
     weights = None
     if comm.rank == 0:
         weights = np.ones(len(bricknames))
-        if options.resume and os.path.isfile(options.output):
+        if (options.resume or options.update) and os.path.isfile(options.output):
             # a file that cannot be resumed is refused, with its reason, once it is reopened
             with contextlib.suppress(Exception):
                 import h5py
 
                 with h5py.File(options.output, "r") as existing:
                     names = [name.decode() for name in existing["bricks/name"][:]]
-                    if names == list(bricknames):
-                        done = existing["bricks/status"][:] == DONE
+                    done = existing["bricks/status"][:] == DONE
+                    if options.update:
+                        # copying a brick costs a fraction of deriving it
+                        copied = {name for name, flag in zip(names, done) if flag}
+                        weights = np.array([0.2 if name in copied else 1.0 for name in bricknames])
+                    elif names == list(bricknames):
                         weights = np.where(done, 0.0, existing["bricks/count"][:] + 1.0)
     return comm.bcast(weights, root=0)
 
@@ -238,12 +256,16 @@ def _make_plan(options, comm, production, bricknames, truth, bounds, ranges):
     scans, scanned = [], {}
     for brickname in bricknames[first:last]:
         scan, inputs = scan_brick(production, brickname, truth, bounds.get(brickname),
-                                  options.expect_rsdirs, options.keep_all_apflux)
+                                  options.expect_rsdirs, options.keep_all_apflux, options.fingerprint_kind)
         scans.append(scan)
         if inputs is not None:
             scanned[brickname] = inputs
     scans, distinct = gather_scans(comm.allgather(detach_schemas(scans)))
     plan = build_plan(scans, distinct)
+    # the same on every rank (the plan is): refusing here can leave no rank waiting
+    error = mixed_schemas(scans, distinct)
+    if error:
+        raise JobError(error)
     for scan in scans:
         if scan.status != PENDING:
             scanned.pop(scan.brickname, None)  # failed when the schemas were joined
@@ -259,36 +281,167 @@ def _make_plan(options, comm, production, bricknames, truth, bounds, ranges):
 # ----------------------------------------------------------------------------- phase 5
 
 def _open_output(options, comm, plan, command_line):
-    """Create the file collectively, or reopen it to resume; returns (writer, todo)."""
+    """Create a new partial file collectively, or reopen the file to complete.
+
+    Returns ``(writer, todo, path, sources)``: `todo` marks the bricks to write, `path` the
+    file being written (renamed to the output by `_finish` when it is a partial one),
+    `sources` the brick of the old file each brick is copied from in an update (-1:
+    derived). `writer` is None for an update with nothing to do.
+    """
+    nothing = np.full(len(plan.bricknames), -1, dtype=np.int64)
+    if options.update:
+        return _open_update(options, comm, plan, command_line)
     writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
                           max_call_bytes=options.max_call_bytes)
-    # the final name only ever holds a fully created file (see DerivedWriter.create), so a
-    # job killed before or during creation resumes by starting afresh
-    resuming = options.resume and comm.bcast(os.path.exists(options.output) if comm.rank == 0 else None)
-    if options.resume and not resuming and comm.rank == 0:
-        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
-    if not resuming:
-        attrs = _file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
+    choice, error = None, None
+    if comm.rank == 0:
+        try:
+            choice = _choose_target(options, plan)
+        except OSError as err:
+            error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
+        except InputError as err:
+            error = str(err)
+    agree(comm, error)
+    mode, path = comm.bcast(choice, root=0)
+    if mode == "new":
+        attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
         attrs = comm.bcast(attrs, root=0)
-        writer = DerivedWriter.create(options.output, comm, plan, summary_columns(), attrs,
+        writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
                                       chunk_bytes=options.chunk_kb * 1024, **writer_options)
-        return writer, np.ones(len(plan.bricknames), dtype=bool)
+        return writer, np.ones(len(plan.bricknames), dtype=bool), path, nothing
     writer, error = None, None
     try:
-        writer = DerivedWriter.open_existing(options.output, comm, **writer_options)
+        writer = DerivedWriter.open_existing(path, comm, **writer_options)
     except OSError as err:
-        error = f"{options.output}: cannot reopen to resume ({err}); use `overwrite` to start again"
+        error = f"{path}: cannot reopen to resume ({err}); use `overwrite` to start again"
     agree(comm, error)
     index = writer.read_index()
-    error = _resume_mismatch(writer, index, plan, options, comm)
+    error = None
+    if writer.file is not None:
+        # every rank that has the file opens the same objects (parallel HDF5 wants it)
+        attrs = dict(writer.file.attrs)
+        columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in sorted(writer.file["randoms"].items())}
+        error = resume_problem(path, attrs, columns, index, plan, options)
+    error = comm.bcast(error, root=0)
     if error:
         writer.close()
     agree(comm, error)
-    todo = index["status"] != DONE
+    changed = changed_bricks(index, plan)
+    todo = (index["status"] != DONE) | changed
     if comm.rank == 0:
-        log.info("resuming %s: %d of %d bricks already done, redoing %d (%d rows)", options.output,
+        log.info("resuming %s: %d of %d bricks already done, redoing %d (%d rows)", path,
                  int((~todo).sum()), len(todo), int(todo.sum()), int(plan.counts[todo].sum()))
-    return writer, todo
+        if changed.any():
+            names = [plan.bricknames[i] for i in np.flatnonzero(changed)]
+            log.warning("%d done brick(s) whose inputs changed since are derived again: %s%s", len(names),
+                        ", ".join(names[:10]), " ..." if len(names) > 10 else "")
+    return writer, todo, path, nothing
+
+
+def _open_update(options, comm, plan, command_line):
+    """The update of a complete file: a new partial file, each brick copied or derived."""
+    choice, error = None, None
+    if comm.rank == 0:
+        try:
+            choice = _plan_update(options, plan)
+        except InputError as err:
+            error = str(err)
+        except OSError as err:
+            error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
+    agree(comm, error)
+    path, sources, entry, history = comm.bcast(choice, root=0)
+    if path is None:
+        return None, None, options.output, sources
+    attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
+    attrs = comm.bcast(attrs, root=0)
+    attrs["update_history"] = history + [entry]
+    writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
+                                  chunk_bytes=options.chunk_kb * 1024, mpi_info=options.mpi_info,
+                                  alignment=options.alignment, max_call_bytes=options.max_call_bytes)
+    return writer, np.ones(len(plan.bricknames), dtype=bool), path, sources
+
+
+def _plan_update(options, plan):
+    """On rank 0: ``(partial path or None, sources, history entry, earlier history)``."""
+    import h5py
+
+    if not os.path.isfile(options.output):
+        raise InputError(f"{options.output}: no file to update (derive it first, without `update`)")
+    try:
+        with h5py.File(options.output, "r") as existing:
+            attrs = decode_attrs(existing.attrs)
+            attrs["inputs"] = existing.attrs.get("inputs", "{}")
+            index = {name: dset[:] for name, dset in existing["bricks"].items()}
+            columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in existing["randoms"].items()}
+            summary = list(existing["summary"])
+    except (OSError, KeyError) as err:
+        raise InputError(f"{options.output}: not a readable obiwan_h5 file to update ({err})") from None
+    error = update_refusal(options.output, attrs, options, summary)
+    if error:
+        raise InputError(error)
+    sources = copy_sources(index, attrs.get("fingerprint_kind", "stat"), plan, options.fingerprint_kind)
+    entry = update_entry(index, plan, sources)
+    same_columns = columns == {c.name: (np.dtype(c.dtype), tuple(c.shape)) for c in plan.columns}
+    unchanged = (same_columns and [name.decode() for name in index["name"]] == plan.bricknames
+                 and bool(np.all(sources == np.arange(len(sources)))))
+    if unchanged:
+        log.info("%s: every brick is unchanged; nothing to update", options.output)
+        return None, sources, entry, []
+    log.info("updating %s: %d brick(s) added, %d derived again, %d removed, %d copied", options.output,
+             entry["added"], entry["rederived"], entry["removed"], entry["copied"])
+    remove_partials(options.output)
+    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
+    if error:
+        raise InputError(error)
+    history = attrs.get("update_history", [])
+    return new_partial(options.output), sources, entry, history if isinstance(history, list) else []
+
+
+def _unchanged(options, comm, plan, clock):
+    timings, peak_rss = clock.gather(comm)
+    return {"bricks": 0, "done": 0, "rows": 0, "failed": int(np.sum(plan.status == FAILED)),
+            "incomplete": int(np.sum(plan.status == INCOMPLETE)), "timings": timings,
+            "peak_rss_mb": peak_rss, "bytes_written": 0, "unchanged": True}
+
+
+def _choose_target(options, plan):
+    """``("new", partial path)`` or ``("resume", path)``, on rank 0, which holds the lock.
+
+    To resume: the newest partial file of an earlier job (one whose layout was not fully
+    created is discarded), else the output itself if it has bricks left to derive.
+    """
+    if options.resume:
+        for partial in find_partials(options.output):
+            if _layout_created(partial):
+                return "resume", partial
+            os.remove(partial)  # killed while creating its datasets: nothing to keep
+        if os.path.exists(options.output):
+            return "resume", options.output
+        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
+    remove_partials(options.output)
+    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
+    if error:
+        raise InputError(error)
+    return "new", new_partial(options.output)
+
+
+def _layout_created(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return bool(handle.attrs.get(ATTR_CREATED, False))
+    except OSError:
+        return False
+
+
+def _finish(options, comm, path):
+    """Rank 0 renames a completed partial file to the output, atomically (an output it
+    replaces stays whole until this moment)."""
+    comm.Barrier()  # every rank has closed the file
+    if comm.rank == 0 and path != options.output:
+        os.replace(path, options.output)
+    comm.Barrier()
 
 
 # ----------------------------------------------------------------------------- phase 6
@@ -312,101 +465,17 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock):
         start = int(plan.offsets[b0]) if b1 > b0 else 0
         writer.write_block("randoms", start, rows, randoms_names)
         writer.write_block("summary", b0, summary_rows, summary_names)
-        maybe_kill("write", comm.rank, number)
+        maybe_kill("write", comm.rank, number, os.path.dirname(writer.path))
         writer.flush()
         # a brick is marked done only once its rows are on disk
-        writer.write_status(b0, status, messages, checksums)
+        writer.write_status(b0, status, messages, checksums, plan.fingerprints[b0:b1])
         maybe_kill("status", comm.rank, number)
         writer.flush()
         clock.lap("write")
         done_rows = int(sum(plan.counts[b0:b1][status == DONE]))
         done, nrows = comm.allreduce(np.array([b1 - b0, done_rows]))
         totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows))
-        _progress(totals, clock.started)
+        progress(totals, clock.started)
         # free this round's rows before the next round allocates its own: one segment in memory
         del rows, summary_rows
     return totals
-
-
-class _Clock:
-    """Wall time per phase on this rank; `gather` takes the slowest rank of each phase."""
-
-    def __init__(self):
-        self.started = self.last = time.perf_counter()
-        self.phases = {"plan": 0.0, "create": 0.0, "compute": 0.0, "wait": 0.0, "write": 0.0}
-
-    def lap(self, phase):
-        now = time.perf_counter()
-        self.phases[phase] += now - self.last
-        self.last = now
-
-    def gather(self, comm):
-        import resource
-
-        names = sorted(self.phases)
-        local = [self.phases[name] for name in names] + [time.perf_counter() - self.started]
-        slowest = np.max(comm.allgather(local), axis=0)
-        timings = {name: round(float(value), 4) for name, value in zip(names + ["total"], slowest)}
-        # ru_maxrss is in KiB on Linux
-        peak = comm.allgather(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-        return timings, peak
-
-
-def _file_attrs(options, comm, command_line, plan):
-    names = {column.name for column in plan.columns}
-    mask_columns = None
-    for kind in ("anymask", "allmask"):
-        if f"tractor_{kind}_g" in names or f"tractor_decam_{kind}" in names:
-            mask_columns = kind
-            break
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "software_version": __version__,
-        "creation_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command_line": command_line,
-        "inputs": options.fingerprint(),
-        "match_radius_arcsec": options.match_radius,
-        "obiwan_mask_bits": {name: {"bit": bit, "meaning": text} for name, (bit, text) in OBIWAN_BITS.items()},
-        "targets_mask_bits": selection.BIT_DEFINITIONS,
-        "selections": selection.selection_definitions(mask_columns),
-        "nranks": comm.size,
-    }
-
-
-def _resume_mismatch(writer, index, plan, options, comm):
-    """Why the existing file cannot be resumed with this plan and these options, or None."""
-    stored = None
-    if writer.file is not None:
-        stored = json.loads(writer.file.attrs.get("inputs", "{}"))
-        if writer.file.attrs.get("format") != FORMAT_NAME:
-            return f"{options.output}: not an obiwan_h5 file"
-    stored = comm.bcast(stored, root=0) if writer.mode == "funnel" else stored
-    for key, value in options.fingerprint().items():
-        if stored.get(key) != value:
-            return f"{options.output}: made with {key}={stored.get(key)!r}, now {value!r}; cannot resume"
-    names = [name.decode() for name in index["name"]]
-    if names != plan.bricknames:
-        return f"{options.output}: brick list differs from the file's; cannot resume"
-    changed = np.flatnonzero((index["count"] != plan.counts) | (index["offset"] != plan.offsets))
-    if len(changed):
-        return f"{options.output}: brick {names[changed[0]]} now has {plan.counts[changed[0]]} rows, the file {index['count'][changed[0]]}; cannot resume"
-    return None
-
-
-def _progress(totals, started):
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    remaining = totals["bricks"] - totals["done"]
-    rate = totals["done"] / elapsed
-    eta = remaining / rate if rate > 0 else float("nan")
-    log.info("bricks %d/%d, %d rows, %.0f rows/s, ETA %.0f s",
-             totals["done"], totals["bricks"], totals["rows"], totals["rows"] / elapsed, eta)
-
-
-def _final_report(path, index, elapsed):
-    """The closing table: bricks and rows by status, from the file's own index."""
-    lines = [f"wrote {path} in {elapsed:.1f} s", f"  {'status':<11}{'bricks':>9}{'rows':>12}"]
-    for code, name in STATUS_NAMES.items():
-        chosen = index["status"] == code
-        lines.append(f"  {name:<11}{int(chosen.sum()):>9}{int(index['count'][chosen].sum()):>12}")
-    log.info("\n".join(lines))

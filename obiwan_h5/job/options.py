@@ -42,7 +42,8 @@ class DeriveOptions:
     def __init__(self, data_dir, output, randoms=None, dr_dir=None, survey_bricks=None, bricks=None,
                  objtype="elg", expect_rsdirs=None, match_radius=1.0, keep_all_apflux=False,
                  resume=False, overwrite=False, max_memory_mb=256, chunk_kb=4096,
-                 mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES):
+                 mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES, update=False,
+                 verify_inputs=False):
         self.data_dir = os.path.abspath(data_dir)
         self.output = os.path.abspath(output)
         self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
@@ -60,8 +61,16 @@ class DeriveOptions:
         self.mpi_info = mpi_info or {}
         self.alignment = alignment
         self.max_call_bytes = max_call_bytes
+        self.update = update
+        self.verify_inputs = verify_inputs
 
-    def fingerprint(self):
+    @property
+    def fingerprint_kind(self):
+        """How brick input fingerprints are made: ``stat`` (path, size, mtime) or
+        ``content`` (and a CRC-32 of every file: `verify_inputs`)."""
+        return "content" if self.verify_inputs else "stat"
+
+    def recorded_inputs(self):
         """What must match for `resume` to continue a file (inputs and options)."""
         return {
             "data_dir": self.data_dir, "randoms": self.randoms, "dr_dir": self.dr_dir,
@@ -91,8 +100,10 @@ class DeriveOptions:
         for name, value, valid, rule in numbers:
             if not valid:
                 return f"`{name}` {value!r}: {rule}"
-        if self.resume and self.overwrite:
-            return "`resume` and `overwrite` exclude each other: complete the file, or start it again"
+        chosen = [name for name in ("resume", "overwrite", "update") if getattr(self, name)]
+        if len(chosen) > 1:
+            return (f"{' and '.join(f'`{name}`' for name in chosen)} exclude each other: complete the file, "
+                    "start it again, or grow it")
         return self._check_output()
 
     def _check_output(self):
@@ -108,8 +119,9 @@ class DeriveOptions:
         for tree in trees:
             if real.startswith(os.path.realpath(tree) + os.sep):
                 return f"{output}: lies inside the production's catalogs ({tree}); choose another place"
-        if os.path.lexists(output) and not (self.resume or self.overwrite):
-            return f"{output}: exists; use `overwrite` to replace it or `resume` to complete it"
+        if os.path.lexists(output) and not (self.resume or self.overwrite or self.update):
+            return (f"{output}: exists; use `overwrite` to replace it, `resume` to complete it or "
+                    "`update` to add new and changed bricks")
         directory = os.path.dirname(output) or "."
         if not os.path.isdir(directory):
             return f"{directory}: output directory does not exist"

@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..fileformat import FAILED, PENDING, Column, describe
 
 __all__ = [
-    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "failed", "gather_scans",
+    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "failed", "gather_scans", "mixed_schemas",
     "split_segments",
 ]
 
@@ -32,6 +32,7 @@ class BrickScan:
     schema: dict = field(default_factory=dict)
     unique_id_width: int = 0
     schema_key: int = -1
+    fingerprint: int = 0
 
 
 def failed(scan, message):
@@ -50,6 +51,7 @@ class Plan:
     status: np.ndarray
     messages: list
     columns: list
+    fingerprints: np.ndarray = None
 
     @property
     def total_rows(self):
@@ -123,7 +125,31 @@ def build_plan(scans, distinct=None):
         status=np.array([scan.status for scan in scans], dtype=np.int8),
         messages=[scan.message for scan in scans],
         columns=columns,
+        fingerprints=np.array([scan.fingerprint for scan in scans], dtype=np.uint64),
     )
+
+
+def mixed_schemas(scans, distinct):
+    """Why the bricks cannot share one file because their Tractor catalogs mix the DR3
+    schema (``decam_*`` arrays) and the DR5 schema (per-band columns), or None.
+
+    Such a file would hold each quantity twice, half empty; its summary, validation and
+    figures would read one schema and silently miss the other's rows.
+    """
+    first = {}
+    for scan in scans:
+        if scan.status != PENDING or scan.schema_key < 0:
+            continue
+        names = distinct[scan.schema_key]
+        if "tractor_decam_flux" in names:
+            first.setdefault("DR3", scan.brickname)
+        if "tractor_flux_g" in names:
+            first.setdefault("DR5", scan.brickname)
+    if len(first) == 2:
+        return (f"the Tractor catalogs mix the DR3 schema (decam_* arrays; first in brick {first['DR3']}) and "
+                f"the DR5 schema (per-band columns; first in brick {first['DR5']}): derive each schema's bricks "
+                "into its own file (`bricks`)")
+    return None
 
 
 def assign_ranges(weights, nranks):

@@ -6,8 +6,10 @@ What it read is kept in a `BrickInputs` for the compute phase on the same rank, 
 input is read twice (the rank that scans a brick is the rank that derives it).
 """
 
+import hashlib
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,7 @@ from ..fileformat import INCOMPLETE
 from ..production.inputs import SIMCAT_COLUMNS, FitsTable, as_ids, read_ids_added, tractor_keep
 from .plan import BrickScan, failed
 
-__all__ = ["BrickInputs", "RsdirInputs", "brick_failure", "scan_brick"]
+__all__ = ["BrickInputs", "RsdirInputs", "brick_failure", "input_fingerprint", "scan_brick"]
 
 # simcat columns are copied under their own names: these would overwrite derived ones
 DERIVED_NAMES = frozenset({"unique_id", "brickname", "rsdir", "obiwan_mask", "targets_mask"})
@@ -67,7 +69,28 @@ def brick_failure(err):
     return f"{type(err).__name__}: {text}"
 
 
-def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_all_apflux=False):
+def input_fingerprint(paths, kind="stat"):
+    """64-bit fingerprint of input files: path, size and modification time of each, and
+    with ``kind="content"`` a CRC-32 of its bytes too (reads every file once more).
+
+    Stored per brick (``bricks/fingerprint``) with its rows; a resumed job derives again a
+    done brick whose fingerprint changed, and an update derives only such bricks.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for path in paths:
+        stats = os.stat(path)
+        digest.update(f"{os.path.abspath(path)}\0{stats.st_size}\0{stats.st_mtime_ns}\n".encode())
+        if kind == "content":
+            crc = 0
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    crc = zlib.crc32(block, crc)
+            digest.update(crc.to_bytes(4, "little"))
+    return int.from_bytes(digest.digest(), "little")
+
+
+def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_all_apflux=False,
+               fingerprint_kind="stat"):
     """Row count and column schema of one brick, or why it is incomplete or failed.
 
     Parameters
@@ -81,6 +104,8 @@ def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_al
     expect_rsdirs : int, optional
         A brick with another number of rsdirs is incomplete.
     keep_all_apflux : bool
+    fingerprint_kind : {"stat", "content"}
+        See `input_fingerprint`.
 
     Returns
     -------
@@ -90,14 +115,14 @@ def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_al
     """
     scan = BrickScan(brickname)
     try:
-        return _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_apflux)
+        return _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_apflux, fingerprint_kind)
     except Exception as err:  # noqa: BLE001 — one brick's failure must never stop the job
         if not isinstance(err, (BrickError, InputError)):
             log.debug("brick %s: scan failed", brickname, exc_info=True)
         return failed(scan, brick_failure(err)), None
 
 
-def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_apflux):
+def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_apflux, fingerprint_kind):
     rsdirs = production.rsdirs(brickname)
     if bounds is None:
         return failed(scan, "not in survey-bricks"), None
@@ -142,4 +167,9 @@ def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_ap
                                  tractor))
     scan.schema = union_schemas(schemas, where=f"rsdirs of {brickname}")
     scan.rsdirs = rsdirs
+    files = [production.dr_tractor(brickname)]
+    for rsdir in rsdirs:
+        files += [production.simcat(brickname, rsdir), production.ids_added(brickname, rsdir),
+                  production.tractor(brickname, rsdir)]
+    scan.fingerprint = input_fingerprint(files, fingerprint_kind)
     return scan, BrickInputs(brickname, parts)

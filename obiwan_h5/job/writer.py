@@ -18,14 +18,16 @@ never written (``fill_time="never"``).
 
 import logging
 import math
-import os
+import sys
 
 import h5py
 import numpy as np
 
+from ..errors import OutputError
 from ..fileformat import INDEX_DESCRIPTIONS, MESSAGE_WIDTH, attr_value, truncate_message
 from .faults import maybe_kill
 from .mpi import h5py_has_mpi, mpi_max
+from .output import ATTR_CREATED
 
 log = logging.getLogger("obiwan_h5.writer")
 
@@ -69,6 +71,10 @@ class DerivedWriter:
         if alignment:
             kwargs.update(alignment_threshold=alignment[0], alignment_interval=alignment[1])
         self.file = None
+        self.has_fingerprints = True
+        self._unraisable = []
+        # from here to `close`, objects h5py frees may carry HDF5 write errors
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._record_unraisable
         if self.mode == "parallel":
             from mpi4py import MPI
 
@@ -86,20 +92,12 @@ class DerivedWriter:
 
     @classmethod
     def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, **options):
-        """Create the file and every dataset, preallocated to its final size (collective).
-
-        The file is built under a temporary name and renamed once every object exists and
-        is flushed, so `path` never names a half-created file.
-        """
-        creating = f"{path}.creating"
-        writer = cls(creating, comm, "w", **options)
+        """Create the file at `path` (a partial name, see `job.output`) and every dataset,
+        preallocated to its final size (collective). The attribute
+        ``output.ATTR_CREATED`` marks a file whose layout is complete."""
+        writer = cls(path, comm, "w", **options)
         if writer.file is not None:
-            writer._create_layout(plan, summary_columns, attrs, chunk_bytes)
-        comm.Barrier()
-        if comm.rank == 0:
-            os.replace(creating, path)
-        comm.Barrier()
-        writer.path = path
+            writer._guarded(writer._create_layout, plan, summary_columns, attrs, chunk_bytes)
         return writer
 
     def _create_layout(self, plan, summary_columns, attrs, chunk_bytes):
@@ -125,6 +123,7 @@ class DerivedWriter:
             "status": plan.status.astype(np.int8),
             "message": np.array([truncate_message(m) for m in plan.messages], dtype=f"S{MESSAGE_WIDTH}"),
             "checksum": np.zeros(nbricks, dtype=np.uint32),
+            "fingerprint": np.zeros(nbricks, dtype=np.uint64),
         }
         for name in sorted(index):
             # every rank passes the same data, so the collective create writes it consistently
@@ -132,6 +131,7 @@ class DerivedWriter:
             dset.attrs["description"] = INDEX_DESCRIPTIONS[name]
             if name == "checksum":
                 dset.attrs["columns"] = ",".join(sorted(column.name for column in plan.columns))
+        out.attrs[ATTR_CREATED] = True
         out.flush()
 
     def _create(self, group, column, nrows, chunk_bytes):
@@ -150,9 +150,42 @@ class DerivedWriter:
 
     @classmethod
     def open_existing(cls, path, comm, **options):
-        return cls(path, comm, "r+", **options)
+        """Reopen a file to complete it (collective)."""
+        writer = cls(path, comm, "r+", **options)
+        has = None if writer.file is None else "fingerprint" in writer.file["bricks"]
+        writer.has_fingerprints = bool(comm.bcast(has, root=0) if writer.mode == "funnel" else has)
+        return writer
 
-    # -- collective writes -----------------------------------------------------------
+    def _guarded(self, action, *args):
+        """Run an HDF5 action; an IO failure (disk full, quota, lost file system) becomes one
+        `OutputError` naming the file and the reason, instead of HDF5's error stack.
+
+        HDF5 may meet the failure while evicting cached chunks in any later call, and h5py
+        can then only report it as "unraisable" (see `_record_unraisable`): such a report
+        during the action fails it too, so no brick is ever marked done over rows that did
+        not reach the file.
+        """
+        seen = len(self._unraisable)
+        try:
+            result = action(*args)
+        except (OSError, RuntimeError) as err:
+            raise self._output_error(str(err)) from None
+        if len(self._unraisable) > seen:
+            raise self._output_error(self._unraisable[seen])
+        return result
+
+    def _output_error(self, text):
+        reason = "no space left on device" if ("No space left" in text or "errno = 28" in text) else \
+            "disk quota exceeded" if ("quota" in text.lower() or "errno = 122" in text) else \
+            (text.splitlines()[0] if text else "IO error")
+        return OutputError(f"{self.path}: cannot write the output ({reason}); "
+                           "once fixed, run the job again with `resume` to complete it")
+
+    def _record_unraisable(self, unraisable):
+        """Hook for errors raised while h5py frees an object (HDF5 failing to flush it):
+        kept for `_guarded` and the debug log instead of printed as a traceback."""
+        self._unraisable.append(str(unraisable.exc_value))
+        log.debug("HDF5 error while freeing an object: %s", unraisable.exc_value)
 
     def write_block(self, group, start, columns, names):
         """Collective: write `columns` (name -> array, all of equal length) at row `start`.
@@ -160,12 +193,16 @@ class DerivedWriter:
         `names` is the full sorted list of the group's columns, the same on every rank; a
         rank with nothing to write passes ``columns={}`` and still takes part in every call.
         """
+        self._guarded(self._write_block, group, start, columns, names)
+
+    def _write_block(self, group, start, columns, names):
         if self.mode == "funnel":
             blocks = self.comm.gather((start, columns), root=0)
             if self.file is not None:
                 for block_start, block in blocks:
-                    for name, values in block.items():
-                        if len(values):
+                    for name in names:
+                        values = block.get(name)
+                        if values is not None and len(values):
                             self.file[group][name][block_start:block_start + len(values)] = values
             return
         nrows = len(next(iter(columns.values()))) if columns else 0
@@ -200,38 +237,43 @@ class DerivedWriter:
         mspace.select_none()
         dset.id.write(mspace, fspace, dummy, dxpl=self._dxpl)
 
-    def write_status(self, first, status, messages, checksums):
-        """Collective: status, message and checksum of bricks ``[first, first + len(status))``."""
+    def write_status(self, first, status, messages, checksums, fingerprints):
+        """Collective: status, message, checksum and input fingerprint of bricks
+        ``[first, first + len(status))``."""
         columns = {}
         if len(status):
             columns = {
                 "status": np.asarray(status, dtype=np.int8),
                 "message": np.array([truncate_message(m) for m in messages], dtype=f"S{MESSAGE_WIDTH}"),
                 "checksum": np.asarray(checksums, dtype=np.uint32),
+                "fingerprint": np.asarray(fingerprints, dtype=np.uint64),
             }
-        self.write_block("bricks", first, columns, ["checksum", "message", "status"])
+        names = ["checksum", "message", "status"] + (["fingerprint"] if self.has_fingerprints else [])
+        self.write_block("bricks", first, columns, names)
 
     def flush(self):
         """Collective: push everything written so far to the file system."""
         if self.file is not None:
-            self.file.flush()
+            self._guarded(self.file.flush)
 
     def set_attrs(self, attrs):
         """Collective: set file attributes (same values on every rank)."""
         if self.file is not None:
             for key in sorted(attrs):
-                self.file.attrs[key] = attr_value(attrs[key])
+                self._guarded(self.file.attrs.__setitem__, key, attr_value(attrs[key]))
 
     def read_index(self):
         """The /bricks datasets as numpy arrays, on every rank."""
         index = None
         if self.file is not None:
-            index = {name: self.file["bricks"][name][:] for name in self.file["bricks"]}
+            index = self._guarded(lambda: {name: self.file["bricks"][name][:] for name in self.file["bricks"]})
         if self.mode == "funnel":
             index = self.comm.bcast(index, root=0)
         return index
 
     def close(self):
+        """Collective: close the file (flushing what is left)."""
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            handle, self.file = self.file, None
+            self._guarded(handle.close)
+        sys.unraisablehook = self._previous_hook

@@ -132,6 +132,13 @@ def format_text(facts, columns=False):
         row("match radius", f"{attrs['match_radius_arcsec']} arcsec")
     for link in facts["linked_files"]:
         row("view of", f"{link['file']} ({_size(link['size_bytes'])})")
+    history = attrs.get("update_history")
+    if isinstance(history, list) and history:
+        last = history[-1]
+        row("last updated", f"{last.get('time', '?')}: {last.get('added', 0)} brick(s) added, "
+                            f"{last.get('rederived', 0)} derived again, {last.get('removed', 0)} removed, "
+                            f"{last.get('copied', 0)} copied ({len(history)} update(s) in all; "
+                            "attribute update_history)")
     if "subset_of" in attrs:
         how = (f"sample of {attrs['sample_fraction']} of the bricks, seed {attrs['seed']}"
                if "sample_fraction" in attrs else f"bricks: {_shorten(attrs.get('subset_bricks', '?'))}")

@@ -237,3 +237,21 @@ def test_bad_truth_table_stops_every_rank_with_the_reason(production, workdir):
     comm.Barrier()
     assert not os.path.exists(output)
     assert not [name for name in os.listdir(workdir) if name.startswith(".obiwan-h5-truth-")]
+
+
+def test_update_equals_a_fresh_derive_for_any_rank_count(production, workdir):
+    """Grow a file made from five bricks to all seven, on every rank: copied and derived
+    rows land where a fresh derive of the seven bricks puts them."""
+    bricks = open(os.path.join(production, "bricks.txt")).read().split()
+    old_list = os.path.join(workdir, f"update-old-{comm.size}.txt")
+    if comm.rank == 0:
+        with open(old_list, "w") as handle:
+            handle.write("\n".join(bricks[1:6]) + "\n")
+    comm.Barrier()
+    output = os.path.join(workdir, f"update-{comm.size}.h5")
+    derive(DeriveOptions(production, output, bricks=old_list, overwrite=True), comm)
+    totals = derive(DeriveOptions(production, output, update=True, max_memory_mb=0.01), comm)
+    assert totals["done"] == len(bricks)
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    _compare_on_root(reference, output)

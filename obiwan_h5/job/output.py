@@ -1,0 +1,130 @@
+"""The output file's life: built under a unique partial name, renamed into place when
+complete, found again by `resume`; space checked before anything is written; a resumed
+file checked against the new plan.
+
+A fresh job writes ``.<name>.<random>.partial`` beside the output (created exclusively by
+``mkstemp``, so it never follows a symlink nor collides with another job) and renames it
+to the output only once every brick is written and the file closed: until that moment an
+existing output (``overwrite``) is untouched. A job that dies leaves its partial file;
+``resume`` finds the newest one and completes it.
+"""
+
+import glob
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from ..fileformat import DONE, FORMAT_NAME
+
+__all__ = [
+    "ATTR_CREATED", "changed_bricks", "check_free_space", "find_partials", "new_partial", "remove_partials", "resume_problem",
+]
+
+# set once every dataset of a new file exists; a partial file without it is discarded
+ATTR_CREATED = "layout_created"
+# HDF5 metadata, attributes and the index, beyond the rows themselves (generous)
+OVERHEAD_BYTES = 8 << 20
+
+
+def _parts(output):
+    directory, name = os.path.split(os.path.abspath(output))
+    return directory, f".{name}.", ".partial"
+
+
+def new_partial(output):
+    """A new, empty, uniquely named file beside `output`, with the permissions a plain
+    ``open`` would give (``mkstemp`` makes it private)."""
+    directory, prefix, suffix = _parts(output)
+    handle, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
+def find_partials(output):
+    """Partial files left by earlier jobs on `output`, newest first."""
+    directory, prefix, suffix = _parts(output)
+    found = [path for path in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*" + suffix))
+             if os.path.isfile(path) and not os.path.islink(path)]
+    return sorted(found, key=os.path.getmtime, reverse=True)
+
+
+def remove_partials(output, keep=None):
+    """Remove the partial files of earlier jobs on `output` (the caller holds its lock)."""
+    for path in find_partials(output):
+        if path != keep:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+
+def check_free_space(directory, nbytes):
+    """Why `nbytes` (plus metadata) will not fit in `directory`, or None."""
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return None  # cannot tell: the write itself will say
+    free = stats.f_bavail * stats.f_frsize
+    needed = int(nbytes) + OVERHEAD_BYTES
+    if needed > free:
+        return (f"{directory}: {needed / 2**20:.1f} MiB needed for the output, {free / 2**20:.1f} MiB free; "
+                "free space (or choose another place) and run again")
+    return None
+
+
+def resume_problem(path, attrs, file_columns, index, plan, options):
+    """Why the file at `path` cannot be completed with this plan and these options, or None.
+
+    Parameters
+    ----------
+    path : str
+    attrs : mapping
+        The file's root attributes.
+    file_columns : dict
+        ``{name: (dtype, per-row shape)}`` of its ``randoms`` datasets.
+    index : dict
+        Its ``bricks`` datasets.
+    plan : job.plan.Plan
+    options : job.options.DeriveOptions
+    """
+    if attrs.get("format") != FORMAT_NAME:
+        return f"{path}: not an obiwan_h5 file"
+    stored = json.loads(attrs.get("inputs", "{}"))
+    for key, value in options.recorded_inputs().items():
+        if stored.get(key) != value:
+            return (f"{path}: made with {key}={stored.get(key)!r}, now {value!r}; cannot resume "
+                    "(derive afresh with `overwrite`)")
+    names = [name.decode() for name in index["name"]]
+    if names != plan.bricknames:
+        return f"{path}: brick list differs from the file's; cannot resume (derive afresh with `overwrite`)"
+    changed = np.flatnonzero((index["count"] != plan.counts) | (index["offset"] != plan.offsets))
+    if len(changed):
+        first = changed[0]
+        return (f"{path}: brick {names[first]} now has {plan.counts[first]} rows, the file {index['count'][first]}; "
+                "cannot resume (derive afresh with `overwrite`)")
+    planned = {column.name: (np.dtype(column.dtype), tuple(column.shape)) for column in plan.columns}
+    for name in sorted(set(planned) | set(file_columns)):
+        if name not in file_columns:
+            return f"{path}: the plan has a column {name} the file lacks; cannot resume (derive afresh)"
+        if name not in planned:
+            return f"{path}: the file has a column {name} the plan lacks; cannot resume (derive afresh)"
+        dtype, shape = file_columns[name]
+        if (np.dtype(dtype), tuple(shape)) != planned[name]:
+            return (f"{path}: column {name} is {np.dtype(dtype)}{list(shape) or ''} in the file, "
+                    f"{planned[name][0]}{list(planned[name][1]) or ''} in the plan; cannot resume "
+                    "(values would be cut: derive afresh with `overwrite`)")
+    return None
+
+
+def changed_bricks(index, plan):
+    """Done bricks whose input fingerprints differ from the file's (to derive again)."""
+    stored = index.get("fingerprint")
+    if stored is None:
+        return np.zeros(len(plan.bricknames), dtype=bool)
+    done = index["status"] == DONE
+    return done & (np.asarray(stored, dtype=np.uint64) != plan.fingerprints)

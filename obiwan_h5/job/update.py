@@ -1,0 +1,110 @@
+"""Growing a production (SPEC §11): `update` derives only bricks that are new or whose
+input files changed, copies the other bricks' rows from the existing file, and drops
+bricks no longer listed.
+
+The new file is built like any other (a partial file renamed over the output when
+complete), from a fresh plan of the new brick list, so it equals a fresh derive of that
+list dataset by dataset; the old file stays whole until the rename. A crashed update
+leaves the old file untouched: run the update again (its partial file is discarded).
+"""
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ..errors import InputError
+from ..fileformat import DONE, FORMAT_NAME, FORMAT_VERSION, PENDING, SUMMARY_COLUMNS, fill_value
+
+__all__ = ["OldFile", "copy_sources", "update_entry", "update_refusal"]
+
+# recorded inputs an update may change: the brick list is what grows
+MAY_CHANGE = ("bricks",)
+
+
+def update_refusal(path, attrs, options, summary_names):
+    """Why `path` cannot be updated with these options, or None."""
+    if attrs.get("format") != FORMAT_NAME:
+        return f"{path}: not an obiwan_h5 file"
+    if not attrs.get("complete", False):
+        return f"{path}: the file is not complete; finish it with `resume` before updating it"
+    if attrs.get("format_version") != FORMAT_VERSION or sorted(summary_names) != sorted(SUMMARY_COLUMNS):
+        return (f"{path}: written by another version of obiwan_h5 (format {attrs.get('format_version')}, "
+                "other summary columns); derive afresh with `overwrite`")
+    stored = json.loads(attrs.get("inputs", "{}"))
+    for key, value in options.recorded_inputs().items():
+        if key not in MAY_CHANGE and stored.get(key) != value:
+            return (f"{path}: made with {key}={stored.get(key)!r}, now {value!r}: that changes the rows of "
+                    "every brick; derive afresh with `overwrite` instead of `update`")
+    return None
+
+
+def copy_sources(old_index, old_kind, plan, new_kind):
+    """For each brick of the new plan, the brick of the old file to copy, or -1 to derive.
+
+    A brick is copied when the old file has it done, with the same input fingerprint
+    (computed the same way) and the same row count, and the new scan found nothing wrong.
+    """
+    sources = np.full(len(plan.bricknames), -1, dtype=np.int64)
+    if old_kind != new_kind or "fingerprint" not in old_index:
+        return sources
+    where = {name.decode(): i for i, name in enumerate(old_index["name"])}
+    for i, name in enumerate(plan.bricknames):
+        j = where.get(name)
+        if (j is not None and plan.status[i] == PENDING and old_index["status"][j] == DONE
+                and int(old_index["fingerprint"][j]) == int(plan.fingerprints[i])
+                and int(old_index["count"][j]) == int(plan.counts[i])):
+            sources[i] = j
+    return sources
+
+
+def update_entry(old_index, plan, sources):
+    """One record of the ``update_history`` attribute: what this update did."""
+    old_names = {name.decode() for name in old_index["name"]}
+    new = [name not in old_names for name in plan.bricknames]
+    derived = sources < 0
+    return {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bricks": len(plan.bricknames),
+        "added": int(np.sum(derived & np.array(new, dtype=bool))),
+        "rederived": int(np.sum(derived & ~np.array(new, dtype=bool))),
+        "copied": int(np.sum(~derived)),
+        "removed": len(old_names - set(plan.bricknames)),
+    }
+
+
+class OldFile:
+    """The complete file an update starts from, opened read-only on every rank.
+
+    Rows are read column by column over runs of bricks that are contiguous in the old
+    file, straight into the new segment's buffers (bounded by the segment's memory).
+    """
+
+    def __init__(self, path):
+        import h5py
+
+        try:
+            self.file = h5py.File(path, "r")
+        except OSError as err:
+            raise InputError(f"{path}: cannot read the file to update ({err})") from None
+        self.index = {name: dset[:] for name, dset in self.file["bricks"].items()}
+        self.summary = {name: dset[:] for name, dset in self.file["summary"].items()}
+
+    def fill(self, rows, at, first, last, columns):
+        """Copy the rows of old bricks ``[first, last)`` (contiguous) into ``rows`` at `at`."""
+        start = int(self.index["offset"][first])
+        stop = int(self.index["offset"][last - 1] + self.index["count"][last - 1])
+        randoms = self.file["randoms"]
+        for column in columns:
+            target = rows[column.name][at:at + stop - start]
+            if column.name in randoms:
+                target[...] = randoms[column.name][start:stop]
+            else:
+                target[...] = fill_value(column.dtype)
+        return stop - start
+
+    def summary_row(self, brick):
+        return {name: values[brick] for name, values in self.summary.items()}
+
+    def close(self):
+        self.file.close()

@@ -1,0 +1,84 @@
+"""Failures under `mpiexec -n 2` that must end every rank promptly (never a hang), leave
+the output name untouched, and leave a partial file that `--resume` completes to the data
+of a clean run: a bug on one rank, SIGTERM, and a disk that fills up mid-job."""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from obiwan_h5.job.faults import FILLER_NAME
+
+MPIEXEC = shutil.which("mpiexec")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not on PATH (make setup installs MPICH)")]
+
+
+def _derive(production, output, *extra, env=None, ranks=2):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("OBIWAN_H5_")}
+    environment.update(env or {})
+    command = [sys.executable, "-m", "obiwan_h5.cli", "derive", "--data-dir", production, "-o", str(output),
+               "--max-memory", "0.001", *extra]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks)] + command
+    # a hang fails the test instead of stalling CI
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+
+def _assert_same(path, reference):
+    with h5py.File(path, "r") as got, h5py.File(reference, "r") as want:
+        assert got.attrs["complete"]
+        for group in ("randoms", "summary", "bricks"):
+            for name in want[group]:
+                if name in ("message",):
+                    continue
+                a, b = got[group][name][:], want[group][name][:]
+                assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f"{group}/{name}"
+
+
+@pytest.mark.parametrize("fault", ["OBIWAN_H5_FAIL_AT=write:1@1", "OBIWAN_H5_TERM_AT=write:1@all"])
+def test_an_error_on_one_rank_ends_every_rank_and_resume_completes(dr5_production, dr5_derived, tmp_path, fault):
+    output = tmp_path / "out.h5"
+    key, value = fault.split("=")
+    broken = _derive(dr5_production, output, env={key: value})
+    assert broken.returncode != 0
+    # (the line saying why may be lost when mpiexec tears the job down: not asserted)
+    assert not output.exists()
+    assert len(glob.glob(str(tmp_path / ".out.h5.*.partial"))) == 1
+    resumed = _derive(dr5_production, output, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same(output, dr5_derived)
+    assert not glob.glob(str(tmp_path / ".out.h5.*.partial"))
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 24 MB tmpfs of our own (needs root, as in CI), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=24m tmpfs {mount} 2>/dev/null") != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    yield mount
+    os.system(f"umount {mount}")
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_disk_full_mid_job_is_a_clear_error_and_resume_completes(dr5_production, dr5_derived, disk, ranks):
+    output = disk / "out.h5"
+    # small chunks, so that later rounds need new space
+    full = _derive(dr5_production, output, "--chunk-kb", "4", env={"OBIWAN_H5_FILL_AT": "write:1@0"}, ranks=ranks)
+    assert full.returncode not in (0, -11, 139), full.returncode  # an error, not a crash
+    # the last line says what happened (h5py may print HDF5's own complaints before it)
+    last = [line for line in full.stderr.splitlines() if "obiwan-h5 derive" in line]
+    assert last and "cannot write the output (no space left on device)" in last[-1], full.stderr[-2000:]
+    assert full.returncode == 2 if ranks == 1 else full.returncode != 0
+    assert not output.exists()
+    os.remove(disk / FILLER_NAME)  # space freed
+    resumed = _derive(dr5_production, output, "--resume", "--chunk-kb", "4", ranks=ranks)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same(output, dr5_derived)

@@ -1,0 +1,151 @@
+"""`derive --update` (SPEC §11): only new and changed bricks are derived, the rest copied;
+the result equals a fresh derive of the new brick list, dataset by dataset."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import fitsio
+import h5py
+import numpy as np
+import pytest
+
+from obiwan_h5.cli import main
+from obiwan_h5.job import DeriveOptions, derive
+from obiwan_h5.job.mpi import SerialComm
+from obiwan_h5.production.layout import Production
+from obiwan_h5.read.info import describe, format_text
+
+
+@pytest.fixture
+def grown(production_copy, tmp_path):
+    """The production with its first five bricks derived (the 'old' file) and a brick list
+    of all six (the production grown by one brick)."""
+    bricks = open(os.path.join(production_copy, "bricks.txt")).read().split()
+    old_list, new_list = tmp_path / "old.txt", tmp_path / "new.txt"
+    old_list.write_text("\n".join(bricks[:5]) + "\n")
+    new_list.write_text("\n".join(bricks) + "\n")
+    output = tmp_path / "derived.h5"
+    assert _derive(production_copy, output, "--bricks", old_list) == 0
+    return production_copy, output, bricks, old_list, new_list
+
+
+def _derive(data_dir, output, *extra):
+    return main(["derive", "--data-dir", str(data_dir), "-o", str(output), *[str(item) for item in extra]])
+
+
+def _assert_same(path, reference):
+    with h5py.File(path, "r") as got, h5py.File(reference, "r") as want:
+        for group in ("randoms", "summary", "bricks"):
+            assert sorted(got[group]) == sorted(want[group]), group
+            assert got[group].attrs.get("column_order") == want[group].attrs.get("column_order")
+            for name in want[group]:
+                a, b = got[group][name], want[group][name]
+                assert a.dtype == b.dtype and a.shape == b.shape, f"{group}/{name}"
+                assert np.array_equal(a[:], b[:], equal_nan=a.dtype.kind == "f"), f"{group}/{name}"
+
+
+def _fresh(data_dir, listing, tmp_path):
+    reference = tmp_path / "fresh.h5"
+    if reference.exists():
+        reference.unlink()
+    assert _derive(data_dir, reference, "--bricks", listing) == 0
+    return reference
+
+
+def _history(path):
+    with h5py.File(path, "r") as derived:
+        return json.loads(derived.attrs["update_history"])
+
+
+def test_added_bricks_are_derived_and_the_rest_copied(grown, tmp_path, monkeypatch):
+    data_dir, output, bricks, _, new_list = grown
+    derived_bricks = []
+    real = __import__("obiwan_h5.job.compute", fromlist=["brick_parts"]).brick_parts
+
+    def spy(brickname, *args):
+        derived_bricks.append(brickname)
+        return real(brickname, *args)
+
+    monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", spy)
+    assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
+    assert derived_bricks == [bricks[5]]
+    monkeypatch.undo()
+    _assert_same(output, _fresh(data_dir, new_list, tmp_path))
+    (entry,) = _history(output)
+    assert (entry["added"], entry["rederived"], entry["copied"], entry["removed"]) == (1, 0, 5, 0)
+    assert "last updated" in format_text(describe(str(output)))
+
+
+def test_a_changed_brick_is_derived_again(grown, tmp_path):
+    data_dir, output, bricks, old_list, _ = grown
+    path = Production(data_dir).tractor(bricks[1], "rs0")
+    data = fitsio.read(path)
+    flux = "FLUX_G" if "FLUX_G" in data.dtype.names else "flux_g"
+    data[flux] *= 3
+    fitsio.write(path, data, clobber=True)
+    assert _derive(data_dir, output, "--bricks", old_list, "--update") == 0
+    _assert_same(output, _fresh(data_dir, old_list, tmp_path))
+    (entry,) = _history(output)
+    assert (entry["added"], entry["rederived"], entry["copied"]) == (0, 1, 4)
+
+
+def test_a_removed_brick_is_dropped(grown, tmp_path):
+    data_dir, output, bricks, _, _ = grown
+    fewer = tmp_path / "fewer.txt"
+    fewer.write_text("\n".join(bricks[:2] + bricks[3:5]) + "\n")
+    assert _derive(data_dir, output, "--bricks", fewer, "--update") == 0
+    _assert_same(output, _fresh(data_dir, fewer, tmp_path))
+    assert _history(output)[-1]["removed"] == 1
+
+
+def test_an_update_with_nothing_to_do_leaves_the_file_as_it_was(grown):
+    data_dir, output, _, old_list, _ = grown
+    before = hashlib.sha256(output.read_bytes()).hexdigest(), os.stat(output).st_mtime_ns
+    assert _derive(data_dir, output, "--bricks", old_list, "--update") == 0
+    assert (hashlib.sha256(output.read_bytes()).hexdigest(), os.stat(output).st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("extra, words", [(["--match-radius", "2"], "match_radius_arcsec"),
+                                          (["--keep-all-apflux"], "keep_all_apflux")])
+def test_options_that_change_every_brick_are_refused(grown, capsys, extra, words):
+    data_dir, output, _, _, new_list = grown
+    before = output.read_bytes()
+    assert _derive(data_dir, output, "--bricks", new_list, "--update", *extra) == 2
+    err = capsys.readouterr().err
+    assert words in err and "derive afresh with --overwrite" in err
+    assert output.read_bytes() == before
+
+
+def test_an_update_needs_a_complete_file(dr5_production, tmp_path, capsys):
+    assert _derive(dr5_production, tmp_path / "none.h5", "--update") == 2
+    assert "no file to update" in capsys.readouterr().err
+
+
+def test_a_crashed_update_leaves_the_old_file_and_a_retry_completes(grown, tmp_path, monkeypatch):
+    data_dir, output, _, _, new_list = grown
+    before = output.read_bytes()
+    monkeypatch.setenv("OBIWAN_H5_FAIL_AT", "write:1")
+    with pytest.raises(RuntimeError, match="injected fault"):
+        derive(DeriveOptions(data_dir, str(output), bricks=str(new_list), update=True, max_memory_mb=0.001),
+               SerialComm())
+    assert output.read_bytes() == before  # the old file is whole
+    monkeypatch.delenv("OBIWAN_H5_FAIL_AT")
+    assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
+    _assert_same(output, _fresh(data_dir, new_list, tmp_path))
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")] == []
+
+
+def test_verify_inputs_sees_a_change_that_keeps_size_and_mtime(grown, tmp_path):
+    data_dir, output, bricks, old_list, _ = grown
+    assert _derive(data_dir, output, "--bricks", old_list, "--overwrite", "--verify-inputs") == 0
+    path = Production(data_dir).tractor(bricks[2], "rs1")
+    stats = os.stat(path)
+    data = bytearray(open(path, "rb").read())
+    data[-10] ^= 0xFF  # a flipped byte in the data area: same size
+    open(path, "wb").write(bytes(data))
+    os.utime(path, ns=(stats.st_atime_ns, stats.st_mtime_ns))  # and the same mtime
+    assert _derive(data_dir, output, "--bricks", old_list, "--update", "--verify-inputs") == 0
+    assert _history(output)[-1]["rederived"] == 1
+    shutil.copy(output, tmp_path / "kept.h5")
