@@ -186,6 +186,7 @@ def test_resume_after_crash_equals_uninterrupted_run(production, workdir):
     _compare_on_root(reference, output)
 
 
+@pytest.mark.any_ranks
 def test_funnel_mode_when_h5py_lacks_mpi(production, workdir, monkeypatch):
     """With a serial h5py, rows travel to rank 0, which writes them."""
     monkeypatch.setattr(writer_module, "h5py_has_mpi", lambda: False)
@@ -196,6 +197,7 @@ def test_funnel_mode_when_h5py_lacks_mpi(production, workdir, monkeypatch):
     _compare_on_root(reference, output)
 
 
+@pytest.mark.any_ranks
 def test_truth_index_is_built_once_and_shared(production, workdir):
     """Rank 0 writes the sorted id index beside the output; every rank maps the same files,
     and the job removes them when it is done."""
@@ -222,6 +224,7 @@ def test_truth_index_is_built_once_and_shared(production, workdir):
     assert leftovers == []
 
 
+@pytest.mark.any_ranks
 def test_bad_truth_table_stops_every_rank_with_the_reason(production, workdir):
     import fitsio
 

@@ -18,7 +18,7 @@ from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.production.layout import Production
 from obiwan_h5.sim.simulate import to_dr3
 
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.mpi, pytest.mark.any_ranks]
 
 comm = MPI.COMM_WORLD
 
