@@ -26,7 +26,8 @@ COMMANDS = {
     "validate": ("read", "check a derived file's layout, index and masks"),
     "view": ("read", "make a small file exposing chosen columns of a derived file, without copying"),
     "subset": ("read", "copy chosen columns and bricks (or a brick sample) into a smaller file"),
-    "export-fits": ("read", "stream a derived file (or part of it) to a FITS table"),
+    "export": ("read", "stream a derived file (or part of it) to a FITS or Parquet table"),
+    "export-fits": ("read", "alias of 'export --format fits' (kept for existing scripts)"),
     "plot": ("plot", "make the standard analysis figures and an index page"),
 }
 

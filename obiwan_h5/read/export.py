@@ -18,6 +18,8 @@ done are exported (rows of other bricks hold no valid data). ``--summary`` adds 
 HDU ``SUMMARY``: one row per exported brick.
 """
 
+import contextlib
+import itertools
 import os
 
 import numpy as np
@@ -35,7 +37,10 @@ from .common import (
 )
 from .reader import DEFAULT_BATCH_ROWS
 
-__all__ = ["export_fits"]
+__all__ = ["FORMATS", "export", "export_fits", "export_format", "export_source"]
+
+# export formats and the output suffixes that choose them
+FORMATS = {"fits": (".fits", ".fit"), "parquet": (".parquet", ".pq")}
 
 # one FITS card holds a string value of at most 68 characters; longer descriptions are
 # cut (visibly) instead of spilling into the CONTINUE convention that some readers lack
@@ -72,21 +77,9 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
     """
     import fitsio
 
-    if batch_rows < 1:
-        raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
-    with open_derived(path) as derived:
-        chosen = select_columns(columns, derived.columns)
-        if bricks is not None:
-            bricks = select_bricks(derived, brick_names(bricks))
-        check_output(output, overwrite, inputs=input_files(path))
+    with export_source(path, output, columns, bricks, where, batch_rows, overwrite) as source:
+        derived, chosen, bricks, batches = source
         layout = [(name, derived.column_info(name)) for name in chosen]
-        try:
-            batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows)
-            first = next(batches, None)  # parses `where` and checks its names before any output
-        except (KeyError, ExpressionError) as err:
-            raise InputError(err.args[0] if err.args else str(err)) from None
-        except (TypeError, ValueError) as err:  # e.g. a string column compared with a number
-            raise InputError(f"`where` {where!r}: cannot be evaluated ({err})") from None
         dtype = _table_dtype([(name, info["dtype"], info["shape"]) for name, info in layout])
         rows = 0
         with partial_output(output) as partial:
@@ -96,8 +89,7 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
                 hdu = fits["RANDOMS"]
                 _describe(hdu, [info["description"] for _, info in layout])
                 _provenance(hdu, path, derived, where, bricks)
-                batch = first
-                while batch is not None:
+                for batch in batches:
                     n = len(batch[chosen[0]]) if chosen else 0
                     if n:
                         table = np.empty(n, dtype=dtype)
@@ -105,11 +97,64 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
                             table[name] = batch[name]
                         hdu.append(table)
                         rows += n
-                    batch = next(batches, None)
                 summary_rows = 0
                 if summary:
                     summary_rows = _write_summary(fits, path, derived, bricks)
     return {"columns": chosen, "rows": rows, "summary_rows": summary_rows}
+
+
+def export_format(output, format=None):
+    """``"fits"`` or ``"parquet"``: `format` if given, else from the suffix of `output`."""
+    if format is not None:
+        if format not in FORMATS:
+            raise InputError(f"`format` {format!r}: choose one of {', '.join(FORMATS)}")
+        return format
+    lower = str(output).lower()
+    for name, suffixes in FORMATS.items():
+        if lower.endswith(suffixes):
+            return name
+    if lower.endswith((".gz", ".fz", ".bz2")):
+        raise InputError(f"{output}: compressed FITS is not written directly (it could not be streamed); "
+                         "write .fits and compress it afterwards (gzip, or fpack for images)")
+    raise InputError(f"{output}: cannot tell the format from the suffix; name it "
+                     f"{' or '.join(s for suffixes in FORMATS.values() for s in suffixes)}, or give `format`")
+
+
+def export(path, output, format=None, **options):
+    """Export to FITS (`export_fits`) or Parquet (`export_parquet.export_parquet`).
+
+    The format is `format` (``"fits"`` or ``"parquet"``) or, when None, the suffix of
+    `output` (``.fits``, ``.fit``, ``.parquet``, ``.pq``); `options` are those of the
+    chosen function (``columns``, ``bricks``, ``where``, ``summary``, ``batch_rows``,
+    ``overwrite``).
+    """
+    if export_format(output, format) == "parquet":
+        from .export_parquet import export_parquet
+
+        return export_parquet(path, output, **options)
+    return export_fits(path, output, **options)
+
+
+@contextlib.contextmanager
+def export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra_outputs=()):
+    """Open `path` for an export: ``(derived, chosen columns, bricks in file order or None,
+    batches)``, with every choice and `where` checked before any output is made."""
+    if batch_rows < 1:
+        raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
+    with open_derived(path) as derived:
+        chosen = select_columns(columns, derived.columns)
+        if bricks is not None:
+            bricks = select_bricks(derived, brick_names(bricks))
+        for name in (output, *extra_outputs):
+            check_output(name, overwrite, inputs=input_files(path))
+        try:
+            batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows)
+            first = next(batches, None)  # parses `where` and checks its names before any output
+        except (KeyError, ExpressionError) as err:
+            raise InputError(err.args[0] if err.args else str(err)) from None
+        except (TypeError, ValueError) as err:  # e.g. a string column compared with a number
+            raise InputError(f"`where` {where!r}: cannot be evaluated ({err})") from None
+        yield derived, chosen, bricks, itertools.chain([] if first is None else [first], batches)
 
 
 def _table_dtype(fields):

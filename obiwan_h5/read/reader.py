@@ -118,9 +118,13 @@ class DerivedFile:
         """The brick index: name, offset, count, status, message (numpy arrays)."""
         return dict(self._index)
 
-    def column_info(self, name):
-        """dtype, per-row shape, unit and description of a ``randoms`` column."""
-        dset = self._randoms[self._check_columns([name])[0]]
+    def column_info(self, name, group="randoms"):
+        """dtype, per-row shape, unit and description of a column of `group` (``randoms``
+        or ``summary``)."""
+        if group == "summary":
+            dset = self._file["summary"][parse_columns([name], self.summary_columns)[0]]
+        else:
+            dset = self._randoms[self._check_columns([name])[0]]
         return {"dtype": dset.dtype, "shape": dset.shape[1:], "unit": dset.attrs.get("unit", ""),
                 "description": dset.attrs.get("description", "")}
 
