@@ -188,3 +188,20 @@ def test_to_pandas_equals_read(dr5_derived):
     assert frame.attrs["units"]["ra"] == "deg" and frame.attrs["descriptions"]["ra"]
     assert frame.attrs["obiwan_mask_bits"]["recovered"]["bit"] == 0
     assert isinstance(frame["unique_id"].iloc[0], str)
+
+
+def test_arrow_memory_peak_follows_batch_rows_not_the_table(dr5_derived, tmp_path):
+    """pyarrow's own allocations (not seen by tracemalloc), measured in fresh interpreters."""
+    import subprocess
+
+    code = ("import sys, pyarrow as pa\n"
+            "from obiwan_h5.read.export_parquet import export_parquet\n"
+            "result = export_parquet(sys.argv[1], sys.argv[2], batch_rows=int(sys.argv[3]))\n"
+            "print(result['rows'], pa.default_memory_pool().max_memory())\n")
+    peaks = {}
+    for batch_rows in (64, 1 << 20):
+        out = subprocess.run([sys.executable, "-c", code, dr5_derived, str(tmp_path / f"{batch_rows}.parquet"),
+                              str(batch_rows)], capture_output=True, text=True, check=True).stdout.split()
+        rows, peaks[batch_rows] = int(out[0]), int(out[1])
+    assert rows > 64 * 10
+    assert peaks[64] * 5 < peaks[1 << 20], peaks
