@@ -26,10 +26,11 @@ def identify(origin, filepath, fileobj, *args, **kwargs):
     astropy calls identifiers as ``identify(origin, filepath, fileobj, *args, **kwargs)``
     with the keyword arguments of ``Table.read``/``Table.write``; those include astropy's
     own ``path=`` (the dataset inside an HDF5 file), so the second parameter must not be
-    called ``path``. Only reads are claimed: the format has no writer.
+    called ``path``; a read given ``path=`` is left to astropy's ``hdf5`` format. Only
+    reads are claimed: the format has no writer.
     """
-    if origin != "read":
-        return False
+    if origin != "read" or kwargs.get("path") is not None:
+        return False  # ``path=`` names a dataset of astropy's own hdf5 format
     if fileobj is not None:
         try:
             start = fileobj.tell()
