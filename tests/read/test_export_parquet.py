@@ -154,6 +154,13 @@ def test_command_line_format_choice_alias_and_refusals(dr5_derived, tmp_path, ca
     assert main(["export-fits", dr5_derived, "-o", str(tmp_path / "y.fits"), "--columns", "ra"]) == 0
     with open(fits, "rb") as handle:
         assert handle.read(6) == b"SIMPLE"
+    # the alias writes FITS whatever the suffix, unless told otherwise
+    odd = str(tmp_path / "odd.parquet")
+    assert main(["export-fits", dr5_derived, "-o", odd, "--columns", "ra"]) == 0
+    with open(odd, "rb") as handle:
+        assert handle.read(6) == b"SIMPLE"
+    assert main(["export-fits", dr5_derived, "-o", odd, "--columns", "ra", "--format", "parquet", "--overwrite"]) == 0
+    assert pq.read_table(odd).column_names == ["ra"]
     assert main(["export", dr5_derived, "-o", str(tmp_path / "x.txt")]) == 2
     assert "--format" in capsys.readouterr().err
     assert main(["export", dr5_derived, "-o", str(tmp_path / "x.fits.gz")]) == 2
