@@ -3,8 +3,8 @@
 Each command family module (`derive`, `sim`, `read`, `plot`) provides, per command,
 ``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int``. This module wires them
 together and turns the library's errors into one line on stderr (parameters shown as
-their flags, `options.flag_text`) and an exit status: 2 for bad input, 130 when
-interrupted.
+their flags, `options.flag_text`) and an exit status: 2 for bad input or a missing package
+(one line saying what to install), 130 when interrupted.
 """
 
 import argparse
@@ -26,7 +26,8 @@ COMMANDS = {
     "validate": ("read", "check a derived file's layout, index and masks"),
     "view": ("read", "make a small file exposing chosen columns of a derived file, without copying"),
     "subset": ("read", "copy chosen columns and bricks (or a brick sample) into a smaller file"),
-    "export-fits": ("read", "stream a derived file (or part of it) to a FITS table"),
+    "export": ("read", "stream a derived file (or part of it) to a FITS or Parquet table"),
+    "export-fits": ("read", "alias of 'export --format fits' (kept for existing scripts)"),
     "plot": ("plot", "make the standard analysis figures and an index page"),
 }
 
@@ -59,8 +60,34 @@ def build_parser(argv=None, every_command=False):
     return parser
 
 
+# what to install when a package a command needs is missing
+INSTALL_HINTS = {
+    "h5py": "pip install h5py (a serial h5py reads, exports, plots and runs a 1-process derive; "
+            "derive on several MPI ranks needs h5py built against parallel HDF5, see docs/install.md)",
+    "mpi4py": "pip install mpi4py (only derive on several MPI ranks needs it, see docs/install.md)",
+    "pyarrow": "pip install pyarrow (or pip install 'obiwan_h5[parquet]')",
+    "fitsio": "pip install fitsio",
+    "matplotlib": "pip install matplotlib",
+    "astropy": "pip install astropy",
+    "scipy": "pip install scipy",
+}
+
+
+def missing_package_message(err, command=None):
+    """One line for a missing package: which one, and what to install."""
+    name = (err.name or "").split(".")[0] or "a required package"
+    hint = INSTALL_HINTS.get(name, f"pip install {name}")
+    where = f"obiwan-h5 {command}" if command else "obiwan-h5"
+    return f"{where}: error: the Python package {name} is not installed: {hint}"
+
+
 def main(argv=None):
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)
+    except ModuleNotFoundError as err:
+        argv_ = sys.argv[1:] if argv is None else argv
+        print(missing_package_message(err, next((arg for arg in argv_ if arg in COMMANDS), None)), file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -71,6 +98,9 @@ def main(argv=None):
         return args.run(args)
     except (InputError, JobError) as err:
         print(f"obiwan-h5 {args.command}: error: {flag_text(str(err))}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        print(missing_package_message(err, args.command), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"obiwan-h5 {args.command}: interrupted", file=sys.stderr)

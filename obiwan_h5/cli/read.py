@@ -1,11 +1,12 @@
-"""The reading commands: ``info``, ``validate``, ``view``, ``subset``, ``export-fits``."""
+"""The reading commands: ``info``, ``validate``, ``view``, ``subset``, ``export`` (and its alias
+``export-fits``)."""
 
 import json
 import os
 import sys
 
 from ..errors import InputError
-from ..read.export import export_fits
+from ..read.export import FORMATS, export, export_format
 from ..read.info import describe, format_text
 from ..read.reader import DEFAULT_BATCH_ROWS
 from ..read.subset import make_subset
@@ -14,8 +15,8 @@ from ..read.view import make_view
 from .options import add_bricks_argument, add_column_arguments, bricks_arg, column_spec
 
 __all__ = [
-    "add_export_fits_arguments", "add_info_arguments", "add_subset_arguments", "add_validate_arguments",
-    "add_view_arguments", "run_export_fits", "run_info", "run_subset", "run_validate", "run_view",
+    "add_export_arguments", "add_export_fits_arguments", "add_info_arguments", "add_subset_arguments", "add_validate_arguments",
+    "add_view_arguments", "run_export", "run_export_fits", "run_info", "run_subset", "run_validate", "run_view",
 ]
 
 
@@ -139,32 +140,68 @@ def run_subset(args):
     return 0
 
 
-def add_export_fits_arguments(parser):
-    """Options of ``obiwan-h5 export-fits``."""
+def add_export_arguments(parser, alias=False):
+    """Options of ``obiwan-h5 export`` (and of its alias ``export-fits``, FITS by default)."""
     parser.description = (
         "Stream a derived file, or chosen columns, bricks and rows of it, into a FITS binary "
-        "table (HDU RANDOMS), with memory bounded by --batch-rows; --summary adds the per-brick "
-        "summary (HDU SUMMARY). Column names, dtypes and units are those of the HDF5 file.")
-    parser.epilog = ("example: obiwan-h5 export-fits demo/derived.h5 -o demo/recovered.fits "
-                     "--columns 'unique_id,ra,dec,psql_g,tractor_flux_*' --where 'obiwan_mask & 1' --summary")
+        "table (HDU RANDOMS) or a Parquet file (zstd, one row group per --batch-rows rows), with "
+        "memory bounded by --batch-rows. The format comes from the suffix of OUT (.fits, .fit, "
+        ".parquet, .pq) or --format. --summary adds the per-brick summary: HDU SUMMARY of the "
+        "FITS file, or OUT's stem + '.summary.parquet' (with the brick index). Column names, "
+        "dtypes, units and descriptions are those of the HDF5 file; bit definitions and "
+        "provenance go to the FITS header or the Parquet schema metadata.")
+    if alias:
+        parser.description = ("Alias of 'obiwan-h5 export' that writes FITS whatever the suffix "
+                              "(kept for existing scripts). " + parser.description)
+    command = "export-fits" if alias else "export"
+    parser.epilog = (f"examples: obiwan-h5 {command} demo/derived.h5 -o demo/recovered.fits "
+                     "--columns 'unique_id,ra,dec,psql_g,tractor_flux_*' --where 'obiwan_mask & 1' --summary"
+                     + ("" if alias else "; obiwan-h5 export demo/derived.h5 -o demo/derived.parquet --summary"))
     parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.fits", help="FITS file to write")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="file to write: .fits or .parquet" if not alias else "FITS file to write")
+    parser.add_argument("--format", choices=FORMATS, default="fits" if alias else None,
+                        help="output format (default: from the suffix of OUT" + (
+                            "; fits for export-fits)" if alias else ")"))
     add_column_arguments(parser)
     add_bricks_argument(parser)
     parser.add_argument("--where", metavar="EXPR",
                         help="row filter, e.g. 'obiwan_mask & 1 and psql_g < 23' (see docs/reading.md)")
-    parser.add_argument("--summary", action="store_true", help="also write the summary table (HDU SUMMARY)")
+    parser.add_argument("--summary", action="store_true",
+                        help="also write the summary table (FITS: HDU SUMMARY; Parquet: OUT's stem + "
+                             "'.summary.parquet', with the brick index)")
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
-                        help=f"rows read and appended at a time (bounds memory; default {DEFAULT_BATCH_ROWS})")
+                        help=f"rows read and written at a time; a Parquet row group (bounds memory; "
+                             f"default {DEFAULT_BATCH_ROWS})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
-def run_export_fits(args):
+def run_export(args):
     bricks = bricks_arg(args)
-    result = export_fits(args.input, args.output, columns=column_spec(args), bricks=bricks,
-                         where=args.where, summary=args.summary, batch_rows=args.batch_rows,
-                         overwrite=args.overwrite)
-    extra = f" + SUMMARY ({result['summary_rows']} bricks)" if args.summary else ""
-    print(f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
-          f"{os.path.getsize(args.output)} bytes")
+    form = export_format(args.output, args.format)
+    try:
+        result = export(args.input, args.output, format=form, columns=column_spec(args), bricks=bricks,
+                        where=args.where, summary=args.summary, batch_rows=args.batch_rows,
+                        overwrite=args.overwrite)
+    except ImportError as err:  # pyarrow missing: say what to install, in one line
+        raise InputError(str(err)) from None
+    size = os.path.getsize(args.output)
+    if form == "fits":
+        extra = f" + SUMMARY ({result['summary_rows']} bricks)" if args.summary else ""
+        print(f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
+              f"{size} bytes")
+    else:
+        print(f"wrote {args.output}: {result['rows']} rows x {len(result['columns'])} columns in "
+              f"{result['row_groups']} row group(s), {size} bytes")
+        if args.summary:
+            print(f"wrote {result['summary_output']}: summary of {result['summary_rows']} bricks, "
+                  f"{os.path.getsize(result['summary_output'])} bytes")
     return 0
+
+
+def add_export_fits_arguments(parser):
+    """Options of ``obiwan-h5 export-fits`` (alias of ``export --format fits``)."""
+    add_export_arguments(parser, alias=True)
+
+
+run_export_fits = run_export

@@ -16,7 +16,9 @@ The rows are streamed once, batch by batch, reading only the columns the chosen 
 need (see `obiwan_h5.plot_accumulate`); memory is bounded by the batch size plus fixed
 histograms and capped random samples, whatever the size of the file. Only bricks whose
 status is done are used. Works on DR5- and DR3-schema files and on ``view``/``subset`` files;
-a figure whose columns are absent or whose data are empty renders with a "no data" note.
+a figure whose columns are absent or whose data are empty renders with a "no data" note,
+and is listed, with the reason, under ``skipped`` (the command prints them, and exits with
+status 1 when no figure could be drawn).
 """
 
 import datetime
@@ -132,8 +134,10 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
     -------
     dict
         What ``numbers.json`` holds: ``figures`` (name -> numbers behind the figure),
-        ``bricks`` (how they were chosen), ``rows_used``, ``files``, ``index`` (path of
-        index.html), ...
+        ``drawn`` (names of the figures that have data), ``skipped`` (name -> why a figure
+        has no data: a column absent from the file, no rows; it is still written, as a
+        "no data" panel), ``bricks`` (how they were chosen), ``rows_used``, ``files``,
+        ``index`` (path of index.html), ...
 
     Raises
     ------
@@ -175,7 +179,10 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
             figures[name]["missing"] = acc.missing
         files[name] = f"{name}.png"
         DRAWERS[name](acc, figures[name], os.path.join(out_dir, files[name]), subtitle)
+    skipped = {name: reason for name, acc in accumulators.items()
+               if (reason := _skip_reason(acc, figures[name], rows))}
     numbers = {
+        "skipped": skipped, "drawn": [name for name in accumulators if name not in skipped],
         "input": os.path.abspath(path), "input_rows": input_attrs["nrows"],
         "input_software_version": input_attrs["software_version"], "software_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -193,6 +200,15 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
     with open(index_path, "w") as handle:
         handle.write(_index_html(numbers))
     return numbers
+
+
+def _skip_reason(acc, numbers, rows):
+    """Why a figure has no data at all (it is then drawn as a "no data" panel), or None."""
+    if acc.missing:
+        return acc.missing
+    if acc.name == "skymap":
+        return None if numbers.get("n_bricks") else "no done brick chosen"
+    return None if rows else "no rows in the chosen done bricks"
 
 
 def _load_summary(derived, skymap, chosen):

@@ -20,24 +20,47 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PRIORITY = 10
 
 
-def identify(origin, path, fileobj, *args, **kwargs):
-    """Whether `path` is an obiwan_h5 derived file (reads the signature, then one attribute)."""
-    if origin != "read" or path is None or not isinstance(path, (str, os.PathLike)):
+def identify(origin, filepath, fileobj, *args, **kwargs):
+    """Whether the input is an obiwan_h5 derived file (its signature, then one attribute).
+
+    astropy calls identifiers as ``identify(origin, filepath, fileobj, *args, **kwargs)``
+    with the keyword arguments of ``Table.read``/``Table.write``; those include astropy's
+    own ``path=`` (the dataset inside an HDF5 file), so the second parameter must not be
+    called ``path``; a read given ``path=`` is left to astropy's ``hdf5`` format. Only
+    reads are claimed: the format has no writer.
+    """
+    if origin != "read" or kwargs.get("path") is not None:
+        return False  # ``path=`` names a dataset of astropy's own hdf5 format
+    if fileobj is not None:
+        try:
+            start = fileobj.tell()
+            signature = fileobj.read(8)
+            fileobj.seek(start)
+        except (OSError, AttributeError, ValueError):
+            return False
+        if signature != HDF5_SIGNATURE:
+            return False
+        filepath = getattr(fileobj, "name", filepath)
+    if not isinstance(filepath, (str, os.PathLike)):
         return False
     try:
-        with open(path, "rb") as handle:
+        with open(filepath, "rb") as handle:
             if handle.read(8) != HDF5_SIGNATURE:
                 return False
         import h5py
 
-        with h5py.File(path, "r") as derived:
+        with h5py.File(filepath, "r") as derived:
             return derived.attrs.get("format") == FORMAT_NAME
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
 def read_table(path, columns=None, bricks=None, where=None, summary=False):
-    """Read a derived file as an astropy Table (rows, or the per-brick summary)."""
+    """Read a derived file as an astropy Table (rows, or the per-brick summary).
+
+    ``Table.meta`` holds the file attributes (provenance, match radius, bit definitions;
+    JSON decoded), each column its unit and description.
+    """
     from .reader import DerivedFile
 
     # astropy may hand over the file it opened to identify the format; read by name

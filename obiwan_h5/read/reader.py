@@ -18,6 +18,7 @@ import numpy as np
 from ..core.expression import Expression
 from ..errors import FormatError, IncompleteFileWarning
 from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs, index_problem
+from .metadata import astropy_unit, table_meta
 
 __all__ = ["DEFAULT_BATCH_ROWS", "DerivedFile", "open", "parse_columns"]
 
@@ -125,9 +126,13 @@ class DerivedFile:
         """The brick index: name, offset, count, status, message (numpy arrays)."""
         return dict(self._index)
 
-    def column_info(self, name):
-        """dtype, per-row shape, unit and description of a ``randoms`` column."""
-        dset = self._randoms[self._check_columns([name])[0]]
+    def column_info(self, name, group="randoms"):
+        """dtype, per-row shape, unit and description of a column of `group` (``randoms``
+        or ``summary``)."""
+        if group == "summary":
+            dset = self._file["summary"][parse_columns([name], self.summary_columns)[0]]
+        else:
+            dset = self._randoms[self._check_columns([name])[0]]
         return {"dtype": dset.dtype, "shape": dset.shape[1:], "unit": dset.attrs.get("unit", ""),
                 "description": dset.attrs.get("description", "")}
 
@@ -227,21 +232,43 @@ class DerivedFile:
         data = {name: group[name][:][rows] for name in names}
         return self._convert(data, group, as_)
 
-    @staticmethod
-    def _convert(data, group, as_):
+    def to_pandas(self, columns=None, bricks=None, where=None, done_only=True):
+        """Chosen columns, bricks and rows as a pandas DataFrame (pandas is optional).
+
+        Text columns are decoded to ``str`` (kept as stored, e.g. ``"REX "``); a 2-D column
+        (N, k) becomes one column of length-k arrays. ``DataFrame.attrs`` holds the file
+        attributes (`metadata.table_meta`) and, under ``"units"`` and ``"descriptions"``,
+        those of the columns.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas needs pandas: pip install pandas") from None
+        data = self.read(columns, bricks, where, as_="numpy", done_only=done_only)
+        frame = pd.DataFrame({name: _pandas_values(values) for name, values in data.items()})
+        frame.attrs.update(self._meta())
+        frame.attrs["units"] = {name: self._randoms[name].attrs.get("unit", "") for name in data}
+        frame.attrs["descriptions"] = {name: self._randoms[name].attrs.get("description", "") for name in data}
+        return frame
+
+    def _meta(self):
+        return table_meta(self._file.attrs)
+
+    def _convert(self, data, group, as_):
         if as_ == "numpy":
             return data
         if as_ != "table":
             raise ValueError(f"as_ must be 'table' or 'numpy', not {as_!r}")
         from astropy.table import Table
 
-        table = Table()
+        table = Table(meta=self._meta())
         for name, values in data.items():
             attrs = group[name].attrs
             table[name] = values
-            if attrs.get("unit"):
-                table[name].unit = _astropy_unit(attrs["unit"])
-            table[name].description = attrs.get("description", "")
+            unit = astropy_unit(attrs.get("unit", ""))
+            if unit is not None:
+                table[name].unit = unit
+            table[name].description = str(attrs.get("description", ""))
         return table
 
     def close(self):
@@ -257,17 +284,15 @@ class DerivedFile:
         return f"<obiwan_h5 file {self.path!r}: {self.nrows} rows, {len(self.columns)} columns, {len(self.bricknames)} bricks>"
 
 
-def _astropy_unit(text):
-    import astropy.units as u
-
-    if text == "nanomaggy":
-        return u.nanomaggy
-    if text == "1/nanomaggy^2":
-        return u.nanomaggy ** -2
-    try:
-        return u.Unit(text.replace("^", ""), parse_strict="silent")
-    except ValueError:
-        return None
+def _pandas_values(values):
+    """A column as pandas holds it: text decoded, a 2-D column as one array per row."""
+    if values.dtype.kind == "S":
+        return np.char.decode(values, "utf-8")
+    if values.ndim > 1:
+        out = np.empty(len(values), dtype=object)
+        out[:] = list(values)
+        return out
+    return values
 
 
 def open(path):  # noqa: A001 (the package's natural verb, like h5py.File / fitsio.FITS)

@@ -1,6 +1,9 @@
 """`obiwan-h5 export-fits`: streamed FITS tables with the HDF5 names, dtypes and units."""
 
 import os
+import shutil
+import subprocess
+import warnings
 
 import fitsio
 import h5py
@@ -10,6 +13,7 @@ import pytest
 import obiwan_h5
 from obiwan_h5.cli import main
 from obiwan_h5.read.export import export_fits
+from obiwan_h5.read.metadata import fits_unit
 from obiwan_h5.read.reader import DerivedFile
 
 
@@ -42,7 +46,7 @@ def test_round_trip_of_every_column_and_the_summary(dr5_derived, tmp_path):
                 assert np.array_equal(np.char.encode(values) if values.dtype.kind == "U" else values, expected)
             else:
                 assert np.array_equal(values, expected, equal_nan=dset.dtype.kind == "f"), name
-            assert header.get(f"TUNIT{number}", "").strip() == dset.attrs.get("unit", ""), name
+            assert header.get(f"TUNIT{number}", "").strip() == fits_unit(dset.attrs.get("unit", "")), name
             kinds.add(dset.dtype.str.lstrip("<>|="))
         # the file has every kind the export must keep exact
         assert {"b1", "u1", "i2", "i4", "i8", "f4", "f8"} <= kinds and any(k.startswith("S") for k in kinds)
@@ -62,7 +66,7 @@ def test_round_trip_of_every_column_and_the_summary(dr5_derived, tmp_path):
                 assert np.array_equal(np.char.encode(rows[name]), dset[:])
             else:
                 assert np.array_equal(rows[name], dset[:], equal_nan=True)
-            assert header.get(f"TUNIT{number}", "").strip() == dset.attrs.get("unit", "")
+            assert header.get(f"TUNIT{number}", "").strip() == fits_unit(dset.attrs.get("unit", ""))
 
 
 def test_where_and_bricks_select_rows(dr5_derived, tmp_path):
@@ -147,3 +151,44 @@ def test_export_of_a_view(dr5_derived, tmp_path, columns):
         assert fits["RANDOMS"].get_colnames() == (columns.split(",") if columns else ["unique_id", "ra", "dec"])
         assert np.array_equal(fits["RANDOMS"].read(columns=["dec"])["dec"], src["randoms/dec"][:])
         assert fits["SUMMARY"].get_nrows() == len(src["bricks/name"])
+
+
+def test_the_fits_header_defines_the_bits_and_the_provenance(dr5_derived, tmp_path):
+    output = str(tmp_path / "bits.fits")
+    export_fits(dr5_derived, output, columns="ra,obiwan_mask,targets_mask", summary=True)
+    with h5py.File(dr5_derived, "r") as src:
+        attrs = dict(src.attrs)
+    header = fitsio.read_header(output, "RANDOMS")
+    assert header["OBWBIT0"] == "recovered" and header["OBWBIT1"] == "on_real_source"
+    assert [header[f"TGTBIT{bit}"] for bit in range(6)] == [
+        "eboss_ngc", "eboss_sgc", "desi_elg", "eboss_ngc_true", "eboss_sgc_true", "desi_elg_true"]
+    comments = " ".join(str(record["comment"]) for record in header.records() if record["name"] == "COMMENT")
+    comments = " ".join(comments.split())
+    assert "obiwan_mask bit 0 (value 1) recovered: a Tractor source lies within the match radius" in comments
+    assert "targets_mask bit 2 (value 4) desi_elg: recovered source passing the DESI ELG" in comments
+    # the masks' descriptions point to what the FITS file holds, not to an HDF5 attribute
+    assert "OBWBITn" in header["TCOMM2"] and "TGTBITn" in header["TCOMM3"]
+    assert header["MATCHRAD"] == float(attrs["match_radius_arcsec"])
+    assert header["H5SWVER"] == attrs["software_version"] and header["H5DATE"] == attrs["creation_time"]
+    if shutil.which("fitsverify"):
+        run = subprocess.run(["fitsverify", "-q", output], capture_output=True, text=True)
+        assert run.returncode == 0 and "verification OK" in run.stdout, run.stdout + run.stderr
+
+
+def test_astropy_reads_the_export_without_warnings_with_the_documented_recipe(dr5_derived, tmp_path):
+    import astropy.units as u
+    from astropy.table import Table
+
+    output = str(tmp_path / "all.fits")
+    export_fits(dr5_derived, output, summary=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = Table.read(output, hdu="RANDOMS", unit_parse_strict="silent")  # docs/reading.md
+        summary = Table.read(output, hdu="SUMMARY", unit_parse_strict="silent")
+        # every standard unit parses; the nanomaggy ones parse with astropy's generic parser
+        assert table["ra"].unit == u.deg and table["tractor_ra_ivar"].unit == u.deg ** -2
+        assert summary["brick_area"].unit == u.deg ** 2
+        for column in table.itercols():
+            if column.unit is not None:
+                assert u.Unit(str(column.unit)) is not None
+        assert u.Unit(str(table["tractor_flux_ivar_g"].unit)) == u.nanomaggy ** -2
