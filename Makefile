@@ -9,6 +9,8 @@ HDF5_DIR ?= /usr/lib/x86_64-linux-gnu/hdf5/mpich
 MPIEXEC ?= mpiexec
 DEMO_DIR ?= demo
 APT_PACKAGES := mpich libhdf5-mpich-dev pkg-config
+# the PostgreSQL server the database tests start (tests/pgserver.py, under /usr/lib/postgresql/*/bin)
+PG_APT_PACKAGES := postgresql
 # the root user inside containers has no sudo; elsewhere use it
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -36,7 +38,14 @@ $(VENV)/.stamp-mpi: $(VENV)/.stamp-system
 	$(PY) -c "import h5py; assert h5py.get_config().mpi, 'h5py was built without MPI'"
 	@touch $@
 
-$(VENV)/.stamp-package: $(VENV)/.stamp-mpi pyproject.toml
+$(VENV)/.stamp-postgres: $(VENV)/.stamp-system
+	@if ! ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing system packages: $(PG_APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(PG_APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(VENV)/.stamp-package: $(VENV)/.stamp-mpi $(VENV)/.stamp-postgres pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	@touch $@
 

@@ -15,6 +15,15 @@ def add_derive_arguments(parser):
     parser.add_argument("--data-dir", required=True, help="production root holding obiwan/ and tractor/")
     parser.add_argument("-o", "--output", required=True, help="derived HDF5 file to write")
     parser.add_argument("--randoms", help="randoms truth table, FITS or HDF5 (default DATA_DIR/randoms.fits)")
+    parser.add_argument("--randoms-db", metavar="CONNINFO",
+                        help="read the truth table from this PostgreSQL database instead of --randoms: a libpq "
+                             "connection string or postgresql:// URI ('' for libpq's defaults); put the password "
+                             "in ~/.pgpass or PGPASSWORD, never here (needs obiwan_h5[postgres])")
+    parser.add_argument("--randoms-table", metavar="NAME",
+                        help="the truth table in --randoms-db: TABLE or SCHEMA.TABLE")
+    parser.add_argument("--db-connections", type=int, default=4, metavar="K",
+                        help="at most K ranks connect to --randoms-db; the others get their rows over MPI "
+                             "(default 4)")
     parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
     parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
     parser.add_argument("--bricks", help="brick list, one name per line (default DATA_DIR/bricks.txt)")
@@ -50,6 +59,7 @@ def run_derive(args):
         keep_all_apflux=args.keep_all_apflux, resume=args.resume, overwrite=args.overwrite,
         max_memory_mb=args.max_memory, chunk_kb=args.chunk_kb, mpi_info=hints,
         alignment=(args.align, args.align) if args.align else None,
+        randoms_db=args.randoms_db, randoms_table=args.randoms_table, db_connections=args.db_connections,
     )
     comm = get_comm()
     try:
