@@ -84,13 +84,20 @@ class PgServer:
                       "--locale=C", "--no-sync")
             with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as hba:
                 hba.write(f"local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n")
-            self._cmd("pg_ctl", "-D", self.datadir, "-l", os.path.join(self.base, "server.log"), "-w",
-                      "-t", str(TIMEOUT_S), "-o", f"-k {self.sockdir} -c listen_addresses='' -c fsync=off", "start")
+            self.unpause()
             self.sql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
         except BaseException:
             self.stop()
             raise
         return self
+
+    def pause(self):
+        """Stop the server, keeping its data (`unpause` starts it again)."""
+        self._cmd("pg_ctl", "-D", self.datadir, "-m", "immediate", "-w", "-t", str(TIMEOUT_S), "stop")
+
+    def unpause(self):
+        self._cmd("pg_ctl", "-D", self.datadir, "-l", os.path.join(self.base, "server.log"), "-w",
+                  "-t", str(TIMEOUT_S), "-o", f"-k {self.sockdir} -c listen_addresses='' -c fsync=off", "start")
 
     def stop(self):
         if self.base is None:

@@ -160,6 +160,38 @@ def test_ids_absent_from_the_table_fail_their_brick(loaded, production, tmp_path
     assert "3 id(s) not in the randoms truth table" in messages[1]
 
 
+@pytest.mark.slow
+def test_server_gone_mid_job_fails_the_bricks_and_resume_completes(loaded, production, from_file, tmp_path,
+                                                                     monkeypatch):
+    """The server stops once the file is created (just before the first round reads truth
+    rows): the retries fail, every brick fails with the database's message, exit 1; with
+    the server back, `resume` completes a file equal to the file derive."""
+    import importlib
+
+    derive_module = importlib.import_module("obiwan_h5.job.derive")
+
+    create = derive_module._open_output
+
+    def create_then_stop_the_server(*args, **kwargs):
+        opened = create(*args, **kwargs)
+        loaded.pause()
+        return opened
+
+    output = str(tmp_path / "gone.h5")
+    monkeypatch.setattr(derive_module, "_open_output", create_then_stop_the_server)
+    try:
+        assert _derive_cli(production, output, loaded.conninfo()) == 1
+    finally:
+        monkeypatch.undo()
+        loaded.unpause()
+    with h5py.File(output, "r") as f:
+        assert list(f["bricks/status"][:]) == [FAILED] * 3
+        message = f["bricks/message"][0].decode()
+    assert "truth rows not read" in message and "postgresql:" in message
+    assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--resume") == 0
+    _same_datasets(from_file, output)
+
+
 def test_nulls_and_text_columns(loaded):
     from obiwan_h5.production.truthdb import DbTruthTable
 
