@@ -60,11 +60,11 @@ def production_copy(dr5_production, tmp_path):
 def pg_server():
     """A real PostgreSQL server on a Unix socket in a temporary directory (tests/pgserver.py),
     stopped at the end of the session; the tests are skipped, saying why, where it cannot run."""
-    from pgserver import PgServer, why_not_available
+    from pgserver import make_server, why_not_available
 
     reason = why_not_available()
     if reason:
         pytest.skip(reason)
-    server = PgServer().start()
+    server = make_server().start()
     yield server
     server.stop()

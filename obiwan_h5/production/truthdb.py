@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import InputError
 from .truth import build_index, rows_in_index
 
-__all__ = ["BATCH_IDS", "NULL_FILL", "DbTruthTable", "redact"]
+__all__ = ["BATCH_IDS", "NULL_FILL", "DbTruthTable", "first_error_line", "import_psycopg", "redact", "split_table_name"]
 
 log = logging.getLogger("obiwan_h5.truthdb")
 
@@ -51,6 +51,11 @@ TEXT_TYPES = ("text", "varchar", "bpchar")
 NULL_FILL = {"f": np.nan, "b": False, "S": b""}
 NULL_FILL.update({np.dtype(t).str: np.iinfo(t).min for t in INTEGER_TYPES.values()})
 _UNPARSED = "<connection string not shown: it could not be parsed>"
+
+
+def import_psycopg():
+    """The psycopg module, or an `InputError` saying how to install it."""
+    return _psycopg()
 
 
 def _psycopg():
@@ -79,6 +84,13 @@ def _password(conninfo):
         return _psycopg().conninfo.conninfo_to_dict(conninfo or "").get("password") or None
     except Exception:  # noqa: BLE001
         return None
+
+
+def first_error_line(err, conninfo):
+    """The first line of a database error, with the password of `conninfo` (if any) never shown."""
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    password = _password(conninfo)
+    return text.replace(password, "***") if password else text
 
 
 def split_table_name(table):
@@ -217,10 +229,7 @@ class DbTruthTable:
                 raise InputError(f"{self.path}: {self._clean(err)} (database {self.conninfo})") from None
 
     def _clean(self, err):
-        """The first line of `err`, with the password (if any) never shown."""
-        text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        password = _password(self._conninfo)
-        return text.replace(password, "***") if password else text
+        return first_error_line(err, self._conninfo)
 
     # ------------------------------------------------------------------ queries
 

@@ -233,3 +233,28 @@ def test_options_need_both_database_and_table():
         DeriveOptions(".", "out.h5", randoms_db="host=x")
     with pytest.raises(InputError, match="`db_connections`"):
         DeriveOptions(".", "out.h5", randoms_db="", randoms_table="t", db_connections=0)
+
+
+def test_simulate_loads_the_randoms_into_a_table(loaded, tmp_path, capsys):
+    import fitsio
+
+    from obiwan_h5.production.truthdb import DbTruthTable
+    from obiwan_h5.sim.database import load_randoms_table
+
+    root = str(tmp_path / "sim")
+    args = ["simulate", root, "--bricks", "1", "--rsdirs", "1", "--per-rsdir", "20", "--processes", "1",
+            "--randoms-db", loaded.conninfo(), "--randoms-table", "demo.randoms"]
+    assert main(args) == 0
+    expected = fitsio.read(os.path.join(root, "randoms.fits"))
+    assert f"loaded {len(expected)} randoms into demo.randoms" in capsys.readouterr().out
+    truth = DbTruthTable(loaded.conninfo(), "demo.randoms")
+    got = truth.lookup(expected["id"])
+    assert truth.columns == [name.lower() for name in expected.dtype.names]
+    for name in expected.dtype.names:
+        assert np.array_equal(got[name.lower()], expected[name]), name
+    truth.close()
+    with pytest.raises(InputError, match="exists.*`overwrite`"):
+        load_randoms_table(loaded.conninfo(), "demo.randoms", os.path.join(root, "randoms.fits"))
+    assert main(args + ["--overwrite"]) == 0
+    assert main(args[:-2]) == 2
+    assert "--randoms-table" in capsys.readouterr().err

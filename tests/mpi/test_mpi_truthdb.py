@@ -43,13 +43,13 @@ def _on_root(function):
 @pytest.fixture(scope="module")
 def setup():
     """(production, workdir, server) — the server object on rank 0 only, its conninfo everywhere."""
-    from pgserver import PgServer, load_randoms, why_not_available
+    from pgserver import load_randoms, make_server, why_not_available
 
     reason = comm.bcast(why_not_available() if comm.rank == 0 else None, root=0)
     if reason:
         pytest.skip(reason)
     workdir = comm.bcast(tempfile.mkdtemp(prefix="obiwan_h5_mpi_db_") if comm.rank == 0 else None, root=0)
-    server = PgServer() if comm.rank == 0 else None
+    server = make_server() if comm.rank == 0 else None
 
     def start():
         from obiwan_h5.sim.simulate import simulate
