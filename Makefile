@@ -14,7 +14,7 @@ PG_APT_PACKAGES := postgresql
 # the root user inside containers has no sudo; elsewhere use it
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup test test-fast test-serial test-mpi demo docs benchmark clean distclean
+.PHONY: all setup test test-fast test-serial test-mpi demo demo-db docs benchmark clean distclean
 
 all: setup
 
@@ -66,6 +66,10 @@ test-mpi: setup
 demo: setup
 	$(VENV)/bin/obiwan-h5 demo --dir $(DEMO_DIR)
 
+# the demo with the truth in a throw-away PostgreSQL server (docs/derive.md#truth-from-postgresql)
+demo-db: setup
+	$(PY) scripts/demo_db.py --dir $(DEMO_DIR)-db
+
 # docs/format.md is generated from the code; tests/test_reference.py checks it is current
 docs: setup
 	$(PY) -m obiwan_h5.sim.reference > docs/format.md
@@ -75,7 +79,7 @@ benchmark: setup
 	$(PY) scripts/benchmark.py --json benchmark.json
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info
+	rm -rf $(DEMO_DIR) $(DEMO_DIR)-db .pytest_cache build *.egg-info
 
 distclean: clean
 	rm -rf $(VENV)
