@@ -63,9 +63,20 @@ def run_derive(args):
     )
     comm = get_comm()
     try:
-        result = derive(options, comm, command_line=" ".join(sys.argv))
+        result = derive(options, comm, command_line=_command_line(sys.argv, args.randoms_db))
     except JobError as err:
         if comm.rank == 0:
             print(f"obiwan-h5 derive: error: {flag_text(str(err))}", file=sys.stderr)
         return 2
     return 1 if result["failed"] else 0
+
+
+def _command_line(argv, conninfo):
+    """The command line to record in the file, with the connection string (which may hold a
+    password) replaced by its redacted form."""
+    text = " ".join(argv)
+    if conninfo:
+        from ..production.truthdb import redact
+
+        text = text.replace(conninfo, redact(conninfo))
+    return text

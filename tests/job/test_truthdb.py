@@ -7,6 +7,7 @@ derive reading the randoms file, dataset by dataset.
 
 import json
 import os
+import sys
 
 import h5py
 import numpy as np
@@ -96,6 +97,9 @@ def test_password_protected_role_and_the_password_is_never_shown(loaded, product
     else:
         conninfo += f" password={PASSWORD}"
     output = str(tmp_path / "db.h5")
+    # the command line is recorded in the file: as a user would type it
+    monkeypatch.setattr(sys, "argv", ["obiwan-h5", "derive", "--data-dir", production, "-o", output,
+                                      "--randoms-db", conninfo, "--randoms-table", TABLE])
     assert _derive_cli(production, output, conninfo) == 0
     _same_datasets(from_file, output)
     text = _attributes_text(output)
