@@ -196,6 +196,24 @@ def test_server_gone_mid_job_fails_the_bricks_and_resume_completes(loaded, produ
     _same_datasets(from_file, output)
 
 
+def test_text_bool_and_null_integer_columns_reach_the_file(loaded, production, tmp_path):
+    loaded.sql("DROP TABLE IF EXISTS obiwan.extra",
+               "CREATE TABLE obiwan.extra AS SELECT *, 'src' || id::text AS label, NULL::int4 AS flag, "
+               "(id % 2 = 0) AS even FROM obiwan.randoms_elg",
+               "UPDATE obiwan.extra SET label = NULL, g = NULL WHERE id % 3 = 0")
+    output = str(tmp_path / "extra.h5")
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.extra") == 0
+    with h5py.File(output, "r") as f:
+        ids, label = f["randoms/psql_id"][:], f["randoms/psql_label"][:]
+        flag, even, g = f["randoms/psql_flag"][:], f["randoms/psql_even"][:], f["randoms/psql_g"][:]
+    width = max(len(f"src{i}") for i in ids)
+    assert label.dtype.kind == "S" and label.dtype.itemsize >= width
+    assert list(label[ids % 3 != 0]) == [f"src{i}".encode() for i in ids[ids % 3 != 0]]
+    assert set(label[ids % 3 == 0]) == {b""} and np.all(np.isnan(g[ids % 3 == 0]))
+    assert flag.dtype == np.int32 and np.all(flag == np.iinfo(np.int32).min)
+    assert even.dtype == bool and np.array_equal(even, ids % 2 == 0)
+
+
 def test_nulls_and_text_columns(loaded):
     from obiwan_h5.production.truthdb import DbTruthTable
 
