@@ -134,9 +134,10 @@ class SharedTruth:
                 f"{self.path}: {len(missing)} id(s) not in the randoms truth table (first: {missing[0]})")
         if self._error is not None:
             raise BrickError(f"truth rows not read: {self._error}")
+        if not len(ids):
+            return {name: np.zeros(0, dtype) for name, (dtype, _) in self.schema.items()}
         where = np.searchsorted(self._ids, ids)
-        if len(ids) and (self._rows is None or np.any(where >= len(self._ids)) or np.any(self._ids[np.minimum(
-                where, len(self._ids) - 1)] != ids)):
+        fetched = self._rows is not None and np.all(where < len(self._ids))
+        if not fetched or np.any(self._ids[where] != ids):
             raise BrickError("truth rows were not fetched for this brick (internal error)")
-        return {name: values[where] for name, values in self._rows.items()} if self._rows is not None else {
-            name: np.zeros(0, dtype) for name, (dtype, _) in self.schema.items()}
+        return {name: values[where] for name, values in self._rows.items()}
