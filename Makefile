@@ -9,10 +9,12 @@ HDF5_DIR ?= /usr/lib/x86_64-linux-gnu/hdf5/mpich
 MPIEXEC ?= mpiexec
 DEMO_DIR ?= demo
 APT_PACKAGES := mpich libhdf5-mpich-dev pkg-config
+# the PostgreSQL server the database tests start (tests/pgserver.py, under /usr/lib/postgresql/*/bin)
+PG_APT_PACKAGES := postgresql
 # the root user inside containers has no sudo; elsewhere use it
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup test test-fast test-serial test-mpi demo docs benchmark clean distclean
+.PHONY: all setup test test-fast test-serial test-mpi demo demo-db docs benchmark clean distclean
 
 all: setup
 
@@ -36,7 +38,14 @@ $(VENV)/.stamp-mpi: $(VENV)/.stamp-system
 	$(PY) -c "import h5py; assert h5py.get_config().mpi, 'h5py was built without MPI'"
 	@touch $@
 
-$(VENV)/.stamp-package: $(VENV)/.stamp-mpi pyproject.toml
+$(VENV)/.stamp-postgres: $(VENV)/.stamp-system
+	@if ! ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing system packages: $(PG_APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(PG_APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(VENV)/.stamp-package: $(VENV)/.stamp-mpi $(VENV)/.stamp-postgres pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	@touch $@
 
@@ -58,6 +67,10 @@ test-mpi: setup
 demo: setup
 	$(VENV)/bin/obiwan-h5 demo --dir $(DEMO_DIR)
 
+# the demo with the truth in a throw-away PostgreSQL server (docs/derive.md#truth-from-postgresql)
+demo-db: setup
+	$(PY) scripts/demo_db.py --dir $(DEMO_DIR)-db
+
 # docs/format.md is generated from the code; tests/test_reference.py checks it is current
 docs: setup
 	$(PY) -m obiwan_h5.sim.reference > docs/format.md
@@ -67,7 +80,7 @@ benchmark: setup
 	$(PY) scripts/benchmark.py --json benchmark.json
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info
+	rm -rf $(DEMO_DIR) $(DEMO_DIR)-db .pytest_cache build *.egg-info
 
 distclean: clean
 	rm -rf $(VENV)

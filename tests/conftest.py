@@ -54,3 +54,17 @@ def production_copy(dr5_production, tmp_path):
     copy = tmp_path / "production"
     shutil.copytree(dr5_production, copy)
     return str(copy)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server on a Unix socket in a temporary directory (tests/pgserver.py),
+    stopped at the end of the session; the tests are skipped, saying why, where it cannot run."""
+    from pgserver import make_server, why_not_available
+
+    reason = why_not_available()
+    if reason:
+        pytest.skip(reason)
+    server = make_server().start()
+    yield server
+    server.stop()

@@ -16,6 +16,15 @@ def add_derive_arguments(parser):
     parser.add_argument("--data-dir", required=True, help="production root holding obiwan/ and tractor/")
     parser.add_argument("-o", "--output", required=True, help="derived HDF5 file to write")
     parser.add_argument("--randoms", help="randoms truth table, FITS or HDF5 (default DATA_DIR/randoms.fits)")
+    parser.add_argument("--randoms-db", metavar="CONNINFO",
+                        help="read the truth table from this PostgreSQL database instead of --randoms: a libpq "
+                             "connection string or postgresql:// URI ('' for libpq's defaults); put the password "
+                             "in ~/.pgpass or PGPASSWORD, never here (needs obiwan_h5[postgres])")
+    parser.add_argument("--randoms-table", metavar="NAME",
+                        help="the truth table in --randoms-db: TABLE or SCHEMA.TABLE")
+    parser.add_argument("--db-connections", type=int, default=4, metavar="K",
+                        help="at most K ranks connect to --randoms-db; the others get their rows over MPI "
+                             "(default 4)")
     parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
     parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
     parser.add_argument("--bricks", help="brick list, one name per line (default DATA_DIR/bricks.txt)")
@@ -57,11 +66,12 @@ def run_derive(args):
         max_memory_mb=args.max_memory, chunk_kb=args.chunk_kb, mpi_info=hints,
         alignment=(args.align, args.align) if args.align else None,
         update=args.update, verify_inputs=args.verify_inputs,
+        randoms_db=args.randoms_db, randoms_table=args.randoms_table, db_connections=args.db_connections,
     )
     comm = get_comm()
     try:
         with abort_on_unagreed_errors(comm):
-            result = derive(options, comm, command_line=" ".join(sys.argv))
+            result = derive(options, comm, command_line=_command_line(sys.argv, args.randoms_db))
     except OutputError as err:
         # one process (several ranks abort above): after a failed write HDF5 cannot close
         # the file cleanly, and its clean-up at exit may crash; what was flushed stays
@@ -73,3 +83,14 @@ def run_derive(args):
             print(f"obiwan-h5 derive: error: {flag_text(str(err))}", file=sys.stderr)
         return 2
     return 1 if result["failed"] else 0
+
+
+def _command_line(argv, conninfo):
+    """The command line to record in the file, with the connection string (which may hold a
+    password) replaced by its redacted form."""
+    text = " ".join(argv)
+    if conninfo:
+        from ..production.truthdb import redact
+
+        text = text.replace(conninfo, redact(conninfo))
+    return text

@@ -4,6 +4,7 @@ import os
 import sys
 
 from ..core.bricks import read_brick_list
+from ..errors import InputError
 from ..sim.demo import run_demo as run_demo_chain
 from ..sim.simulate import simulate
 
@@ -30,11 +31,18 @@ def add_simulate_arguments(parser):
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, metavar="P",
                         help="worker processes (default: number of CPUs)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a production previously written by simulate in DIR")
+                        help="replace a production previously written by simulate in DIR "
+                             "(and the --randoms-table)")
+    parser.add_argument("--randoms-db", metavar="CONNINFO",
+                        help="also load the randoms into a table of this PostgreSQL database (libpq connection "
+                             "string or postgresql:// URI), for derive --randoms-db")
+    parser.add_argument("--randoms-table", metavar="NAME", help="the table to create: TABLE or SCHEMA.TABLE")
 
 
 def run_simulate(args):
     """Run ``obiwan-h5 simulate`` from parsed arguments; return the exit status."""
+    if (args.randoms_db is None) != (args.randoms_table is None):
+        raise InputError("`randoms_db` and `randoms_table` go together")
     rsdirs = args.rsdirs.strip()
     rsdirs = int(rsdirs) if rsdirs.isdigit() else [s.strip() for s in rsdirs.split(",") if s.strip()]
     bricknames = read_brick_list(args.brick_list) if args.brick_list else None
@@ -43,6 +51,13 @@ def run_simulate(args):
                      seed=args.seed, processes=args.processes, progress=sys.stderr.isatty(),
                      overwrite=args.overwrite)
     print(f"wrote {len(names)} bricks to {args.dir}")
+    if args.randoms_db is not None:
+        from ..production.truthdb import redact
+        from ..sim.database import load_randoms_table
+
+        loaded = load_randoms_table(args.randoms_db, args.randoms_table, os.path.join(args.dir, "randoms.fits"),
+                                    replace=args.overwrite)
+        print(f"loaded {loaded} randoms into {args.randoms_table} ({redact(args.randoms_db)})")
     return 0
 
 

@@ -67,8 +67,21 @@ class BrickReader:
         return brick_parts(brickname, parts, truth, dr_radec, self.options.match_radius)
 
 
+    def segment_ids(self, plan, b0, b1):
+        """The injected ids of the bricks of [b0, b1) this rank will derive."""
+        chosen = [self.scanned[name].ids for name in plan.bricknames[b0:b1] if name in self.scanned]
+        return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+
+
 def compute_segment(reader, plan, b0, b1):
-    """Rows, summary rows, statuses, messages and checksums of bricks [b0, b1)."""
+    """Rows, summary rows, statuses, messages and checksums of bricks [b0, b1).
+
+    Collective when the truth is shared by the ranks (`truthshare.SharedTruth`): every rank
+    calls it once per write round, with an empty segment when it has none.
+    """
+    prefetch = getattr(reader.truth, "prefetch", None)
+    if prefetch is not None:
+        prefetch(reader.segment_ids(plan, b0, b1))
     nrows = int(plan.counts[b0:b1].sum())
     rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in plan.columns} if nrows else {}
     names = sorted(column.name for column in plan.columns)

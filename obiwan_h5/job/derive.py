@@ -33,7 +33,6 @@ from ..fileformat import (
 )
 from ..production.inputs import read_survey_bricks
 from ..production.layout import Production, read_brick_list
-from ..production.truth import TruthTable
 from .compute import BrickReader, compute_segment
 from .faults import maybe_kill
 from .mpi import agree, mpi_max
@@ -49,6 +48,7 @@ from .output import (
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
 from .report import Clock, file_attrs, final_report, progress
 from .scan import scan_brick
+from .truthshare import open_truth, truth_description
 from .update import OldFile, copy_sources, update_entry, update_refusal
 from .writer import DerivedWriter
 
@@ -195,11 +195,13 @@ def _shared_truth(options, comm):
     uniquely named files beside the output (created exclusively, never through a symlink);
     every rank maps them, so the ranks of a node share one copy in the page cache instead
     of each holding its own. The files are removed when the block ends, however it ends.
+    A PostgreSQL table (`randoms_db`) is indexed the same way; at most `db_connections`
+    ranks connect and the others get their rows over MPI (`truthshare`).
     """
     truth, bounds, error, index_files = None, None, None, None
     if comm.rank == 0:
         try:
-            truth = TruthTable(options.randoms)
+            truth = open_truth(options, comm)
             bounds = read_survey_bricks(options.survey_bricks)
             if comm.size > 1:
                 index_files = _write_truth_index(truth, os.path.dirname(options.output))
@@ -211,14 +213,17 @@ def _shared_truth(options, comm):
         agree(comm, error)
         index_files = comm.bcast(index_files, root=0)
         bounds = comm.bcast(bounds, root=0)
+        described = comm.bcast(truth_description(truth) if comm.rank == 0 else None, root=0)
         if comm.rank != 0:
             try:
-                truth = TruthTable(options.randoms, index_files=index_files)
+                truth = open_truth(options, comm, index_files=index_files, described=described)
             except (InputError, OSError) as err:
                 error = str(err)
         agree(comm, error)
         yield truth, bounds
     finally:
+        with contextlib.suppress(Exception):
+            getattr(truth, "close", lambda: None)()
         if comm.rank == 0:
             for name in index_files or ():
                 with contextlib.suppress(OSError):

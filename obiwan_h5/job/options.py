@@ -3,6 +3,7 @@
 import math
 import os
 
+from ..errors import InputError
 from .writer import MAX_CALL_BYTES
 
 __all__ = ["DeriveOptions"]
@@ -37,13 +38,20 @@ class DeriveOptions:
         HDF5 alignment threshold and interval.
     max_call_bytes : int
         Largest buffer of one write call.
+    randoms_db : str, optional
+        libpq connection string (or ``postgresql://`` URI; empty for libpq's defaults) of the
+        PostgreSQL database holding the truth table; then `randoms` is not used.
+    randoms_table : str, optional
+        The truth table in `randoms_db` (``TABLE`` or ``SCHEMA.TABLE``).
+    db_connections : int
+        At most this many ranks connect to `randoms_db`; the others get their rows over MPI.
     """
 
     def __init__(self, data_dir, output, randoms=None, dr_dir=None, survey_bricks=None, bricks=None,
                  objtype="elg", expect_rsdirs=None, match_radius=1.0, keep_all_apflux=False,
                  resume=False, overwrite=False, max_memory_mb=256, chunk_kb=4096,
                  mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES, update=False,
-                 verify_inputs=False):
+                 verify_inputs=False, randoms_db=None, randoms_table=None, db_connections=4):
         self.data_dir = os.path.abspath(data_dir)
         self.output = os.path.abspath(output)
         self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
@@ -63,6 +71,15 @@ class DeriveOptions:
         self.max_call_bytes = max_call_bytes
         self.update = update
         self.verify_inputs = verify_inputs
+        self.randoms_db = randoms_db
+        self.randoms_table = randoms_table
+        self.db_connections = int(db_connections)
+        if randoms_db is not None and not randoms_table:
+            raise InputError("`randoms_db` needs `randoms_table`, the truth table in that database")
+        if randoms_table and randoms_db is None:
+            raise InputError("`randoms_table` needs `randoms_db`, the database holding it (may be empty: libpq defaults)")
+        if self.db_connections < 1:
+            raise InputError(f"`db_connections` is {db_connections}: at least one rank must connect")
 
     @property
     def fingerprint_kind(self):
@@ -71,13 +88,19 @@ class DeriveOptions:
         return "content" if self.verify_inputs else "stat"
 
     def recorded_inputs(self):
-        """What must match for `resume` to continue a file (inputs and options)."""
-        return {
+        """What must match for `resume` to continue a file (inputs and options); a database
+        is recorded by its connection string without any password, and its table."""
+        found = {
             "data_dir": self.data_dir, "randoms": self.randoms, "dr_dir": self.dr_dir,
             "survey_bricks": self.survey_bricks, "bricks": self.bricks, "objtype": self.objtype,
             "expect_rsdirs": self.expect_rsdirs, "match_radius_arcsec": self.match_radius,
             "keep_all_apflux": self.keep_all_apflux,
         }
+        if self.randoms_db is not None:
+            from ..production.truthdb import redact
+
+            found.update(randoms=None, randoms_db=redact(self.randoms_db), randoms_table=self.randoms_table)
+        return found
 
     def check(self):
         """Why the job cannot run with these options and this output, or None.

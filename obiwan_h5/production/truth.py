@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from .inputs import FitsTable, as_ids, check_regular_file, first_line, normalise_array, normalise_dtype
 
-__all__ = ["TruthTable"]
+__all__ = ["TruthTable", "build_index", "rows_in_index"]
 
 
 class TruthTable:
@@ -46,12 +46,7 @@ class TruthTable:
         ids = as_ids(self._reader.ids(), self.path, "id column of the randoms truth table")
         if len(ids) == 0:
             raise InputError(f"{self.path}: the randoms truth table has no rows")
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        if len(ids) and np.any(sorted_ids[1:] == sorted_ids[:-1]):
-            dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]][0]
-            raise InputError(f"{self.path}: duplicate id {dup} in the randoms truth table")
-        return sorted_ids, order
+        return build_index(ids, self.path)
 
     def save_index(self, ids_file, rows_file):
         """Write the sorted ids and their rows as ``.npy`` into two open binary files
@@ -64,11 +59,7 @@ class TruthTable:
 
     def rows_of(self, ids):
         """Row numbers of `ids` in the table; -1 where the id is absent."""
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.searchsorted(self._sorted_ids, ids)
-        pos = np.clip(pos, 0, max(len(self._sorted_ids) - 1, 0))
-        found = (len(self._sorted_ids) > 0) & (self._sorted_ids[pos] == ids) if len(ids) else np.zeros(0, bool)
-        return np.where(found, self._order[pos] if len(self._sorted_ids) else -1, -1)
+        return rows_in_index(self._sorted_ids, self._order, ids)
 
     def lookup(self, ids):
         """Every truth column for `ids`, in the order given.
@@ -84,6 +75,26 @@ class TruthTable:
         unique_rows, inverse = np.unique(rows, return_inverse=True)
         data = self._reader.read_rows(unique_rows)
         return {name: values[inverse] for name, values in data.items()}
+
+
+def build_index(ids, label):
+    """The sorted ids and their row numbers; a duplicate id is an `InputError` naming `label`."""
+    ids = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    if len(ids) and np.any(sorted_ids[1:] == sorted_ids[:-1]):
+        dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]][0]
+        raise InputError(f"{label}: duplicate id {dup} in the randoms truth table")
+    return sorted_ids, order
+
+
+def rows_in_index(sorted_ids, order, ids):
+    """Row numbers of `ids` given an index from `build_index`; -1 where the id is absent."""
+    ids = np.asarray(ids, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, ids)
+    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
+    found = (len(sorted_ids) > 0) & (sorted_ids[pos] == ids) if len(ids) else np.zeros(0, bool)
+    return np.where(found, order[pos] if len(sorted_ids) else -1, -1)
 
 
 class _FitsTruth:

@@ -1,0 +1,143 @@
+"""The truth table of the job's ranks, from a file or from PostgreSQL with few connections.
+
+A file (`production.truth.TruthTable`) is read by every rank. A database table
+(`production.truthdb.DbTruthTable`, SPEC §9) is queried by at most `db_connections` = K
+ranks, because the server accepts far fewer connections than a job has ranks:
+
+- rank 0 reads the catalogue and every id once (the index); every rank maps that index
+  (files shared through the page cache, as for a file), so `rows_of` and the scan need no
+  connection;
+- ranks ``r < K`` hold a connection; rank ``r >= K`` is served by rank ``r % K``;
+- the rows are fetched once per write round: at the start of each `compute_segment`
+  (entered by every rank the same number of times) `SharedTruth.prefetch` is collective.
+  Each rank sends the ids of its segment to its server (one ``alltoall``), each server
+  queries the union of its clients' ids and its own (batched arrays), and the rows go back
+  by a second ``alltoall``. A server whose query fails sends the error instead, so no rank
+  ever waits for a peer that gave up: the bricks of the ranks concerned fail with that
+  message (and a `resume` later redoes them).
+
+Memory: a server holds the truth rows of its clients' segments during a round (about
+size/K segments' worth of truth columns, a few per cent of the derived rows).
+"""
+
+import numpy as np
+
+from ..errors import BrickError, InputError
+from ..production.truth import TruthTable
+
+__all__ = ["SharedTruth", "open_truth", "truth_description"]
+
+
+def open_truth(options, comm, index_files=None, described=None):
+    """The truth table of `options` on this rank.
+
+    Rank 0 calls it with no `index_files` (it builds the index); the other ranks with the
+    index files and rank 0's `truth_description`.
+    """
+    if options.randoms_db is None:
+        return TruthTable(options.randoms, index_files=index_files)
+    from ..production.truthdb import DbTruthTable
+
+    servers = min(options.db_connections, comm.size)
+    base = DbTruthTable(options.randoms_db, options.randoms_table, index_files=index_files,
+                        described=described, connect=comm.rank < servers)
+    return SharedTruth(base, comm, servers)
+
+
+def truth_description(truth):
+    """What the other ranks need to open the same database table without catalogue queries."""
+    return truth.base.description() if isinstance(truth, SharedTruth) else None
+
+
+class SharedTruth:
+    """A `DbTruthTable` shared by the ranks of `comm`, of which the first `servers` connect.
+
+    Same interface as `TruthTable` (``lookup`` answers from the rows of the last
+    `prefetch`), plus the collective `prefetch` and `close`.
+    """
+
+    def __init__(self, base, comm, servers):
+        self.base = base
+        self.comm = comm
+        self.servers = servers
+        self.path = base.path
+        self.columns = base.columns
+        self.schema = base.schema
+        self._ids = np.zeros(0, np.int64)
+        self._rows = None
+        self._error = None
+
+    def __len__(self):
+        return len(self.base)
+
+    def rows_of(self, ids):
+        return self.base.rows_of(ids)
+
+    def save_index(self, ids_file, rows_file):
+        self.base.save_index(ids_file, rows_file)
+
+    def close(self):
+        self.base.close()
+
+    def prefetch(self, ids):
+        """Collective: fetch the truth rows of `ids` (this rank's segment) for `lookup`.
+
+        Every rank of the communicator must call it, the same number of times.
+        """
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        ids = ids[self.base.rows_of(ids) >= 0]  # absent ids already failed their brick at the scan
+        if self.comm.size == 1:
+            _, rows, error = self._serve([ids])
+            self._keep(ids, rows, error)
+            return
+        size, rank = self.comm.size, self.comm.rank
+        server = rank % self.servers
+        requests = [None] * size
+        requests[server] = ids
+        received = self.comm.alltoall(requests)
+        replies = [None] * size
+        if rank < self.servers:
+            clients = [source for source in range(size) if received[source] is not None]
+            wanted, rows, error = self._serve([received[source] for source in clients])
+            for source in clients:
+                if error is not None:
+                    replies[source] = error
+                else:
+                    where = np.searchsorted(wanted, received[source])
+                    replies[source] = {name: values[where] for name, values in rows.items()}
+        answer = self.comm.alltoall(replies)[server]
+        if isinstance(answer, str):
+            self._keep(ids, None, answer)
+        else:
+            self._keep(ids, answer, None)
+
+    def _serve(self, requests):
+        """The union of `requests` (sorted ids), their rows, or the error that prevented it."""
+        wanted = np.unique(np.concatenate(requests)) if requests else np.zeros(0, np.int64)
+        try:
+            return wanted, self.base.lookup(wanted), None
+        except InputError as err:
+            return wanted, None, str(err)
+        except Exception as err:  # noqa: BLE001 — a server never leaves its clients waiting
+            return wanted, None, f"{self.path}: {type(err).__name__}: {err}"
+
+    def _keep(self, ids, rows, error):
+        self._ids, self._rows, self._error = ids, rows, error
+
+    def lookup(self, ids):
+        """Every truth column for `ids`, from the last `prefetch`."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = self.base.rows_of(ids)
+        if np.any(rows < 0):
+            missing = ids[rows < 0]
+            raise InputError(
+                f"{self.path}: {len(missing)} id(s) not in the randoms truth table (first: {missing[0]})")
+        if self._error is not None:
+            raise BrickError(f"truth rows not read: {self._error}")
+        if not len(ids):
+            return {name: np.zeros(0, dtype) for name, (dtype, _) in self.schema.items()}
+        where = np.searchsorted(self._ids, ids)
+        fetched = self._rows is not None and np.all(where < len(self._ids))
+        if not fetched or np.any(self._ids[where] != ids):
+            raise BrickError("truth rows were not fetched for this brick (internal error)")
+        return {name: values[where] for name, values in self._rows.items()}
