@@ -9,8 +9,9 @@ HDF5_DIR ?= /usr/lib/x86_64-linux-gnu/hdf5/mpich
 MPIEXEC ?= mpiexec
 DEMO_DIR ?= demo
 APT_PACKAGES := mpich libhdf5-mpich-dev pkg-config
-# the PostgreSQL server the database tests start (tests/pgserver.py, under /usr/lib/postgresql/*/bin)
-PG_APT_PACKAGES := postgresql
+# the PostgreSQL server the database tests start (tests/pgserver.py, under /usr/lib/postgresql/*/bin),
+# and fitsverify, which checks the FITS export
+PG_APT_PACKAGES := postgresql fitsverify
 # the root user inside containers has no sudo; elsewhere use it
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -39,7 +40,7 @@ $(VENV)/.stamp-mpi: $(VENV)/.stamp-system
 	@touch $@
 
 $(VENV)/.stamp-postgres: $(VENV)/.stamp-system
-	@if ! ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v fitsverify >/dev/null; then \
 	  echo "installing system packages: $(PG_APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(PG_APT_PACKAGES); \
 	fi
