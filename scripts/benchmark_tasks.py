@@ -21,9 +21,12 @@ import fitsio
 import numpy as np
 from mpi4py import MPI
 
+from obiwan_h5.core.schema import conform_into, union_schemas
+from obiwan_h5.fileformat import Column
 from obiwan_h5.job import DeriveOptions
 from obiwan_h5.job.compute import BrickReader
 from obiwan_h5.job.plan import assign_ranges
+from obiwan_h5.job.scan import scan_brick
 from obiwan_h5.production.inputs import read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
 from obiwan_h5.production.layout import Production, read_brick_list
 from obiwan_h5.production.truth import TruthTable
@@ -57,6 +60,23 @@ def read_inputs(data_dir):
     return comm.allreduce(rows)
 
 
+def brick_table(reader, brick):
+    """The derived rows of one brick as one table, as derived_tables.py wrote them."""
+    _, inputs = scan_brick(reader.production, brick, reader.truth, reader.bounds[brick])
+    reader.scanned[brick] = inputs
+    pieces = reader.parts(brick)
+    schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
+                            for piece in pieces])
+    columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]
+    nrows = sum(len(piece["unique_id"]) for piece in pieces)
+    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
+    start = 0
+    for piece in pieces:
+        conform_into(rows, start, piece, columns, len(piece["unique_id"]))
+        start += len(piece["unique_id"])
+    return rows
+
+
 def _as_records(columns):
     dtype = [(name, values.dtype, values.shape[1:]) for name, values in columns.items()]
     records = np.empty(len(next(iter(columns.values()))), dtype=dtype)
@@ -86,7 +106,7 @@ def legacy(data_dir, out_dir):
     # stage 1: one derived table per brick
     written = []
     for brick in mine:
-        columns = reader.rows(brick)
+        columns = brick_table(reader, brick)
         path = os.path.join(per_brick, f"derived_{brick}.fits")
         fitsio.write(path, _as_records(columns), clobber=True)
         written.append(path)

@@ -84,7 +84,7 @@ def derive(options, comm, command_line=""):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with _output_lock(options, comm), _shared_truth(options, comm) as (truth, bounds):
+    with _output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds):
         ranges = assign_ranges(_brick_weights(options, comm, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
@@ -188,7 +188,7 @@ def _brick_weights(options, comm, bricknames):
 # ----------------------------------------------------------------------------- phase 2
 
 @contextlib.contextmanager
-def _shared_truth(options, comm):
+def _shared_truth(options, comm, bricknames):
     """The truth table on every rank, indexed once, and the survey-bricks rows.
 
     With several ranks, rank 0 reads the id column and writes the sorted index to two
@@ -202,7 +202,8 @@ def _shared_truth(options, comm):
     if comm.rank == 0:
         try:
             truth = open_truth(options, comm)
-            bounds = read_survey_bricks(options.survey_bricks)
+            # only the job's bricks: the full survey-bricks table has 660,000 rows
+            bounds = read_survey_bricks(options.survey_bricks, bricknames)
             if comm.size > 1:
                 index_files = _write_truth_index(truth, os.path.dirname(options.output))
         except InputError as err:

@@ -207,7 +207,7 @@ def test_truth_index_is_built_once_and_shared(production, workdir):
     output = os.path.join(workdir, f"index-{comm.size}.h5")
     options = DeriveOptions(production, output, overwrite=True)
     alone = TruthTable(os.path.join(production, "randoms.fits"))
-    with _shared_truth(options, comm) as (truth, bounds):
+    with _shared_truth(options, comm, open(os.path.join(production, "bricks.txt")).read().split()) as (truth, bounds):
         shared = [name for name in os.listdir(workdir) if name.startswith(".obiwan-h5-truth-")]
         if comm.size > 1:
             assert len(shared) == 2
