@@ -84,7 +84,7 @@ def derive(options, comm, command_line=""):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with _output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds):
+    with _shared_truth(options, comm, bricknames) as (truth, bounds), _output_lock(options, comm):
         ranges = assign_ranges(_brick_weights(options, comm, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
