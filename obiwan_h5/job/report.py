@@ -41,13 +41,15 @@ class Clock:
 
 
 def file_attrs(options, comm, command_line, plan):
+    """The root attributes of a new file: format, provenance, bit and selection
+    definitions; with truth from PostgreSQL, what its NULLs became."""
     names = {column.name for column in plan.columns}
     mask_columns = None
     for kind in ("anymask", "allmask"):
         if f"tractor_{kind}_g" in names or f"tractor_decam_{kind}" in names:
             mask_columns = kind
             break
-    return {
+    attrs = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "software_version": __version__,
@@ -61,6 +63,25 @@ def file_attrs(options, comm, command_line, plan):
         "nranks": comm.size,
         "fingerprint_kind": options.fingerprint_kind,
     }
+    if options.randoms_db is not None:
+        attrs["truth_null_values"] = truth_null_values(plan.columns)
+    return attrs
+
+
+def truth_null_values(columns):
+    """``{column: value}``: what a NULL of the truth table became in each ``psql_*``
+    column that has no NaN to hold it (integers: the smallest value of the dtype; booleans:
+    false; text: empty), so that readers can mask them."""
+    from ..production.truthdb import NULL_FILL
+
+    found = {}
+    for column in columns:
+        dtype = np.dtype(column.dtype)
+        if column.name.startswith("psql_") and dtype.kind in "iubS":
+            value = NULL_FILL[dtype.str] if dtype.kind in "iu" else NULL_FILL[dtype.kind]
+            found[column.name] = value.decode() if isinstance(value, bytes) else (
+                bool(value) if dtype.kind == "b" else int(value))
+    return found
 
 
 def progress(totals, started):

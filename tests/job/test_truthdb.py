@@ -206,6 +206,10 @@ def test_text_bool_and_null_integer_columns_reach_the_file(loaded, production, t
     with h5py.File(output, "r") as f:
         ids, label = f["randoms/psql_id"][:], f["randoms/psql_label"][:]
         flag, even, g = f["randoms/psql_flag"][:], f["randoms/psql_even"][:], f["randoms/psql_g"][:]
+        nulls = json.loads(f.attrs["truth_null_values"])
+    # the file says what a NULL became where no NaN can hold it
+    assert nulls["psql_flag"] == np.iinfo(np.int32).min and nulls["psql_label"] == "" and nulls["psql_even"] is False
+    assert "psql_g" not in nulls
     width = max(len(f"src{i}") for i in ids)
     assert label.dtype.kind == "S" and label.dtype.itemsize >= width
     assert list(label[ids % 3 != 0]) == [f"src{i}".encode() for i in ids[ids % 3 != 0]]
