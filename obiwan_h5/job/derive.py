@@ -346,12 +346,18 @@ def _file_attrs(options, comm, command_line, plan):
 
 def _resume_mismatch(writer, index, plan, options, comm):
     """Why the existing file cannot be resumed with this plan and these options, or None."""
-    stored = None
+    stored = summary = ours = None
     if writer.file is not None:
         stored = json.loads(writer.file.attrs.get("inputs", "{}"))
-        if writer.file.attrs.get("format") != FORMAT_NAME:
-            return f"{options.output}: not an obiwan_h5 file"
-    stored = comm.bcast(stored, root=0) if writer.mode == "funnel" else stored
+        ours = writer.file.attrs.get("format") == FORMAT_NAME
+        summary = sorted(writer.file["summary"]) if "summary" in writer.file else []
+    if writer.mode == "funnel":
+        # only rank 0 holds the file: every rank must reach the same answer
+        stored, summary, ours = comm.bcast((stored, summary, ours), root=0)
+    if not ours:
+        return f"{options.output}: not an obiwan_h5 file"
+    if summary != sorted(SUMMARY_COLUMNS):
+        return f"{options.output}: made by a version with other summary columns; cannot resume"
     for key, value in options.fingerprint().items():
         if stored.get(key) != value:
             return f"{options.output}: made with {key}={stored.get(key)!r}, now {value!r}; cannot resume"
