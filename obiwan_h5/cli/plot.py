@@ -1,5 +1,7 @@
 """``obiwan-h5 plot``: the standard analysis figures (docs/plot.md)."""
 
+import sys
+
 from ..plot.figures import DEFAULT_BATCH_ROWS, DEFAULT_MAX_SAMPLE, FIGURES, make_figures
 from .options import add_bricks_argument
 
@@ -29,4 +31,9 @@ def run_plot(args):
     numbers = make_figures(args.input, args.output_dir, only=args.only, bricks=args.bricks, sample=args.sample,
                            seed=args.seed, batch_rows=args.batch_rows, max_sample=args.max_sample)
     print(numbers["index"])
+    for name, reason in numbers["skipped"].items():
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    if not numbers["drawn"]:
+        print("obiwan-h5 plot: no figure could be drawn", file=sys.stderr)
+        return 1
     return 0

@@ -35,11 +35,22 @@ from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
 from .accumulate import ACCUMULATORS, INJECTED_CLASSES, TYPE_COLUMNS
 from .draw import DRAWERS
+from .draw_thesis import THESIS_DRAWERS
 from .stats import MAG_BINS, MIN_BIN_COUNT, coalesce
+from .thesis import THESIS_ACCUMULATORS
 
 __all__ = ["FIGURES", "make_figures", "select_bricks"]
 
-FIGURES = ("recovery", "flux_residuals", "astrometry", "confusion", "targets", "skymap")
+# (section title, figures), in page order
+SECTIONS = (
+    ("Recovery, photometry and astrometry", ("recovery", "flux_residuals", "astrometry", "confusion")),
+    ("Target selection", ("targets",)),
+    ("Imaging systematics", ("systematics",)),
+    ("Per brick", ("skymap",)),
+)
+FIGURES = tuple(name for _, names in SECTIONS for name in names)
+ALL_ACCUMULATORS = {**ACCUMULATORS, **THESIS_ACCUMULATORS}
+ALL_DRAWERS = {**DRAWERS, **THESIS_DRAWERS}
 # rows kept per band in the random samples behind the robust statistics and 2-D histograms
 DEFAULT_MAX_SAMPLE = 200_000
 
@@ -60,6 +71,12 @@ CAPTIONS = {
     "targets": "Completeness = true∧measured / true and contamination = measured∧¬true / measured (targets_mask "
                "bits 3–5 vs 0–2), in 0.2-mag bins of true de-extincted r (DESI ELG) or g (eBOSS ELG), with 68% "
                "Wilson intervals; legend: totals; grey: numbers of true- and measured-selected sources.",
+    "systematics": "Recovered fraction (top two rows; black: all injected sources, dashed: true-selected "
+                   "targets of each selection) and the ratio of measured- to true-selected targets (bottom two "
+                   "rows; dotted: the ratio over all bricks) in bins of each brick's imaging conditions from the "
+                   "summary (5σ galaxy and PSF depth and PSF FWHM of its recovered sources, per band, and E(B-V)); "
+                   "up to 8 bins of about equal numbers of bricks (grey: bricks per bin), points at the median "
+                   "brick value; 68% Wilson intervals (ratio: Wilson on n_meas/(n_meas+n_true)).",
     "skymap": "Per-brick frac_recovered and galdepth_g (5σ AB galaxy depth from the median galdepth inverse "
               "variance of the brick's recovered sources) from the summary table, drawn as brick-sized squares "
               "at the brick centres (RA increasing to the left).",
@@ -146,8 +163,8 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
     with open_derived(path) as derived:
         chosen, brick_info = select_bricks(derived, bricks, sample, seed)
         radius = float(derived.attrs.get("match_radius_arcsec", 1.0))
-        accumulators = {name: ACCUMULATORS[name](derived.columns, np.random.default_rng([seed, i]),
-                                                 max_sample, radius)
+        accumulators = {name: ALL_ACCUMULATORS[name](derived.columns, np.random.default_rng([seed, i]),
+                                                     max_sample, radius)
                         for i, name in enumerate(FIGURES) if name in names}
         streamed = [acc for acc in accumulators.values() if acc.name != "skymap" and acc.missing is None]
         columns = []
@@ -161,20 +178,22 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
                 rows += len(batch[columns[0]])
                 for acc in streamed:
                     acc.add(batch)
-        if "skymap" in accumulators:
-            _load_summary(derived, accumulators["skymap"], chosen)
+        for acc in accumulators.values():
+            if hasattr(acc, "SUMMARY"):
+                _load_summary(derived, acc, chosen)
         input_attrs = {"software_version": str(derived.attrs.get("software_version", "")),
                        "nrows": derived.nrows}
     os.makedirs(out_dir, exist_ok=True)
     subtitle = (f"{os.path.basename(path)}: {brick_info['n_bricks_used']} bricks"
                 f"{f' (sample {sample:g})' if sample is not None else ''}, {rows} rows")
-    figures, files = {}, {}
+    figures, files, skipped = {}, {}, {}
     for name, acc in accumulators.items():
         figures[name] = acc.numbers()
         if acc.missing:
-            figures[name]["missing"] = acc.missing
+            # drawn as a "no data" page all the same, so that links never break
+            figures[name]["missing"] = skipped[name] = acc.missing
         files[name] = f"{name}.png"
-        DRAWERS[name](acc, figures[name], os.path.join(out_dir, files[name]), subtitle)
+        ALL_DRAWERS[name](acc, figures[name], os.path.join(out_dir, files[name]), subtitle)
     numbers = {
         "input": os.path.abspath(path), "input_rows": input_attrs["nrows"],
         "input_software_version": input_attrs["software_version"], "software_version": __version__,
@@ -182,7 +201,8 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
         "bricks": brick_info, "rows_used": rows, "columns_read": columns, "mag_bins": list(map(float, MAG_BINS)),
         "match_radius_arcsec": radius, "max_sample": max_sample,
         "captions": {name: CAPTIONS[name].format(radius=radius) for name in figures},
-        "files": files, "figures": figures,
+        "files": files, "figures": figures, "skipped": skipped,
+        "drawn": [name for name in figures if name not in skipped],
     }
     numbers = _jsonable(numbers)
     numbers_path = os.path.join(out_dir, "numbers.json")
@@ -195,13 +215,14 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
     return numbers
 
 
-def _load_summary(derived, skymap, chosen):
-    wanted = [name for name in skymap.SUMMARY + ("brick_area",) if name in derived.summary_columns]
+def _load_summary(derived, acc, chosen):
+    """Give an accumulator with a ``SUMMARY`` list the summary rows of the chosen bricks."""
+    wanted = [name for name in acc.SUMMARY + ("brick_area",) if name in derived.summary_columns]
     if not chosen:
-        skymap.set_summary({name: np.zeros(0) for name in wanted}, derived.summary_columns)
+        acc.set_summary({name: np.zeros(0) for name in wanted}, derived.summary_columns)
         return
     table = derived.summary(wanted, bricks=chosen, as_="numpy") if wanted else {}
-    skymap.set_summary(table, derived.summary_columns)
+    acc.set_summary(table, derived.summary_columns)
 
 
 def _jsonable(value):
@@ -262,6 +283,25 @@ def _numbers_table(name, d):
                 for v in d["selections"].values()]
         return _table(["selection", "mag axis", "true", "measured", "true ∧ measured", "measured ∧ ¬true",
                        "completeness", "contamination"], rows)
+    if name == "systematics":
+        rows = []
+        for prop in d["properties"].values():
+            if not prop.get("n_bricks"):
+                continue
+            fractions = [v for v in prop["fraction"] if v is not None]
+            row = [prop["label"], len(prop["n_bricks"]),
+                   f"{_f(min(fractions) if fractions else None)} – {_f(max(fractions) if fractions else None)}"]
+            for sel in ("desi_elg", "eboss_ngc", "eboss_sgc"):
+                ratios = [v for v in prop["selections"][sel]["ratio"] if v is not None]
+                row.append(f"{_f(min(ratios), '.2f')} – {_f(max(ratios), '.2f')}" if ratios else "n/a")
+            rows.append(row)
+        ratio = d["density_ratio"]
+        return (f"<p>{d['n_bricks']} bricks, {d['n_rows']} rows; overall recovered fraction "
+                f"{_f(d['fraction_recovered'])}; measured/true selected: DESI ELG {_f(ratio['desi_elg'], '.2f')}, "
+                f"eBOSS NGC {_f(ratio['eboss_ngc'], '.2f')}, eBOSS SGC {_f(ratio['eboss_sgc'], '.2f')}. Range over "
+                "bins (every bin: numbers.json):</p>"
+                + _table(["property", "bins", "recovered fraction", "DESI ELG meas/true", "eBOSS NGC meas/true",
+                          "eBOSS SGC meas/true"], rows))
     if name == "skymap":
         rows = [[key, _f(v["median"]), _f(v["min"]), _f(v["max"])]
                 for key, v in d.items() if isinstance(v, dict)]
@@ -271,7 +311,8 @@ def _numbers_table(name, d):
 
 TITLES = {"recovery": "Recovered fraction vs true magnitude", "flux_residuals": "Flux residuals",
           "astrometry": "Astrometric residuals", "confusion": "Injected morphology vs Tractor type",
-          "targets": "Target selection: completeness and contamination", "skymap": "Sky maps per brick"}
+          "targets": "Target selection: completeness and contamination", "skymap": "Sky maps per brick",
+          "systematics": "Imaging systematics: recovery and target density vs depth, seeing, extinction"}
 
 
 def _index_html(numbers):
@@ -292,13 +333,24 @@ def _index_html(numbers):
         f"{bricks['n_bricks_not_done']} requested bricks not done (skipped). "
         f"Made {html.escape(numbers['created'])} by obiwan_h5 {html.escape(numbers['software_version'])}. "
         "All numbers: <a href='numbers.json'>numbers.json</a>.</p>",
-        "<ul>" + "".join(f"<li><a href='#{name}'>{html.escape(TITLES[name])}</a></li>" for name in numbers["files"])
-        + "</ul>",
     ]
-    for name, filename in numbers["files"].items():
-        parts.append(f"<section id='{name}'><h2>{html.escape(TITLES[name])}</h2>"
-                     f"<p class='caption'>{html.escape(numbers['captions'][name])}</p>"
-                     f"<a href='{html.escape(filename)}'><img src='{html.escape(filename)}' alt='{name}'></a>"
-                     f"{_numbers_table(name, numbers['figures'][name])}</section>")
+    if numbers["skipped"]:
+        parts.append("<p class='missing'>Skipped (no data): " + "; ".join(
+            f"{html.escape(TITLES[name])} — {html.escape(reason)}" for name, reason in numbers["skipped"].items())
+            + "</p>")
+    sections = [(title, [name for name in names if name in numbers["files"]]) for title, names in SECTIONS]
+    sections = [(title, names) for title, names in sections if names]
+    parts.append("<ul>" + "".join(
+        f"<li>{html.escape(title)}<ul>" + "".join(
+            f"<li><a href='#{name}'>{html.escape(TITLES[name])}</a></li>" for name in names) + "</ul></li>"
+        for title, names in sections) + "</ul>")
+    for title, names in sections:
+        parts.append(f"<h2 class='section'>{html.escape(title)}</h2>")
+        for name in names:
+            filename = numbers["files"][name]
+            parts.append(f"<section id='{name}'><h3>{html.escape(TITLES[name])}</h3>"
+                         f"<p class='caption'>{html.escape(numbers['captions'][name])}</p>"
+                         f"<a href='{html.escape(filename)}'><img src='{html.escape(filename)}' alt='{name}'></a>"
+                         f"{_numbers_table(name, numbers['figures'][name])}</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -1,0 +1,84 @@
+"""Drawing of the imaging-systematics page and the thesis figure families (`plot.thesis`).
+
+Same conventions as `draw`: matplotlib object API on the Agg canvas, a "no data" note
+when a figure has nothing to show.
+"""
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from .accumulate import SELECTIONS
+from .draw import _array, _figure, _fmt, _no_data, _save, _yerr
+from .thesis import SYSTEMATICS_PROPERTIES
+
+__all__ = ["THESIS_DRAWERS"]
+
+SELECTION_COLOURS = {"desi_elg": "#1f78b4", "eboss_ngc": "#e31a1c", "eboss_sgc": "#ff7f00"}
+
+
+def _errorbar(ax, x, value, low, high, **style):
+    value, low, high = _array(value), _array(low), _array(high)
+    shown = np.isfinite(x) & np.isfinite(value)
+    if shown.any():
+        high = np.where(np.isfinite(high), high, value)
+        ax.errorbar(x[shown], value[shown], yerr=_yerr(value[shown], low[shown], high[shown]), capsize=2, **style)
+    return shown.any()
+
+
+def draw_systematics(acc, numbers, path, subtitle):
+    props = numbers.get("properties", {})
+    fig = _figure(22, 15)
+    axes = fig.subplots(4, 5)
+    fig.suptitle("Imaging systematics: recovery and selected-target density vs the brick's depth, seeing and "
+                 f"extinction\n{subtitle}; overall recovered {_fmt(numbers.get('fraction_recovered'))}", fontsize=14)
+    top, bottom = axes[:2].ravel(), axes[2:].ravel()
+    names = [name for name, _ in SYSTEMATICS_PROPERTIES]
+    for ax_frac, ax_ratio, name in zip(top, bottom, names):
+        d = props.get(name)
+        if acc.missing or d is None or not d.get("n_bricks"):
+            reason = acc.missing or (f"no summary column {name}" if d is None else "no finite values")
+            _no_data(ax_frac, reason)
+            _no_data(ax_ratio, reason)
+            continue
+        x = _array(d["centre"])
+        ax_frac.set_title(f"recovered fraction vs {name}", fontsize=11)
+        _errorbar(ax_frac, x, d["fraction"], d["low"], d["high"], fmt="o-", color="black", ms=5,
+                  label=f"all injected ({sum(d['n_inj'])})")
+        for sel, label, _ in SELECTIONS:
+            s = d["selections"][sel]
+            if sum(s["n_true"]):
+                _errorbar(ax_frac, x, s["fraction_recovered"], s["fraction_low"], s["fraction_high"], fmt="s--",
+                          ms=4, lw=1, color=SELECTION_COLOURS[sel], alpha=0.8, label=f"true {label}")
+        ax_frac.set_ylim(-0.03, 1.05)
+        ax_ratio.set_title(f"measured / true selected vs {name}", fontsize=11)
+        drawn = False
+        for sel, label, _ in SELECTIONS:
+            s = d["selections"][sel]
+            overall = numbers.get("density_ratio", {}).get(sel)
+            if _errorbar(ax_ratio, x, s["ratio"], s["ratio_low"], s["ratio_high"], fmt="o-", ms=5,
+                         color=SELECTION_COLOURS[sel], label=f"{label} (all: {_fmt(overall, '.2f')})"):
+                drawn = True
+                if overall is not None:
+                    ax_ratio.axhline(overall, color=SELECTION_COLOURS[sel], ls=":", lw=1)
+        if not drawn:
+            _no_data(ax_ratio, "no true-selected targets" if numbers.get("has_targets") else "no targets_mask")
+        else:
+            ax_ratio.axhline(1.0, color="0.4", ls="--", lw=1)
+            ax_ratio.set_ylabel("N measured-selected / N true-selected", fontsize=9)
+            ax_ratio.legend(fontsize=7, loc="best")
+        for ax in (ax_frac, ax_ratio):
+            if drawn or ax is ax_frac:
+                ax.set_xlabel(d["label"], fontsize=10)
+                ax.grid(alpha=0.3)
+                ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax_frac.set_ylabel("recovered fraction", fontsize=9)
+        ax_frac.legend(fontsize=7, loc="lower left", title_fontsize=7,
+                       title=f"{sum(d['n_bricks'])} bricks in {len(d['n_bricks'])} bins, " + (
+                           f"{min(d['n_bricks'])} per bin" if min(d['n_bricks']) == max(d['n_bricks'])
+                           else f"{min(d['n_bricks'])}–{max(d['n_bricks'])} per bin"))
+    for ax in list(top[len(names):]) + list(bottom[len(names):]):
+        ax.set_visible(False)
+    _save(fig, path)
+
+
+THESIS_DRAWERS = {"systematics": draw_systematics}

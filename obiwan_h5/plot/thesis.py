@@ -1,0 +1,184 @@
+"""Accumulators of the imaging-systematics page and of the thesis figure families (SPEC §8).
+
+Same design as `accumulate`: each names the columns it needs (`columns`), is fed row
+batches (`add`) and gives the numbers behind its figure (`numbers`); memory is fixed
+histograms, capped samples, or one set of counters per brick.
+
+`Systematics` joins the streamed rows to the per-brick imaging conditions of the summary
+table (`set_summary`): a source's own Tractor depth exists only when it was recovered, so
+the recovered fraction is binned by its brick's depth, seeing and extinction instead.
+"""
+
+import numpy as np
+
+from ..fileformat import OBIWAN_BITS, TARGET_BITS, bit_set
+from .accumulate import SELECTIONS, Accumulator, _floats, _ints
+from .stats import wilson_interval
+
+__all__ = ["SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Systematics", "density_ratio_interval", "quantile_edges"]
+
+RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
+# (summary column, axis label); depths are 5-sigma AB magnitudes of the brick's recovered sources
+SYSTEMATICS_PROPERTIES = tuple(
+    [(f"galdepth_{b}", f"galaxy depth {b} [AB mag]") for b in "grz"]
+    + [(f"psfdepth_{b}", f"PSF depth {b} [AB mag]") for b in "grz"]
+    + [(f"psfsize_{b}", f"PSF FWHM {b} [arcsec]") for b in "grz"]
+    + [("ebv", "E(B-V) [mag]")])
+# at most this many bins per property, with (about) equal numbers of bricks
+SYSTEMATICS_BINS = 8
+# per-brick counters: injected, recovered, then per selection true, measured, true and recovered
+_COUNTERS = ["n_inj", "n_rec"] + [f"{key}_{sel}" for sel, _, _ in SELECTIONS
+                                  for key in ("n_true", "n_meas", "n_true_rec")]
+
+
+def quantile_edges(values, nbins=SYSTEMATICS_BINS):
+    """Bin edges holding about equal numbers of the finite `values` (fewer bins when there
+    are fewer distinct values); the last edge is inclusive (see `bin_index`)."""
+    values = np.asarray(values, np.float64)
+    values = np.unique(values[np.isfinite(values)])
+    if not len(values):
+        return np.zeros(0)
+    if len(values) <= nbins:
+        # one bin per distinct value: edges half way between them
+        mids = 0.5 * (values[1:] + values[:-1])
+        pad = max(np.ptp(values) * 0.05, 1e-3)
+        return np.concatenate([[values[0] - pad], mids, [values[-1] + pad]])
+    return np.unique(np.quantile(values, np.linspace(0, 1, nbins + 1)))
+
+
+def bin_index(values, edges):
+    """Bin of each value in `edges` (last bin closed), -1 outside or not finite."""
+    values = np.asarray(values, np.float64)
+    index = np.searchsorted(edges, values, side="right") - 1
+    index[values == edges[-1]] = len(edges) - 2
+    bad = ~np.isfinite(values) | (index < 0) | (index > len(edges) - 2)
+    index[bad] = -1
+    return index
+
+
+def density_ratio_interval(n_meas, n_true, z=1.0):
+    """Ratio n_meas / n_true of two counts with its 68 % interval.
+
+    Conditional on their sum, n_meas is binomial with p = ratio / (1 + ratio): the Wilson
+    interval of p, mapped back by p / (1 - p). Returns ``(ratio, low, high)``, NaN when
+    n_true is 0.
+    """
+    n_meas, n_true = np.asarray(n_meas, np.float64), np.asarray(n_true, np.float64)
+    _, low, high = wilson_interval(n_meas, n_meas + n_true, z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(n_true > 0, n_meas / n_true, np.nan)
+        low = np.where(n_true > 0, low / (1 - low), np.nan)
+        high = np.where(n_true > 0, np.where(high < 1, high / (1 - high), np.inf), np.nan)
+    return ratio, low, high
+
+
+class Systematics(Accumulator):
+    """Recovered fraction and measured/true selected-target density ratio in bins of each
+    brick's imaging conditions (summary galdepth, psfdepth, psfsize per band, ebv)."""
+
+    name = "systematics"
+    SUMMARY = ("brickname",) + tuple(name for name, _ in SYSTEMATICS_PROPERTIES)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("brickname", "obiwan_mask")
+        self.has_targets = "targets_mask" in self.available
+        self.index = {}  # brick name -> row of self.counts
+        self.counts = np.zeros((0, len(_COUNTERS)), np.int64)
+        self.properties = {}  # summary column -> per-brick values, aligned with self.bricks
+        self.bricks = []
+
+    def columns(self):
+        return ["brickname", "obiwan_mask"] + (["targets_mask"] if self.has_targets else [])
+
+    def add(self, batch):
+        names, inverse = np.unique(np.asarray(batch["brickname"]), return_inverse=True)
+        rows = []
+        for name in names:
+            if bytes(name) not in self.index:
+                self.index[bytes(name)] = len(self.index)
+            rows.append(self.index[bytes(name)])
+        if len(self.index) > len(self.counts):
+            self.counts = np.vstack([self.counts, np.zeros((len(self.index) - len(self.counts), len(_COUNTERS)),
+                                                           np.int64)])
+        where = np.asarray(rows)[inverse.reshape(-1)]
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += len(recovered)
+        flags = [np.ones(len(recovered), bool), recovered]
+        for sel, _, _ in SELECTIONS:
+            if self.has_targets:
+                true = bit_set(batch["targets_mask"], TARGET_BITS[f"{sel}_true"])
+                measured = bit_set(batch["targets_mask"], TARGET_BITS[sel])
+            else:
+                true = measured = np.zeros(len(recovered), bool)
+            flags += [true, measured, true & recovered]
+        for column, flag in enumerate(flags):
+            self.counts[:, column] += np.bincount(where[flag], minlength=len(self.counts))
+
+    def set_summary(self, table, summary_columns):
+        """Per-brick imaging conditions: the summary rows of the chosen bricks."""
+        present = [name for name, _ in SYSTEMATICS_PROPERTIES if name in summary_columns and name in table]
+        if "brickname" not in summary_columns or not present:
+            if self.missing is None:
+                self.missing = "the summary has no brickname or no depth/psfsize/ebv column"
+            return
+        self.bricks = [bytes(name) for name in np.asarray(table.get("brickname", []), dtype="S8")]
+        self.properties = {name: np.asarray(table[name], np.float64) for name in present}
+
+    def _brick_counts(self):
+        """Counters of the summary's bricks, in summary order (zeros for bricks without rows)."""
+        out = np.zeros((len(self.bricks), len(_COUNTERS)), np.int64)
+        for i, name in enumerate(self.bricks):
+            row = self.index.get(name)
+            if row is not None:
+                out[i] = self.counts[row]
+        return out
+
+    def numbers(self):
+        counts = self._brick_counts()
+        result = {"n_rows": self.rows, "n_bricks": len(self.bricks), "has_targets": self.has_targets,
+                  "interval": "68% Wilson (recovered fraction); density ratio: Wilson interval of "
+                              "n_meas / (n_meas + n_true) mapped by p / (1 - p)",
+                  "binning": f"up to {SYSTEMATICS_BINS} bins of about equal numbers of bricks per property",
+                  "properties": {}}
+        total = counts.sum(axis=0)
+        result["fraction_recovered"] = float(total[1] / total[0]) if total[0] else None
+        result["density_ratio"] = {}
+        for sel, _, _ in SELECTIONS:
+            n_true, n_meas = total[_COUNTERS.index(f"n_true_{sel}")], total[_COUNTERS.index(f"n_meas_{sel}")]
+            result["density_ratio"][sel] = float(n_meas / n_true) if n_true else None
+        for name, label in SYSTEMATICS_PROPERTIES:
+            if name not in self.properties:
+                continue
+            values = self.properties[name]
+            edges = quantile_edges(values)
+            if len(edges) < 2:
+                result["properties"][name] = {"label": label, "edges": [], "n_bricks": []}
+                continue
+            which = bin_index(values, edges)
+            nbins = len(edges) - 1
+            binned = np.zeros((nbins, len(_COUNTERS)), np.int64)
+            np.add.at(binned, which[which >= 0], counts[which >= 0])
+            centre = [float(np.median(values[which == k])) if np.any(which == k) else None for k in range(nbins)]
+            fraction, low, high = wilson_interval(binned[:, 1], binned[:, 0])
+            entry = {"label": label, "edges": _floats(edges), "centre": centre,
+                     "n_bricks": _ints(np.bincount(which[which >= 0], minlength=nbins)),
+                     "n_inj": _ints(binned[:, 0]), "n_rec": _ints(binned[:, 1]),
+                     "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high),
+                     "selections": {}}
+            for sel, _, _ in SELECTIONS:
+                n_true = binned[:, _COUNTERS.index(f"n_true_{sel}")]
+                n_meas = binned[:, _COUNTERS.index(f"n_meas_{sel}")]
+                n_true_rec = binned[:, _COUNTERS.index(f"n_true_rec_{sel}")]
+                ratio, rlow, rhigh = density_ratio_interval(n_meas, n_true)
+                frac_sel, flow, fhigh = wilson_interval(n_true_rec, n_true)
+                entry["selections"][sel] = {
+                    "n_true": _ints(n_true), "n_meas": _ints(n_meas), "n_true_rec": _ints(n_true_rec),
+                    "ratio": _floats(ratio), "ratio_low": _floats(rlow), "ratio_high": _floats(rhigh),
+                    "fraction_recovered": _floats(frac_sel), "fraction_low": _floats(flow),
+                    "fraction_high": _floats(fhigh)}
+            result["properties"][name] = entry
+        return result
+
+
+THESIS_ACCUMULATORS = {cls.name: cls for cls in (Systematics,)}

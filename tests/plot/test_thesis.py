@@ -1,0 +1,117 @@
+"""The imaging-systematics page and the thesis figure families: their numbers."""
+
+import h5py
+import numpy as np
+import pytest
+
+from obiwan_h5.fileformat import SUMMARY_COLUMNS, TARGET_BITS
+from obiwan_h5.plot.figures import make_figures
+from obiwan_h5.plot.stats import wilson_interval
+from obiwan_h5.plot.thesis import Systematics, bin_index, density_ratio_interval, quantile_edges
+
+
+def _bits(*names):
+    return sum(1 << TARGET_BITS[name] for name in names)
+
+
+def _systematics_batch():
+    """Four bricks whose recovered fraction rises with galdepth_g: 0.2, 0.4, 0.6, 0.8 of
+    100 rows each; the measured DESI density is half the true one in the shallowest brick
+    and equal to it in the others."""
+    names, masks, targets = [], [], []
+    for i, brick in enumerate([b"0001p000", b"0002p000", b"0003p000", b"0004p000"]):
+        n_rec = 20 * (i + 1)
+        names += [brick] * 100
+        masks += [1] * n_rec + [0] * (100 - n_rec)
+        # 10 true DESI targets per brick, recovered; measured-selected: 5 (brick 0) or 10
+        true = [_bits("desi_elg_true", "desi_elg")] * (5 if i == 0 else 10) + [_bits("desi_elg_true")] * (
+            5 if i == 0 else 0)
+        targets += true + [0] * (100 - len(true))
+    batch = {"brickname": np.array(names, "S8"), "obiwan_mask": np.array(masks, np.uint8),
+             "targets_mask": np.array(targets, np.uint8)}
+    summary = {"brickname": np.array([b"0003p000", b"0001p000", b"0004p000", b"0002p000"], "S8"),
+               "galdepth_g": np.array([24.0, 23.0, 24.5, 23.5]), "ebv": np.array([0.05, np.nan, 0.05, 0.05])}
+    return batch, summary
+
+
+def test_systematics_recovery_follows_depth():
+    batch, summary = _systematics_batch()
+    acc = Systematics({"brickname", "obiwan_mask", "targets_mask"}, np.random.default_rng(1), 100)
+    half = 170  # two batches, split inside a brick
+    acc.add({name: values[:half] for name, values in batch.items()})
+    acc.add({name: values[half:] for name, values in batch.items()})
+    acc.set_summary(summary, set(SUMMARY_COLUMNS))
+    numbers = acc.numbers()
+    depth = numbers["properties"]["galdepth_g"]
+    assert depth["centre"] == [23.0, 23.5, 24.0, 24.5] and depth["n_bricks"] == [1, 1, 1, 1]
+    assert depth["n_inj"] == [100] * 4 and depth["n_rec"] == [20, 40, 60, 80]
+    assert np.allclose(depth["fraction"], [0.2, 0.4, 0.6, 0.8])
+    _, low, high = wilson_interval(np.array([20, 40, 60, 80]), np.array([100] * 4))
+    assert np.allclose(depth["low"], low) and np.allclose(depth["high"], high)
+    desi = depth["selections"]["desi_elg"]
+    assert desi["n_true"] == [10] * 4 and desi["n_meas"] == [5, 10, 10, 10]
+    assert np.allclose(desi["ratio"], [0.5, 1, 1, 1]) and desi["fraction_recovered"] == [1.0] * 4
+    assert desi["ratio_low"][0] < 0.5 < desi["ratio_high"][0]
+    # the eBOSS selections have no targets here: ratios undefined, not 0
+    assert numbers["properties"]["galdepth_g"]["selections"]["eboss_ngc"]["ratio"] == [None] * 4
+    assert np.isclose(numbers["fraction_recovered"], 0.5)
+    assert np.isclose(numbers["density_ratio"]["desi_elg"], 35 / 40)
+    # ebv: one brick without a value is left out; the three others share one value
+    ebv = numbers["properties"]["ebv"]
+    assert ebv["n_bricks"] == [3] and ebv["n_inj"] == [300] and ebv["n_rec"] == [40 + 60 + 80]
+    assert "psfsize_g" not in numbers["properties"]  # not in the summary table given
+
+
+def test_systematics_without_summary_is_skipped():
+    acc = Systematics({"brickname", "obiwan_mask"}, np.random.default_rng(1), 100)
+    acc.set_summary({}, {"brickname"})
+    assert "summary" in acc.missing
+    no_brick = Systematics({"obiwan_mask"}, np.random.default_rng(1), 100)
+    assert "brickname" in no_brick.missing
+
+
+def test_quantile_edges_and_bins():
+    values = np.arange(100.0)
+    edges = quantile_edges(values, 4)
+    which = bin_index(values, edges)
+    assert len(edges) == 5 and list(np.bincount(which)) == [25, 25, 25, 25]
+    assert bin_index(np.array([np.nan, -1.0, 99.0]), edges).tolist() == [-1, -1, 3]
+    assert len(quantile_edges(np.array([1.0, 1.0, 2.0]))) == 3  # one bin per distinct value
+    assert len(quantile_edges(np.array([np.nan]))) == 0
+
+
+def test_density_ratio_interval():
+    ratio, low, high = density_ratio_interval(np.array([10, 0, 5]), np.array([10, 10, 0]))
+    assert ratio[0] == 1 and low[0] < 1 < high[0] and ratio[1] == 0 and low[1] == 0
+    assert np.isnan(ratio[2])
+    # symmetric in log: swapping the counts inverts the interval
+    r2, low2, high2 = density_ratio_interval(np.array([30]), np.array([20]))
+    r3, low3, high3 = density_ratio_interval(np.array([20]), np.array([30]))
+    assert np.isclose(r2[0] * r3[0], 1) and np.isclose(low2[0] * high3[0], 1)
+
+
+@pytest.fixture(scope="module")
+def thesis_figures(dr5_derived, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("thesis"))
+    return out, make_figures(dr5_derived, out)
+
+
+def test_systematics_numbers_match_the_file(thesis_figures, dr5_derived):
+    _, numbers = thesis_figures
+    sysn = numbers["figures"]["systematics"]
+    with h5py.File(dr5_derived, "r") as handle:
+        summary = {name: handle["summary"][name][:] for name in ("galdepth_r", "n_inj", "n_rec", "n_true_desi_elg")}
+        targets = handle["randoms/targets_mask"][:]
+        bricks = handle["randoms/brickname"][:]
+    depth = sysn["properties"]["galdepth_r"]
+    edges = np.array(depth["edges"])
+    which = bin_index(summary["galdepth_r"], edges)
+    for k in range(len(edges) - 1):
+        assert depth["n_inj"][k] == summary["n_inj"][which == k].sum()
+        assert depth["n_rec"][k] == summary["n_rec"][which == k].sum()
+        assert depth["selections"]["desi_elg"]["n_true"][k] == summary["n_true_desi_elg"][which == k].sum()
+    measured = (targets >> TARGET_BITS["eboss_ngc"]) & 1
+    true = (targets >> TARGET_BITS["eboss_ngc_true"]) & 1
+    assert np.isclose(sysn["density_ratio"]["eboss_ngc"], measured.sum() / true.sum())
+    assert sum(depth["n_bricks"]) == len(np.unique(bricks))
+    assert "systematics" in numbers["drawn"] and not numbers["skipped"]
