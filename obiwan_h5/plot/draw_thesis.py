@@ -5,11 +5,13 @@ when a figure has nothing to show.
 """
 
 import numpy as np
+from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
-from .accumulate import SELECTIONS
-from .draw import _array, _figure, _fmt, _no_data, _save, _yerr
-from .thesis import SYSTEMATICS_PROPERTIES
+from .accumulate import CHI_BINS, SELECTIONS
+from .draw import BAND_COLOURS, _array, _figure, _fmt, _mag_limits, _no_data, _save, _yerr
+from .stats import MAG_BINS
+from .thesis import RESIDUALS, SYSTEMATICS_PROPERTIES
 
 __all__ = ["THESIS_DRAWERS"]
 
@@ -81,4 +83,63 @@ def draw_systematics(acc, numbers, path, subtitle):
     _save(fig, path)
 
 
-THESIS_DRAWERS = {"systematics": draw_systematics}
+def _residual_hist(ax, name, d):
+    hist = np.asarray(d["hist"], np.float64)
+    width = np.diff(CHI_BINS)
+    density = hist / max(hist.sum(), 1) / width
+    colour = BAND_COLOURS.get(name[-1], "#444") if name.startswith("flux_") else "#444"
+    ax.stairs(density, CHI_BINS, color=colour, lw=1.8, label=f"data ({d['n']}, {d['n_outside_bins']} beyond ±6)")
+    grid = np.linspace(CHI_BINS[0], CHI_BINS[-1], 400)
+    ax.plot(grid, np.exp(-0.5 * grid ** 2) / np.sqrt(2 * np.pi), "k--", lw=1, label="unit normal")
+    if d["fit_sigma"] is not None:
+        mean, sigma = d["fit_mean"], d["fit_sigma"]
+        ax.plot(grid, np.exp(-0.5 * ((grid - mean) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma), "k-", lw=1.2,
+                label=f"fit: mean {mean:+.2f}, σ {sigma:.2f}")
+    ax.axvline(0, color="0.5", ls=":", lw=1)
+    ax.set_xlim(CHI_BINS[0], CHI_BINS[-1])
+    ax.set_ylim(0, 1.35 * max(density.max(), 0.4))  # room for the legend above the peak
+    ax.set_xlabel(RESIDUALS[name], fontsize=10)
+    ax.set_ylabel("density", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+
+
+def draw_residuals(acc, numbers, path, subtitle):
+    fig = _figure(16, 14)
+    axes = fig.subplots(3, 3)
+    fig.suptitle(f"Residuals of recovered sources in units of the Tractor σ, with Gaussian fits\n{subtitle}",
+                 fontsize=14)
+    quantities = numbers.get("quantities", {})
+    for ax, name in zip(axes[:2].ravel(), ["flux_g", "flux_r", "flux_z", "rhalf", "e1", "e2"]):
+        ax.set_title(name.replace("_", " "), fontsize=12)
+        d = quantities.get(name)
+        if acc.missing or d is None or not sum(d["hist"]):
+            _no_data(ax, acc.missing or ("columns absent" if d is None else "no recovered source with ivar > 0"))
+            continue
+        _residual_hist(ax, name, d)
+    for ax, b in zip(axes[2], "grz"):
+        ax.set_title(f"flux {b} residual / σ vs true {b}", fontsize=12)
+        d = quantities.get(f"flux_{b}")
+        counts = None if d is None else np.asarray(d["vs_mag"], np.float64)
+        limits = None if counts is None else _mag_limits([counts.sum(axis=1)])
+        if acc.missing or limits is None:
+            _no_data(ax, acc.missing or "no recovered source with a flux ivar")
+            continue
+        image = ax.pcolormesh(MAG_BINS, CHI_BINS, np.ma.masked_equal(counts.T, 0), cmap="Greys",
+                              norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)))
+        centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
+        ax.plot(centres, _array(d["median"]), color=BAND_COLOURS[b], lw=2, label="median")
+        for key in ("q25", "q75"):
+            ax.plot(centres, _array(d[key]), color=BAND_COLOURS[b], lw=1, ls="--",
+                    label="25% / 75%" if key == "q25" else None)
+        ax.axhline(0, color="k", ls=":", lw=1)
+        ax.set_xlim(*limits)
+        ax.set_ylim(CHI_BINS[0], CHI_BINS[-1])
+        ax.set_xlabel(f"true de-extincted {b} [AB mag]", fontsize=10)
+        ax.set_ylabel(f"(Tractor − true) {b} flux / σ (clipped to ±6)", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
+        fig.colorbar(image, ax=ax, label="sources", shrink=0.8)
+    _save(fig, path)
+
+
+THESIS_DRAWERS = {"systematics": draw_systematics, "residuals": draw_residuals}

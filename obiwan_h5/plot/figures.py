@@ -43,7 +43,7 @@ __all__ = ["FIGURES", "make_figures", "select_bricks"]
 
 # (section title, figures), in page order
 SECTIONS = (
-    ("Recovery, photometry and astrometry", ("recovery", "flux_residuals", "astrometry", "confusion")),
+    ("Recovery, photometry and astrometry", ("recovery", "flux_residuals", "residuals", "astrometry", "confusion")),
     ("Target selection", ("targets",)),
     ("Imaging systematics", ("systematics",)),
     ("Per brick", ("skymap",)),
@@ -71,6 +71,11 @@ CAPTIONS = {
     "targets": "Completeness = true∧measured / true and contamination = measured∧¬true / measured (targets_mask "
                "bits 3–5 vs 0–2), in 0.2-mag bins of true de-extincted r (DESI ELG) or g (eBOSS ELG), with 68% "
                "Wilson intervals; legend: totals; grey: numbers of true- and measured-selected sources.",
+    "residuals": "Recovered sources: residuals in units of the Tractor σ — flux per band (Tractor minus "
+                 "injected, both extincted, × √flux_ivar), and half-light radius and e1/e2 (Tractor shapeexp for "
+                 "EXP/REX/SIMP, shapedev for DEV, minus the injected value, × √ivar) — as densities within ±6 with "
+                 "the unit normal (dashed) and a least-squares Gaussian fit (solid); bottom: flux residual/σ vs "
+                 "true magnitude (log grey scale) with its median and quartiles per 0.2-mag bin.",
     "systematics": "Recovered fraction (top two rows; black: all injected sources, dashed: true-selected "
                    "targets of each selection) and the ratio of measured- to true-selected targets (bottom two "
                    "rows; dotted: the ratio over all bricks) in bins of each brick's imaging conditions from the "
@@ -283,6 +288,10 @@ def _numbers_table(name, d):
                 for v in d["selections"].values()]
         return _table(["selection", "mag axis", "true", "measured", "true ∧ measured", "measured ∧ ¬true",
                        "completeness", "contamination"], rows)
+    if name == "residuals":
+        rows = [[v["label"], v["n"], v["n_outside_bins"], _f(v["fit_mean"], "+.3f"), _f(v["fit_sigma"])]
+                for v in d["quantities"].values()]
+        return _table(["residual", "N", "beyond ±6", "fit mean", "fit σ"], rows)
     if name == "systematics":
         rows = []
         for prop in d["properties"].values():
@@ -312,6 +321,7 @@ def _numbers_table(name, d):
 TITLES = {"recovery": "Recovered fraction vs true magnitude", "flux_residuals": "Flux residuals",
           "astrometry": "Astrometric residuals", "confusion": "Injected morphology vs Tractor type",
           "targets": "Target selection: completeness and contamination", "skymap": "Sky maps per brick",
+          "residuals": "Residuals in units of σ, and vs magnitude",
           "systematics": "Imaging systematics: recovery and target density vs depth, seeing, extinction"}
 
 

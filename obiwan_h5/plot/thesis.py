@@ -11,11 +11,13 @@ the recovered fraction is binned by its brick's depth, seeing and extinction ins
 
 import numpy as np
 
-from ..fileformat import OBIWAN_BITS, TARGET_BITS, bit_set
-from .accumulate import SELECTIONS, Accumulator, _floats, _ints
-from .stats import wilson_interval
+from ..core.photometry import band_quantity, tractor_types
+from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, bit_set
+from .accumulate import CHI_BINS, SELECTIONS, Accumulator, _floats, _ints, tractor_band_column, true_magnitude
+from .stats import MAG_BINS, wilson_interval
 
-__all__ = ["SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Systematics", "density_ratio_interval", "quantile_edges"]
+__all__ = ["RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
+           "density_ratio_interval", "gaussian_fit", "histogram_quantiles", "quantile_edges"]
 
 RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # (summary column, axis label); depths are 5-sigma AB magnitudes of the brick's recovered sources
@@ -181,4 +183,157 @@ class Systematics(Accumulator):
         return result
 
 
-THESIS_ACCUMULATORS = {cls.name: cls for cls in (Systematics,)}
+# ------------------------------------------------------------------- residuals in sigma
+
+# residual name -> (label); flux residuals are extincted Tractor flux minus simcat flux as added
+RESIDUALS = {**{f"flux_{b}": f"(Tractor − true) {b} flux / σ" for b in BANDS},
+             "rhalf": "(Tractor − true) half-light radius / σ",
+             "e1": "(Tractor − true) e1 / σ", "e2": "(Tractor − true) e2 / σ"}
+# Tractor profile whose shape is compared with the injected one, by fitted type
+_SHAPE_MODEL = {b"EXP": "shapeexp", b"REX": "shapeexp", b"SIMP": "shapeexp", b"DEV": "shapedev"}
+
+
+def gaussian_fit(hist, bins):
+    """Least-squares fit of a normal density to a histogram: ``(mean, sigma)`` or Nones.
+
+    The histogram is normalised over its own range (as the old thesis script did), so
+    the fit describes the core of the distribution within the bins.
+    """
+    from scipy.optimize import curve_fit
+
+    hist = np.asarray(hist, np.float64)
+    total = hist.sum()
+    if total < 3:
+        return None, None
+    width = np.diff(bins)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    density = hist / (total * width)
+    mean0 = float(np.sum(centres * hist) / total)
+    sigma0 = float(np.sqrt(max(np.sum((centres - mean0) ** 2 * hist) / total, width[0] ** 2)))
+
+    def model(x, mean, sigma):
+        return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (np.sqrt(2 * np.pi) * abs(sigma))
+
+    try:
+        (mean, sigma), _ = curve_fit(model, centres, density, p0=[mean0, sigma0], maxfev=2000)
+    except (RuntimeError, ValueError):
+        return None, None
+    return float(mean), float(abs(sigma))
+
+
+def histogram_quantiles(hist2d, bins, levels=(0.25, 0.5, 0.75), min_count=5):
+    """Quantiles along axis 1 of a 2-D histogram (one row per x bin), interpolated within
+    the bins of the cumulative counts; NaN for rows with fewer than `min_count`."""
+    hist2d = np.asarray(hist2d, np.float64)
+    out = np.full((len(levels), len(hist2d)), np.nan)
+    for row, counts in enumerate(hist2d):
+        total = counts.sum()
+        if total < min_count:
+            continue
+        cumulative = np.concatenate([[0.0], np.cumsum(counts)]) / total
+        for k, level in enumerate(levels):
+            out[k, row] = np.interp(level, cumulative, bins)
+    return out
+
+
+class Residuals(Accumulator):
+    """Residuals of recovered sources in units of their Tractor σ: flux per band, half-light
+    radius and ellipticity; histograms (with a Gaussian fit) and, for the fluxes, a 2-D
+    histogram against true magnitude."""
+
+    name = "residuals"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("obiwan_mask")
+        self.flux_bands = []
+        for b in BANDS:
+            if (tractor_band_column(self.available, "flux", b) and tractor_band_column(self.available, "flux_ivar", b)
+                    and {f"{b}flux", f"mw_transmission_{b}"} <= self.available):
+                self.flux_bands.append(b)
+        self.truth = {}
+        for key in ("rhalf", "e1", "e2"):
+            for name in (key, f"psql_{key}"):
+                if name in self.available:
+                    self.truth[key] = name
+                    break
+        self.shapes = [key for key in self.truth if "tractor_type" in self.available and all(
+            f"tractor_{model}_{'r' if key == 'rhalf' else key}{suffix}" in self.available
+            for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar"))]
+        self.names = [f"flux_{b}" for b in self.flux_bands] + self.shapes
+        if not self.names and self.missing is None:
+            self.missing = "no Tractor flux/flux_ivar with simcat fluxes, and no Tractor shapes with injected ones"
+        self.hist = {name: np.zeros(len(CHI_BINS) - 1, np.int64) for name in self.names}
+        self.outside = dict.fromkeys(self.names, 0)
+        self.vs_mag = {b: np.zeros((len(MAG_BINS) - 1, len(CHI_BINS) - 1), np.int64) for b in self.flux_bands}
+
+    def columns(self):
+        names = ["obiwan_mask"]
+        for b in self.flux_bands:
+            names += [f"{b}flux", f"mw_transmission_{b}", tractor_band_column(self.available, "flux", b),
+                      tractor_band_column(self.available, "flux_ivar", b)]
+        if self.shapes:
+            names.append("tractor_type")
+        for key in self.shapes:
+            names.append(self.truth[key])
+            stem = "r" if key == "rhalf" else key
+            names += [f"tractor_{model}_{stem}{suffix}" for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar")]
+        return list(dict.fromkeys(names))
+
+    def _count(self, name, chi):
+        inside = (chi >= CHI_BINS[0]) & (chi <= CHI_BINS[-1])
+        self.outside[name] += int((~inside).sum())
+        self.hist[name] += np.histogram(chi[inside], CHI_BINS)[0]
+
+    def add(self, batch):
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += int(recovered.sum())
+        for b in self.flux_bands:
+            true = np.asarray(batch[f"{b}flux"], np.float64)
+            measured = np.asarray(band_quantity(batch, "flux", b, "tractor_"), np.float64)
+            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, "tractor_"), np.float64)
+            with np.errstate(invalid="ignore"):
+                ok = recovered & np.isfinite(measured - true) & (ivar > 0)
+            chi = (measured[ok] - true[ok]) * np.sqrt(ivar[ok])
+            self._count(f"flux_{b}", chi)
+            mag = true_magnitude(batch, b)[ok]
+            self.vs_mag[b] += np.histogram2d(mag, np.clip(chi, CHI_BINS[0], CHI_BINS[-1]),
+                                             [MAG_BINS, CHI_BINS])[0].astype(np.int64)
+        if not self.shapes:
+            return
+        kinds = tractor_types(batch["tractor_type"])
+        for key in self.shapes:
+            stem = "r" if key == "rhalf" else key
+            truth = np.asarray(batch[self.truth[key]], np.float64)
+            for code, model in _SHAPE_MODEL.items():
+                chosen = recovered & (kinds == code)
+                if not chosen.any():
+                    continue
+                value = np.asarray(batch[f"tractor_{model}_{stem}"], np.float64)[chosen]
+                ivar = np.asarray(batch[f"tractor_{model}_{stem}_ivar"], np.float64)[chosen]
+                with np.errstate(invalid="ignore"):
+                    ok = np.isfinite(value - truth[chosen]) & (ivar > 0)
+                self._count(key, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
+
+    def numbers(self):
+        result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "n_recovered": self.rows,
+                  "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
+                                "sqrt(flux_ivar); rhalf, e1, e2: Tractor shapeexp (EXP, REX, SIMP) or shapedev "
+                                "(DEV) minus the injected value, times sqrt(ivar); PSF and COMP not used",
+                  "fit": "least-squares normal density on the histogram normalised within [-6, 6]",
+                  "quantities": {}}
+        for name in self.names:
+            mean, sigma = gaussian_fit(self.hist[name], CHI_BINS)
+            entry = {"label": RESIDUALS[name], "n": int(self.hist[name].sum()) + self.outside[name],
+                     "hist": _ints(self.hist[name]), "n_outside_bins": self.outside[name],
+                     "fit_mean": mean, "fit_sigma": sigma}
+            band = name[len("flux_"):] if name.startswith("flux_") else None
+            if band:
+                quartiles = histogram_quantiles(self.vs_mag[band], CHI_BINS)
+                entry.update(vs_mag=[_ints(row) for row in self.vs_mag[band]], q25=_floats(quartiles[0]),
+                             median=_floats(quartiles[1]), q75=_floats(quartiles[2]))
+            result["quantities"][name] = entry
+        return result
+
+
+THESIS_ACCUMULATORS = {cls.name: cls for cls in (Systematics, Residuals)}

@@ -6,7 +6,7 @@ import pytest
 
 from obiwan_h5.fileformat import SUMMARY_COLUMNS, TARGET_BITS
 from obiwan_h5.plot.figures import make_figures
-from obiwan_h5.plot.stats import wilson_interval
+from obiwan_h5.plot.stats import MAG_BINS, wilson_interval
 from obiwan_h5.plot.thesis import Systematics, bin_index, density_ratio_interval, quantile_edges
 
 
@@ -115,3 +115,78 @@ def test_systematics_numbers_match_the_file(thesis_figures, dr5_derived):
     assert np.isclose(sysn["density_ratio"]["eboss_ngc"], measured.sum() / true.sum())
     assert sum(depth["n_bricks"]) == len(np.unique(bricks))
     assert "systematics" in numbers["drawn"] and not numbers["skipped"]
+
+
+def _residual_batch(n=20000, sigma=1.5, seed=3):
+    """Recovered sources whose g flux residual is normal with width `sigma` (in units of the
+    Tractor σ = 0.5 nanomaggy) and whose r residual/σ grows with true r magnitude."""
+    rng = np.random.default_rng(seed)
+    true = np.full(n, 10.0)
+    r_true = 10 ** ((22.5 - rng.uniform(20.0, 24.0, n)) / 2.5)
+    mag_r = 22.5 - 2.5 * np.log10(r_true)
+    batch = {"obiwan_mask": np.ones(n, np.uint8)}
+    batch["obiwan_mask"][:100] = 0  # unrecovered rows are not counted
+    for b, flux in (("g", true), ("r", r_true), ("z", true)):
+        batch[f"{b}flux"] = flux.astype(np.float32)
+        batch[f"mw_transmission_{b}"] = np.ones(n, np.float32)
+        batch[f"tractor_flux_ivar_{b}"] = np.full(n, 4.0, np.float32)
+    batch["tractor_flux_g"] = true + 0.5 * rng.normal(0, sigma, n)
+    batch["tractor_flux_r"] = r_true + 0.5 * (mag_r - 22.0)  # residual/σ = mag - 22 exactly
+    batch["tractor_flux_z"] = true.copy()
+    batch["tractor_flux_z"][100:110] = np.nan  # recovered, but no measured flux: left out
+    return batch
+
+
+def test_residuals_gaussian_fit_and_trend_with_magnitude():
+    from obiwan_h5.plot.thesis import Residuals
+
+    batch = _residual_batch()
+    available = set(batch)
+    acc = Residuals(available, np.random.default_rng(1), 1000)
+    assert acc.missing is None and acc.shapes == []
+    acc.add({name: values[:7000] for name, values in batch.items()})
+    acc.add({name: values[7000:] for name, values in batch.items()})
+    numbers = acc.numbers()["quantities"]
+    g = numbers["flux_g"]
+    assert g["n"] == 20000 - 100
+    assert abs(g["fit_sigma"] - 1.5) < 0.05 and abs(g["fit_mean"]) < 0.05
+    # r: the median residual in each 0.2-mag bin is (bin centre - 22) within the bin width
+    centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
+    median = np.array([np.nan if v is None else v for v in numbers["flux_r"]["median"]])
+    used = np.isfinite(median)
+    assert used.sum() >= 18
+    assert np.allclose(median[used], centres[used] - 22.0, atol=0.2)
+    assert numbers["flux_z"]["n"] == 20000 - 100 - 10
+
+
+def test_histogram_quantiles_and_gaussian_fit():
+    from obiwan_h5.plot.thesis import gaussian_fit, histogram_quantiles
+
+    bins = np.linspace(-6, 6, 61)
+    values = np.random.default_rng(0).normal(0.5, 2.0, 200000)
+    hist = np.histogram(values, bins)[0]
+    mean, sigma = gaussian_fit(hist, bins)
+    assert abs(mean - 0.5) < 0.05 and abs(sigma - 2.0) < 0.1
+    q = histogram_quantiles(hist[None, :], bins)
+    assert np.allclose(q[:, 0], np.quantile(values, [0.25, 0.5, 0.75]), atol=0.05)
+    assert gaussian_fit(np.zeros(60), bins) == (None, None)
+
+
+def test_shape_residuals_use_the_fitted_profile():
+    from obiwan_h5.plot.accumulate import CHI_BINS
+    from obiwan_h5.plot.thesis import Residuals
+
+    batch = {"obiwan_mask": np.array([1, 1, 1, 0], np.uint8),
+             "tractor_type": np.array([b"EXP ", b"DEV ", b"PSF ", b"EXP "]),
+             "rhalf": np.array([1.0, 1.0, 1.0, 1.0], np.float32)}
+    for model, value, ivar in (("shapeexp", 1.5, 4.0), ("shapedev", 0.5, 16.0)):
+        batch[f"tractor_{model}_r"] = np.full(4, value, np.float32)
+        batch[f"tractor_{model}_r_ivar"] = np.full(4, ivar, np.float32)
+    acc = Residuals(set(batch), np.random.default_rng(1), 100)
+    assert acc.shapes == ["rhalf"] and acc.flux_bands == []
+    acc.add(batch)
+    hist = np.array(acc.numbers()["quantities"]["rhalf"]["hist"])
+    # EXP: (1.5 - 1) * 2 = +1; DEV: (0.5 - 1) * 4 = -2; PSF and the unrecovered row not used
+    assert hist.sum() == 2
+    assert hist[np.searchsorted(CHI_BINS, 1.0, side="right") - 1] == 1
+    assert hist[np.searchsorted(CHI_BINS, -2.0, side="right") - 1] == 1
