@@ -35,7 +35,9 @@ from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
 from .accumulate import ACCUMULATORS, INJECTED_CLASSES, TYPE_COLUMNS
 from .draw import DRAWERS
+from .draw_families import FAMILY_DRAWERS
 from .draw_thesis import THESIS_DRAWERS
+from .families import FAMILY_ACCUMULATORS
 from .stats import MAG_BINS, MIN_BIN_COUNT, coalesce
 from .thesis import THESIS_ACCUMULATORS
 
@@ -43,14 +45,16 @@ __all__ = ["FIGURES", "make_figures", "select_bricks"]
 
 # (section title, figures), in page order
 SECTIONS = (
-    ("Recovery, photometry and astrometry", ("recovery", "flux_residuals", "residuals", "astrometry", "confusion")),
-    ("Target selection", ("targets",)),
+    ("Injected sources", ("inputs",)),
+    ("Recovery, photometry and astrometry", ("recovery", "flux_residuals", "residuals", "astrometry")),
+    ("Morphology", ("confusion", "morphology")),
+    ("Target selection and colour space", ("targets", "colours")),
     ("Imaging systematics", ("systematics",)),
     ("Per brick", ("skymap",)),
 )
 FIGURES = tuple(name for _, names in SECTIONS for name in names)
-ALL_ACCUMULATORS = {**ACCUMULATORS, **THESIS_ACCUMULATORS}
-ALL_DRAWERS = {**DRAWERS, **THESIS_DRAWERS}
+ALL_ACCUMULATORS = {**ACCUMULATORS, **THESIS_ACCUMULATORS, **FAMILY_ACCUMULATORS}
+ALL_DRAWERS = {**DRAWERS, **THESIS_DRAWERS, **FAMILY_DRAWERS}
 # rows kept per band in the random samples behind the robust statistics and 2-D histograms
 DEFAULT_MAX_SAMPLE = 200_000
 
@@ -71,6 +75,20 @@ CAPTIONS = {
     "targets": "Completeness = true∧measured / true and contamination = measured∧¬true / measured (targets_mask "
                "bits 3–5 vs 0–2), in 0.2-mag bins of true de-extincted r (DESI ELG) or g (eBOSS ELG), with 68% "
                "Wilson intervals; legend: totals; grey: numbers of true- and measured-selected sources.",
+    "inputs": "Injected sources. Top: true de-extincted magnitudes (simcat flux / mw_transmission) of all and of "
+              "recovered sources, the magnitudes as added to the images (with extinction) and the measured "
+              "de-extincted Tractor magnitudes (with noise) of recovered sources, and true colours; middle: "
+              "injected rhalf, n, e1, e2 (simcat, else the truth table's psql_ columns), all and recovered; "
+              "bottom: recovered fraction vs rhalf, redshift, n and e1 with 68% Wilson intervals.",
+    "morphology": "Injected morphology class (as in the confusion matrix) of all and of recovered sources, the "
+                  "Tractor types of recovered sources, the injected rhalf distribution per fitted type, and "
+                  "measured vs injected rhalf, e1, e2 of recovered galaxy fits (shapedev for DEV, shapeexp for "
+                  "EXP/REX/SIMP) as 2-D histograms with the mean measured value per injected bin (REX fits are "
+                  "round: their e1 = e2 = 0 make the horizontal band).",
+    "colours": "g−r vs r−z in 0.05-mag bins (log colour scale): recovered and lost sources and the recovered "
+               "fraction at true de-extincted colours; for each selection the contaminating sources (measured-"
+               "selected but not true-selected) at their measured colours, with a contour around the colours "
+               "of the true-selected targets. Colours outside −0.5…2.0 (g−r) and −0.5…2.5 (r−z) not shown.",
     "residuals": "Recovered sources: residuals in units of the Tractor σ — flux per band (Tractor minus "
                  "injected, both extincted, × √flux_ivar), and half-light radius and e1/e2 (Tractor shapeexp for "
                  "EXP/REX/SIMP, shapedev for DEV, minus the injected value, × √ivar) — as densities within ±6 with "
@@ -288,6 +306,17 @@ def _numbers_table(name, d):
                 for v in d["selections"].values()]
         return _table(["selection", "mag axis", "true", "measured", "true ∧ measured", "measured ∧ ¬true",
                        "completeness", "contamination"], rows)
+    if name == "inputs":
+        rows = [[b, sum(v["n"]), sum(v["n_recovered"])] for b, v in d["bands"].items()]
+        rows += [[key, sum(v["n"]), sum(v["n_recovered"])] for key, v in d["properties"].items()]
+        return _table(["quantity", "injected (in range)", "recovered (in range)"], rows)
+    if name == "morphology":
+        rows = [[cls, n, k, _f(f)] for cls, n, k, f in zip(d["classes"], d["n_input"], d["n_recovered"],
+                                                         d["fraction"]) if n]
+        return (_table(["injected class", "injected", "recovered", "fraction"], rows)
+                + _table(["Tractor type"] + d["types"], [["recovered"] + d["n_measured_type"]]))
+    if name == "colours":
+        return _table(["map", "sources in the colour window"], [[key, n] for key, n in d["totals"].items()])
     if name == "residuals":
         rows = [[v["label"], v["n"], v["n_outside_bins"], _f(v["fit_mean"], "+.3f"), _f(v["fit_sigma"])]
                 for v in d["quantities"].values()]
@@ -322,6 +351,9 @@ TITLES = {"recovery": "Recovered fraction vs true magnitude", "flux_residuals": 
           "astrometry": "Astrometric residuals", "confusion": "Injected morphology vs Tractor type",
           "targets": "Target selection: completeness and contamination", "skymap": "Sky maps per brick",
           "residuals": "Residuals in units of σ, and vs magnitude",
+          "inputs": "Input distributions and recovery vs injected properties",
+          "morphology": "Per-type counts and shape recovery",
+          "colours": "Colour space: recovered, lost, contaminating",
           "systematics": "Imaging systematics: recovery and target density vs depth, seeing, extinction"}
 
 
