@@ -3,6 +3,7 @@ recovery vs injected properties, per-type counts and shape recovery, colour spac
 
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
 
 from .accumulate import SELECTIONS
 from .draw import BAND_COLOURS, _array, _figure, _mag_limits, _no_data, _save, _yerr
@@ -192,9 +193,45 @@ def _colour_axes(ax, numbers):
     ax.grid(alpha=0.3)
 
 
+TYPE_COLOURS = {"PSF": "#1b9e77", "SIMP": "#a6761d", "REX": "#d95f02", "EXP": "#7570b3", "DEV": "#e7298a",
+                "COMP": "#666666"}
+
+
+def enclosing_level(counts, fraction=0.68):
+    """The cell count above which the cells hold `fraction` of all the counts."""
+    values = np.sort(np.asarray(counts, np.float64).ravel())[::-1]
+    if not values.sum():
+        return None
+    cumulative = np.cumsum(values) / values.sum()
+    return float(values[min(np.searchsorted(cumulative, fraction), len(values) - 1)])
+
+
+def _by_type(ax, numbers):
+    ax.set_title("recovered by Tractor type (68% contours)", fontsize=12)
+    # cells of 2 x 2 histogram bins: smoother contours
+    gr_edges, rz_edges = np.asarray(numbers["gr_bins"])[::2], np.asarray(numbers["rz_bins"])[::2]
+    gr, rz = 0.5 * (gr_edges[1:] + gr_edges[:-1]), 0.5 * (rz_edges[1:] + rz_edges[:-1])
+    handles = []
+    for kind, colour in TYPE_COLOURS.items():
+        counts = np.asarray(numbers["maps"].get(f"type_{kind}", [[0]]), np.float64)
+        if counts.shape != (2 * len(gr), 2 * len(rz)):
+            continue
+        counts = counts.reshape(len(gr), 2, len(rz), 2).sum(axis=(1, 3))
+        level = enclosing_level(counts)
+        if level is None or counts.sum() < 20 or counts.max() <= level:
+            continue
+        ax.contour(rz, gr, counts, levels=[level], colors=[colour], linewidths=1.6)
+        handles.append(Line2D([], [], color=colour, label=f"{kind} ({int(counts.sum())})"))
+    if not handles:
+        _no_data(ax, "no type with ≥ 20 recovered sources")
+        return
+    ax.legend(handles=handles, fontsize=9, loc="upper left")
+    _colour_axes(ax, numbers)
+
+
 def draw_colours(acc, numbers, path, subtitle):
-    fig = _figure(17, 10)
-    axes = fig.subplots(2, 3)
+    fig = _figure(21, 10)
+    axes = fig.subplots(2, 4)
     fig.suptitle(f"Colour space g−r vs r−z: recovered, lost and contaminating sources\n{subtitle}", fontsize=14)
     if acc.missing:
         for ax in axes.ravel():
@@ -212,6 +249,11 @@ def draw_colours(acc, numbers, path, subtitle):
                           np.ma.masked_invalid(fraction), cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="recovered / injected", shrink=0.8)
     _colour_axes(ax, numbers)
+    if numbers.get("has_types"):
+        _by_type(axes[0, 3], numbers)
+    else:
+        _no_data(axes[0, 3], "no tractor_type")
+    axes[1, 3].set_visible(False)
     for ax, (sel, label, _) in zip(axes[1, :3], SELECTIONS):
         if not numbers["has_targets"]:
             _no_data(ax, "no targets_mask")

@@ -188,8 +188,9 @@ class Morphology(Accumulator):
 
 
 class Colours(Accumulator):
-    """g−r vs r−z of recovered and lost sources (true colours), and of contaminating
-    sources of each selection (measured-selected, not true-selected; measured colours)."""
+    """g−r vs r−z of recovered and lost sources (true colours), of recovered sources by
+    Tractor type, and of contaminating sources of each selection (measured-selected, not
+    true-selected; measured colours)."""
 
     name = "colours"
 
@@ -200,14 +201,18 @@ class Colours(Accumulator):
         self.measured = all(f"tractor_flux_{b}" in self.available for b in BANDS) or \
             "tractor_decam_flux" in self.available
         shape = (len(COLOUR_BINS["gr"]) - 1, len(COLOUR_BINS["rz"]) - 1)
+        self.has_types = "tractor_type" in self.available
         self.maps = {key: np.zeros(shape, np.int64) for key in ["recovered", "lost"]
                      + [f"contaminating_{sel}" for sel, _, _ in SELECTIONS]
-                     + [f"true_{sel}" for sel, _, _ in SELECTIONS]}
+                     + [f"true_{sel}" for sel, _, _ in SELECTIONS]
+                     + ([f"type_{kind}" for kind in TRACTOR_TYPES] if self.has_types else [])}
 
     def columns(self):
         names = ["obiwan_mask"] + [f"{b}flux" for b in BANDS] + [f"mw_transmission_{b}" for b in BANDS]
         if self.has_targets:
             names.append("targets_mask")
+        if self.has_types:
+            names.append("tractor_type")
         if self.measured:
             names += ([f"tractor_{q}_{b}" for q in ("flux", "mw_transmission") for b in BANDS]
                       if "tractor_flux_g" in self.available else ["tractor_decam_flux", "tractor_decam_mw_transmission"])
@@ -224,6 +229,10 @@ class Colours(Accumulator):
         gr, rz = mag["g"] - mag["r"], mag["r"] - mag["z"]
         self._hist("recovered", gr, rz, recovered)
         self._hist("lost", gr, rz, ~recovered)
+        if self.has_types:
+            kinds = tractor_types(batch["tractor_type"])
+            for kind in TRACTOR_TYPES:
+                self._hist(f"type_{kind}", gr, rz, recovered & (kinds == kind.encode()))
         if not self.has_targets:
             return
         targets = batch["targets_mask"]
@@ -244,6 +253,7 @@ class Colours(Accumulator):
         return {"n_rows": self.rows, "gr_bins": _floats(COLOUR_BINS["gr"]), "rz_bins": _floats(COLOUR_BINS["rz"]),
                 "totals": totals, "maps": {key: [_ints(row) for row in counts] for key, counts in self.maps.items()},
                 "fraction_recovered": [_floats(row) for row in fraction], "has_targets": self.has_targets,
+                "has_types": self.has_types,
                 "convention": "recovered/lost/true-selected at true de-extincted colours; contaminating "
                               "(measured-selected, not true-selected) at measured de-extincted colours"}
 

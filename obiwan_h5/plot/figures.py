@@ -86,7 +86,8 @@ CAPTIONS = {
                   "EXP/REX/SIMP) as 2-D histograms with the mean measured value per injected bin (REX fits are "
                   "round: their e1 = e2 = 0 make the horizontal band).",
     "colours": "g−r vs r−z in 0.05-mag bins (log colour scale): recovered and lost sources and the recovered "
-               "fraction at true de-extincted colours; for each selection the contaminating sources (measured-"
+               "fraction at true de-extincted colours; where recovered sources of each Tractor type lie (contour "
+               "around the cells holding 68% of them); for each selection the contaminating sources (measured-"
                "selected but not true-selected) at their measured colours, with a contour around the colours "
                "of the true-selected targets. Colours outside −0.5…2.0 (g−r) and −0.5…2.5 (r−z) not shown.",
     "residuals": "Recovered sources: residuals in units of the Tractor σ — flux per band (Tractor minus "

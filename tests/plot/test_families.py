@@ -92,3 +92,21 @@ def test_colours_recovered_lost_contaminating():
     assert maps["contaminating_desi_elg"][_cell(gr, 0.225), _cell(rz, 0.525)] == 1
     assert maps["contaminating_desi_elg"].sum() == 1 and maps["true_desi_elg"].sum() == 1
     assert numbers["totals"]["contaminating_eboss_ngc"] == 0
+
+
+def test_colours_by_type_and_enclosing_level():
+    from obiwan_h5.plot.draw_families import enclosing_level
+
+    g, r, z = np.array([22.525, 22.525]), np.array([22.2, 22.2]), np.array([21.375, 21.375])
+    batch = {"obiwan_mask": np.array([1, 0], np.uint8), "tractor_type": np.array([b"DEV", b""])}
+    for b, mags in (("g", g), ("r", r), ("z", z)):
+        batch[f"{b}flux"] = _mag_flux(mags)
+        batch[f"mw_transmission_{b}"] = np.ones(2, np.float32)
+    acc = Colours(set(batch), np.random.default_rng(1), 100)
+    acc.add(batch)
+    numbers = acc.numbers()
+    assert numbers["has_types"] and not numbers["has_targets"]
+    assert numbers["totals"]["type_DEV"] == 1 and numbers["totals"]["type_EXP"] == 0
+    assert enclosing_level([[10, 5], [3, 2]], 0.5) == 10.0
+    assert enclosing_level([[10, 5], [3, 2]], 0.7) == 5.0
+    assert enclosing_level([[0, 0]]) is None
