@@ -101,9 +101,11 @@ class Systematics(Accumulator):
                 self.index[bytes(name)] = len(self.index)
             rows.append(self.index[bytes(name)])
         if len(self.index) > len(self.counts):
-            self.counts = np.vstack([self.counts, np.zeros((len(self.index) - len(self.counts), len(_COUNTERS)),
-                                                           np.int64)])
-        where = np.asarray(rows)[inverse.reshape(-1)]
+            # grow by doubling: one copy per doubling, not one per batch
+            grown = np.zeros((max(len(self.index), 2 * len(self.counts)), len(_COUNTERS)), np.int64)
+            grown[:len(self.counts)] = self.counts
+            self.counts = grown
+        where = np.asarray(rows, np.int64)[inverse.reshape(-1)]
         recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
         self.rows += len(recovered)
         flags = [np.ones(len(recovered), bool), recovered]
