@@ -190,3 +190,19 @@ def test_shape_residuals_use_the_fitted_profile():
     assert hist.sum() == 2
     assert hist[np.searchsorted(CHI_BINS, 1.0, side="right") - 1] == 1
     assert hist[np.searchsorted(CHI_BINS, -2.0, side="right") - 1] == 1
+
+
+def test_skipped_figures_and_exit_status(dr5_derived, tmp_path, capsys):
+    from obiwan_h5 import cli
+
+    some, none = str(tmp_path / "some.h5"), str(tmp_path / "none.h5")
+    assert cli.main(["view", dr5_derived, "-o", some, "--columns", "obiwan_mask,gflux,rflux,zflux,mw_transmission_*"]) == 0
+    assert cli.main(["view", dr5_derived, "-o", none, "--columns", "ra"]) == 0
+    capsys.readouterr()
+    assert cli.main(["plot", some, "-o", str(tmp_path / "a"), "--only", "recovery,residuals,systematics"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped residuals:" in err and "skipped systematics: column brickname is not in the file" in err
+    page = open(tmp_path / "a" / "index.html").read()
+    assert "Skipped (no data)" in page and "<h2 class='section'>Imaging systematics</h2>" in page
+    assert cli.main(["plot", none, "-o", str(tmp_path / "b"), "--only", "recovery,inputs"]) == 1
+    assert "no figure could be drawn" in capsys.readouterr().err
