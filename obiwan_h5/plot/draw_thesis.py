@@ -105,8 +105,8 @@ def _residual_hist(ax, name, d):
 
 
 def draw_residuals(acc, numbers, path, subtitle):
-    fig = _figure(16, 14)
-    axes = fig.subplots(3, 3)
+    fig = _figure(16, 18)
+    axes = fig.subplots(4, 3)
     fig.suptitle(f"Residuals of recovered sources in units of the Tractor σ, with Gaussian fits\n{subtitle}",
                  fontsize=14)
     quantities = numbers.get("quantities", {})
@@ -117,29 +117,38 @@ def draw_residuals(acc, numbers, path, subtitle):
             _no_data(ax, acc.missing or ("columns absent" if d is None else "no recovered source with ivar > 0"))
             continue
         _residual_hist(ax, name, d)
-    for ax, b in zip(axes[2], "grz"):
-        ax.set_title(f"flux {b} residual / σ vs true {b}", fontsize=12)
-        d = quantities.get(f"flux_{b}")
-        counts = None if d is None else np.asarray(d["vs_mag"], np.float64)
-        limits = None if counts is None else _mag_limits([counts.sum(axis=1)])
-        if acc.missing or limits is None:
-            _no_data(ax, acc.missing or "no recovered source with a flux ivar")
-            continue
-        image = ax.pcolormesh(MAG_BINS, CHI_BINS, np.ma.masked_equal(counts.T, 0), cmap="Greys",
-                              norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)))
-        centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
-        ax.plot(centres, _array(d["median"]), color=BAND_COLOURS[b], lw=2, label="median")
-        for key in ("q25", "q75"):
-            ax.plot(centres, _array(d[key]), color=BAND_COLOURS[b], lw=1, ls="--",
-                    label="25% / 75%" if key == "q25" else None)
-        ax.axhline(0, color="k", ls=":", lw=1)
-        ax.set_xlim(*limits)
-        ax.set_ylim(CHI_BINS[0], CHI_BINS[-1])
-        ax.set_xlabel(f"true de-extincted {b} [AB mag]", fontsize=10)
-        ax.set_ylabel(f"(Tractor − true) {b} flux / σ (clipped to ±6)", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
-        fig.colorbar(image, ax=ax, label="sources", shrink=0.8)
+    dmag_bins = np.asarray(numbers.get("dmag_bins", [-1.0, 1.0]))
+    for row, (key, bins, title, label) in enumerate((
+            ("", CHI_BINS, "flux {b} residual / σ vs true {b}", "(Tractor − true) {b} flux / σ (clipped to ±6)"),
+            ("dmag_", dmag_bins, "{b} magnitude residual vs true {b}",
+             "true − Tractor {b} [mag], both extincted (clipped to ±1)"))):
+        for ax, b in zip(axes[2 + row], "grz"):
+            ax.set_title(title.format(b=b), fontsize=12)
+            d = quantities.get(f"flux_{b}")
+            counts = None if d is None else np.asarray(d["dmag_vs_mag" if key else "vs_mag"], np.float64)
+            limits = None if counts is None else _mag_limits([counts.sum(axis=1)])
+            if acc.missing or limits is None:
+                _no_data(ax, acc.missing or "no recovered source with a flux ivar")
+                continue
+            _versus_magnitude(fig, ax, counts, bins, [d[f"{key}{q}"] for q in ("median", "q25", "q75")], b)
+            ax.set_xlim(*limits)
+            ax.set_ylabel(label.format(b=b), fontsize=10)
     _save(fig, path)
+
+
+def _versus_magnitude(fig, ax, counts, bins, lines, band):
+    image = ax.pcolormesh(MAG_BINS, bins, np.ma.masked_equal(counts.T, 0), cmap="Greys",
+                          norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)))
+    centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
+    median, q25, q75 = (_array(line) for line in lines)
+    ax.plot(centres, median, color=BAND_COLOURS[band], lw=2, label="median")
+    ax.plot(centres, q25, color=BAND_COLOURS[band], lw=1, ls="--", label="25% / 75%")
+    ax.plot(centres, q75, color=BAND_COLOURS[band], lw=1, ls="--")
+    ax.axhline(0, color="k", ls=":", lw=1)
+    ax.set_ylim(bins[0], bins[-1])
+    ax.set_xlabel(f"true de-extincted {band} [AB mag]", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.colorbar(image, ax=ax, label="sources", shrink=0.8)
 
 
 THESIS_DRAWERS = {"systematics": draw_systematics, "residuals": draw_residuals}

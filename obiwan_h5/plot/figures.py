@@ -94,7 +94,8 @@ CAPTIONS = {
                  "injected, both extincted, × √flux_ivar), and half-light radius and e1/e2 (Tractor shapeexp for "
                  "EXP/REX/SIMP, shapedev for DEV, minus the injected value, × √ivar) — as densities within ±6 with "
                  "the unit normal (dashed) and a least-squares Gaussian fit (solid); bottom: flux residual/σ vs "
-                 "true magnitude (log grey scale) with its median and quartiles per 0.2-mag bin.",
+                 "true magnitude (log grey scale) with its median and quartiles per 0.2-mag bin; last row: true minus "
+                 "Tractor magnitude (both extincted) vs true magnitude, likewise.",
     "systematics": "Recovered fraction (top two rows; black: all injected sources, dashed: true-selected "
                    "targets of each selection) and the ratio of measured- to true-selected targets (bottom two "
                    "rows; dotted: the ratio over all bricks) in bins of each brick's imaging conditions from the "

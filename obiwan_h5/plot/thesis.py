@@ -12,11 +12,12 @@ the recovered fraction is binned by its brick's depth, seeing and extinction ins
 import numpy as np
 
 from ..core.photometry import band_quantity, tractor_types
+from ..core.selection import flux_to_mag
 from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, bit_set
 from .accumulate import CHI_BINS, SELECTIONS, Accumulator, _floats, _ints, tractor_band_column, true_magnitude
 from .stats import MAG_BINS, wilson_interval
 
-__all__ = ["RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
+__all__ = ["DMAG_BINS", "RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
            "density_ratio_interval", "gaussian_fit", "histogram_quantiles", "quantile_edges"]
 
 RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
@@ -191,6 +192,8 @@ class Systematics(Accumulator):
 RESIDUALS = {**{f"flux_{b}": f"(Tractor − true) {b} flux / σ" for b in BANDS},
              "rhalf": "(Tractor − true) half-light radius / σ",
              "e1": "(Tractor − true) e1 / σ", "e2": "(Tractor − true) e2 / σ"}
+# bins of the magnitude residual (true − Tractor, both extincted)
+DMAG_BINS = np.round(np.linspace(-1.0, 1.0, 41), 6)
 # Tractor profile whose shape is compared with the injected one, by fitted type
 _SHAPE_MODEL = {b"EXP": "shapeexp", b"REX": "shapeexp", b"SIMP": "shapeexp", b"DEV": "shapedev"}
 
@@ -268,6 +271,7 @@ class Residuals(Accumulator):
         self.hist = {name: np.zeros(len(CHI_BINS) - 1, np.int64) for name in self.names}
         self.outside = dict.fromkeys(self.names, 0)
         self.vs_mag = {b: np.zeros((len(MAG_BINS) - 1, len(CHI_BINS) - 1), np.int64) for b in self.flux_bands}
+        self.dmag = {b: np.zeros((len(MAG_BINS) - 1, len(DMAG_BINS) - 1), np.int64) for b in self.flux_bands}
 
     def columns(self):
         names = ["obiwan_mask"]
@@ -301,6 +305,10 @@ class Residuals(Accumulator):
             mag = true_magnitude(batch, b)[ok]
             self.vs_mag[b] += np.histogram2d(mag, np.clip(chi, CHI_BINS[0], CHI_BINS[-1]),
                                              [MAG_BINS, CHI_BINS])[0].astype(np.int64)
+            # true minus Tractor magnitude, both extincted (negative: Tractor too faint); needs a positive flux
+            dmag = flux_to_mag(true[ok]) - flux_to_mag(measured[ok])
+            self.dmag[b] += np.histogram2d(mag, np.clip(dmag, DMAG_BINS[0], DMAG_BINS[-1]),
+                                           [MAG_BINS, DMAG_BINS])[0].astype(np.int64)
         if not self.shapes:
             return
         kinds = tractor_types(batch["tractor_type"])
@@ -318,7 +326,8 @@ class Residuals(Accumulator):
                 self._count(key, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
 
     def numbers(self):
-        result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "n_recovered": self.rows,
+        result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "dmag_bins": _floats(DMAG_BINS),
+                  "n_recovered": self.rows,
                   "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
                                 "sqrt(flux_ivar); rhalf, e1, e2: Tractor shapeexp (EXP, REX, SIMP) or shapedev "
                                 "(DEV) minus the injected value, times sqrt(ivar); PSF and COMP not used",
@@ -334,6 +343,9 @@ class Residuals(Accumulator):
                 quartiles = histogram_quantiles(self.vs_mag[band], CHI_BINS)
                 entry.update(vs_mag=[_ints(row) for row in self.vs_mag[band]], q25=_floats(quartiles[0]),
                              median=_floats(quartiles[1]), q75=_floats(quartiles[2]))
+                dq = histogram_quantiles(self.dmag[band], DMAG_BINS)
+                entry.update(dmag_vs_mag=[_ints(row) for row in self.dmag[band]], dmag_q25=_floats(dq[0]),
+                             dmag_median=_floats(dq[1]), dmag_q75=_floats(dq[2]))
             result["quantities"][name] = entry
         return result
 

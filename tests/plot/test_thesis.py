@@ -157,6 +157,12 @@ def test_residuals_gaussian_fit_and_trend_with_magnitude():
     assert used.sum() >= 18
     assert np.allclose(median[used], centres[used] - 22.0, atol=0.2)
     assert numbers["flux_z"]["n"] == 20000 - 100 - 10
+    # z is measured exactly: magnitude residual 0 in the one magnitude bin (22.5 - 2.5 log10 10 = 20)
+    z = numbers["flux_z"]
+    at = int(np.searchsorted(MAG_BINS, 20.0, side="right") - 1)
+    assert sum(z["dmag_vs_mag"][at]) == 20000 - 110
+    assert abs(z["dmag_median"][at]) <= 0.05 and z["dmag_q25"][at] >= -0.05 and z["dmag_q75"][at] <= 0.05
+    assert sum(sum(row) for row in z["dmag_vs_mag"]) == 20000 - 110
 
 
 def test_histogram_quantiles_and_gaussian_fit():
