@@ -64,7 +64,7 @@ def brick_table(reader, brick):
     """The derived rows of one brick as one table, as derived_tables.py wrote them."""
     _, inputs = scan_brick(reader.production, brick, reader.truth, reader.bounds[brick])
     reader.scanned[brick] = inputs
-    pieces = reader.parts(brick)
+    pieces, _ = reader.parts(brick)
     schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
                             for piece in pieces])
     columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]

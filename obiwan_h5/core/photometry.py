@@ -61,11 +61,18 @@ def band_quantity(columns, quantity, band, prefix=""):
 
 
 def deextincted_flux(columns, band, prefix=""):
-    """Measured flux / mw_transmission in nanomaggies (NaN where either is missing)."""
+    """Measured flux / mw_transmission in nanomaggies, in float64 (NaN where either is
+    missing; None when a column is absent).
+
+    The catalogs store float32; dividing in float32 would round the quotient before the
+    selection compares it with a cut, so a source at a cut boundary would be selected or
+    not depending on the dtype its caller happened to pass (as `true_flux`, SPEC §3).
+    """
     flux = band_quantity(columns, "flux", band, prefix)
     transmission = band_quantity(columns, "mw_transmission", band, prefix)
     if flux is None or transmission is None:
         return None
+    flux, transmission = np.asarray(flux, np.float64), np.asarray(transmission, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(transmission > 0, flux / transmission, np.nan)
 

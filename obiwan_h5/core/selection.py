@@ -11,7 +11,13 @@ is emitted for it: an obiwan brick has many unmatched rows (NaN measured fluxes)
 faint injected sources measured at negative flux, and a warning per brick would flood
 the log of a job over 100,000 bricks.
 
-The cuts are those of SPEC §3 "Target selection".
+The cuts are those of SPEC §3 "Target selection". Every function converts its inputs to
+float64 and compares there: the stored float32 values are exact in float64, so a source
+exactly at a cut gets the same answer whatever dtype the caller passes (NumPy 2 would
+otherwise compare a float32 array with a cut rounded to float32: float32(62.79716079) is
+above the eBOSS g depth limit, yet ``np.float32(62.79716079) > 62.79716079`` is False).
+The de-extincted fluxes are divided in float64 too (`photometry.deextincted_flux`,
+`photometry.true_flux`). Storage dtypes are unchanged.
 """
 
 from __future__ import annotations

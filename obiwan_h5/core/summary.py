@@ -4,6 +4,7 @@ import numpy as np
 
 from ..fileformat import (
     BANDS,
+    NEXPHIST_BINS,
     OBIWAN_BITS,
     SELECTIONS,
     SUMMARY_COLUMNS,
@@ -11,12 +12,14 @@ from ..fileformat import (
     TRACTOR_TYPES,
     bit_set,
     fill_value,
+    summary_column_type,
 )
 from . import selection
 from .derivation import measured_mask_arrays
 from .photometry import TYPE_CODES, band_quantity, deextincted_flux, tractor_types, true_flux
 
-__all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "summarise_brick"]
+__all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "nobs_histogram",
+           "summarise_brick"]
 
 # 20 bins of true magnitude over [18, 26] (SPEC §4)
 MAG_BINS = np.linspace(18.0, 26.0, 21)
@@ -48,13 +51,19 @@ def depth_at_half_recovered(true_mag, recovered, bins=MAG_BINS):
     return np.nan
 
 
+def nobs_histogram(nobs, bins=NEXPHIST_BINS):
+    """Counts of `nobs` values 0, 1, ..., ``bins - 2`` and ``>= bins - 1`` (negative as 0)."""
+    nobs = np.clip(np.asarray(nobs, dtype=np.int64), 0, bins - 1)
+    return np.bincount(nobs, minlength=bins).astype(np.int64)
+
+
 def _nanmedian(values):
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     return float(np.median(values)) if len(values) else np.nan
 
 
-def summarise_brick(brickname, columns, bounds):
+def summarise_brick(brickname, columns, bounds, nobjs):
     """The summary row of one brick.
 
     Parameters
@@ -64,6 +73,9 @@ def summarise_brick(brickname, columns, bounds):
         The brick's derived columns (`derivation.brick_parts`, concatenated).
     bounds : tuple
         ``(ra, dec, ra1, ra2, dec1, dec2)`` from survey-bricks.
+    nobjs : int
+        Tractor sources of the brick (brick_primary rows of its Tractor catalogs, summed
+        over its rsdirs): the derived rows hold only the matched ones.
 
     Returns
     -------
@@ -97,6 +109,16 @@ def summarise_brick(brickname, columns, bounds):
     for band in BANDS:
         row[f"psfsize_{band}"] = _nanmedian(_recovered(columns, "psfsize", band, recovered))
     row["ebv"] = _nanmedian(np.asarray(columns["tractor_ebv"])[recovered]) if "tractor_ebv" in columns else np.nan
+    row["nobjs"] = int(nobjs)
+    for band in BANDS:
+        trans = _nanmedian(_recovered(columns, "mw_transmission", band, recovered))
+        row[f"trans_{band}"] = trans
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row[f"ext_{band}"] = float(-2.5 * np.log10(trans)) if trans > 0 else np.nan
+        nobs = band_quantity(columns, "nobs", band, prefix="tractor_")
+        nobs = np.zeros(0, np.int64) if nobs is None else np.asarray(nobs)[recovered]
+        row[f"nexp_{band}"] = float(np.median(nobs)) if len(nobs) else np.nan
+        row[f"nexphist_{band}"] = nobs_histogram(nobs)
     for kind in ("psfdepth", "galdepth"):
         for band in BANDS:
             ivar = _recovered(columns, kind, band, recovered)
@@ -133,8 +155,10 @@ def _eboss_measured(columns, region, mask_kind):
 def empty_summary(brickname, bounds):
     """The summary row of a brick with no derived rows (incomplete or failed): counts 0,
     statistics NaN, position and area from its survey-bricks `bounds` when known."""
-    row = {name: fill_value(dtype) if np.dtype(dtype).kind != "i" else 0
-           for name, (dtype, _, _) in SUMMARY_COLUMNS.items()}
+    row = {}
+    for name in SUMMARY_COLUMNS:
+        dtype, shape = summary_column_type(name)
+        row[name] = np.full(shape, fill_value(dtype) if dtype.kind != "i" else 0, dtype)[()]
     row["brickname"] = brickname.encode()
     if bounds is not None:
         ra, dec, ra1, ra2, dec1, dec2 = bounds

@@ -14,7 +14,8 @@ import numpy as np
 
 from .layout import BANDS, TRACTOR_TYPES
 
-__all__ = ["SELECTIONS", "SUMMARY_COLUMNS", "Column", "describe", "fill_value", "rows_checksum", "summary_columns"]
+__all__ = ["NEXPHIST_BINS", "SELECTIONS", "SUMMARY_COLUMNS", "Column", "describe", "fill_value", "rows_checksum",
+           "summary_column_type", "summary_columns"]
 
 NANOMAGGY = "nanomaggy"
 IVAR = "1/nanomaggy^2"
@@ -139,9 +140,13 @@ def rows_checksum(columns, names):
 # selections counted in the summary, in column order
 SELECTIONS = ("desi_elg", "eboss_ngc", "eboss_sgc")
 
+# bins of the nexphist_<band> summary columns: nobs 0, 1, ..., 14 and >= 15
+NEXPHIST_BINS = 16
+
 
 def _summary_columns():
-    # name -> (dtype, description, unit), in file order
+    # name -> (dtype, description, unit), in file order; a numpy sub-array dtype
+    # ("(16,)i8") makes a 2-D column of shape (B, 16)
     cols = {
         "brickname": ("S8", "brick name", ""),
         "ra": ("f8", "brick centre right ascension", "deg"),
@@ -162,6 +167,18 @@ def _summary_columns():
     for band in BANDS:
         cols[f"psfsize_{band}"] = ("f8", f"median PSF FWHM of recovered sources in {band}", "arcsec")
     cols["ebv"] = ("f8", "median E(B-V) of recovered sources", "mag")
+    for band in BANDS:
+        cols[f"trans_{band}"] = ("f8", f"median Tractor Milky Way transmission of recovered sources in {band}", "")
+    for band in BANDS:
+        cols[f"ext_{band}"] = ("f8", f"Milky Way extinction in {band}, -2.5 log10(trans_{band})", "mag")
+    cols["nobjs"] = ("i8", "brick_primary sources of the brick's Tractor catalogs, summed over its rsdirs", "")
+    for band in BANDS:
+        cols[f"nexp_{band}"] = ("f8", f"median Tractor nobs_{band} (exposures) of recovered sources", "")
+    for band in BANDS:
+        cols[f"nexphist_{band}"] = (
+            f"({NEXPHIST_BINS},)i8",
+            f"recovered sources by Tractor nobs_{band}: element k counts nobs = k for k < "
+            f"{NEXPHIST_BINS - 1}, the last nobs >= {NEXPHIST_BINS - 1}", "")
     for kind in ("psfdepth", "galdepth"):
         for band in BANDS:
             cols[f"{kind}_{band}"] = ("f8", f"5 sigma AB depth from the median {kind} ivar of recovered sources in {band}", "mag")
@@ -174,6 +191,14 @@ def _summary_columns():
 SUMMARY_COLUMNS = _summary_columns()
 
 
+def summary_column_type(name):
+    """``(dtype, shape)`` of one element of summary column `name`: ``(int64, (16,))`` for
+    the ``nexphist_<band>`` histograms, ``(dtype, ())`` for the scalar columns."""
+    dtype = np.dtype(SUMMARY_COLUMNS[name][0])
+    return dtype.base, dtype.shape
+
+
 def summary_columns():
     """The ``summary`` group as `Column` objects, in file order."""
-    return [Column(name, np.dtype(dtype), (), text, unit) for name, (dtype, text, unit) in SUMMARY_COLUMNS.items()]
+    return [Column(name, *summary_column_type(name), text, unit)
+            for name, (_, text, unit) in SUMMARY_COLUMNS.items()]

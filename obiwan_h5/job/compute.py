@@ -13,7 +13,7 @@ from ..core.derivation import brick_parts
 from ..core.schema import conform_into
 from ..core.summary import empty_summary, summarise_brick
 from ..errors import BrickError, InputError
-from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, rows_checksum
+from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, rows_checksum, summary_column_type
 from ..production.inputs import read_radec, read_tractor
 from .scan import brick_failure
 
@@ -50,7 +50,9 @@ class BrickReader:
         self.old = old
 
     def parts(self, brickname):
-        """The brick's derived columns, one dict per rsdir (`core.derivation.brick_parts`)."""
+        """The brick's derived columns, one dict per rsdir (`core.derivation.brick_parts`),
+        and its number of Tractor sources (brick_primary rows over its rsdirs, the summary's
+        ``nobjs``)."""
         inputs = self.scanned.pop(brickname, None)
         if inputs is None:
             raise BrickError("not scanned on this rank (internal error)")
@@ -64,7 +66,8 @@ class BrickReader:
             parts.append((scanned.rsdir, simcat, tractor))
         truth = self.truth.lookup(inputs.ids)
         dr_radec = read_radec(self.production.dr_tractor(brickname))
-        return brick_parts(brickname, parts, truth, dr_radec, self.options.match_radius)
+        nobjs = sum(len(tractor) for _, _, tractor in parts)
+        return brick_parts(brickname, parts, truth, dr_radec, self.options.match_radius), nobjs
 
 
     def segment_ids(self, plan, b0, b1):
@@ -98,7 +101,7 @@ def compute_segment(reader, plan, b0, b1):
             outcome = (int(plan.status[brick]), plan.messages[brick], empty_summary(name, reader.bounds.get(name)), 0)
         else:
             try:
-                pieces = reader.parts(name)
+                pieces, nobjs = reader.parts(name)
                 derived = sum(len(piece["unique_id"]) for piece in pieces)
                 if derived != count:
                     raise BrickError(f"{derived} rows derived, {count} planned (inputs changed?)")
@@ -107,7 +110,7 @@ def compute_segment(reader, plan, b0, b1):
                     conform_into(rows, at, piece, plan.columns, len(piece["unique_id"]))
                     at += len(piece["unique_id"])
                 view = {column: values[lo:hi] for column, values in rows.items()}
-                outcome = (DONE, "", summarise_brick(name, view, reader.bounds[name]), rows_checksum(view, names))
+                outcome = (DONE, "", summarise_brick(name, view, reader.bounds[name], nobjs), rows_checksum(view, names))
             except Exception as err:  # noqa: BLE001 — one brick's failure must never stop the job
                 message = brick_failure(err)
                 log.warning("brick %s failed: %s", name, message)
@@ -122,8 +125,8 @@ def compute_segment(reader, plan, b0, b1):
         lo = hi
     summary_rows = {}
     if summaries:
-        summary_rows = {column: np.array([row[column] for row in summaries], dtype=dtype)
-                        for column, (dtype, _, _) in SUMMARY_COLUMNS.items()}
+        summary_rows = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])
+                        for column in SUMMARY_COLUMNS}
     return rows, summary_rows, np.array(status, dtype=np.int8), messages, checksums
 
 

@@ -327,7 +327,7 @@ def _open_output(options, comm, plan, command_line):
         # every rank that has the file opens the same objects (parallel HDF5 wants it)
         attrs = dict(writer.file.attrs)
         columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in sorted(writer.file["randoms"].items())}
-        error = resume_problem(path, attrs, columns, index, plan, options)
+        error = resume_problem(path, attrs, columns, index, plan, options, list(writer.file["summary"]))
     error = comm.bcast(error, root=0)
     if error:
         writer.close()

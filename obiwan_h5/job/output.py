@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-from ..fileformat import DONE, FORMAT_NAME
+from ..fileformat import DONE, FORMAT_NAME, SUMMARY_COLUMNS
 
 __all__ = [
     "ATTR_CREATED", "changed_bricks", "check_free_space", "find_partials", "new_partial", "remove_partials", "resume_problem",
@@ -77,7 +77,7 @@ def check_free_space(directory, nbytes):
     return None
 
 
-def resume_problem(path, attrs, file_columns, index, plan, options):
+def resume_problem(path, attrs, file_columns, index, plan, options, summary_names=None):
     """Why the file at `path` cannot be completed with this plan and these options, or None.
 
     Parameters
@@ -91,9 +91,14 @@ def resume_problem(path, attrs, file_columns, index, plan, options):
         Its ``bricks`` datasets.
     plan : job.plan.Plan
     options : job.options.DeriveOptions
+    summary_names : list of str, optional
+        Its ``summary`` datasets (a file of a version with other summary columns cannot
+        be completed by this one).
     """
     if attrs.get("format") != FORMAT_NAME:
         return f"{path}: not an obiwan_h5 file"
+    if summary_names is not None and sorted(summary_names) != sorted(SUMMARY_COLUMNS):
+        return f"{path}: made by a version with other summary columns; cannot resume (derive afresh)"
     stored = json.loads(attrs.get("inputs", "{}"))
     for key, value in options.recorded_inputs().items():
         if stored.get(key) != value:

@@ -37,11 +37,26 @@ from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
 from .accumulate import ACCUMULATORS, INJECTED_CLASSES, TYPE_COLUMNS
 from .draw import DRAWERS
+from .draw_families import FAMILY_DRAWERS
+from .draw_thesis import THESIS_DRAWERS
+from .families import FAMILY_ACCUMULATORS
 from .stats import MAG_BINS, MIN_BIN_COUNT, coalesce
+from .thesis import THESIS_ACCUMULATORS
 
 __all__ = ["FIGURES", "make_figures", "select_bricks"]
 
-FIGURES = ("recovery", "flux_residuals", "astrometry", "confusion", "targets", "skymap")
+# (section title, figures), in page order
+SECTIONS = (
+    ("Injected sources", ("inputs",)),
+    ("Recovery, photometry and astrometry", ("recovery", "flux_residuals", "residuals", "astrometry")),
+    ("Morphology", ("confusion", "morphology")),
+    ("Target selection and colour space", ("targets", "colours")),
+    ("Imaging systematics", ("systematics",)),
+    ("Per brick", ("skymap",)),
+)
+FIGURES = tuple(name for _, names in SECTIONS for name in names)
+ALL_ACCUMULATORS = {**ACCUMULATORS, **THESIS_ACCUMULATORS, **FAMILY_ACCUMULATORS}
+ALL_DRAWERS = {**DRAWERS, **THESIS_DRAWERS, **FAMILY_DRAWERS}
 # rows kept per band in the random samples behind the robust statistics and 2-D histograms
 DEFAULT_MAX_SAMPLE = 200_000
 
@@ -62,6 +77,33 @@ CAPTIONS = {
     "targets": "Completeness = true∧measured / true and contamination = measured∧¬true / measured (targets_mask "
                "bits 3–5 vs 0–2), in 0.2-mag bins of true de-extincted r (DESI ELG) or g (eBOSS ELG), with 68% "
                "Wilson intervals; legend: totals; grey: numbers of true- and measured-selected sources.",
+    "inputs": "Injected sources. Top: true de-extincted magnitudes (simcat flux / mw_transmission) of all and of "
+              "recovered sources, the magnitudes as added to the images (with extinction) and the measured "
+              "de-extincted Tractor magnitudes (with noise) of recovered sources, and true colours; middle: "
+              "injected rhalf, n, e1, e2 (simcat, else the truth table's psql_ columns), all and recovered; "
+              "bottom: recovered fraction vs rhalf, redshift, n and e1 with 68% Wilson intervals.",
+    "morphology": "Injected morphology class (as in the confusion matrix) of all and of recovered sources, the "
+                  "Tractor types of recovered sources, the injected rhalf distribution per fitted type, and "
+                  "measured vs injected rhalf, e1, e2 of recovered galaxy fits (shapedev for DEV, shapeexp for "
+                  "EXP/REX/SIMP) as 2-D histograms with the mean measured value per injected bin (REX fits are "
+                  "round: their e1 = e2 = 0 make the horizontal band).",
+    "colours": "g−r vs r−z in 0.05-mag bins (log colour scale): recovered and lost sources and the recovered "
+               "fraction at true de-extincted colours; where recovered sources of each Tractor type lie (contour "
+               "around the cells holding 68% of them); for each selection the contaminating sources (measured-"
+               "selected but not true-selected) at their measured colours, with a contour around the colours "
+               "of the true-selected targets. Colours outside −0.5…2.0 (g−r) and −0.5…2.5 (r−z) not shown.",
+    "residuals": "Recovered sources: residuals in units of the Tractor σ — flux per band (Tractor minus "
+                 "injected, both extincted, × √flux_ivar), and half-light radius and e1/e2 (Tractor shapeexp for "
+                 "EXP/REX/SIMP, shapedev for DEV, minus the injected value, × √ivar) — as densities within ±6 with "
+                 "the unit normal (dashed) and a least-squares Gaussian fit (solid); bottom: flux residual/σ vs "
+                 "true magnitude (log grey scale) with its median and quartiles per 0.2-mag bin; last row: true minus "
+                 "Tractor magnitude (both extincted) vs true magnitude, likewise.",
+    "systematics": "Recovered fraction (top two rows; black: all injected sources, dashed: true-selected "
+                   "targets of each selection) and the ratio of measured- to true-selected targets (bottom two "
+                   "rows; dotted: the ratio over all bricks) in bins of each brick's imaging conditions from the "
+                   "summary (5σ galaxy and PSF depth and PSF FWHM of its recovered sources, per band, and E(B-V)); "
+                   "up to 8 bins of about equal numbers of bricks (grey: bricks per bin), points at the median "
+                   "brick value; 68% Wilson intervals (ratio: Wilson on n_meas/(n_meas+n_true)).",
     "skymap": "Per-brick frac_recovered and galdepth_g (5σ AB galaxy depth from the median galdepth inverse "
               "variance of the brick's recovered sources) from the summary table, drawn as brick-sized squares "
               "at the brick centres (RA increasing to the left).",
@@ -150,8 +192,8 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
     with open_derived(path) as derived:
         chosen, brick_info = select_bricks(derived, bricks, sample, seed)
         radius = float(derived.attrs.get("match_radius_arcsec", 1.0))
-        accumulators = {name: ACCUMULATORS[name](derived.columns, np.random.default_rng([seed, i]),
-                                                 max_sample, radius)
+        accumulators = {name: ALL_ACCUMULATORS[name](derived.columns, np.random.default_rng([seed, i]),
+                                                     max_sample, radius)
                         for i, name in enumerate(FIGURES) if name in names}
         streamed = [acc for acc in accumulators.values() if acc.name != "skymap" and acc.missing is None]
         columns = []
@@ -165,31 +207,32 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
                 rows += len(batch[columns[0]])
                 for acc in streamed:
                     acc.add(batch)
-        if "skymap" in accumulators:
-            _load_summary(derived, accumulators["skymap"], chosen)
+        for acc in accumulators.values():
+            if hasattr(acc, "SUMMARY"):
+                _load_summary(derived, acc, chosen)
         input_attrs = {"software_version": str(derived.attrs.get("software_version", "")),
                        "nrows": derived.nrows}
     os.makedirs(out_dir, exist_ok=True)
     subtitle = (f"{os.path.basename(path)}: {brick_info['n_bricks_used']} bricks"
                 f"{f' (sample {sample:g})' if sample is not None else ''}, {rows} rows")
-    figures, files = {}, {}
+    figures, files, skipped = {}, {}, {}
     for name, acc in accumulators.items():
         figures[name] = acc.numbers()
-        if acc.missing:
-            figures[name]["missing"] = acc.missing
+        reason = _skip_reason(acc, figures[name], rows)
+        if reason:
+            # drawn as a "no data" page all the same, so that links never break
+            figures[name]["missing"] = skipped[name] = reason
         files[name] = f"{name}.png"
-        DRAWERS[name](acc, figures[name], os.path.join(out_dir, files[name]), subtitle)
-    skipped = {name: reason for name, acc in accumulators.items()
-               if (reason := _skip_reason(acc, figures[name], rows))}
+        ALL_DRAWERS[name](acc, figures[name], os.path.join(out_dir, files[name]), subtitle)
     numbers = {
-        "skipped": skipped, "drawn": [name for name in accumulators if name not in skipped],
         "input": os.path.abspath(path), "input_rows": input_attrs["nrows"],
         "input_software_version": input_attrs["software_version"], "software_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "bricks": brick_info, "rows_used": rows, "columns_read": columns, "mag_bins": list(map(float, MAG_BINS)),
         "match_radius_arcsec": radius, "max_sample": max_sample,
         "captions": {name: CAPTIONS[name].format(radius=radius) for name in figures},
-        "files": files, "figures": figures,
+        "files": files, "figures": figures, "skipped": skipped,
+        "drawn": [name for name in figures if name not in skipped],
     }
     numbers = _jsonable(numbers)
     numbers_path = os.path.join(out_dir, "numbers.json")
@@ -206,18 +249,20 @@ def _skip_reason(acc, numbers, rows):
     """Why a figure has no data at all (it is then drawn as a "no data" panel), or None."""
     if acc.missing:
         return acc.missing
-    if acc.name == "skymap":
-        return None if numbers.get("n_bricks") else "no done brick chosen"
+    if hasattr(acc, "SUMMARY"):
+        bricks = numbers.get("n_bricks")
+        return None if (sum(bricks) if isinstance(bricks, list) else bricks) else "no done brick chosen"
     return None if rows else "no rows in the chosen done bricks"
 
 
-def _load_summary(derived, skymap, chosen):
-    wanted = [name for name in skymap.SUMMARY + ("brick_area",) if name in derived.summary_columns]
+def _load_summary(derived, acc, chosen):
+    """Give an accumulator with a ``SUMMARY`` list the summary rows of the chosen bricks."""
+    wanted = [name for name in acc.SUMMARY + ("brick_area",) if name in derived.summary_columns]
     if not chosen:
-        skymap.set_summary({name: np.zeros(0) for name in wanted}, derived.summary_columns)
+        acc.set_summary({name: np.zeros(0) for name in wanted}, derived.summary_columns)
         return
     table = derived.summary(wanted, bricks=chosen, as_="numpy") if wanted else {}
-    skymap.set_summary(table, derived.summary_columns)
+    acc.set_summary(table, derived.summary_columns)
 
 
 def _jsonable(value):
@@ -278,6 +323,40 @@ def _numbers_table(name, d):
                 for v in d["selections"].values()]
         return _table(["selection", "mag axis", "true", "measured", "true ∧ measured", "measured ∧ ¬true",
                        "completeness", "contamination"], rows)
+    if name == "inputs":
+        rows = [[b, sum(v["n"]), sum(v["n_recovered"])] for b, v in d["bands"].items()]
+        rows += [[key, sum(v["n"]), sum(v["n_recovered"])] for key, v in d["properties"].items()]
+        return _table(["quantity", "injected (in range)", "recovered (in range)"], rows)
+    if name == "morphology":
+        rows = [[cls, n, k, _f(f)] for cls, n, k, f in zip(d["classes"], d["n_input"], d["n_recovered"],
+                                                         d["fraction"]) if n]
+        return (_table(["injected class", "injected", "recovered", "fraction"], rows)
+                + _table(["Tractor type"] + d["types"], [["recovered"] + d["n_measured_type"]]))
+    if name == "colours":
+        return _table(["map", "sources in the colour window"], [[key, n] for key, n in d["totals"].items()])
+    if name == "residuals":
+        rows = [[v["label"], v["n"], v["n_outside_bins"], _f(v["fit_mean"], "+.3f"), _f(v["fit_sigma"])]
+                for v in d["quantities"].values()]
+        return _table(["residual", "N", "beyond ±6", "fit mean", "fit σ"], rows)
+    if name == "systematics":
+        rows = []
+        for prop in d["properties"].values():
+            if not prop.get("n_bricks"):
+                continue
+            fractions = [v for v in prop["fraction"] if v is not None]
+            row = [prop["label"], len(prop["n_bricks"]),
+                   f"{_f(min(fractions) if fractions else None)} – {_f(max(fractions) if fractions else None)}"]
+            for sel in ("desi_elg", "eboss_ngc", "eboss_sgc"):
+                ratios = [v for v in prop["selections"][sel]["ratio"] if v is not None]
+                row.append(f"{_f(min(ratios), '.2f')} – {_f(max(ratios), '.2f')}" if ratios else "n/a")
+            rows.append(row)
+        ratio = d["density_ratio"]
+        return (f"<p>{d['n_bricks']} bricks, {d['n_rows']} rows; overall recovered fraction "
+                f"{_f(d['fraction_recovered'])}; measured/true selected: DESI ELG {_f(ratio['desi_elg'], '.2f')}, "
+                f"eBOSS NGC {_f(ratio['eboss_ngc'], '.2f')}, eBOSS SGC {_f(ratio['eboss_sgc'], '.2f')}. Range over "
+                "bins (every bin: numbers.json):</p>"
+                + _table(["property", "bins", "recovered fraction", "DESI ELG meas/true", "eBOSS NGC meas/true",
+                          "eBOSS SGC meas/true"], rows))
     if name == "skymap":
         rows = [[key, _f(v["median"]), _f(v["min"]), _f(v["max"])]
                 for key, v in d.items() if isinstance(v, dict)]
@@ -287,7 +366,12 @@ def _numbers_table(name, d):
 
 TITLES = {"recovery": "Recovered fraction vs true magnitude", "flux_residuals": "Flux residuals",
           "astrometry": "Astrometric residuals", "confusion": "Injected morphology vs Tractor type",
-          "targets": "Target selection: completeness and contamination", "skymap": "Sky maps per brick"}
+          "targets": "Target selection: completeness and contamination", "skymap": "Sky maps per brick",
+          "residuals": "Residuals in units of σ, and vs magnitude",
+          "inputs": "Input distributions and recovery vs injected properties",
+          "morphology": "Per-type counts and shape recovery",
+          "colours": "Colour space: recovered, lost, contaminating",
+          "systematics": "Imaging systematics: recovery and target density vs depth, seeing, extinction"}
 
 
 def _index_html(numbers):
@@ -308,13 +392,24 @@ def _index_html(numbers):
         f"{bricks['n_bricks_not_done']} requested bricks not done (skipped). "
         f"Made {html.escape(numbers['created'])} by obiwan_h5 {html.escape(numbers['software_version'])}. "
         "All numbers: <a href='numbers.json'>numbers.json</a>.</p>",
-        "<ul>" + "".join(f"<li><a href='#{name}'>{html.escape(TITLES[name])}</a></li>" for name in numbers["files"])
-        + "</ul>",
     ]
-    for name, filename in numbers["files"].items():
-        parts.append(f"<section id='{name}'><h2>{html.escape(TITLES[name])}</h2>"
-                     f"<p class='caption'>{html.escape(numbers['captions'][name])}</p>"
-                     f"<a href='{html.escape(filename)}'><img src='{html.escape(filename)}' alt='{name}'></a>"
-                     f"{_numbers_table(name, numbers['figures'][name])}</section>")
+    if numbers["skipped"]:
+        parts.append("<p class='missing'>Skipped (no data): " + "; ".join(
+            f"{html.escape(TITLES[name])} — {html.escape(reason)}" for name, reason in numbers["skipped"].items())
+            + "</p>")
+    sections = [(title, [name for name in names if name in numbers["files"]]) for title, names in SECTIONS]
+    sections = [(title, names) for title, names in sections if names]
+    parts.append("<ul>" + "".join(
+        f"<li>{html.escape(title)}<ul>" + "".join(
+            f"<li><a href='#{name}'>{html.escape(TITLES[name])}</a></li>" for name in names) + "</ul></li>"
+        for title, names in sections) + "</ul>")
+    for title, names in sections:
+        parts.append(f"<h2 class='section'>{html.escape(title)}</h2>")
+        for name in names:
+            filename = numbers["files"][name]
+            parts.append(f"<section id='{name}'><h3>{html.escape(TITLES[name])}</h3>"
+                         f"<p class='caption'>{html.escape(numbers['captions'][name])}</p>"
+                         f"<a href='{html.escape(filename)}'><img src='{html.escape(filename)}' alt='{name}'></a>"
+                         f"{_numbers_table(name, numbers['figures'][name])}</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -238,6 +238,14 @@ class RowChecks:
                     if count[i] > 0 and not np.isclose(frac[i], expected[i], rtol=1e-6, atol=0):
                         self.add("summary", f"summary/frac_recovered row {i} ({self.index['name'][i]}): "
                                             f"{show(frac[i])}, but {recovered[i]} of {count[i]} rows are recovered")
+            for band in "grz":
+                # every recovered source is in one nobs bin (files before the column lack it)
+                name = f"nexphist_{band}"
+                if name in self.summary:
+                    total = self.summary[name][:].sum(axis=1)
+                    for i in checked[total[checked] != recovered[checked]]:
+                        self.add("summary", f"summary/{name} row {i} ({self.index['name'][i]}): sums to "
+                                            f"{total[i]}, but {recovered[i]} of its rows are recovered")
 
 
 

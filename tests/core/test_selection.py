@@ -388,3 +388,78 @@ def test_no_warnings_on_bad_inputs_explicit():
             got = sel.targets_mask(flux, flux, np.ones(bad.size, bool), depth)
             assert not (got[:5]).any()
         assert np.isnan(sel.flux_to_mag(bad)[:5]).all()
+
+
+# ------------------------------------------------------------- float64 at exact boundaries
+# Inputs are stored as float32; every comparison is made in float64 on their exact values,
+# so that a source exactly at a cut is selected (or not) whatever dtype the caller passes
+# and whatever order the arithmetic happens in.
+
+DESI_R_MIN = 10 ** ((22.5 - 23.4) / 2.5)  # not a float32 value
+
+
+def _desi_at_r(rflux):
+    """g, r, z fluxes of a source at `rflux` with comfortable colours (r-z 0.9, g-r 0.3)."""
+    rflux = np.asarray(rflux)
+    return (rflux * np.float32(10 ** (-0.3 / 2.5)), rflux, rflux * np.float32(10 ** (0.9 / 2.5)))
+
+
+def test_desi_r_cut_at_float32_boundary():
+    at = np.float32(DESI_R_MIN)  # float32 nearest to the cut: 0.43651583790..., above it
+    below = np.nextafter(at, np.float32(0))
+    rflux = np.array([below, at], np.float32)
+    assert float(at) > DESI_R_MIN > float(below)
+    # float32 arithmetic would round the cut to `at` itself and reject it (at > at is False)
+    assert not (rflux > DESI_R_MIN)[1]
+    for dtype in (np.float32, np.float64):
+        g, r, z = (np.asarray(f, dtype) for f in _desi_at_r(rflux))
+        assert list(sel.desi_elg(g, r, z)) == [False, True]
+
+
+def test_eboss_depth_cuts_at_float32_boundary():
+    ok = np.ones(1)
+    limits = sel.EBOSS_DEPTH_MIN["ngc"]
+    g32, r32 = np.float32(limits["g"]), np.float32(limits["r"])
+    # float32(62.79716079) = 62.797161102... > limit: passes; float32(30.05661087) < limit: fails
+    assert float(g32) > limits["g"] and float(r32) < limits["r"]
+    for dtype in (np.float32, np.float64):
+        def quality(dg, dr, dz):
+            return sel.eboss_quality("ngc", np.array([dg], dtype), np.array([dr], dtype),
+                                     np.array([dz], dtype))[0]
+        assert quality(g32, 100 * ok[0], 100 * ok[0])
+        assert not quality(100, r32, 100)
+        assert not quality(100, 100, np.float32(11.0))  # strict: exactly 11 fails
+        assert quality(100, 100, np.nextafter(np.float32(11.0), np.float32(12)))
+
+
+def _straddling_pair():
+    """A float32 flux and transmission whose quotient rounded to float32 lies above the
+    DESI r cut while the exact (float64) quotient does not, or the reverse."""
+    for t in np.linspace(0.8, 0.99, 400).astype(np.float32):
+        f = np.nextafter(np.float32(DESI_R_MIN * float(t)), np.float32(0))
+        for _ in range(8):
+            q32 = float((np.array([f]) / np.array([t]))[0])
+            if (q32 > DESI_R_MIN) != (float(f) / float(t) > DESI_R_MIN):
+                return f, t
+            f = np.nextafter(f, np.float32(1))
+    raise AssertionError("no straddling pair found")
+
+
+def test_measured_selection_divides_in_float64():
+    from obiwan_h5.core.derivation import targets_bits
+
+    flux, trans = _straddling_pair()
+    exact = float(flux) / float(trans) > DESI_R_MIN
+    g, r, z = _desi_at_r(np.array([flux], np.float32))
+    columns = {}
+    for band, value in zip("grz", (g, r, z)):
+        columns[f"tractor_flux_{band}"] = np.asarray(value, np.float32)
+        columns[f"tractor_mw_transmission_{band}"] = np.array([trans], np.float32)
+        columns[f"{band}flux"] = np.asarray(value, np.float32)
+        columns[f"mw_transmission_{band}"] = np.array([trans], np.float32)
+        columns[f"tractor_psfdepth_{band}"] = np.array([1000.0], np.float32)
+    bits = targets_bits(columns, np.array([True]))
+    assert bool(bits[0] >> sel.TARGET_BITS["desi_elg"] & 1) == exact
+    assert bool(bits[0] >> sel.TARGET_BITS["desi_elg_true"] & 1) == exact
+    wide = {name: value.astype(np.float64) for name, value in columns.items()}
+    assert np.array_equal(targets_bits(wide, np.array([True])), bits)

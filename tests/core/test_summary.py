@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from obiwan_h5.core.summary import brick_area, depth_at_half_recovered, ivar_to_depth, summarise_brick
+from obiwan_h5.core.summary import (
+    brick_area,
+    depth_at_half_recovered,
+    empty_summary,
+    ivar_to_depth,
+    nobs_histogram,
+    summarise_brick,
+)
 from obiwan_h5.fileformat import SUMMARY_COLUMNS
 
 
@@ -44,7 +51,9 @@ def test_summarise_brick_by_hand():
         columns[f"mw_transmission_{band}"] = np.ones(n, np.float32)
         columns[f"tractor_psfsize_{band}"] = np.array([1.0, 1.2, np.nan, 1.4], np.float32)
     bounds = (10.125, 0.0, 10.0, 10.25, -0.125, 0.125)
-    row = summarise_brick("0101p000", columns, bounds)
+    columns["tractor_mw_transmission_g"] = np.array([0.9, 0.8, np.nan, 0.7], np.float32)
+    columns["tractor_nobs_g"] = np.array([3, 20, 0, 4], np.int16)
+    row = summarise_brick("0101p000", columns, bounds, nobjs=57)
     assert set(row) == set(SUMMARY_COLUMNS)
     assert row["n_inj"] == 4 and row["n_rec"] == 3 and np.isclose(row["frac_recovered"], 0.75)
     assert row["n_true_desi_elg"] == 3 and row["n_true_rec_meas_desi_elg"] == 1
@@ -55,3 +64,41 @@ def test_summarise_brick_by_hand():
     assert np.isclose(row["psfdepth_g"], ivar_to_depth(250.0))
     assert np.isnan(row["galdepth_g"])  # no galdepth column at all
     assert np.isclose(row["brick_area"], brick_area(10.0, 10.25, -0.125, 0.125))
+    # the new parity columns: medians and histogram over the 3 recovered rows only
+    assert row["nobjs"] == 57
+    assert np.isclose(row["trans_g"], 0.8, atol=1e-6)
+    assert np.isclose(row["ext_g"], -2.5 * np.log10(0.8), atol=1e-6)
+    assert np.isnan(row["trans_r"]) and np.isnan(row["ext_r"]) and np.isnan(row["nexp_r"])
+    assert row["nexp_g"] == 4.0
+    expected = np.zeros(16, np.int64)
+    expected[[3, 4, 15]] = 1  # nobs 20 goes to the last bin (>= 15)
+    assert np.array_equal(row["nexphist_g"], expected)
+    assert np.array_equal(row["nexphist_r"], np.zeros(16, np.int64))
+
+
+def test_nobs_histogram_bins():
+    hist = nobs_histogram(np.array([0, 0, 1, 14, 15, 16, 200, -1], np.int16))
+    assert hist.shape == (16,) and hist.dtype == np.int64
+    assert list(hist) == [3, 1] + [0] * 12 + [1, 3]
+
+
+def test_nexp_of_dr3_arrays():
+    # DR3 schema: decam_nobs over ugrizY, g=1, r=2, z=4
+    nobs = np.zeros((3, 6), np.uint8)
+    nobs[:, 1] = [2, 4, 9]
+    nobs[:, 4] = [1, 1, 1]
+    columns = {"unique_id": np.array([b"a", b"b", b"c"]), "obiwan_mask": np.array([1, 1, 0], np.uint8),
+               "targets_mask": np.zeros(3, np.uint8), "tractor_decam_nobs": nobs}
+    for band in "grz":
+        columns[f"{band}flux"] = np.ones(3, np.float32)
+        columns[f"mw_transmission_{band}"] = np.ones(3, np.float32)
+    row = summarise_brick("0101p000", columns, (0, 0, 0, 1, 0, 1), nobjs=0)
+    assert row["nexp_g"] == 3.0 and row["nexp_z"] == 1.0
+    assert list(row["nexphist_g"][:5]) == [0, 0, 1, 0, 1]
+
+
+def test_empty_summary_shapes():
+    row = empty_summary("0101p000", None)
+    assert set(row) == set(SUMMARY_COLUMNS)
+    assert row["nobjs"] == 0 and np.isnan(row["trans_g"]) and np.isnan(row["nexp_z"])
+    assert row["nexphist_g"].shape == (16,) and not row["nexphist_g"].any()

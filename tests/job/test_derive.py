@@ -171,6 +171,38 @@ def test_summary_rows(dr5_derived):
     assert np.all((summary["depth_at_half_recovered_r"] > 21) & (summary["depth_at_half_recovered_r"] < 26))
 
 
+def _tractor_sources(production, brick):
+    total = 0
+    for rsdir in production.rsdirs(brick):
+        primary = fitsio.read(production.tractor(brick, rsdir), columns=["brick_primary"])["brick_primary"]
+        total += int(primary.astype(bool).sum())
+    return total
+
+
+def test_summary_parity_columns(dr5_production, dr5_derived):
+    """nobjs counts the Tractor catalogs' primary rows; nexp, nexphist, trans, ext from the rows."""
+    production = Production(dr5_production)
+    with h5py.File(dr5_derived, "r") as derived:
+        summary = {name: derived["summary"][name][:] for name in derived["summary"]}
+        rows = {name: derived["randoms"][name][:] for name in ("obiwan_mask", "tractor_nobs_g",
+                                                              "tractor_mw_transmission_z")}
+        offsets, counts = derived["bricks/offset"][:], derived["bricks/count"][:]
+        assert derived["summary/nexphist_r"].attrs["description"].startswith("recovered sources by")
+    assert summary["nexphist_g"].shape == (len(counts), 16)
+    for i, name in enumerate(summary["brickname"].astype(str)):
+        assert summary["nobjs"][i] == _tractor_sources(production, name) > 0
+        chosen = slice(offsets[i], offsets[i] + counts[i])
+        recovered = (rows["obiwan_mask"][chosen] & 1).astype(bool)
+        assert summary["nexp_g"][i] == np.median(rows["tractor_nobs_g"][chosen][recovered])
+        assert np.array_equal(summary["nexphist_g"][i], np.bincount(
+            np.clip(rows["tractor_nobs_g"][chosen][recovered], 0, 15), minlength=16))
+        assert np.isclose(summary["trans_z"][i], np.median(rows["tractor_mw_transmission_z"][chosen][recovered]))
+    for band in "grz":
+        assert np.array_equal(summary[f"nexphist_{band}"].sum(axis=1), summary["n_rec"])
+        assert np.allclose(summary[f"ext_{band}"], -2.5 * np.log10(summary[f"trans_{band}"]))
+        assert np.all((summary[f"trans_{band}"] > 0.5) & (summary[f"trans_{band}"] <= 1))
+
+
 def test_dr3_schema_production_derives(dr3_production, tmp_path):
     output = str(tmp_path / "dr3.h5")
     totals = derive(DeriveOptions(dr3_production, output), SerialComm())
@@ -184,6 +216,13 @@ def test_dr3_schema_production_derives(dr3_production, tmp_path):
         assert np.any(targets & 0b111) and np.any(targets & 0b111000)
         assert np.all(derived["summary/n_rec"][:] == [np.sum(mask[o:o + c] & 1) for o, c in
                                                      zip(derived["bricks/offset"][:], derived["bricks/count"][:])])
+        # DR3: nexp from decam_nobs[:, 1|2|4]
+        nobs = randoms["tractor_decam_nobs"][:]
+        for i, (o, c) in enumerate(zip(derived["bricks/offset"][:], derived["bricks/count"][:])):
+            recovered = (mask[o:o + c] & 1).astype(bool)
+            assert derived["summary/nexp_z"][i] == np.median(nobs[o:o + c, 4][recovered])
+            assert derived["summary/nexphist_r"][i].sum() == recovered.sum()
+        assert np.all(derived["summary/nobjs"][:] > 0)
 
 
 def test_failed_and_incomplete_bricks_do_not_stop_the_job(production_copy, tmp_path):
@@ -252,3 +291,12 @@ def test_resume_with_other_options_is_refused(dr5_production, dr5_derived, tmp_p
     shutil.copy(dr5_derived, output)
     with pytest.raises(Exception, match="match_radius_arcsec"):
         derive(DeriveOptions(dr5_production, output, resume=True, match_radius=2.0), SerialComm())
+
+
+def test_resume_of_a_file_with_other_summary_columns_is_refused(dr5_production, dr5_derived, tmp_path):
+    output = str(tmp_path / "old.h5")
+    shutil.copy(dr5_derived, output)
+    with h5py.File(output, "r+") as derived:
+        del derived["summary/nexphist_g"]  # as a file made before the parity columns
+    with pytest.raises(Exception, match="summary columns"):
+        derive(DeriveOptions(dr5_production, output, resume=True), SerialComm())

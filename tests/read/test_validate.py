@@ -140,7 +140,8 @@ def test_flipped_recovered_bit(dr5_derived, damaged):
         f"summary/frac_recovered row 4 ({names[4]}): "
         f"{float(_stored(path, 'frac_recovered', 4))!r}, but {n_rec - 1} of {_index(path)['count'][4]} rows "
         "are recovered",
-    ]
+    ] + [f"summary/nexphist_{band} row 4 ({names[4]}): sums to {n_rec}, but {n_rec - 1} of its rows are recovered"
+         for band in "grz"]
 
 
 def _stored(path, name, row):

@@ -1,0 +1,261 @@
+"""Accumulators of the thesis figure families (the original `plots_randomsprops_fluxdiff.py`):
+input distributions and recovery vs injected properties (`Inputs`), per-type counts and
+shape recovery (`Morphology`), and recovered / lost / contaminating sources in colour space
+(`Colours`). Fixed histograms only: memory does not grow with the file.
+"""
+
+import numpy as np
+
+from ..core.photometry import deextincted_flux, tractor_types
+from ..core.selection import flux_to_mag
+from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
+from .accumulate import INJECTED_CLASSES, SELECTIONS, Accumulator, _floats, _ints, injected_morphology, true_magnitude
+from .stats import MAG_BINS, wilson_interval
+
+__all__ = ["COLOUR_BINS", "FAMILY_ACCUMULATORS", "INPUT_BINS", "Colours", "Inputs", "Morphology"]
+
+RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
+# injected property -> bins of its distribution and of the recovered fraction
+INPUT_BINS = {
+    "rhalf": np.round(np.linspace(0.0, 3.0, 31), 6),
+    "n": np.round(np.linspace(0.0, 6.0, 25), 6),
+    "e1": np.round(np.linspace(-1.0, 1.0, 41), 6),
+    "e2": np.round(np.linspace(-1.0, 1.0, 41), 6),
+    "redshift": np.round(np.linspace(0.0, 2.0, 41), 6),
+}
+COLOUR_BINS = {"gr": np.round(np.linspace(-0.5, 2.0, 51), 6), "rz": np.round(np.linspace(-0.5, 2.5, 61), 6)}
+
+
+def _truth_column(available, key):
+    """The injected value of `key`: the simcat column, else the truth table's ``psql_<key>``."""
+    for name in (key, f"psql_{key}"):
+        if name in available:
+            return name
+    return None
+
+
+def _hist_entry(bins, total, found):
+    fraction, low, high = wilson_interval(found, total)
+    return {"bins": _floats(bins), "n": _ints(total), "n_recovered": _ints(found),
+            "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high)}
+
+
+class Inputs(Accumulator):
+    """Injected distributions (all and recovered) of magnitudes — de-extincted, as added to
+    the images (extincted), and as measured — colours and shapes, and the recovered fraction
+    against each injected property."""
+
+    name = "inputs"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("obiwan_mask")
+        self.bands = [b for b in BANDS if {f"{b}flux", f"mw_transmission_{b}"} <= self.available]
+        self.measured = [b for b in self.bands if f"tractor_flux_{b}" in self.available
+                         or "tractor_decam_flux" in self.available]
+        self.props = {key: name for key in INPUT_BINS if (name := _truth_column(self.available, key))}
+        if not self.bands and not self.props and self.missing is None:
+            self.missing = "no simcat fluxes and no injected shape or redshift columns"
+        nmag = len(MAG_BINS) - 1
+        self.mag = {(b, kind): np.zeros(nmag, np.int64) for b in self.bands
+                    for kind in ("true", "true_rec", "added", "measured")}
+        self.colour = {(c, kind): np.zeros(len(COLOUR_BINS[c]) - 1, np.int64) for c in COLOUR_BINS
+                       for kind in ("all", "rec")} if {"g", "r", "z"} <= set(self.bands) else {}
+        self.prop = {(key, kind): np.zeros(len(INPUT_BINS[key]) - 1, np.int64) for key in self.props
+                     for kind in ("all", "rec")}
+
+    def columns(self):
+        names = ["obiwan_mask"] + [f"{b}{suffix}" for b in self.bands for suffix in ("flux",)]
+        names += [f"mw_transmission_{b}" for b in self.bands]
+        for b in self.measured:
+            names += ([f"tractor_flux_{b}", f"tractor_mw_transmission_{b}"] if f"tractor_flux_{b}" in self.available
+                      else ["tractor_decam_flux", "tractor_decam_mw_transmission"])
+        return list(dict.fromkeys(names + list(self.props.values())))
+
+    def add(self, batch):
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += len(recovered)
+        mags = {}
+        for b in self.bands:
+            mags[b] = true_magnitude(batch, b)
+            self.mag[b, "true"] += np.histogram(mags[b], MAG_BINS)[0]
+            self.mag[b, "true_rec"] += np.histogram(mags[b][recovered], MAG_BINS)[0]
+            self.mag[b, "added"] += np.histogram(flux_to_mag(batch[f"{b}flux"]), MAG_BINS)[0]
+            if b in self.measured:
+                measured = deextincted_flux(batch, b, "tractor_")
+                self.mag[b, "measured"] += np.histogram(flux_to_mag(measured[recovered]), MAG_BINS)[0]
+        if self.colour:
+            for c, (one, two) in (("gr", ("g", "r")), ("rz", ("r", "z"))):
+                value = mags[one] - mags[two]
+                self.colour[c, "all"] += np.histogram(value, COLOUR_BINS[c])[0]
+                self.colour[c, "rec"] += np.histogram(value[recovered], COLOUR_BINS[c])[0]
+        for key, name in self.props.items():
+            value = np.asarray(batch[name], np.float64)
+            self.prop[key, "all"] += np.histogram(value, INPUT_BINS[key])[0]
+            self.prop[key, "rec"] += np.histogram(value[recovered], INPUT_BINS[key])[0]
+
+    def numbers(self):
+        result = {"n_rows": self.rows, "mag_bins": _floats(MAG_BINS), "bands": {}, "colours": {},
+                  "properties": {}, "columns": dict(self.props)}
+        for b in self.bands:
+            entry = _hist_entry(MAG_BINS, self.mag[b, "true"], self.mag[b, "true_rec"])
+            entry["n_added"] = _ints(self.mag[b, "added"])
+            entry["n_measured"] = _ints(self.mag[b, "measured"]) if b in self.measured else None
+            result["bands"][b] = entry
+        for c in COLOUR_BINS if self.colour else ():
+            result["colours"][c] = _hist_entry(COLOUR_BINS[c], self.colour[c, "all"], self.colour[c, "rec"])
+        for key in self.props:
+            result["properties"][key] = _hist_entry(INPUT_BINS[key], self.prop[key, "all"], self.prop[key, "rec"])
+        return result
+
+
+class Morphology(Accumulator):
+    """Counts by injected morphology class (input, recovered) and by Tractor type (measured),
+    and measured vs injected half-light radius and ellipticity of recovered sources."""
+
+    name = "morphology"
+    SHAPE_BINS = {"rhalf": INPUT_BINS["rhalf"], "e1": INPUT_BINS["e1"], "e2": INPUT_BINS["e2"]}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("obiwan_mask", "tractor_type")
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := _truth_column(self.available, key))}
+        self.truth = {key: name for key in self.SHAPE_BINS if (name := _truth_column(self.available, key))}
+        self.input = np.zeros(len(INJECTED_CLASSES), np.int64)
+        self.input_rec = np.zeros(len(INJECTED_CLASSES), np.int64)
+        self.types = np.zeros(len(TRACTOR_TYPES) + 1, np.int64)
+        self.versus = {key: np.zeros((len(bins) - 1, len(bins) - 1), np.int64) for key, bins in self.SHAPE_BINS.items()
+                       if key in self.truth}
+        self.rhalf_by_type = {kind: np.zeros(len(INPUT_BINS["rhalf"]) - 1, np.int64) for kind in TRACTOR_TYPES}
+
+    def _measured(self, key):
+        stem = "r" if key == "rhalf" else key
+        return f"tractor_shapeexp_{stem}", f"tractor_shapedev_{stem}"
+
+    def columns(self):
+        names = ["obiwan_mask", "tractor_type"] + list(self.shape_cols.values()) + list(self.truth.values())
+        for key in self.versus:
+            names += [name for name in self._measured(key) if name in self.available]
+        return list(dict.fromkeys(names))
+
+    def add(self, batch):
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += len(recovered)
+        shape = {key: batch[name] for key, name in self.shape_cols.items()}
+        classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
+        if classes is None:
+            classes = np.zeros(len(recovered), np.int64)
+        self.input += np.bincount(classes, minlength=len(INJECTED_CLASSES))
+        self.input_rec += np.bincount(classes[recovered], minlength=len(INJECTED_CLASSES))
+        kinds = tractor_types(batch["tractor_type"])
+        code = np.full(len(recovered), len(TRACTOR_TYPES))
+        for index, kind in enumerate(TRACTOR_TYPES):
+            code[kinds == kind.encode()] = index
+        self.types += np.bincount(code[recovered], minlength=len(self.types))
+        dev = kinds == b"DEV"
+        for key in self.versus:
+            exp_name, dev_name = self._measured(key)
+            if exp_name not in batch or dev_name not in batch:
+                continue
+            measured = np.where(dev, np.asarray(batch[dev_name], np.float64), np.asarray(batch[exp_name], np.float64))
+            chosen = recovered & (kinds != b"PSF") & (kinds != b"COMP")
+            truth = np.asarray(batch[self.truth[key]], np.float64)
+            bins = self.SHAPE_BINS[key]
+            self.versus[key] += np.histogram2d(truth[chosen], measured[chosen], [bins, bins])[0].astype(np.int64)
+            if key == "rhalf":
+                for index, kind in enumerate(TRACTOR_TYPES):
+                    self.rhalf_by_type[kind] += np.histogram(truth[recovered & (code == index)], bins)[0]
+
+    def numbers(self):
+        fraction, low, high = wilson_interval(self.input_rec, self.input)
+        total = max(int(self.types.sum()), 1)
+        result = {"n_rows": self.rows, "classes": list(INJECTED_CLASSES), "n_input": _ints(self.input),
+                  "n_recovered": _ints(self.input_rec), "fraction": _floats(fraction), "low": _floats(low),
+                  "high": _floats(high), "types": list(TRACTOR_TYPES) + ["other"],
+                  "n_measured_type": _ints(self.types), "measured_type_fraction": _floats(self.types / total),
+                  "shape_convention": "measured: Tractor shapedev for DEV fits, shapeexp otherwise; PSF and COMP "
+                                      "fits left out", "versus": {}, "rhalf_by_type": {}}
+        for key, counts in self.versus.items():
+            rows = counts.sum(axis=1)
+            centres = 0.5 * (self.SHAPE_BINS[key][1:] + self.SHAPE_BINS[key][:-1])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = counts @ centres / rows
+            result["versus"][key] = {"bins": _floats(self.SHAPE_BINS[key]), "counts": [_ints(r) for r in counts],
+                                     "mean_measured": _floats(mean), "n": int(counts.sum())}
+        if "rhalf" in self.versus:
+            result["rhalf_by_type"] = {kind: _ints(hist) for kind, hist in self.rhalf_by_type.items()}
+        return result
+
+
+class Colours(Accumulator):
+    """g−r vs r−z of recovered and lost sources (true colours), of recovered sources by
+    Tractor type, and of contaminating sources of each selection (measured-selected, not
+    true-selected; measured colours)."""
+
+    name = "colours"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("obiwan_mask", *[f"{b}flux" for b in BANDS], *[f"mw_transmission_{b}" for b in BANDS])
+        self.has_targets = "targets_mask" in self.available
+        self.measured = all(f"tractor_flux_{b}" in self.available for b in BANDS) or \
+            "tractor_decam_flux" in self.available
+        shape = (len(COLOUR_BINS["gr"]) - 1, len(COLOUR_BINS["rz"]) - 1)
+        self.has_types = "tractor_type" in self.available
+        self.maps = {key: np.zeros(shape, np.int64) for key in ["recovered", "lost"]
+                     + [f"contaminating_{sel}" for sel, _, _ in SELECTIONS]
+                     + [f"true_{sel}" for sel, _, _ in SELECTIONS]
+                     + ([f"type_{kind}" for kind in TRACTOR_TYPES] if self.has_types else [])}
+
+    def columns(self):
+        names = ["obiwan_mask"] + [f"{b}flux" for b in BANDS] + [f"mw_transmission_{b}" for b in BANDS]
+        if self.has_targets:
+            names.append("targets_mask")
+        if self.has_types:
+            names.append("tractor_type")
+        if self.measured:
+            names += ([f"tractor_{q}_{b}" for q in ("flux", "mw_transmission") for b in BANDS]
+                      if "tractor_flux_g" in self.available else ["tractor_decam_flux", "tractor_decam_mw_transmission"])
+        return names
+
+    def _hist(self, key, gr, rz, chosen):
+        self.maps[key] += np.histogram2d(gr[chosen], rz[chosen], [COLOUR_BINS["gr"], COLOUR_BINS["rz"]])[0].astype(
+            np.int64)
+
+    def add(self, batch):
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += len(recovered)
+        mag = {b: true_magnitude(batch, b) for b in BANDS}
+        gr, rz = mag["g"] - mag["r"], mag["r"] - mag["z"]
+        self._hist("recovered", gr, rz, recovered)
+        self._hist("lost", gr, rz, ~recovered)
+        if self.has_types:
+            kinds = tractor_types(batch["tractor_type"])
+            for kind in TRACTOR_TYPES:
+                self._hist(f"type_{kind}", gr, rz, recovered & (kinds == kind.encode()))
+        if not self.has_targets:
+            return
+        targets = batch["targets_mask"]
+        if self.measured:
+            meas = {b: flux_to_mag(deextincted_flux(batch, b, "tractor_")) for b in BANDS}
+            mgr, mrz = meas["g"] - meas["r"], meas["r"] - meas["z"]
+        for sel, _, _ in SELECTIONS:
+            true = bit_set(targets, TARGET_BITS[f"{sel}_true"])
+            self._hist(f"true_{sel}", gr, rz, true)
+            if self.measured:
+                self._hist(f"contaminating_{sel}", mgr, mrz, bit_set(targets, TARGET_BITS[sel]) & ~true)
+
+    def numbers(self):
+        totals = {key: int(counts.sum()) for key, counts in self.maps.items()}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            both = self.maps["recovered"] + self.maps["lost"]
+            fraction = np.where(both > 0, self.maps["recovered"] / both, np.nan)
+        return {"n_rows": self.rows, "gr_bins": _floats(COLOUR_BINS["gr"]), "rz_bins": _floats(COLOUR_BINS["rz"]),
+                "totals": totals, "maps": {key: [_ints(row) for row in counts] for key, counts in self.maps.items()},
+                "fraction_recovered": [_floats(row) for row in fraction], "has_targets": self.has_targets,
+                "has_types": self.has_types,
+                "convention": "recovered/lost/true-selected at true de-extincted colours; contaminating "
+                              "(measured-selected, not true-selected) at measured de-extincted colours"}
+
+
+FAMILY_ACCUMULATORS = {cls.name: cls for cls in (Inputs, Morphology, Colours)}

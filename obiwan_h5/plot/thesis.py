@@ -1,0 +1,353 @@
+"""Accumulators of the imaging-systematics page and of the thesis figure families (SPEC §8).
+
+Same design as `accumulate`: each names the columns it needs (`columns`), is fed row
+batches (`add`) and gives the numbers behind its figure (`numbers`); memory is fixed
+histograms, capped samples, or one set of counters per brick.
+
+`Systematics` joins the streamed rows to the per-brick imaging conditions of the summary
+table (`set_summary`): a source's own Tractor depth exists only when it was recovered, so
+the recovered fraction is binned by its brick's depth, seeing and extinction instead.
+"""
+
+import numpy as np
+
+from ..core.photometry import band_quantity, tractor_types
+from ..core.selection import flux_to_mag
+from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, bit_set
+from .accumulate import CHI_BINS, SELECTIONS, Accumulator, _floats, _ints, tractor_band_column, true_magnitude
+from .stats import MAG_BINS, wilson_interval
+
+__all__ = ["DMAG_BINS", "RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
+           "density_ratio_interval", "gaussian_fit", "histogram_quantiles", "quantile_edges"]
+
+RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
+# (summary column, axis label); depths are 5-sigma AB magnitudes of the brick's recovered sources
+SYSTEMATICS_PROPERTIES = tuple(
+    [(f"galdepth_{b}", f"galaxy depth {b} [AB mag]") for b in "grz"]
+    + [(f"psfdepth_{b}", f"PSF depth {b} [AB mag]") for b in "grz"]
+    + [(f"psfsize_{b}", f"PSF FWHM {b} [arcsec]") for b in "grz"]
+    + [("ebv", "E(B-V) [mag]")])
+# at most this many bins per property, with (about) equal numbers of bricks
+SYSTEMATICS_BINS = 8
+# per-brick counters: injected, recovered, then per selection true, measured, true and recovered
+_COUNTERS = ["n_inj", "n_rec"] + [f"{key}_{sel}" for sel, _, _ in SELECTIONS
+                                  for key in ("n_true", "n_meas", "n_true_rec")]
+
+
+def quantile_edges(values, nbins=SYSTEMATICS_BINS):
+    """Bin edges holding about equal numbers of the finite `values` (fewer bins when there
+    are fewer distinct values); the last edge is inclusive (see `bin_index`)."""
+    values = np.asarray(values, np.float64)
+    values = np.unique(values[np.isfinite(values)])
+    if not len(values):
+        return np.zeros(0)
+    if len(values) <= nbins:
+        # one bin per distinct value: edges half way between them
+        mids = 0.5 * (values[1:] + values[:-1])
+        pad = max(np.ptp(values) * 0.05, 1e-3)
+        return np.concatenate([[values[0] - pad], mids, [values[-1] + pad]])
+    return np.unique(np.quantile(values, np.linspace(0, 1, nbins + 1)))
+
+
+def bin_index(values, edges):
+    """Bin of each value in `edges` (last bin closed), -1 outside or not finite."""
+    values = np.asarray(values, np.float64)
+    index = np.searchsorted(edges, values, side="right") - 1
+    index[values == edges[-1]] = len(edges) - 2
+    bad = ~np.isfinite(values) | (index < 0) | (index > len(edges) - 2)
+    index[bad] = -1
+    return index
+
+
+def density_ratio_interval(n_meas, n_true, z=1.0):
+    """Ratio n_meas / n_true of two counts with its 68 % interval.
+
+    Conditional on their sum, n_meas is binomial with p = ratio / (1 + ratio): the Wilson
+    interval of p, mapped back by p / (1 - p). Returns ``(ratio, low, high)``, NaN when
+    n_true is 0.
+    """
+    n_meas, n_true = np.asarray(n_meas, np.float64), np.asarray(n_true, np.float64)
+    _, low, high = wilson_interval(n_meas, n_meas + n_true, z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(n_true > 0, n_meas / n_true, np.nan)
+        low = np.where(n_true > 0, low / (1 - low), np.nan)
+        high = np.where(n_true > 0, np.where(high < 1, high / (1 - high), np.inf), np.nan)
+    return ratio, low, high
+
+
+class Systematics(Accumulator):
+    """Recovered fraction and measured/true selected-target density ratio in bins of each
+    brick's imaging conditions (summary galdepth, psfdepth, psfsize per band, ebv)."""
+
+    name = "systematics"
+    SUMMARY = ("brickname",) + tuple(name for name, _ in SYSTEMATICS_PROPERTIES)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("brickname", "obiwan_mask")
+        self.has_targets = "targets_mask" in self.available
+        self.index = {}  # brick name -> row of self.counts
+        self.counts = np.zeros((0, len(_COUNTERS)), np.int64)
+        self.properties = {}  # summary column -> per-brick values, aligned with self.bricks
+        self.bricks = []
+
+    def columns(self):
+        return ["brickname", "obiwan_mask"] + (["targets_mask"] if self.has_targets else [])
+
+    def add(self, batch):
+        names, inverse = np.unique(np.asarray(batch["brickname"]), return_inverse=True)
+        rows = []
+        for name in names:
+            if bytes(name) not in self.index:
+                self.index[bytes(name)] = len(self.index)
+            rows.append(self.index[bytes(name)])
+        if len(self.index) > len(self.counts):
+            # grow by doubling: one copy per doubling, not one per batch
+            grown = np.zeros((max(len(self.index), 2 * len(self.counts)), len(_COUNTERS)), np.int64)
+            grown[:len(self.counts)] = self.counts
+            self.counts = grown
+        where = np.asarray(rows, np.int64)[inverse.reshape(-1)]
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += len(recovered)
+        flags = [np.ones(len(recovered), bool), recovered]
+        for sel, _, _ in SELECTIONS:
+            if self.has_targets:
+                true = bit_set(batch["targets_mask"], TARGET_BITS[f"{sel}_true"])
+                measured = bit_set(batch["targets_mask"], TARGET_BITS[sel])
+            else:
+                true = measured = np.zeros(len(recovered), bool)
+            flags += [true, measured, true & recovered]
+        for column, flag in enumerate(flags):
+            self.counts[:, column] += np.bincount(where[flag], minlength=len(self.counts))
+
+    def set_summary(self, table, summary_columns):
+        """Per-brick imaging conditions: the summary rows of the chosen bricks."""
+        present = [name for name, _ in SYSTEMATICS_PROPERTIES if name in summary_columns and name in table]
+        if "brickname" not in summary_columns or not present:
+            if self.missing is None:
+                self.missing = "the summary has no brickname or no depth/psfsize/ebv column"
+            return
+        self.bricks = [bytes(name) for name in np.asarray(table.get("brickname", []), dtype="S8")]
+        self.properties = {name: np.asarray(table[name], np.float64) for name in present}
+
+    def _brick_counts(self):
+        """Counters of the summary's bricks, in summary order (zeros for bricks without rows)."""
+        out = np.zeros((len(self.bricks), len(_COUNTERS)), np.int64)
+        for i, name in enumerate(self.bricks):
+            row = self.index.get(name)
+            if row is not None:
+                out[i] = self.counts[row]
+        return out
+
+    def numbers(self):
+        counts = self._brick_counts()
+        result = {"n_rows": self.rows, "n_bricks": len(self.bricks), "has_targets": self.has_targets,
+                  "interval": "68% Wilson (recovered fraction); density ratio: Wilson interval of "
+                              "n_meas / (n_meas + n_true) mapped by p / (1 - p)",
+                  "binning": f"up to {SYSTEMATICS_BINS} bins of about equal numbers of bricks per property",
+                  "properties": {}}
+        total = counts.sum(axis=0)
+        result["fraction_recovered"] = float(total[1] / total[0]) if total[0] else None
+        result["density_ratio"] = {}
+        for sel, _, _ in SELECTIONS:
+            n_true, n_meas = total[_COUNTERS.index(f"n_true_{sel}")], total[_COUNTERS.index(f"n_meas_{sel}")]
+            result["density_ratio"][sel] = float(n_meas / n_true) if n_true else None
+        for name, label in SYSTEMATICS_PROPERTIES:
+            if name not in self.properties:
+                continue
+            values = self.properties[name]
+            edges = quantile_edges(values)
+            if len(edges) < 2:
+                result["properties"][name] = {"label": label, "edges": [], "n_bricks": []}
+                continue
+            which = bin_index(values, edges)
+            nbins = len(edges) - 1
+            binned = np.zeros((nbins, len(_COUNTERS)), np.int64)
+            np.add.at(binned, which[which >= 0], counts[which >= 0])
+            centre = [float(np.median(values[which == k])) if np.any(which == k) else None for k in range(nbins)]
+            fraction, low, high = wilson_interval(binned[:, 1], binned[:, 0])
+            entry = {"label": label, "edges": _floats(edges), "centre": centre,
+                     "n_bricks": _ints(np.bincount(which[which >= 0], minlength=nbins)),
+                     "n_inj": _ints(binned[:, 0]), "n_rec": _ints(binned[:, 1]),
+                     "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high),
+                     "selections": {}}
+            for sel, _, _ in SELECTIONS:
+                n_true = binned[:, _COUNTERS.index(f"n_true_{sel}")]
+                n_meas = binned[:, _COUNTERS.index(f"n_meas_{sel}")]
+                n_true_rec = binned[:, _COUNTERS.index(f"n_true_rec_{sel}")]
+                ratio, rlow, rhigh = density_ratio_interval(n_meas, n_true)
+                frac_sel, flow, fhigh = wilson_interval(n_true_rec, n_true)
+                entry["selections"][sel] = {
+                    "n_true": _ints(n_true), "n_meas": _ints(n_meas), "n_true_rec": _ints(n_true_rec),
+                    "ratio": _floats(ratio), "ratio_low": _floats(rlow), "ratio_high": _floats(rhigh),
+                    "fraction_recovered": _floats(frac_sel), "fraction_low": _floats(flow),
+                    "fraction_high": _floats(fhigh)}
+            result["properties"][name] = entry
+        return result
+
+
+# ------------------------------------------------------------------- residuals in sigma
+
+# residual name -> (label); flux residuals are extincted Tractor flux minus simcat flux as added
+RESIDUALS = {**{f"flux_{b}": f"(Tractor − true) {b} flux / σ" for b in BANDS},
+             "rhalf": "(Tractor − true) half-light radius / σ",
+             "e1": "(Tractor − true) e1 / σ", "e2": "(Tractor − true) e2 / σ"}
+# bins of the magnitude residual (true − Tractor, both extincted)
+DMAG_BINS = np.round(np.linspace(-1.0, 1.0, 41), 6)
+# Tractor profile whose shape is compared with the injected one, by fitted type
+_SHAPE_MODEL = {b"EXP": "shapeexp", b"REX": "shapeexp", b"SIMP": "shapeexp", b"DEV": "shapedev"}
+
+
+def gaussian_fit(hist, bins):
+    """Least-squares fit of a normal density to a histogram: ``(mean, sigma)`` or Nones.
+
+    The histogram is normalised over its own range (as the old thesis script did), so
+    the fit describes the core of the distribution within the bins.
+    """
+    from scipy.optimize import curve_fit
+
+    hist = np.asarray(hist, np.float64)
+    total = hist.sum()
+    if total < 3:
+        return None, None
+    width = np.diff(bins)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    density = hist / (total * width)
+    mean0 = float(np.sum(centres * hist) / total)
+    sigma0 = float(np.sqrt(max(np.sum((centres - mean0) ** 2 * hist) / total, width[0] ** 2)))
+
+    def model(x, mean, sigma):
+        return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (np.sqrt(2 * np.pi) * abs(sigma))
+
+    try:
+        (mean, sigma), _ = curve_fit(model, centres, density, p0=[mean0, sigma0], maxfev=2000)
+    except (RuntimeError, ValueError):
+        return None, None
+    return float(mean), float(abs(sigma))
+
+
+def histogram_quantiles(hist2d, bins, levels=(0.25, 0.5, 0.75), min_count=5):
+    """Quantiles along axis 1 of a 2-D histogram (one row per x bin), interpolated within
+    the bins of the cumulative counts; NaN for rows with fewer than `min_count`."""
+    hist2d = np.asarray(hist2d, np.float64)
+    out = np.full((len(levels), len(hist2d)), np.nan)
+    for row, counts in enumerate(hist2d):
+        total = counts.sum()
+        if total < min_count:
+            continue
+        cumulative = np.concatenate([[0.0], np.cumsum(counts)]) / total
+        for k, level in enumerate(levels):
+            out[k, row] = np.interp(level, cumulative, bins)
+    return out
+
+
+class Residuals(Accumulator):
+    """Residuals of recovered sources in units of their Tractor σ: flux per band, half-light
+    radius and ellipticity; histograms (with a Gaussian fit) and, for the fluxes, a 2-D
+    histogram against true magnitude."""
+
+    name = "residuals"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require("obiwan_mask")
+        self.flux_bands = []
+        for b in BANDS:
+            if (tractor_band_column(self.available, "flux", b) and tractor_band_column(self.available, "flux_ivar", b)
+                    and {f"{b}flux", f"mw_transmission_{b}"} <= self.available):
+                self.flux_bands.append(b)
+        self.truth = {}
+        for key in ("rhalf", "e1", "e2"):
+            for name in (key, f"psql_{key}"):
+                if name in self.available:
+                    self.truth[key] = name
+                    break
+        self.shapes = [key for key in self.truth if "tractor_type" in self.available and all(
+            f"tractor_{model}_{'r' if key == 'rhalf' else key}{suffix}" in self.available
+            for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar"))]
+        self.names = [f"flux_{b}" for b in self.flux_bands] + self.shapes
+        if not self.names and self.missing is None:
+            self.missing = "no Tractor flux/flux_ivar with simcat fluxes, and no Tractor shapes with injected ones"
+        self.hist = {name: np.zeros(len(CHI_BINS) - 1, np.int64) for name in self.names}
+        self.outside = dict.fromkeys(self.names, 0)
+        self.vs_mag = {b: np.zeros((len(MAG_BINS) - 1, len(CHI_BINS) - 1), np.int64) for b in self.flux_bands}
+        self.dmag = {b: np.zeros((len(MAG_BINS) - 1, len(DMAG_BINS) - 1), np.int64) for b in self.flux_bands}
+
+    def columns(self):
+        names = ["obiwan_mask"]
+        for b in self.flux_bands:
+            names += [f"{b}flux", f"mw_transmission_{b}", tractor_band_column(self.available, "flux", b),
+                      tractor_band_column(self.available, "flux_ivar", b)]
+        if self.shapes:
+            names.append("tractor_type")
+        for key in self.shapes:
+            names.append(self.truth[key])
+            stem = "r" if key == "rhalf" else key
+            names += [f"tractor_{model}_{stem}{suffix}" for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar")]
+        return list(dict.fromkeys(names))
+
+    def _count(self, name, chi):
+        inside = (chi >= CHI_BINS[0]) & (chi <= CHI_BINS[-1])
+        self.outside[name] += int((~inside).sum())
+        self.hist[name] += np.histogram(chi[inside], CHI_BINS)[0]
+
+    def add(self, batch):
+        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        self.rows += int(recovered.sum())
+        for b in self.flux_bands:
+            true = np.asarray(batch[f"{b}flux"], np.float64)
+            measured = np.asarray(band_quantity(batch, "flux", b, "tractor_"), np.float64)
+            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, "tractor_"), np.float64)
+            with np.errstate(invalid="ignore"):
+                ok = recovered & np.isfinite(measured - true) & (ivar > 0)
+            chi = (measured[ok] - true[ok]) * np.sqrt(ivar[ok])
+            self._count(f"flux_{b}", chi)
+            mag = true_magnitude(batch, b)[ok]
+            self.vs_mag[b] += np.histogram2d(mag, np.clip(chi, CHI_BINS[0], CHI_BINS[-1]),
+                                             [MAG_BINS, CHI_BINS])[0].astype(np.int64)
+            # true minus Tractor magnitude, both extincted (negative: Tractor too faint); needs a positive flux
+            dmag = flux_to_mag(true[ok]) - flux_to_mag(measured[ok])
+            self.dmag[b] += np.histogram2d(mag, np.clip(dmag, DMAG_BINS[0], DMAG_BINS[-1]),
+                                           [MAG_BINS, DMAG_BINS])[0].astype(np.int64)
+        if not self.shapes:
+            return
+        kinds = tractor_types(batch["tractor_type"])
+        for key in self.shapes:
+            stem = "r" if key == "rhalf" else key
+            truth = np.asarray(batch[self.truth[key]], np.float64)
+            for code, model in _SHAPE_MODEL.items():
+                chosen = recovered & (kinds == code)
+                if not chosen.any():
+                    continue
+                value = np.asarray(batch[f"tractor_{model}_{stem}"], np.float64)[chosen]
+                ivar = np.asarray(batch[f"tractor_{model}_{stem}_ivar"], np.float64)[chosen]
+                with np.errstate(invalid="ignore"):
+                    ok = np.isfinite(value - truth[chosen]) & (ivar > 0)
+                self._count(key, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
+
+    def numbers(self):
+        result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "dmag_bins": _floats(DMAG_BINS),
+                  "n_recovered": self.rows,
+                  "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
+                                "sqrt(flux_ivar); rhalf, e1, e2: Tractor shapeexp (EXP, REX, SIMP) or shapedev "
+                                "(DEV) minus the injected value, times sqrt(ivar); PSF and COMP not used",
+                  "fit": "least-squares normal density on the histogram normalised within [-6, 6]",
+                  "quantities": {}}
+        for name in self.names:
+            mean, sigma = gaussian_fit(self.hist[name], CHI_BINS)
+            entry = {"label": RESIDUALS[name], "n": int(self.hist[name].sum()) + self.outside[name],
+                     "hist": _ints(self.hist[name]), "n_outside_bins": self.outside[name],
+                     "fit_mean": mean, "fit_sigma": sigma}
+            band = name[len("flux_"):] if name.startswith("flux_") else None
+            if band:
+                quartiles = histogram_quantiles(self.vs_mag[band], CHI_BINS)
+                entry.update(vs_mag=[_ints(row) for row in self.vs_mag[band]], q25=_floats(quartiles[0]),
+                             median=_floats(quartiles[1]), q75=_floats(quartiles[2]))
+                dq = histogram_quantiles(self.dmag[band], DMAG_BINS)
+                entry.update(dmag_vs_mag=[_ints(row) for row in self.dmag[band]], dmag_q25=_floats(dq[0]),
+                             dmag_median=_floats(dq[1]), dmag_q75=_floats(dq[2]))
+            result["quantities"][name] = entry
+        return result
+
+
+THESIS_ACCUMULATORS = {cls.name: cls for cls in (Systematics, Residuals)}
