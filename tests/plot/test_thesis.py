@@ -211,4 +211,4 @@ def test_skipped_figures_and_exit_status(dr5_derived, tmp_path, capsys):
     page = open(tmp_path / "a" / "index.html").read()
     assert "Skipped (no data)" in page and "<h2 class='section'>Imaging systematics</h2>" in page
     assert cli.main(["plot", none, "-o", str(tmp_path / "b"), "--only", "recovery,inputs"]) == 1
-    assert "no figure could be drawn" in capsys.readouterr().err
+    assert "none of the chosen figures could be drawn" in capsys.readouterr().err
