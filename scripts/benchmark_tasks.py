@@ -21,8 +21,7 @@ import fitsio
 import numpy as np
 from mpi4py import MPI
 
-from obiwan_h5.core.schema import conform_into, union_schemas
-from obiwan_h5.fileformat import Column
+from obiwan_h5.core.schema import join_pieces
 from obiwan_h5.job import DeriveOptions
 from obiwan_h5.job.compute import BrickReader
 from obiwan_h5.job.plan import assign_ranges
@@ -65,16 +64,7 @@ def brick_table(reader, brick):
     _, inputs = scan_brick(reader.production, brick, reader.truth, reader.bounds[brick])
     reader.scanned[brick] = inputs
     pieces, _ = reader.parts(brick)
-    schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
-                            for piece in pieces])
-    columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]
-    nrows = sum(len(piece["unique_id"]) for piece in pieces)
-    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
-    start = 0
-    for piece in pieces:
-        conform_into(rows, start, piece, columns, len(piece["unique_id"]))
-        start += len(piece["unique_id"])
-    return rows
+    return join_pieces(pieces)
 
 
 def _as_records(columns):

@@ -5,7 +5,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileformat import fill_value
 
-__all__ = ["as_records", "conform_into", "union_schemas"]
+__all__ = ["as_records", "conform_into", "join_pieces", "union_schemas"]
 
 
 def union_schemas(schemas, where="bricks"):
@@ -60,3 +60,20 @@ def as_records(columns):
     for name in names:
         records[name] = columns[name]
     return records
+
+
+def join_pieces(pieces):
+    """A brick's per-rsdir pieces (`core.derivation.brick_parts`) as one table, joined as the
+    job joins them: the union of their schemas, each piece conformed into it."""
+    from ..fileformat import Column
+
+    schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
+                            for piece in pieces])
+    columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]
+    nrows = sum(len(piece["unique_id"]) for piece in pieces)
+    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
+    start = 0
+    for piece in pieces:
+        conform_into(rows, start, piece, columns, len(piece["unique_id"]))
+        start += len(piece["unique_id"])
+    return rows

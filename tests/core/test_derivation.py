@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from obiwan_h5.core.derivation import added_rows, brick_parts, obiwan_mask, targets_bits
-from obiwan_h5.core.schema import conform_into, union_schemas
+from obiwan_h5.core.schema import join_pieces
 from obiwan_h5.errors import BrickError
-from obiwan_h5.fileformat import Column
 
 ARCSEC = 1 / 3600.0
 
@@ -48,20 +47,6 @@ def _tractor(ra, dec, nobs):
     }
 
 
-def _conformed(pieces):
-    """The pieces of a brick joined as the job joins them: union schema, then conform."""
-    schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
-                            for piece in pieces])
-    columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]
-    nrows = sum(len(piece["unique_id"]) for piece in pieces)
-    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
-    start = 0
-    for piece in pieces:
-        conform_into(rows, start, piece, columns, len(piece["unique_id"]))
-        start += len(piece["unique_id"])
-    return rows
-
-
 def test_brick_parts_join_match_and_fill():
     ra0, dec0 = 150.0, 2.0
     simcat_a = _simcat([5, 6], [ra0, ra0 + 10 * ARCSEC], [dec0, dec0])
@@ -74,7 +59,7 @@ def test_brick_parts_join_match_and_fill():
     truth = {"id": np.array([5, 6, 7]), "g": np.array([23.0, 24.0, 25.0])}
     dr = (np.array([ra0 + 20 * ARCSEC]), np.array([dec0 + 0.2 * ARCSEC]))
     pieces = brick_parts("1500p020", [("rs0", simcat_a, tractor_a), ("rs1", simcat_b, tractor_b)], truth, dr, 1.0)
-    rows = _conformed(pieces)
+    rows = join_pieces(pieces)
     assert rows["unique_id"].tolist() == [b"5_1500p020_rs0", b"6_1500p020_rs0", b"7_1500p020_rs1"]
     assert rows["rsdir"].tolist() == [b"rs0", b"rs0", b"rs1"]
     assert rows["psql_g"].tolist() == [23.0, 24.0, 25.0]
