@@ -212,9 +212,18 @@ def _bits(hdu, attrs):
 
 
 def _card_text(text, width=None):
+    """`text` cut to fit one card; a quote is written doubled in FITS, so it counts twice."""
     width = width or CARD_TEXT
     text = str(text)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    if _card_length(text) <= width:
+        return text
+    while _card_length(text) > width - 3:
+        text = text[:-1]
+    return text + "..."
+
+
+def _card_length(text):
+    return len(text) + text.count("'")
 
 
 def _provenance(hdu, path, derived, where, bricks):
