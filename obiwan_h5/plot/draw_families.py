@@ -16,15 +16,18 @@ PROPERTY_LABELS = {"rhalf": "injected half-light radius [arcsec]", "n": "injecte
                    "e1": "injected e1", "e2": "injected e2", "redshift": "redshift (truth table)"}
 
 
+MIN_FRACTION_BIN = 5  # fewer injected sources give an error bar spanning most of [0, 1]: not drawn
+
+
 def _fraction(ax, bins, d, colour="black", label=None):
     centres = 0.5 * (np.asarray(bins[1:]) + np.asarray(bins[:-1]))
     n = np.asarray(d["n"])
-    show = n > 0
+    show = n >= MIN_FRACTION_BIN
     value, low, high = _array(d["fraction"]), _array(d["low"]), _array(d["high"])
     ax.errorbar(centres[show], value[show], yerr=_yerr(value[show], low[show], high[show]), fmt="o-", ms=4,
                 capsize=2, color=colour, label=label)
     ax.set_ylim(-0.03, 1.05)
-    ax.set_ylabel("recovered fraction", fontsize=10)
+    ax.set_ylabel(f"recovered fraction (bins ≥ {MIN_FRACTION_BIN} sources)", fontsize=10)
     ax.grid(alpha=0.3)
 
 
@@ -138,7 +141,8 @@ def draw_morphology(acc, numbers, path, subtitle):
     else:
         _no_data(ax, "no injected rhalf, no Tractor shapes, or nothing recovered")
     for ax, key in zip(axes[1], ["rhalf", "e1", "e2"]):
-        ax.set_title(f"measured vs injected {key} (recovered, not PSF/COMP)", fontsize=12)
+        fits = "not PSF/SIMP/COMP" if key == "rhalf" else "not PSF/SIMP/REX/COMP"
+        ax.set_title(f"measured vs injected {key} (recovered, {fits})", fontsize=12)
         d = numbers["versus"].get(key)
         if d is None or not d["n"]:
             _no_data(ax, f"no injected {key} or Tractor shape columns" if d is None else "no recovered galaxy fits")
@@ -150,8 +154,9 @@ def draw_morphology(acc, numbers, path, subtitle):
         ax.plot(bins, bins, color="#d7301f", ls="--", lw=1, label="measured = injected")
         ax.plot(0.5 * (bins[1:] + bins[:-1]), _array(d["mean_measured"]), color="#2c7fb8", lw=2,
                 label="mean measured per bin")
-        ax.set_xlabel(f"injected {key}", fontsize=10)
-        ax.set_ylabel(f"Tractor {key} (shapedev for DEV, shapeexp otherwise)", fontsize=9)
+        unit = " [arcsec]" if key == "rhalf" else ""
+        ax.set_xlabel(f"injected {key}{unit}", fontsize=10)
+        ax.set_ylabel(f"Tractor {key}{unit} (shapedev for DEV, shapeexp otherwise)", fontsize=9)
         ax.legend(fontsize=8, loc="upper left")
         fig.colorbar(image, ax=ax, label="sources", shrink=0.8)
     _save(fig, path)

@@ -50,7 +50,7 @@ def draw_systematics(acc, numbers, path, subtitle):
             s = d["selections"][sel]
             if sum(s["n_true"]):
                 _errorbar(ax_frac, x, s["fraction_recovered"], s["fraction_low"], s["fraction_high"], fmt="s--",
-                          ms=4, lw=1, color=SELECTION_COLOURS[sel], alpha=0.8, label=f"true {label}")
+                          ms=4, lw=1, color=SELECTION_COLOURS[sel], alpha=0.8, label=f"true-selected {label}")
         ax_frac.set_ylim(-0.03, 1.05)
         ax_ratio.set_title(f"measured / true selected vs {name}", fontsize=11)
         drawn = False

@@ -115,6 +115,10 @@ class Morphology(Accumulator):
 
     name = "morphology"
     SHAPE_BINS = {"rhalf": INPUT_BINS["rhalf"], "e1": INPUT_BINS["e1"], "e2": INPUT_BINS["e2"]}
+    # Tractor fits that do not measure the parameter: PSF has no shape, SIMP a fixed 0.45" round
+    # profile, COMP two shapes; REX fits a radius but is round, so its e1 = e2 = 0 by construction
+    NO_SHAPE = {"rhalf": [b"PSF", b"SIMP", b"COMP"], "e1": [b"PSF", b"SIMP", b"REX", b"COMP"],
+                "e2": [b"PSF", b"SIMP", b"REX", b"COMP"]}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -158,7 +162,7 @@ class Morphology(Accumulator):
             if exp_name not in batch or dev_name not in batch:
                 continue
             measured = np.where(dev, np.asarray(batch[dev_name], np.float64), np.asarray(batch[exp_name], np.float64))
-            chosen = recovered & (kinds != b"PSF") & (kinds != b"COMP")
+            chosen = recovered & ~np.isin(kinds, self.NO_SHAPE[key])
             truth = np.asarray(batch[self.truth[key]], np.float64)
             bins = self.SHAPE_BINS[key]
             self.versus[key] += np.histogram2d(truth[chosen], measured[chosen], [bins, bins])[0].astype(np.int64)
@@ -173,8 +177,8 @@ class Morphology(Accumulator):
                   "n_recovered": _ints(self.input_rec), "fraction": _floats(fraction), "low": _floats(low),
                   "high": _floats(high), "types": list(TRACTOR_TYPES) + ["other"],
                   "n_measured_type": _ints(self.types), "measured_type_fraction": _floats(self.types / total),
-                  "shape_convention": "measured: Tractor shapedev for DEV fits, shapeexp otherwise; PSF and COMP "
-                                      "fits left out", "versus": {}, "rhalf_by_type": {}}
+                  "shape_convention": "measured: Tractor shapedev for DEV fits, shapeexp otherwise; fits without "
+                                      "that shape parameter left out (rhalf: PSF, SIMP, COMP; e1/e2 also REX)", "versus": {}, "rhalf_by_type": {}}
         for key, counts in self.versus.items():
             rows = counts.sum(axis=1)
             centres = 0.5 * (self.SHAPE_BINS[key][1:] + self.SHAPE_BINS[key][:-1])

@@ -81,12 +81,13 @@ CAPTIONS = {
               "recovered sources, the magnitudes as added to the images (with extinction) and the measured "
               "de-extincted Tractor magnitudes (with noise) of recovered sources, and true colours; middle: "
               "injected rhalf, n, e1, e2 (simcat, else the truth table's psql_ columns), all and recovered; "
-              "bottom: recovered fraction vs rhalf, redshift, n and e1 with 68% Wilson intervals.",
+              "bottom: recovered fraction vs rhalf, redshift, n and e1 with 68% Wilson intervals (bins with "
+              "≥ 5 sources).",
     "morphology": "Injected morphology class (as in the confusion matrix) of all and of recovered sources, the "
                   "Tractor types of recovered sources, the injected rhalf distribution per fitted type, and "
-                  "measured vs injected rhalf, e1, e2 of recovered galaxy fits (shapedev for DEV, shapeexp for "
-                  "EXP/REX/SIMP) as 2-D histograms with the mean measured value per injected bin (REX fits are "
-                  "round: their e1 = e2 = 0 make the horizontal band).",
+                  "measured vs injected rhalf, e1, e2 of recovered galaxy fits (shapedev for DEV, shapeexp "
+                  "otherwise) as 2-D histograms with the mean measured value per injected bin; only fits that "
+                  "measure the parameter: rhalf leaves out PSF, SIMP and COMP, e1/e2 also the round REX.",
     "colours": "g−r vs r−z in 0.05-mag bins (log colour scale): recovered and lost sources and the recovered "
                "fraction at true de-extincted colours; where recovered sources of each Tractor type lie (contour "
                "around the cells holding 68% of them); for each selection the contaminating sources (measured-"

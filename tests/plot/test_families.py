@@ -67,6 +67,9 @@ def test_morphology_counts():
     assert rhalf[_cell(bins, 0.8), _cell(bins, 1.0)] == 1
     assert rhalf[_cell(bins, 0.5), _cell(bins, 0.6)] == 1 and rhalf[_cell(bins, 0.4), _cell(bins, 0.6)] == 1
     assert rhalf.sum() == 3
+    # REX is round (its e1 = e2 = 0 by construction): only the EXP and DEV fits enter e1
+    e1 = np.asarray(numbers["versus"]["e1"]["counts"])
+    assert e1.sum() == 2 and e1[_cell(INPUT_BINS["e1"], 0.0), _cell(INPUT_BINS["e1"], 0.1)] == 2
 
 
 def test_colours_recovered_lost_contaminating():
