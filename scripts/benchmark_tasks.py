@@ -26,7 +26,14 @@ from obiwan_h5.job import DeriveOptions
 from obiwan_h5.job.compute import BrickReader
 from obiwan_h5.job.plan import assign_ranges
 from obiwan_h5.job.scan import scan_brick
-from obiwan_h5.production.inputs import read_ids_added, read_radec, read_simcat, read_survey_bricks, read_tractor
+from obiwan_h5.production.inputs import (
+    FitsTable,
+    primary_tractor,
+    read_ids_added,
+    read_radec,
+    read_simcat,
+    read_survey_bricks,
+)
 from obiwan_h5.production.layout import Production, read_brick_list
 from obiwan_h5.production.truth import TruthTable
 
@@ -51,7 +58,8 @@ def read_inputs(data_dir):
         for rsdir in production.rsdirs(brick):
             simcat = read_simcat(production.simcat(brick, rsdir))
             added = read_ids_added(production.ids_added(brick, rsdir))
-            read_tractor(production.tractor(brick, rsdir))
+            # every byte of the catalog, converted as far as the derivation converts it up front
+            primary_tractor(FitsTable(production.tractor(brick, rsdir)))
             ids.append(simcat["id"][np.isin(simcat["id"], added)])
         truth.lookup(np.concatenate(ids))
         read_radec(production.dr_tractor(brick))

@@ -61,11 +61,13 @@ def unique_ids(ids, brickname, rsdir):
 def match_tractor(ra, dec, tractor, radius_arcsec):
     """Tractor columns of the nearest source within the radius, as ``tractor_<col>``.
 
-    `tractor` is a record array (`production.inputs.read_tractor`) or a dict of columns. Returns the
-    columns and the boolean ``matched`` array. Unmatched rows get NaN, 0, False or empty
-    strings (SPEC §3.4); dtypes are those of the catalog.
+    `tractor` is a record array (`production.inputs.read_tractor`), anything that behaves as
+    one for ``len``, ``dtype``, ``["ra"]``, ``["dec"]`` and ``take``
+    (`production.inputs.PrimaryTractor`), or a dict of columns. Returns the columns and the
+    boolean ``matched`` array. Unmatched rows get NaN, 0, False or empty strings (SPEC §3.4);
+    dtypes are those of the catalog.
     """
-    if not isinstance(tractor, np.ndarray):
+    if isinstance(tractor, dict):
         tractor = as_records(tractor)
     index, _ = match_nearest(ra, dec, tractor["ra"], tractor["dec"], radius_arcsec)
     matched = index >= 0
@@ -133,7 +135,8 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
     brickname : str
     parts : list of (rsdir, simcat, tractor)
         In canonical rsdir order; `simcat` holds only the added rows (`added_rows`),
-        `tractor` the brick_primary rows of that rsdir's catalog (`production.inputs.read_tractor`).
+        `tractor` the brick_primary rows of that rsdir's catalog
+        (`production.inputs.read_tractor` or `primary_tractor`).
     truth : dict
         Truth-table columns aligned with the concatenated simcat ids.
     dr_radec : (ndarray, ndarray)

@@ -14,7 +14,7 @@ from ..core.schema import conform_into
 from ..core.summary import empty_summary, summarise_brick
 from ..errors import BrickError, InputError
 from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, rows_checksum, summary_column_type
-from ..production.inputs import read_radec, read_tractor
+from ..production.inputs import primary_tractor, read_radec
 from .scan import brick_failure
 
 __all__ = ["BrickReader", "compute_segment"]
@@ -62,7 +62,7 @@ class BrickReader:
             simcat = scanned.simcat.read(others, scanned.rows)
             simcat.update(scanned.injected)
             simcat = {name: simcat[name] for name in scanned.simcat.by_lower}
-            tractor = read_tractor(scanned.tractor, self.options.keep_all_apflux)
+            tractor = primary_tractor(scanned.tractor, self.options.keep_all_apflux)
             parts.append((scanned.rsdir, simcat, tractor))
         truth = self.truth.lookup(inputs.ids)
         dr_radec = read_radec(self.production.dr_tractor(brickname))

@@ -316,11 +316,26 @@ class BinaryTable:
         names : list of str, optional
             New field names, in column order (e.g. lower case).
         """
+        if self.nrows == 0:
+            return np.zeros(0, self._layout.records(names or self.names)[2])
+        return self.as_records(self._raw(rows), names)
+
+    def read_stored(self):
+        """Every record as stored (big-endian, logicals as bytes): convert with `as_records`."""
+        return self._raw() if self.nrows else np.zeros(0, self.dtype)
+
+    def as_records(self, raw, names=None):
+        """Stored records (`read_stored`, or some of its rows) as one native record array.
+
+        Parameters
+        ----------
+        raw : numpy.ndarray
+        names : list of str, optional
+            New field names, in column order.
+        """
         names = names or self.names
         stored, cast, native = self._layout.records(names)
-        if self.nrows == 0:
-            return np.zeros(0, native)
-        raw = self._raw(rows).view(stored)
+        raw = raw.view(stored)
         records = raw.astype(cast)
         for old, new, is_logical in zip(self.names, names, self._layout.logical):
             if is_logical:

@@ -25,6 +25,7 @@ __all__ = [
     "read_radec",
     "read_simcat",
     "read_survey_bricks",
+    "primary_tractor",
     "read_tractor",
     "tractor_keep",
     "as_ids",
@@ -228,6 +229,59 @@ def read_tractor(path, keep_all_apflux=False):
     if "brick_primary" in table.by_lower:
         records = records[records["brick_primary"].astype(bool)]
     return records.view(_kept_fields(records.dtype, keep_all_apflux))
+
+
+def primary_tractor(table, keep_all_apflux=False):
+    """The brick_primary rows of a Tractor catalog for matching: as `read_tractor`, but
+    only ``ra``, ``dec`` are converted up front, and whole records only for the rows the
+    match takes (`PrimaryTractor`). A catalog that `fitstable` cannot map falls back to
+    `read_tractor`.
+
+    Parameters
+    ----------
+    table : FitsTable
+    keep_all_apflux : bool
+    """
+    table.require(["ra", "dec"])
+    if table._lean is None:
+        return read_tractor(table, keep_all_apflux)
+    return PrimaryTractor(table, keep_all_apflux)
+
+
+class PrimaryTractor:
+    """brick_primary rows of a Tractor catalog, converted lazily.
+
+    A derivation keeps the few hundred rows matched to injected sources out of a catalog's
+    thousands: converting every record to native byte order and then copying the
+    brick_primary ones cost two passes over the whole table per rsdir, for rows never used.
+    Behaves as the record array of `read_tractor` where the matching needs it: ``len``,
+    ``dtype``, ``["ra"]``, ``["dec"]`` and ``take``.
+    """
+
+    def __init__(self, table, keep_all_apflux=False):
+        lean = table._lean
+        names = list(table.by_lower)
+        self._lean, self._names = lean, names
+        self._stored = lean.read_stored()
+        wanted = [lean_name for lean_name in (table.by_lower.get("brick_primary"),) if lean_name]
+        columns = lean._columns(self._stored, [table.by_lower["ra"], table.by_lower["dec"]] + wanted)
+        self._rows = np.flatnonzero(columns[wanted[0]]) if wanted else np.arange(lean.nrows)
+        self._radec = {"ra": columns[table.by_lower["ra"]][self._rows],
+                       "dec": columns[table.by_lower["dec"]][self._rows]}
+        self.dtype = _kept_fields(lean._layout.records(names)[2], keep_all_apflux)
+
+    def __len__(self):
+        return len(self._rows)
+
+    def __getitem__(self, name):
+        if name not in self._radec:
+            raise KeyError(f"{name}: only ra and dec are read up front; use take()")
+        return self._radec[name]
+
+    def take(self, index):
+        """Native records (kept fields) of brick_primary rows `index`."""
+        rows = self._rows[np.asarray(index, dtype=np.int64)]
+        return self._lean.as_records(self._stored[rows], self._names).view(self.dtype)
 
 
 @functools.lru_cache(maxsize=64)

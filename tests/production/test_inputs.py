@@ -9,7 +9,14 @@ import pytest
 
 from obiwan_h5.core.photometry import band_quantity, deextincted_flux
 from obiwan_h5.errors import InputError
-from obiwan_h5.production.inputs import fits_schema, read_columns, read_survey_bricks, read_tractor
+from obiwan_h5.production.inputs import (
+    FitsTable,
+    fits_schema,
+    primary_tractor,
+    read_columns,
+    read_survey_bricks,
+    read_tractor,
+)
 from obiwan_h5.production.truth import TruthTable
 
 
@@ -101,3 +108,27 @@ def test_apflux_pruned_and_primary_only(tmp_path):
     assert set(tractor.dtype.names) == {"ra", "dec", "brick_primary", "apflux_g", "apflux_resid_z"}
     assert tractor["ra"].tolist() == [1, 3]
     assert "apflux_ivar_g" in read_tractor(path, keep_all_apflux=True).dtype.names
+
+
+@pytest.mark.parametrize("name", ["tractor-3301m002.fits", "hand-made"])
+def test_primary_tractor_takes_the_records_read_tractor_gives(real_dir, tmp_path, name):
+    if name == "hand-made":
+        path = str(tmp_path / "tractor.fits")
+        data = np.zeros(6, dtype=[("RA", ">f8"), ("DEC", ">f8"), ("BRICK_PRIMARY", "?"), ("NOBS_G", ">i2"),
+                                  ("TYPE", "S4"), ("APFLUX_IVAR_G", ">f4", (8,)), ("DCHISQ", ">f4", (5,))])
+        data["BRICK_PRIMARY"] = [True, False, True, True, False, True]
+        data["RA"], data["NOBS_G"], data["TYPE"] = np.arange(6) + 0.5, np.arange(6) - 2, b"EXP"
+        data["DCHISQ"] = np.arange(30).reshape(6, 5)
+        fitsio.write(path, data)
+    else:
+        path = os.path.join(real_dir, name)
+    whole = read_tractor(path)
+    lazy = primary_tractor(FitsTable(path))
+    assert len(lazy) == len(whole) and lazy.dtype == whole.dtype
+    assert np.array_equal(lazy["ra"], whole["ra"]) and np.array_equal(lazy["dec"], whole["dec"])
+    index = np.array([len(whole) - 1, 0, 1, 1])
+    taken, expected = lazy.take(index), whole.take(index)
+    for field in whole.dtype.names:
+        assert taken[field].dtype == expected[field].dtype and taken[field].dtype.isnative or \
+            taken[field].dtype.kind in "Sb", field
+        assert np.array_equal(taken[field], expected[field]), field
