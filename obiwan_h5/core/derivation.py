@@ -17,6 +17,7 @@ simcat columns (``id, ra, dec, x, y, gflux, ...``)
 """
 
 import functools
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -153,7 +154,7 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
     ra = np.concatenate([simcat["ra"] for _, simcat, _ in parts]) if parts else np.zeros(0)
     dec = np.concatenate([simcat["dec"] for _, simcat, _ in parts]) if parts else np.zeros(0)
     on_real_source = has_neighbour(ra, dec, dr_radec[0], dr_radec[1], radius_arcsec)
-    pieces, start = [], 0
+    pieces, matches, start = [], [], 0
     for rsdir, simcat, tractor in parts:
         n = len(simcat["id"])
         piece = {
@@ -166,10 +167,48 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
         tractor_columns, matched = match_tractor(simcat["ra"], simcat["dec"], tractor, radius_arcsec)
         piece.update(tractor_columns)
         piece["obiwan_mask"] = obiwan_mask(matched, on_real_source[start:start + n])
-        piece["targets_mask"] = targets_bits(piece, matched)
         pieces.append(piece)
+        matches.append(matched)
         start += n
+    _add_targets_mask(pieces, matches)
     return pieces
+
+
+def _add_targets_mask(pieces, matches):
+    """``targets_mask`` of every piece: one selection over the whole brick when its rsdirs
+    share one schema (the usual case: the cuts are per row, and one call on a brick's rows
+    costs far less than one per rsdir of a few hundred rows), else one per rsdir."""
+    layouts = {tuple((name, values.dtype.kind if values.dtype.kind == "S" else values.dtype, values.shape[1:])
+                     for name, values in piece.items()) for piece in pieces}
+    if len(pieces) > 1 and len(layouts) == 1:
+        bits = targets_bits(_Joined(pieces), np.concatenate(matches))
+        bounds = np.cumsum([len(matched) for matched in matches])[:-1]
+        for piece, piece_bits in zip(pieces, np.split(bits, bounds)):
+            piece["targets_mask"] = piece_bits
+    else:
+        for piece, matched in zip(pieces, matches):
+            piece["targets_mask"] = targets_bits(piece, matched)
+
+
+class _Joined(Mapping):
+    """Columns of several pieces of one schema, concatenated when first looked up."""
+
+    def __init__(self, pieces):
+        self._pieces, self._joined = pieces, {}
+
+    def __getitem__(self, name):
+        if name not in self._joined:
+            self._joined[name] = np.concatenate([piece[name] for piece in self._pieces])
+        return self._joined[name]
+
+    def __contains__(self, name):
+        return name in self._pieces[0]
+
+    def __iter__(self):
+        return iter(self._pieces[0])
+
+    def __len__(self):
+        return len(self._pieces[0])
 
 
 def derived_schema(simcat_schema, truth_schema, tractor_schema, unique_id_width, rsdir_width):

@@ -83,3 +83,34 @@ def test_targets_bits_true_flux_from_simcat_and_measured_never_unmatched():
     matched = np.array([True, False])
     bits = targets_bits(columns, matched)
     assert bits.tolist() == [(1 << 2) | (1 << 5), 1 << 5]
+
+
+@pytest.mark.parametrize("same_schema", [True, False])
+def test_targets_mask_of_a_brick_equals_one_selection_per_rsdir(same_schema):
+    # rsdirs of one schema are selected in one call over the brick; mixed ones one by one
+    ra0, dec0 = 150.0, 2.0
+    rng = np.random.default_rng(3)
+    parts = []
+    for k, rsdir in enumerate(["rs0", "rs500", "rs1000"]):
+        n = 40
+        ra = ra0 + rng.uniform(0, 200, n) * ARCSEC
+        dec = np.full(n, dec0 + k * 300 * ARCSEC)
+        simcat = _simcat(np.arange(n) + 100 * k, ra, dec, mag=(23.0, 22.6, 21.9))
+        for band in "grz":
+            simcat[f"{band}flux"] = simcat[f"{band}flux"] * rng.uniform(0.5, 1.5, n).astype(np.float32)
+        tractor = _tractor(ra[::2] + 0.2 * ARCSEC, dec[::2], np.full(n // 2, 3))
+        for band in "grz":
+            tractor[f"flux_{band}"] = (simcat[f"{band}flux"][::2] * rng.uniform(0.8, 1.2, n // 2)).astype(np.float32)
+            tractor[f"mw_transmission_{band}"] = np.full(n // 2, 0.9, np.float32)
+            tractor[f"psfdepth_{band}"] = np.full(n // 2, 500.0, np.float32)
+        if not same_schema and k == 1:
+            del tractor["psfdepth_z"]
+        parts.append((rsdir, simcat, tractor))
+    ids = np.concatenate([simcat["id"] for _, simcat, _ in parts])
+    truth = {"id": ids}
+    pieces = brick_parts("1500p020", parts, truth, (np.zeros(0), np.zeros(0)), 1.0)
+    for piece in pieces:
+        matched = (piece["obiwan_mask"] & 1).astype(bool)
+        own = {name: values for name, values in piece.items() if name != "targets_mask"}
+        assert np.array_equal(piece["targets_mask"], targets_bits(own, matched))
+    assert any(piece["targets_mask"].any() for piece in pieces)
