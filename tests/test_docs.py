@@ -4,7 +4,7 @@ The rule (also in docs/cli.md, "Examples in these pages"):
 
 * A fenced block marked ```bash is run. Each page's bash and python blocks run in the
   order they appear, in one temporary directory per page that holds a fresh copy of
-  `demo/` (made once per test session by ``python -m obiwan_h5.cli demo --dir <tmp>/demo``;
+  `demo/` (made once per test session by ``python -m obiwan_h5.cli demo -o <tmp>/demo``;
   `demo/production/` is shared by the pages and must only be read),
   with the virtual environment's bin directory first on PATH, so `obiwan-h5` and `python`
   are the installed ones. Blank lines and comment lines are ignored; a line ending with a
@@ -120,7 +120,7 @@ def demo_dir(tmp_path_factory):
     if not os.path.exists(os.path.join(BIN, "obiwan-h5")):
         pytest.skip(f"obiwan-h5 is not installed beside {sys.executable}")
     base = tmp_path_factory.mktemp("docs-demo")
-    result = subprocess.run([sys.executable, "-m", "obiwan_h5.cli", "demo", "--dir", str(base / "demo")],
+    result = subprocess.run([sys.executable, "-m", "obiwan_h5.cli", "demo", "-o", str(base / "demo")],
                             cwd=base, env=environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"demo failed:\n{result.stdout}\n{result.stderr}"
     return base / "demo"
