@@ -6,6 +6,7 @@ for the earlier names still work, with a `DeprecationWarning` that names the new
 """
 
 import functools
+import sys
 import warnings
 
 __all__ = ["renamed_keywords"]
@@ -32,10 +33,22 @@ def renamed_keywords(**renames):
                     if new in kwargs:
                         raise TypeError(f"{function.__name__}() got both {old!r} and its new name {new!r}")
                     warnings.warn(f"{function.__name__}(): the keyword {old!r} is deprecated; use {new!r}",
-                                  DeprecationWarning, stacklevel=2)
+                                  DeprecationWarning, stacklevel=_outside_stacklevel())
                     kwargs[new] = kwargs.pop(old)
             return function(*args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def _outside_stacklevel():
+    """The `stacklevel` of the first caller outside this package (seen from the wrapper's
+    call to `warnings.warn`): a lazy re-export such as `obiwan_h5.plot.make_figures` would
+    otherwise get the warning, and Python shows a DeprecationWarning only when it is
+    attributed to the user's own code."""
+    package = __name__.split(".")[0] + "."
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(package):
+        level, frame = level + 1, frame.f_back
+    return level
