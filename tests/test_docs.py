@@ -18,7 +18,9 @@ The rule (also in docs/cli.md, "Examples in these pages"):
   fails this test, naming the command, so the rule cannot be broken by accident.
 * ```text marks output, file trees and listings; nothing else is allowed after a fence.
 
-docs/format.md is generated (``python -m obiwan_h5.reference``) and follows the same rule.
+docs/format.md and docs/cli.md are generated (``python -m obiwan_h5.sim.reference``,
+``python -m obiwan_h5.cli.reference``: `make docs`) and follow the same rule; the examples
+of docs/cli.md are those of the commands' ``--help``.
 Besides running the examples, this file checks that every page under docs/ (and
 CHANGELOG.md) is linked from README.md and that every relative link (and its #anchor) of
 every page resolves.
