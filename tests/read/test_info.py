@@ -23,7 +23,7 @@ def test_text_report(dr5_derived, capsys):
     assert f"bricks           {nbricks}: {nbricks} done ({nrows} rows)" in out
     assert "format           obiwan_h5 version 1" in out and creation in out
     assert "complete         yes" in out and "match radius     1.0 arcsec" in out
-    assert f"{ncolumns} in randoms" in out and "--columns" in out
+    assert f"{ncolumns} in randoms" in out and "--list-columns" in out
     assert "tractor_flux_g" not in out  # columns are listed only on request
 
     assert main(["info", dr5_derived, "--list-columns"]) == 0
