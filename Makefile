@@ -66,15 +66,17 @@ test-mpi: setup
 	timeout 1200 $(MPIEXEC) -n 3 $(PY) -m mpi4py -m pytest -q -p no:cacheprovider -m "not any_ranks" tests/mpi
 
 demo: setup
-	$(VENV)/bin/obiwan-h5 demo --dir $(DEMO_DIR)
+	$(VENV)/bin/obiwan-h5 demo -o $(DEMO_DIR)
 
 # the demo with the truth in a throw-away PostgreSQL server (docs/derive.md#truth-from-postgresql)
 demo-db: setup
 	$(PY) scripts/demo_db.py --dir $(DEMO_DIR)-db
 
-# docs/format.md is generated from the code; tests/test_reference.py checks it is current
+# docs/format.md and docs/cli.md are generated from the code; tests/sim/test_reference.py and
+# tests/cli/test_reference.py check that they are current
 docs: setup
 	$(PY) -m obiwan_h5.sim.reference > docs/format.md
+	$(PY) -m obiwan_h5.cli.reference > docs/cli.md
 
 # side-by-side performance figures (minutes; see docs/performance.md)
 benchmark: setup

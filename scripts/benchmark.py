@@ -82,7 +82,7 @@ def production(workdir, bricks, rsdirs, per_rsdir, seed=1):
     root = os.path.join(workdir, f"production-{bricks}x{rsdirs}x{per_rsdir}-s{seed}")
     if not os.path.exists(os.path.join(root, "bricks.txt")):
         print(f"simulating {bricks} bricks x {rsdirs} rsdirs x {per_rsdir} ...", flush=True)
-        subprocess.run([*CLI, "simulate", root, "--bricks", str(bricks), "--rsdirs", str(rsdirs),
+        subprocess.run([*CLI, "simulate", "-o", root, "--n-bricks", str(bricks), "--rsdirs", str(rsdirs),
                         "--per-rsdir", str(per_rsdir), "--seed", str(seed), "--overwrite"], check=True,
                        stdout=subprocess.DEVNULL)
     return root

@@ -43,8 +43,8 @@ def main(argv=None):
     conninfo = args.randoms_db if server is None else server.conninfo()
     cli = [sys.executable, "-m", "obiwan_h5.cli"]
     try:
-        run(cli + ["simulate", production, "--bricks", "6", "--rsdirs", "2", "--per-rsdir", "200", "--seed", "1",
-                   "--overwrite", "--randoms-db", conninfo, "--randoms-table", TABLE])
+        run(cli + ["simulate", "-o", production, "--n-bricks", "6", "--rsdirs", "2", "--per-rsdir", "200",
+                   "--seed", "1", "--overwrite", "--randoms-db", conninfo, "--randoms-table", TABLE])
         from_file = os.path.join(workdir, "derived-file.h5")
         from_db = os.path.join(workdir, "derived-db.h5")
         run(cli + ["derive", "--data-dir", production, "-o", from_file, "--overwrite"])

@@ -26,7 +26,7 @@ def dr5_production(tmp_path_factory):
     from obiwan_h5.sim.simulate import simulate
 
     root = tmp_path_factory.mktemp("dr5") / "production"
-    simulate(str(root), nbricks=6, rsdirs=2, per_rsdir=150, schema="dr5", seed=7)
+    simulate(str(root), n_bricks=6, rsdirs=2, per_rsdir=150, schema="dr5", seed=7)
     return str(root)
 
 
@@ -35,7 +35,7 @@ def dr3_production(tmp_path_factory):
     from obiwan_h5.sim.simulate import simulate
 
     root = tmp_path_factory.mktemp("dr3") / "production"
-    simulate(str(root), nbricks=3, rsdirs=2, per_rsdir=120, schema="dr3", seed=11)
+    simulate(str(root), n_bricks=3, rsdirs=2, per_rsdir=120, schema="dr3", seed=11)
     return str(root)
 
 

@@ -4,7 +4,7 @@ The rule (also in docs/cli.md, "Examples in these pages"):
 
 * A fenced block marked ```bash is run. Each page's bash and python blocks run in the
   order they appear, in one temporary directory per page that holds a fresh copy of
-  `demo/` (made once per test session by ``python -m obiwan_h5.cli demo --dir <tmp>/demo``;
+  `demo/` (made once per test session by ``python -m obiwan_h5.cli demo -o <tmp>/demo``;
   `demo/production/` is shared by the pages and must only be read),
   with the virtual environment's bin directory first on PATH, so `obiwan-h5` and `python`
   are the installed ones. Blank lines and comment lines are ignored; a line ending with a
@@ -18,7 +18,9 @@ The rule (also in docs/cli.md, "Examples in these pages"):
   fails this test, naming the command, so the rule cannot be broken by accident.
 * ```text marks output, file trees and listings; nothing else is allowed after a fence.
 
-docs/format.md is generated (``python -m obiwan_h5.reference``) and follows the same rule.
+docs/format.md and docs/cli.md are generated (``python -m obiwan_h5.sim.reference``,
+``python -m obiwan_h5.cli.reference``: `make docs`) and follow the same rule; the examples
+of docs/cli.md are those of the commands' ``--help``.
 Besides running the examples, this file checks that every page under docs/ (and
 CHANGELOG.md) is linked from README.md and that every relative link (and its #anchor) of
 every page resolves.
@@ -120,7 +122,7 @@ def demo_dir(tmp_path_factory):
     if not os.path.exists(os.path.join(BIN, "obiwan-h5")):
         pytest.skip(f"obiwan-h5 is not installed beside {sys.executable}")
     base = tmp_path_factory.mktemp("docs-demo")
-    result = subprocess.run([sys.executable, "-m", "obiwan_h5.cli", "demo", "--dir", str(base / "demo")],
+    result = subprocess.run([sys.executable, "-m", "obiwan_h5.cli", "demo", "-o", str(base / "demo")],
                             cwd=base, env=environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"demo failed:\n{result.stdout}\n{result.stderr}"
     return base / "demo"

@@ -13,9 +13,8 @@ import logging
 import os
 import sys
 
-from .. import __version__
 from ..errors import InputError, JobError
-from .options import flag_text
+from .options import HelpFormatter, add_common_arguments, flag_text
 
 # command -> (family module, one-line help)
 COMMANDS = {
@@ -48,11 +47,11 @@ def build_parser(argv=None, every_command=False):
         prog="obiwan-h5",
         description="Post-process obiwan image-simulation productions into one parallel HDF5 file.",
     )
-    parser.add_argument("--version", action="version", version=f"obiwan-h5 {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_common_arguments(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        add_common_arguments(sub)
         if name == chosen or every_command:
             add_arguments, run = _entry(name)
             add_arguments(sub)

@@ -6,15 +6,21 @@ import sys
 from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
-from .options import flag_text
+from .options import add_bricks_argument, add_output_argument, flag_text, set_examples
 
 __all__ = ["add_derive_arguments", "run_derive"]
 
 
 def add_derive_arguments(parser):
     """Options of ``obiwan-h5 derive``."""
+    parser.description = (
+        "The main job: derive the joined truth/measurement table of every brick of a production into one "
+        "HDF5 file. Run it as one process, or under mpiexec/srun with any number of ranks (the data written "
+        "do not depend on it). Inputs, options, failures and resume: docs/derive.md; at NERSC: docs/nersc.md.")
+    set_examples(parser, "obiwan-h5 derive --data-dir sim-dr3 -o sim-dr3.h5 --expect-rsdirs 4",
+                 "obiwan-h5 derive --data-dir sim-dr3 --bricks 3299p257 --match-radius 0.5 -o one-brick.h5")
     parser.add_argument("--data-dir", required=True, help="production root holding obiwan/ and tractor/")
-    parser.add_argument("-o", "--output", required=True, help="derived HDF5 file to write")
+    add_output_argument(parser, "derived HDF5 file to write")
     parser.add_argument("--randoms", help="randoms truth table, FITS or HDF5 (default DATA_DIR/randoms.fits)")
     parser.add_argument("--randoms-db", metavar="CONNINFO",
                         help="read the truth table from this PostgreSQL database instead of --randoms: a libpq "
@@ -27,10 +33,12 @@ def add_derive_arguments(parser):
                              "(default 4)")
     parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
     parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
-    parser.add_argument("--bricks", help="brick list, one name per line (default DATA_DIR/bricks.txt)")
+    add_bricks_argument(parser, "the bricks to derive", default="DATA_DIR/bricks.txt")
     parser.add_argument("--objtype", default="elg", help="injected object type in file names (default elg)")
-    parser.add_argument("--expect-rsdirs", type=int, help="bricks with another number of rsdirs are incomplete")
-    parser.add_argument("--match-radius", type=float, default=1.0, help="match radius in arcsec (default 1)")
+    parser.add_argument("--expect-rsdirs", type=int, metavar="N",
+                        help="bricks without exactly N rsdirs are incomplete (status 2)")
+    parser.add_argument("--match-radius", type=float, default=1.0, metavar="ARCSEC",
+                        help="match radius in arcsec (default 1)")
     parser.add_argument("--keep-all-apflux", action="store_true", help="keep every apflux_* Tractor column")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted file: redo bricks not done")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -1,30 +1,149 @@
-"""Option definitions shared by the commands, and the mapping of library parameters to
-the flags that set them (library errors name parameters in backquotes; the command line
-shows the flag)."""
+"""The command-line vocabulary: options shared by the commands, defined once here, their
+former spellings, and the mapping of library parameters to the flags that set them
+(library errors name parameters in backquotes; the command line shows the flag).
 
+Every command says the same thing the same way: ``-o/--output`` for what it writes,
+``--bricks`` for a brick list (file, comma list or ``-``), ``--n-bricks`` for a number of
+bricks to simulate, ``--sample FRACTION --seed S`` for a brick sample, ``--columns`` for
+names or globs, ``--batch-rows`` for the rows read at a time, and ``--version`` and
+``-v/--verbose`` before or after the command. Former spellings still work for one release,
+each with one line on standard error (`DeprecatedAlias`).
+"""
+
+import argparse
 import re
+import sys
 
-from ..core.bricks import brick_names, read_text_list
+from .. import __version__
+from ..core.bricks import DEFAULT_SEED, brick_names, read_text_list
 from ..errors import InputError
 
 __all__ = [
-    "add_bricks_argument", "add_column_arguments", "bricks_arg", "column_spec", "flag_text",
+    "DeprecatedAlias", "HelpFormatter", "add_batch_rows_argument", "add_bricks_argument", "add_column_arguments",
+    "add_common_arguments", "add_deprecated_alias", "add_output_argument", "add_sample_arguments",
+    "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg", "column_spec", "deprecation_line",
+    "flag_text", "seed_arg", "set_examples",
 ]
 
 # library parameter -> command-line flag, where the names differ in more than '_' vs '-'
 FLAGS = {
     "max_memory_mb": "--max-memory",
     "alignment": "--align",
-    "sample_fraction": "--sample-bricks",
-    "bricks": "--bricks",
-    "nbricks": "--bricks",
-    "output_dir": "--output-dir",
+    "output": "-o/--output",
 }
 
 
 def flag_text(message):
     """`message` with each backquoted parameter (```match_radius```) shown as its flag."""
     return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m.group(1), "--" + m.group(1).replace("_", "-")), message)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but each line of a description or epilog is a paragraph of
+    its own, and indented lines (the example commands of `set_examples`) are kept as they
+    are: a command wrapped in the middle of a word could not be copied."""
+
+    def _fill_text(self, text, width, indent):
+        return "\n".join(indent + line if line.startswith("  ") else super(HelpFormatter, self)._fill_text(
+            line, width, indent) for line in text.splitlines())
+
+
+def set_examples(parser, *commands):
+    """The example command lines of a command: shown by ``--help`` and in docs/cli.md,
+    where `tests/test_docs.py` runs them in order on the demo."""
+    parser.examples = commands
+    parser.epilog = "examples:\n" + "\n".join(f"  {command}" for command in commands)
+
+
+# ------------------------------------------------------------------------ deprecations
+
+def deprecation_line(parser, old, new):
+    """Print the one line that says a former spelling is deprecated."""
+    print(f"{parser.prog}: warning: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+class DeprecatedAlias(argparse.Action):
+    """A former spelling of an option: sets what its `replacement` sets, after one line on
+    standard error. Hidden from ``--help``; docs/cli.md lists it (`former_spelling`, as
+    every action that keeps a former spelling working has)."""
+
+    def __init__(self, option_strings, dest, replacement, nargs=None, const=None, **kwargs):
+        super().__init__(option_strings, dest, nargs=nargs, const=const, **kwargs)
+        self.replacement = replacement
+        self.former_spelling = (", ".join(option_strings), replacement)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecation_line(parser, option_string or self.metavar, self.replacement)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_deprecated_alias(container, old, new):
+    """Add `old`, a former spelling of the action `new`, to `container` (a parser or a
+    group): it takes the same value and sets the same destination."""
+    return container.add_argument(
+        old, action=DeprecatedAlias, dest=new.dest, replacement="/".join(new.option_strings),
+        nargs=new.nargs, const=new.const, type=new.type, metavar=new.metavar,
+        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+class _DeprecatedPositional(argparse.Action):
+    """The output given as a positional argument, as ``simulate DIR`` took it."""
+
+    def __init__(self, option_strings, dest, target, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.target = target
+        self.former_spelling = (f"{self.metavar} (positional)", f"-o/--output {self.metavar}")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecation_line(parser, f"the positional {self.metavar}", f"-o/--output {self.metavar}")
+        setattr(namespace, self.target, values)
+
+
+# ---------------------------------------------------------------------- shared options
+
+def add_common_arguments(parser, top_level=False):
+    """``--version`` and ``-v/--verbose``, accepted before and after the command."""
+    parser.add_argument("--version", action="version", version=f"obiwan-h5 {__version__}",
+                        help="print the version and exit")
+    # after the command, only a given flag may set it: a default there would undo
+    # `obiwan-h5 -v COMMAND`
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top_level else argparse.SUPPRESS,
+                        help="log debug messages")
+
+
+def add_output_argument(parser, help_text, metavar="OUT", default=None, deprecated=(), positional=False):
+    """The ``-o/--output`` option, and the former spellings of it that still work.
+
+    Parameters
+    ----------
+    help_text : str
+    metavar : str
+    default : str, optional
+        Without a default, the output is required.
+    deprecated : sequence of str
+        Former option names (``--dir``).
+    positional : bool
+        Also accept the output as the positional argument it once was.
+    """
+    required = default is None
+    # one required group for the option and its former spellings: any one of them will do,
+    # and usage still shows `-o OUT` as required (argparse draws a required group of one
+    # visible member without brackets: its members must be adjacent, so add the aliases
+    # right after). A positional in the group is never adjacent to it in a usage that
+    # wraps (argparse lays out options and positionals apart): then usage shows [-o OUT]
+    # and the help says it is required.
+    group = parser.add_mutually_exclusive_group(required=required)
+    if not required:
+        help_text += " (default %(default)s)"
+    elif positional:
+        help_text += " (required)"
+    output = group.add_argument("-o", "--output", metavar=metavar, default=default, help=help_text)
+    for old in deprecated:
+        add_deprecated_alias(group, old, output)
+    if positional:
+        group.add_argument("former_output", nargs="?", metavar=metavar, action=_DeprecatedPositional, target="output",
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return output
 
 
 def add_column_arguments(parser, default="every column"):
@@ -52,14 +171,80 @@ def column_spec(args, stdin=None):
     return text
 
 
-def add_bricks_argument(parser, help_text=None):
+BRICKS_HELP = ("a file of brick names (one or more per line, '#' comments), a comma list "
+               "('0001p000,0002p000'), or '-' to read names from standard input")
+
+
+def add_bricks_argument(parser, what="only these bricks", default=None):
     """The ``--bricks`` option: a brick-list file, a comma list or ``-``."""
-    parser.add_argument(
-        "--bricks", metavar="FILE|LIST|-",
-        help=help_text or "only these bricks: a file of brick names (one or more per line, '#' comments), "
-                          "a comma list ('0001p000,0002p000'), or '-' to read names from standard input")
+    tail = f" (default {default})" if default else ""
+    return parser.add_argument("--bricks", metavar="FILE|LIST|-", help=f"{what}: {BRICKS_HELP}{tail}")
 
 
 def bricks_arg(args, stdin=None):
     """The names given by ``--bricks``, or None."""
     return brick_names(args.bricks, stdin) if args.bricks else None
+
+
+class _BricksOrCount(argparse.Action):
+    """``--bricks`` of simulate and demo: a brick list, or (the former meaning, deprecated)
+    a number of bricks, which a brick list can never be."""
+
+    former_spelling = ("--bricks N (a number)", "--n-bricks N")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values.isdigit():
+            deprecation_line(parser, f"{option_string} N", "--n-bricks N")
+            namespace.n_bricks = int(values)
+        else:
+            namespace.bricks = values
+
+
+def add_simulated_bricks_arguments(parser, default_count, former_list_option=False):
+    """``--n-bricks N`` (chosen from the seed) or ``--bricks FILE|LIST|-`` (these bricks),
+    for the commands that simulate a production.
+
+    ``--bricks N`` with a number, its former meaning, still works with a deprecation line,
+    and so does ``--brick-list FILE`` where `former_list_option`.
+    """
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--n-bricks", type=int, default=default_count, metavar="N",
+                       help="number of bricks, drawn (from --seed) in a DECaLS-like footprint (default %(default)s)")
+    bricks = which.add_argument("--bricks", action=_BricksOrCount, metavar="FILE|LIST|-",
+                                help=f"simulate these bricks instead: {BRICKS_HELP}")
+    if former_list_option:
+        add_deprecated_alias(which, "--brick-list", bricks)
+
+
+def add_sample_arguments(parser, what, sample_group=None, deprecated=()):
+    """``--sample FRACTION`` (in `sample_group` if given, with its former spellings
+    `deprecated`) and ``--seed S``: the brick sample of `what`.
+
+    The seed's default is given as None, so that a command can tell a seed it was given
+    from the default; `seed_arg` gives the value.
+    """
+    container = sample_group or parser
+    sample = container.add_argument(
+        "--sample", type=float, metavar="FRACTION",
+        help=f"keep a random fraction (0 < FRACTION <= 1, at least one brick) of {what}, drawn with --seed")
+    for old in deprecated:
+        add_deprecated_alias(container, old, sample)
+    add_seed_argument(parser, "seed of --sample: the same seed gives the same bricks")
+
+
+def add_seed_argument(parser, what):
+    """``--seed S``; its default, `core.bricks.DEFAULT_SEED`, is applied by `seed_arg`."""
+    parser.add_argument("--seed", type=int, metavar="S", help=f"{what} (default {DEFAULT_SEED})")
+
+
+def seed_arg(args):
+    """The seed given by ``--seed``, or the default seed."""
+    return DEFAULT_SEED if args.seed is None else args.seed
+
+
+def add_batch_rows_argument(parser, what="rows read at a time"):
+    """``--batch-rows N``, with the default of every streaming reader."""
+    from ..read.reader import DEFAULT_BATCH_ROWS  # imported here: it loads h5py
+
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
+                        help=f"{what} (bounds memory; default %(default)s)")

@@ -2,34 +2,47 @@
 
 import sys
 
-from ..plot.figures import DEFAULT_BATCH_ROWS, DEFAULT_MAX_SAMPLE, FIGURES, make_figures
-from .options import add_bricks_argument
+from ..plot.figures import DEFAULT_MAX_SAMPLE, FIGURES, make_figures
+from .options import (
+    add_batch_rows_argument,
+    add_bricks_argument,
+    add_output_argument,
+    add_sample_arguments,
+    seed_arg,
+    set_examples,
+)
 
 __all__ = ["add_plot_arguments", "run_plot"]
 
 
 def add_plot_arguments(parser):
     """Options of ``obiwan-h5 plot``."""
+    parser.description = (
+        "Write one PNG per figure (" + ", ".join(FIGURES) + "), index.html and numbers.json into the "
+        "directory OUT (created if needed; figures of the same name are replaced), from done bricks only, "
+        "in one streaming pass over the columns the chosen figures need. A figure whose columns are not in "
+        "the file (a view or subset without them), or that has no rows, is still written as a 'no data' "
+        "panel and listed on standard error as 'obiwan-h5 plot: skipped NAME: reason' (and under 'skipped' "
+        "in numbers.json); when none of the chosen figures could be drawn the exit status is 1. What each "
+        "figure shows: docs/plot.md.")
+    set_examples(parser, "obiwan-h5 plot demo/sample.h5 -o sample-figures --only recovery,confusion")
     parser.add_argument("input", metavar="IN", help="derived HDF5 file (or a view/subset of one)")
-    parser.add_argument("-o", "--output-dir", dest="output_dir", required=True, metavar="DIR",
-                        help="directory for the PNGs, index.html and numbers.json (created if needed)")
-    add_bricks_argument(parser, "bricks to use: a file of brick names, a comma list, or '-' for standard input "
-                                "(default: every done brick)")
-    parser.add_argument("--sample", type=float, metavar="F",
-                        help="use a random fraction F (0 < F <= 1) of the chosen done bricks, seeded by --seed")
-    parser.add_argument("--seed", type=int, default=1, help="seed of --sample and of the capped samples (default 1)")
+    add_output_argument(parser, "directory for the PNGs, index.html and numbers.json (created if needed)",
+                        metavar="OUT", deprecated=("--output-dir",))
+    add_bricks_argument(parser, "bricks to use (default: every done brick)")
+    add_sample_arguments(parser, "the chosen done bricks")
     parser.add_argument("--only", metavar="NAME,...",
                         help=f"figures to make, out of {', '.join(FIGURES)} (default all)")
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
-                        help=f"rows read per batch; bounds memory (default {DEFAULT_BATCH_ROWS})")
-    parser.add_argument("--max-sample", type=int, default=DEFAULT_MAX_SAMPLE,
+    add_batch_rows_argument(parser, "rows read at a time; memory holds about twice this many rows of the "
+                                    "needed columns")
+    parser.add_argument("--max-sample", type=int, default=DEFAULT_MAX_SAMPLE, metavar="N",
                         help="rows per band kept in the random samples behind the robust statistics and "
-                             f"2-D histograms (default {DEFAULT_MAX_SAMPLE}; every row when fewer)")
+                             "2-D histograms (default %(default)s; every row when fewer); --seed seeds them")
 
 
 def run_plot(args):
-    numbers = make_figures(args.input, args.output_dir, only=args.only, bricks=args.bricks, sample=args.sample,
-                           seed=args.seed, batch_rows=args.batch_rows, max_sample=args.max_sample)
+    numbers = make_figures(args.input, args.output, only=args.only, bricks=args.bricks, sample=args.sample,
+                           seed=seed_arg(args), batch_rows=args.batch_rows, max_sample=args.max_sample)
     print(numbers["index"])
     for name, reason in numbers["skipped"].items():
         print(f"obiwan-h5 plot: skipped {name}: {reason}", file=sys.stderr)

@@ -8,11 +8,21 @@ import sys
 from ..errors import InputError
 from ..read.export import FORMATS, export, export_format
 from ..read.info import describe, format_text
-from ..read.reader import DEFAULT_BATCH_ROWS
 from ..read.subset import make_subset
 from ..read.validate import DEFAULT_MAX_PER_CHECK, count_problems, validate
 from ..read.view import make_view
-from .options import add_bricks_argument, add_column_arguments, bricks_arg, column_spec
+from .options import (
+    add_batch_rows_argument,
+    add_bricks_argument,
+    add_column_arguments,
+    add_deprecated_alias,
+    add_output_argument,
+    add_sample_arguments,
+    bricks_arg,
+    column_spec,
+    seed_arg,
+    set_examples,
+)
 
 __all__ = [
     "add_export_arguments", "add_export_fits_arguments", "add_info_arguments", "add_subset_arguments", "add_validate_arguments",
@@ -25,23 +35,28 @@ def add_info_arguments(parser):
     parser.description = (
         "Describe a derived file, view or subset: size, rows, bricks by status, creation "
         "attributes (format and software version, time, command line, ranks, completeness, "
-        "match radius); --columns lists every column, --json prints one JSON document.")
-    parser.epilog = "example: obiwan-h5 info demo/derived.h5 --columns"
+        "match radius); --list-columns lists every column, --list-bricks every brick, --json prints "
+        "one JSON document. Reads metadata only.")
+    set_examples(parser, "obiwan-h5 info demo/derived.h5 --list-bricks",
+                 "obiwan-h5 info demo/view.h5 --json > view-info.json")
     parser.add_argument("input", metavar="IN", help="derived file, view or subset")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (always includes the columns)")
-    parser.add_argument("--columns", action="store_true",
-                        help="list every randoms column with dtype, per-row shape, unit and description")
-    parser.add_argument("--bricks", action="store_true",
-                        help="list every brick with its status, rows and message (in JSON too)")
+    columns = parser.add_argument("--list-columns", action="store_true",
+                                  help="list every randoms column with dtype, per-row shape, unit and description")
+    bricks = parser.add_argument("--list-bricks", action="store_true",
+                                 help="list every brick with its status, rows and message (in JSON too)")
+    # the former switches: elsewhere --columns and --bricks choose columns and bricks
+    add_deprecated_alias(parser, "--columns", columns)
+    add_deprecated_alias(parser, "--bricks", bricks)
 
 
 def run_info(args):
-    facts = describe(args.input, bricks=args.bricks)
+    facts = describe(args.input, bricks=args.list_bricks)
     if args.json:
         print(json.dumps(facts, indent=2))
     else:
-        print(format_text(facts, columns=args.columns))
+        print(format_text(facts, columns=args.list_columns))
     return 0
 
 
@@ -52,7 +67,7 @@ def add_validate_arguments(parser):
         "(offsets, counts, statuses), every row of done bricks (unique_id, brickname, masks "
         "recomputed from the stored columns) and the summary counts. Prints one line per problem; "
         "exit status 0 when valid, 1 when there are problems, 2 when the file cannot be read.")
-    parser.epilog = "example: obiwan-h5 validate demo/derived.h5"
+    set_examples(parser, 'obiwan-h5 validate --deep -q demo/sample.h5 && echo "sample.h5 is valid"')
     parser.add_argument("input", metavar="IN", help="derived file, view or subset")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only the problems (nothing at all for a valid file)")
@@ -62,8 +77,7 @@ def add_validate_arguments(parser):
     parser.add_argument("--deep", action="store_true",
                         help="also recompute every done brick's checksum from all its columns "
                              "(reads the whole file) and report bricks whose data changed")
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
-                        help=f"rows read at a time (bounds memory; default {DEFAULT_BATCH_ROWS})")
+    add_batch_rows_argument(parser)
 
 
 def run_validate(args):
@@ -88,10 +102,10 @@ def add_view_arguments(parser):
         "Make a small HDF5 file that exposes chosen randoms columns of a derived file (plus its "
         "bricks and summary groups) through relative HDF5 external links: no data is copied. "
         "Keep the view beside its input (or move both together); read it like the input.")
-    parser.epilog = ("example: obiwan-h5 view demo/derived.h5 -o demo/radec.h5 "
-                     "--columns 'unique_id,ra,dec,obiwan_mask,tractor_flux_*'")
+    set_examples(parser, "obiwan-h5 view demo/derived.h5 -o demo/positions.h5 "
+                         "--columns 'unique_id,ra,dec,tractor_ra,tractor_dec'")
     parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="view file to write")
+    add_output_argument(parser, "view file to write")
     add_column_arguments(parser, default="none: a view needs a column list")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
@@ -112,28 +126,23 @@ def add_subset_arguments(parser):
         "Copy chosen columns of chosen bricks (or of a random sample of bricks) into a new, "
         "self-contained derived file with the same layout: small enough for a laptop, readable "
         "and valid like the input.")
-    parser.epilog = "example: obiwan-h5 subset demo/derived.h5 -o demo/sample.h5 --sample-bricks 0.1 --seed 1"
+    set_examples(parser, "obiwan-h5 subset demo/derived.h5 -o laptop.h5 --sample 0.25 --seed 3 --columns "
+                         "'unique_id,ra,dec,psql_*,tractor_flux_*,tractor_flux_ivar_*,obiwan_mask,targets_mask'")
     parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
+    add_output_argument(parser, "file to write")
     add_column_arguments(parser)
     which = parser.add_mutually_exclusive_group()
-    add_bricks_argument(which)
-    which.add_argument("--sample-bricks", type=float, metavar="FRACTION",
-                       help="keep a random fraction (0 < F <= 1) of the bricks, at least one")
-    parser.add_argument("--seed", type=int, metavar="S",
-                        help="random seed of --sample-bricks (default 0); the same seed gives the same bricks")
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
-                        help=f"rows copied per read/write (bounds memory; default {DEFAULT_BATCH_ROWS})")
+    add_bricks_argument(which, "keep these bricks (default: every brick)")
+    add_sample_arguments(parser, "the bricks", sample_group=which, deprecated=("--sample-bricks",))
+    add_batch_rows_argument(parser, "rows copied per read and write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run_subset(args):
-    if args.seed is not None and args.sample_bricks is None:
-        raise InputError("`seed` only applies to `sample_fraction`")
-    bricks = bricks_arg(args)
-    result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks,
-                         sample_fraction=args.sample_bricks,
-                         seed=0 if args.seed is None else args.seed,
+    if args.seed is not None and args.sample is None:
+        raise InputError("`seed` only applies to `sample`")
+    result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks_arg(args),
+                         sample=args.sample, seed=seed_arg(args),
                          batch_rows=args.batch_rows, overwrite=args.overwrite)
     print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
           f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
@@ -153,36 +162,39 @@ def add_export_arguments(parser, alias=False):
     if alias:
         parser.description = ("Alias of 'obiwan-h5 export' that writes FITS whatever the suffix "
                               "(kept for existing scripts). " + parser.description)
-    command = "export-fits" if alias else "export"
-    parser.epilog = (f"examples: obiwan-h5 {command} demo/derived.h5 -o demo/recovered.fits "
-                     "--columns 'unique_id,ra,dec,psql_g,tractor_flux_*' --where 'obiwan_mask & 1' --summary"
-                     + ("" if alias else "; obiwan-h5 export demo/derived.h5 -o demo/derived.parquet --summary"))
+    if alias:
+        set_examples(parser, "obiwan-h5 export-fits demo/derived.h5 -o recovered-again.fits "
+                             "--columns 'unique_id,ra,dec' --where 'obiwan_mask & 1'")
+    else:
+        set_examples(parser, "obiwan-h5 export demo/derived.h5 -o recovered.fits "
+                             "--columns 'unique_id,ra,dec,psql_g,tractor_flux_*' --where 'obiwan_mask & 1' --summary",
+                     "obiwan-h5 export demo/derived.h5 -o recovered.parquet --where 'obiwan_mask & 1' --summary")
     parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="file to write: .fits or .parquet" if not alias else "FITS file to write")
+    add_output_argument(parser, "FITS file to write" if alias else "file to write: .fits or .parquet")
     parser.add_argument("--format", choices=FORMATS, default="fits" if alias else None,
                         help="output format (default: from the suffix of OUT" + (
                             "; fits for export-fits)" if alias else ")"))
     add_column_arguments(parser)
     add_bricks_argument(parser)
+    add_sample_arguments(parser, "the chosen bricks")
     parser.add_argument("--where", metavar="EXPR",
                         help="row filter, e.g. 'obiwan_mask & 1 and psql_g < 23' (see docs/reading.md)")
     parser.add_argument("--summary", action="store_true",
                         help="also write the summary table (FITS: HDU SUMMARY; Parquet: OUT's stem + "
                              "'.summary.parquet', with the brick index)")
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
-                        help=f"rows read and written at a time; a Parquet row group (bounds memory; "
-                             f"default {DEFAULT_BATCH_ROWS})")
+    add_batch_rows_argument(parser, "rows read and written at a time; a Parquet row group")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run_export(args):
+    if args.seed is not None and args.sample is None:
+        raise InputError("`seed` only applies to `sample`")
     bricks = bricks_arg(args)
     form = export_format(args.output, args.format)
     try:
         result = export(args.input, args.output, format=form, columns=column_spec(args), bricks=bricks,
                         where=args.where, summary=args.summary, batch_rows=args.batch_rows,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, sample=args.sample, seed=seed_arg(args))
     except ImportError as err:  # pyarrow missing: say what to install, in one line
         raise InputError(str(err)) from None
     size = os.path.getsize(args.output)

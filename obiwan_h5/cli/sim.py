@@ -1,37 +1,47 @@
-"""``obiwan-h5 simulate`` and ``obiwan-h5 demo``: synthetic productions (SPEC §10)."""
+"""``obiwan-h5 simulate`` and ``obiwan-h5 demo``: synthetic productions."""
 
 import os
 import sys
 
-from ..core.bricks import read_brick_list
 from ..errors import InputError
 from ..sim.demo import run_demo as run_demo_chain
 from ..sim.simulate import simulate
+from .options import add_output_argument, add_seed_argument, add_simulated_bricks_arguments, seed_arg, set_examples
 
 __all__ = ["add_demo_arguments", "add_simulate_arguments", "run_demo", "run_simulate"]
 
 
 def add_simulate_arguments(parser):
     """Add the ``simulate`` options to an argparse (sub)parser."""
-    parser.add_argument("dir", metavar="DIR", help="output directory (absent or empty)")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--bricks", type=int, default=4, metavar="N",
-                       help="number of bricks, chosen from the seed in a DECaLS-like footprint (default 4)")
-    which.add_argument("--brick-list", metavar="FILE",
-                       help="file of brick names (one per line) to simulate instead")
-    parser.add_argument("--rsdirs", default="2", metavar="K",
+    parser.description = (
+        "Write a synthetic production with the layout of a real obiwan production into the directory "
+        "OUT (absent or empty): randoms.fits, survey-bricks.fits, bricks.txt, the obiwan/, tractor/ and "
+        "dr/tractor/ trees, and simulate.json (its parameters). The defaults of derive are these names, "
+        "so 'obiwan-h5 derive --data-dir OUT' needs nothing else.")
+    parser.description += (
+        "\nWhat is simulated: per brick, a smooth E(B-V), depths and seeing around DECaLS DR5 values and "
+        "a few hundred real sources (the DR catalog); per rsdir, ELG-like randoms placed uniformly (about "
+        "7% within 1 arcsec of a real source), some off the CCDs (absent from sim_ids_added), and a "
+        "Tractor catalog in which the recovery probability falls with signal-to-noise and the "
+        "measurements carry astrometric and flux noise drawn from the depths. The same arguments give "
+        "byte-identical files.")
+    set_examples(parser, "obiwan-h5 simulate -o sim-dr3 --n-bricks 2 --rsdirs rs0,rs100,skip_rs0,more_rs0 "
+                         "--per-rsdir 100 --schema dr3 --seed 5 --processes 1")
+    add_output_argument(parser, "output directory, absent or empty", metavar="OUT", positional=True)
+    add_simulated_bricks_arguments(parser, default_count=4, former_list_option=True)
+    parser.add_argument("--rsdirs", default="2", metavar="K|NAMES",
                         help="number of rsdirs rs0..rs<K-1>, or a comma-separated list of names "
-                             "such as rs0,skip_rs0,more_rs0 (default 2)")
+                             "such as rs0,skip_rs0,more_rs0 (default %(default)s)")
     parser.add_argument("--per-rsdir", type=int, default=200, metavar="M",
-                        help="randoms injected per brick and rsdir (default 200)")
+                        help="randoms injected per brick and rsdir (default %(default)s)")
     parser.add_argument("--schema", choices=("dr5", "dr3"), default="dr5",
-                        help="Tractor catalog schema: DR5 per-band columns or DR3 decam_* arrays (default dr5)")
-    parser.add_argument("--objtype", default="elg", help="object type in file names (default elg)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, metavar="P",
-                        help="worker processes (default: number of CPUs)")
+                        help="Tractor catalog schema: DR5 per-band columns or DR3 decam_* arrays (default %(default)s)")
+    parser.add_argument("--objtype", default="elg", help="object type in file names (default %(default)s)")
+    add_seed_argument(parser, "random seed: the same arguments give byte-identical files")
+    parser.add_argument("--processes", type=int, default=None, metavar="P",
+                        help="worker processes (default: the number of CPUs)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a production previously written by simulate in DIR "
+                        help="replace a production previously written by simulate in OUT "
                              "(and the --randoms-table)")
     parser.add_argument("--randoms-db", metavar="CONNINFO",
                         help="also load the randoms into a table of this PostgreSQL database (libpq connection "
@@ -45,32 +55,41 @@ def run_simulate(args):
         raise InputError("`randoms_db` and `randoms_table` go together")
     rsdirs = args.rsdirs.strip()
     rsdirs = int(rsdirs) if rsdirs.isdigit() else [s.strip() for s in rsdirs.split(",") if s.strip()]
-    bricknames = read_brick_list(args.brick_list) if args.brick_list else None
-    names = simulate(args.dir, nbricks=args.bricks, bricknames=bricknames, rsdirs=rsdirs,
+    processes = (os.cpu_count() or 1) if args.processes is None else args.processes
+    names = simulate(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=rsdirs,
                      per_rsdir=args.per_rsdir, schema=args.schema, objtype=args.objtype,
-                     seed=args.seed, processes=args.processes, progress=sys.stderr.isatty(),
+                     seed=seed_arg(args), processes=processes, progress=sys.stderr.isatty(),
                      overwrite=args.overwrite)
-    print(f"wrote {len(names)} bricks to {args.dir}")
+    print(f"wrote {len(names)} bricks to {args.output}")
     if args.randoms_db is not None:
         from ..production.truthdb import redact
         from ..sim.database import load_randoms_table
 
-        loaded = load_randoms_table(args.randoms_db, args.randoms_table, os.path.join(args.dir, "randoms.fits"),
+        loaded = load_randoms_table(args.randoms_db, args.randoms_table, os.path.join(args.output, "randoms.fits"),
                                     replace=args.overwrite)
         print(f"loaded {loaded} randoms into {args.randoms_table} ({redact(args.randoms_db)})")
     return 0
 
 
 def add_demo_arguments(parser):
-    parser.add_argument("--dir", default="demo", help="working directory (default ./demo)")
-    parser.add_argument("--bricks", type=int, default=16, help="bricks to simulate (default 16)")
-    parser.add_argument("--rsdirs", type=int, default=2, help="rsdirs per brick (default 2)")
-    parser.add_argument("--per-rsdir", type=int, default=300, help="sources per rsdir (default 300)")
-    parser.add_argument("--schema", choices=("dr5", "dr3"), default="dr5")
-    parser.add_argument("--seed", type=int, default=1)
+    """Add the ``demo`` options to an argparse (sub)parser."""
+    parser.description = (
+        "Simulate a production in OUT/production/, derive it into OUT/derived.h5 and make view.h5, "
+        "sample.h5, view.fits and figures/ beside it (docs/quickstart.md). The production is kept, and "
+        "not simulated again, while the parameters are unchanged; the derived file and the products are "
+        "always rewritten.")
+    set_examples(parser, "obiwan-h5 demo -o small-demo --n-bricks 2 --rsdirs 1 --per-rsdir 100")
+    add_output_argument(parser, "working directory", metavar="OUT", default="demo", deprecated=("--dir",))
+    add_simulated_bricks_arguments(parser, default_count=16)
+    parser.add_argument("--rsdirs", type=int, default=2, metavar="K", help="rsdirs per brick (default %(default)s)")
+    parser.add_argument("--per-rsdir", type=int, default=300, metavar="M",
+                        help="sources per brick and rsdir (default %(default)s)")
+    parser.add_argument("--schema", choices=("dr5", "dr3"), default="dr5",
+                        help="Tractor catalog schema (default %(default)s)")
+    add_seed_argument(parser, "random seed of the simulation")
 
 
 def run_demo(args):
     """Simulate (once per set of parameters) and run the whole chain on it."""
-    return run_demo_chain(args.dir, nbricks=args.bricks, rsdirs=args.rsdirs, per_rsdir=args.per_rsdir,
-                          schema=args.schema, seed=args.seed)
+    return run_demo_chain(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=args.rsdirs,
+                          per_rsdir=args.per_rsdir, schema=args.schema, seed=seed_arg(args))

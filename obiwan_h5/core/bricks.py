@@ -1,8 +1,8 @@
 """Brick lists as users give them: a file, ``-`` for standard input, or a comma list.
 
-The one parser of brick lists for every command (derive, subset, export, plot): each
-name is checked against the brick-name pattern before it can reach a path, and errors
-name the file and line.
+The one parser of brick lists for every command and function that takes `bricks`
+(derive, simulate, subset, export, plot): each name is checked against the brick-name
+pattern before it can reach a path, and errors name the file and line.
 """
 
 import os
@@ -12,10 +12,18 @@ import sys
 from ..errors import InputError
 from ..fileformat import check_brickname
 
-__all__ = ["brick_names", "parse_brick_names", "read_brick_list", "read_text_list"]
+__all__ = [
+    "DEFAULT_SEED", "brick_names", "is_brick_list_file", "parse_brick_names", "read_brick_list", "read_text_list",
+]
 
 # a brick list is text of a few hundred KB at most; refuse to slurp anything absurd
 MAX_LIST_BYTES = 64 << 20
+# suffixes that make a `bricks` string a file name even when no such file exists (so a
+# mistyped path is reported as a missing file, not as a malformed brick name)
+LIST_SUFFIXES = (".txt", ".lst", ".list", ".dat")
+# the seed of brick samples (subset, plot) and of simulated productions when none is
+# given: the same command then picks the same bricks and writes the same files
+DEFAULT_SEED = 1
 
 
 def read_text_list(path, what, stdin=None):
@@ -97,6 +105,16 @@ def brick_names(spec, stdin=None):
     if spec == "-" or os.path.lexists(spec):
         source = "<stdin>" if spec == "-" else spec
         return parse_brick_names(read_text_list(spec, "brick list", stdin).splitlines(), source)
-    if os.sep in spec or spec.endswith((".txt", ".lst", ".list", ".dat")):
+    if is_brick_list_file(spec):
         raise InputError(f"{spec}: no such brick list file")
     return parse_brick_names([spec])
+
+
+def is_brick_list_file(spec):
+    """Whether a `bricks` string names a brick-list file (or ``-``, standard input) rather
+    than giving the names themselves.
+
+    A file is: ``-``, an existing path, or a string with a directory separator or a list
+    suffix (``.txt``, ``.lst``, ``.list``, ``.dat``); anything else is a comma list.
+    """
+    return spec == "-" or os.path.lexists(spec) or os.sep in spec or spec.endswith(LIST_SUFFIXES)

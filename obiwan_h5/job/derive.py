@@ -32,7 +32,7 @@ from ..fileformat import (
     summary_columns,
 )
 from ..production.inputs import read_survey_bricks
-from ..production.layout import Production, read_brick_list
+from ..production.layout import Production
 from .compute import BrickReader, compute_segment
 from .faults import maybe_kill
 from .mpi import agree, mpi_max
@@ -125,7 +125,7 @@ def _agree_bricks(options, comm):
     bricknames, error = None, None
     if comm.rank == 0:
         try:
-            bricknames = read_brick_list(options.bricks)
+            bricknames = options.brick_list()
             error = options.check()
         except InputError as err:
             error = str(err)

@@ -3,6 +3,7 @@
 import math
 import os
 
+from ..core.bricks import brick_names, is_brick_list_file, read_brick_list
 from ..errors import InputError
 from .writer import MAX_CALL_BYTES
 
@@ -18,9 +19,12 @@ class DeriveOptions:
         Production root holding ``obiwan/`` and ``tractor/``.
     output : str
         The derived HDF5 file.
-    randoms, dr_dir, survey_bricks, bricks : str, optional
-        Truth table, real DR root, survey-bricks file and brick list; by default
-        ``randoms.fits``, ``dr/``, ``survey-bricks.fits`` and ``bricks.txt`` in `data_dir`.
+    randoms, dr_dir, survey_bricks : str, optional
+        Truth table, real DR root and survey-bricks file; by default ``randoms.fits``,
+        ``dr/`` and ``survey-bricks.fits`` in `data_dir`.
+    bricks : str or sequence of str, optional
+        The bricks to derive: a brick-list file (default ``bricks.txt`` in `data_dir`),
+        ``-`` (standard input, read by rank 0), a comma list or a sequence of names.
     objtype : str
         Injected object type in file names.
     expect_rsdirs : int, optional
@@ -57,7 +61,7 @@ class DeriveOptions:
         self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
         self.dr_dir = os.path.abspath(dr_dir or os.path.join(data_dir, "dr"))
         self.survey_bricks = os.path.abspath(survey_bricks or os.path.join(data_dir, "survey-bricks.fits"))
-        self.bricks = os.path.abspath(bricks or os.path.join(data_dir, "bricks.txt"))
+        self.bricks = _brick_source(bricks, data_dir)
         self.objtype = objtype
         self.expect_rsdirs = expect_rsdirs
         self.match_radius = float(match_radius)
@@ -80,6 +84,13 @@ class DeriveOptions:
             raise InputError("`randoms_table` needs `randoms_db`, the database holding it (may be empty: libpq defaults)")
         if self.db_connections < 1:
             raise InputError(f"`db_connections` is {db_connections}: at least one rank must connect")
+
+    def brick_list(self, stdin=None):
+        """The sorted, unique, checked brick names to derive (reads the list file, or
+        standard input for ``-``: call it on one rank)."""
+        if is_brick_list_file(self.bricks):
+            return read_brick_list(self.bricks, stdin)
+        return sorted(brick_names(self.bricks))
 
     @property
     def fingerprint_kind(self):
@@ -133,7 +144,8 @@ class DeriveOptions:
         output = self.output
         if os.path.isdir(output):
             return f"{output}: is a directory; give the path of the HDF5 file to write"
-        for path in (self.randoms, self.survey_bricks, self.bricks):
+        inputs = [self.randoms, self.survey_bricks] + ([self.bricks] if is_brick_list_file(self.bricks) else [])
+        for path in inputs:
             if _same_file(path, output):
                 return f"{output}: is an input of the job ({path}); choose another output name"
         real = os.path.realpath(output)
@@ -151,6 +163,23 @@ class DeriveOptions:
         if not os.access(directory, os.W_OK | os.X_OK):
             return f"{directory}: output directory is not writable"
         return None
+
+
+def _brick_source(bricks, data_dir):
+    """The `bricks` of a job as it is recorded (and compared on `resume`): the absolute path
+    of a list file, ``-``, or the names given, sorted and comma-joined; names are checked
+    when the list is read (`DeriveOptions.brick_list`), on rank 0."""
+    if bricks is None:
+        return os.path.abspath(os.path.join(data_dir, "bricks.txt"))
+    if isinstance(bricks, os.PathLike):
+        return os.path.abspath(bricks)
+    if isinstance(bricks, str):
+        if bricks == "-":
+            return bricks
+        if is_brick_list_file(bricks):
+            return os.path.abspath(bricks)
+        bricks = bricks.replace(",", " ").split()
+    return ",".join(sorted({str(name).strip() for name in bricks}))
 
 
 def _same_file(path, other):

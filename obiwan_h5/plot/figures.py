@@ -2,7 +2,7 @@
 
 ::
 
-    obiwan-h5 plot derived.h5 -o figures [--bricks LIST|FILE] [--sample F --seed S]
+    obiwan-h5 plot derived.h5 -o figures [--bricks FILE|LIST|-] [--sample F --seed S]
                                          [--only recovery,targets] [--batch-rows N]
 
 writes one PNG per figure, ``index.html`` (every figure with a one-line caption and the
@@ -29,7 +29,8 @@ import os
 import numpy as np
 
 from .. import __version__
-from ..core.bricks import brick_names
+from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import DONE
 from ..read.common import check_fraction, open_derived, sample_bricks
@@ -125,7 +126,7 @@ def _parse_only(only):
     return [name for name in FIGURES if name in items]
 
 
-def select_bricks(derived, bricks=None, sample=None, seed=1):
+def select_bricks(derived, bricks=None, sample=None, seed=DEFAULT_SEED):
     """Done bricks to use, in file order, and a description of the choice.
 
     Parameters
@@ -154,16 +155,18 @@ def select_bricks(derived, bricks=None, sample=None, seed=1):
 
 # ---------------------------------------------------------------------------------- main
 
-def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, batch_rows=DEFAULT_BATCH_ROWS,
-                 max_sample=DEFAULT_MAX_SAMPLE):
-    """Make the chosen figures, ``index.html`` and ``numbers.json`` in `out_dir`.
+@renamed_keywords(out_dir="output")
+def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT_SEED,
+                 batch_rows=DEFAULT_BATCH_ROWS, max_sample=DEFAULT_MAX_SAMPLE):
+    """Make the chosen figures, ``index.html`` and ``numbers.json`` in the directory `output`.
 
     Parameters
     ----------
     path : str
         Derived file (or a view or subset of one).
-    out_dir : str
-        Created if needed; existing figures of the same names are overwritten.
+    output : str
+        Output directory, created if needed; existing figures of the same names are
+        overwritten. Formerly ``out_dir``, still accepted with a `DeprecationWarning`.
     only : str or list of str, optional
         Figure names out of `FIGURES` (default all).
     bricks, sample, seed
@@ -213,7 +216,7 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
                 _load_summary(derived, acc, chosen)
         input_attrs = {"software_version": str(derived.attrs.get("software_version", "")),
                        "nrows": derived.nrows}
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(output, exist_ok=True)
     subtitle = (f"{os.path.basename(path)}: {brick_info['n_bricks_used']} bricks"
                 f"{f' (sample {sample:g})' if sample is not None else ''}, {rows} rows")
     figures, files, skipped = {}, {}, {}
@@ -224,7 +227,7 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
             # drawn as a "no data" page all the same, so that links never break
             figures[name]["missing"] = skipped[name] = reason
         files[name] = f"{name}.png"
-        ALL_DRAWERS[name](acc, figures[name], os.path.join(out_dir, files[name]), subtitle)
+        ALL_DRAWERS[name](acc, figures[name], os.path.join(output, files[name]), subtitle)
     numbers = {
         "input": os.path.abspath(path), "input_rows": input_attrs["nrows"],
         "input_software_version": input_attrs["software_version"], "software_version": __version__,
@@ -236,8 +239,8 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
         "drawn": [name for name in figures if name not in skipped],
     }
     numbers = _jsonable(numbers)
-    numbers_path = os.path.join(out_dir, "numbers.json")
-    index_path = os.path.join(out_dir, "index.html")
+    numbers_path = os.path.join(output, "numbers.json")
+    index_path = os.path.join(output, "index.html")
     numbers["index"] = os.path.abspath(index_path)
     with open(numbers_path, "w") as handle:
         json.dump(numbers, handle, indent=1, allow_nan=False)

@@ -36,13 +36,14 @@ import textwrap
 import numpy as np
 
 from .. import __version__
-from ..core.bricks import brick_names
+from ..core.bricks import DEFAULT_SEED, brick_names
 from ..errors import ExpressionError, InputError
 from .common import (
     check_output,
     input_files,
     open_derived,
     partial_output,
+    sample_bricks,
     select_bricks,
     select_columns,
 )
@@ -64,7 +65,7 @@ MASK_KEYWORDS = {"obiwan_mask": "OBWBIT", "targets_mask": "TGTBIT"}
 
 
 def export_fits(path, output, columns=None, bricks=None, where=None, summary=False,
-                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
+                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED):
     """Write chosen rows and columns of `path` to the FITS file `output`.
 
     Parameters
@@ -85,6 +86,11 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
     batch_rows : int
         Rows read and appended at a time.
     overwrite : bool
+    sample : float, optional
+        Only a random fraction (0 < sample <= 1, at least one brick) of the chosen bricks
+        (`common.sample_bricks`).
+    seed : int
+        Seed of `sample`: the same seed gives the same bricks.
 
     Returns
     -------
@@ -93,7 +99,8 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
     """
     import fitsio
 
-    with export_source(path, output, columns, bricks, where, batch_rows, overwrite) as source:
+    with export_source(path, output, columns, bricks, where, batch_rows, overwrite, sample=sample,
+                       seed=seed) as source:
         derived, chosen, bricks, batches = source
         layout = [(name, derived.column_info(name)) for name in chosen]
         dtype = _table_dtype([(name, info["dtype"], info["shape"]) for name, info in layout])
@@ -143,7 +150,7 @@ def export(path, output, format=None, **options):
     The format is `format` (``"fits"`` or ``"parquet"``) or, when None, the suffix of
     `output` (``.fits``, ``.fit``, ``.parquet``, ``.pq``); `options` are those of the
     chosen function (``columns``, ``bricks``, ``where``, ``summary``, ``batch_rows``,
-    ``overwrite``).
+    ``overwrite``, ``sample``, ``seed``).
     """
     if export_format(output, format) == "parquet":
         from .export_parquet import export_parquet
@@ -153,15 +160,19 @@ def export(path, output, format=None, **options):
 
 
 @contextlib.contextmanager
-def export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra_outputs=()):
+def export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra_outputs=(), sample=None,
+                  seed=DEFAULT_SEED):
     """Open `path` for an export: ``(derived, chosen columns, bricks in file order or None,
-    batches)``, with every choice and `where` checked before any output is made."""
+    batches)``, with every choice and `where` checked before any output is made; with
+    `sample`, the bricks are a seeded random fraction of those chosen."""
     if batch_rows < 1:
         raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
     with open_derived(path) as derived:
         chosen = select_columns(columns, derived.columns)
         if bricks is not None:
             bricks = select_bricks(derived, brick_names(bricks))
+        if sample is not None:
+            bricks = sample_bricks(list(derived.bricknames) if bricks is None else bricks, sample, seed)
         for name in (output, *extra_outputs):
             check_output(name, overwrite, inputs=input_files(path))
         try:

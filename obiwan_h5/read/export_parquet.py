@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from .. import __version__
+from ..core.bricks import DEFAULT_SEED
 from ..fileformat import INDEX_DESCRIPTIONS
 from .common import partial_output
 from .export import export_source
@@ -65,7 +66,7 @@ def _pyarrow():
 
 
 def export_parquet(path, output, columns=None, bricks=None, where=None, summary=False,
-                   batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
+                   batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED):
     """Write chosen rows and columns of `path` to the Parquet file `output`.
 
     Parameters
@@ -86,6 +87,10 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
     batch_rows : int
         Rows per row group (the last one may be shorter); bounds memory.
     overwrite : bool
+    sample : float, optional
+        Only a random fraction (0 < sample <= 1, at least one brick) of the chosen bricks.
+    seed : int
+        Seed of `sample`: the same seed gives the same bricks.
 
     Returns
     -------
@@ -95,7 +100,8 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
     """
     pa, pq = _pyarrow()
     extra = (summary_path(output),) if summary else ()
-    with export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra) as source:
+    with export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra, sample=sample,
+                       seed=seed) as source:
         derived, chosen, bricks, batches = source
         infos = {name: derived.column_info(name) for name in chosen}
         schema = _schema(pa, infos, _metadata(path, derived, infos, where, bricks))

@@ -1,9 +1,9 @@
 """`obiwan-h5 info`: what a derived file (or a view or subset of one) holds.
 
-    obiwan-h5 info derived.h5               rows, bricks by status, creation attributes
-    obiwan-h5 info derived.h5 --columns     ... and every column: dtype, shape, unit, description
-    obiwan-h5 info derived.h5 --bricks      ... and every brick: name, status, rows, message
-    obiwan-h5 info derived.h5 --json        everything, as one JSON document
+    obiwan-h5 info derived.h5                   rows, bricks by status, creation attributes
+    obiwan-h5 info derived.h5 --list-columns    ... and every column: dtype, shape, unit, description
+    obiwan-h5 info derived.h5 --list-bricks     ... and every brick: name, status, rows, message
+    obiwan-h5 info derived.h5 --json            everything, as one JSON document
 
 Only metadata and the brick index are read, never the rows, so it is instant on any size.
 """
@@ -148,7 +148,7 @@ def format_text(facts, columns=False):
     states = ", ".join(f"{value['bricks']} {name} ({value['rows']} rows)"
                        for name, value in bricks.items() if name != "total" and (value["bricks"] or name == "done"))
     row("bricks", f"{bricks['total']}: {states}")
-    hint = "" if columns else " (list them with --columns)"
+    hint = "" if columns else " (list them with --list-columns)"
     row("columns", f"{len(facts['columns'])} in randoms, {len(facts['summary_columns'])} in summary{hint}")
     if "brick_list" in facts:
         lines.append("")

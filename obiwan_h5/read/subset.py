@@ -1,6 +1,6 @@
 """`obiwan-h5 subset`: a physical, self-contained smaller copy of a derived file.
 
-    obiwan-h5 subset derived.h5 -o laptop.h5 --sample-bricks 0.05 --seed 1
+    obiwan-h5 subset derived.h5 -o laptop.h5 --sample 0.05 --seed 1
     obiwan-h5 subset derived.h5 -o two.h5 --bricks 0001p000,0002p000 --columns 'ra,dec,psql_*'
 
 The copy has the layout of the input (SPEC §5): the same groups, and for each kept column
@@ -23,6 +23,8 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import VIEW_ATTRS
 from .common import (
@@ -44,7 +46,8 @@ __all__ = ["make_subset", "sample_bricks"]
 MAX_LIST_ATTR_BYTES = 60000
 
 
-def make_subset(path, output, columns=None, bricks=None, sample_fraction=None, seed=0,
+@renamed_keywords(sample_fraction="sample")
+def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAULT_SEED,
                 batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
     """Copy chosen columns and bricks of `path` into the new file `output`.
 
@@ -56,11 +59,14 @@ def make_subset(path, output, columns=None, bricks=None, sample_fraction=None, s
         Written through ``output + ".partial"``.
     columns : str or list of str, optional
         Names or globs; every column when None.
-    bricks : list of str, optional
-        Bricks to keep (any order; they keep file order). Exclusive with `sample_fraction`.
-    sample_fraction : float, optional
-        Keep a random fraction of the bricks (see `sample_bricks`).
+    bricks : str or list of str, optional
+        Bricks to keep (any order; they keep file order): names, or a brick-list file
+        (`core.bricks.brick_names`). Exclusive with `sample`.
+    sample : float, optional
+        Keep a random fraction of the bricks (see `sample_bricks`). Formerly
+        ``sample_fraction``, still accepted with a `DeprecationWarning`.
     seed : int
+        Seed of `sample`.
     batch_rows : int
         Rows per read and write.
     overwrite : bool
@@ -70,16 +76,16 @@ def make_subset(path, output, columns=None, bricks=None, sample_fraction=None, s
     dict
         ``columns``, ``bricks`` (kept, in file order) and ``rows``.
     """
-    if bricks is not None and sample_fraction is not None:
-        raise InputError("choose bricks with `bricks` or `sample_fraction`, not both")
+    if bricks is not None and sample is not None:
+        raise InputError("choose bricks with `bricks` or `sample`, not both")
     if batch_rows < 1:
         raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
     with open_derived(path) as derived:
         chosen = select_columns(columns, derived.columns)
-        if sample_fraction is not None:
-            kept = sample_bricks(derived.bricknames, sample_fraction, seed)
+        if sample is not None:
+            kept = sample_bricks(derived.bricknames, sample, seed)
         elif bricks is not None:
-            kept = select_bricks(derived, bricks)
+            kept = select_bricks(derived, brick_names(bricks))
         else:
             kept = list(derived.bricknames)
         index = derived.bricks
@@ -99,8 +105,9 @@ def make_subset(path, output, columns=None, bricks=None, sample_fraction=None, s
         "subset_creation_time": utc_now(),
         "subset_software_version": __version__,
     }
-    if sample_fraction is not None:
-        provenance.update(sample_fraction=float(sample_fraction), seed=int(seed))
+    if sample is not None:
+        # the attribute keeps its name: it is part of the file format (docs/format.md)
+        provenance.update(sample_fraction=float(sample), seed=int(seed))
     else:
         listed = "all" if bricks is None else ",".join(kept)
         if len(listed) > MAX_LIST_ATTR_BYTES:

@@ -12,6 +12,7 @@ import sys
 import h5py
 import numpy as np
 
+from ..core.bricks import DEFAULT_SEED, brick_names
 from ..fileformat import DONE, FAILED, INCOMPLETE
 from ..job import DeriveOptions, derive
 from ..job.mpi import get_comm
@@ -41,7 +42,7 @@ def _reading_products(workdir, output):
     sample = os.path.join(workdir, "sample.h5")
     fits = os.path.join(workdir, "view.fits")
     make_view(output, view, VIEW_COLUMNS, overwrite=True)
-    subset = make_subset(output, sample, sample_fraction=0.1, seed=1, overwrite=True)
+    subset = make_subset(output, sample, sample=0.1, overwrite=True)
     export = export_fits(view, fits, summary=True, overwrite=True)
     print("\nreading-side products (docs/reading.md):")
     print(f"  view:        {view}  ({os.path.getsize(view)} bytes; links to derived.h5)")
@@ -71,31 +72,46 @@ def _report(output):
     print(f"  recovered fraction: {recovered:.3f}")
 
 
-def run_demo(directory="demo", nbricks=16, rsdirs=2, per_rsdir=300, schema="dr5", seed=1):
-    """Simulate a production in ``<directory>/production`` (kept while its parameters are
-    unchanged), derive it on every rank into ``<directory>/derived.h5``, and make the view,
-    sample, FITS export and figures; returns the exit status (1 if a brick failed)."""
+def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, schema="dr5", seed=DEFAULT_SEED):
+    """Simulate a production in ``<output>/production`` (kept while its parameters are
+    unchanged), derive it on every rank into ``<output>/derived.h5``, and make the view,
+    sample, FITS export and figures; returns the exit status (1 if a brick failed).
+
+    Parameters
+    ----------
+    output : str
+        The working directory.
+    n_bricks : int
+        Bricks to simulate, chosen from `seed`; ignored when `bricks` is given.
+    bricks : str or list of str, optional
+        The bricks to simulate: names, a comma list or a brick-list file.
+    rsdirs, per_rsdir, schema, seed
+        As in `obiwan_h5.sim.simulate.simulate`.
+    """
     comm = get_comm()
-    workdir = os.path.abspath(directory)
+    workdir = os.path.abspath(output)
     production = os.path.join(workdir, "production")
-    output = os.path.join(workdir, "derived.h5")
-    params = {"bricks": nbricks, "rsdirs": rsdirs, "per_rsdir": per_rsdir, "schema": schema, "seed": seed}
+    derived_path = os.path.join(workdir, "derived.h5")
+    # names, not the file that listed them: the stamp must change when the list does
+    names = None if bricks is None else sorted(brick_names(bricks))
+    params = {"bricks": n_bricks if names is None else names, "rsdirs": rsdirs, "per_rsdir": per_rsdir,
+              "schema": schema, "seed": seed}
     stamp = os.path.join(workdir, "production.json")
     if comm.rank == 0:
         os.makedirs(workdir, exist_ok=True)
         if not _same_params(stamp, params):
-            print(f"simulating {nbricks} bricks x {rsdirs} rsdirs x {per_rsdir} sources "
-                  f"({schema}) in {production}")
-            simulate(production, nbricks=nbricks, rsdirs=rsdirs, per_rsdir=per_rsdir,
+            print(f"simulating {n_bricks if names is None else len(names)} bricks x {rsdirs} rsdirs x "
+                  f"{per_rsdir} sources ({schema}) in {production}")
+            simulate(production, n_bricks=n_bricks, bricks=names, rsdirs=rsdirs, per_rsdir=per_rsdir,
                      schema=schema, seed=seed, processes=os.cpu_count() or 1,
                      progress=sys.stderr.isatty(), overwrite=True)
             with open(stamp, "w") as handle:
                 json.dump(params, handle)
     comm.Barrier()
-    options = DeriveOptions(production, output, overwrite=True)
+    options = DeriveOptions(production, derived_path, overwrite=True)
     totals = derive(options, comm, command_line="obiwan-h5 demo")
     if comm.rank == 0:
-        _report(output)
-        _reading_products(workdir, output)
-        _figures(workdir, output)
+        _report(derived_path)
+        _reading_products(workdir, derived_path)
+        _figures(workdir, derived_path)
     return 1 if totals["failed"] else 0

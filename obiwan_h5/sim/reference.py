@@ -61,7 +61,7 @@ def _derived_file(workdir, schema):
     from .simulate import simulate
 
     production = os.path.join(workdir, schema)
-    simulate(production, nbricks=1, rsdirs=1, per_rsdir=20, schema=schema, seed=1)
+    simulate(production, n_bricks=1, rsdirs=1, per_rsdir=20, schema=schema, seed=1)
     output = os.path.join(workdir, f"{schema}.h5")
     derive(DeriveOptions(production, output), SerialComm())
     return output, _simcat_columns(production)

@@ -37,6 +37,8 @@ import fitsio
 import numpy as np
 
 from ..core import brickgrid
+from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..production.layout import RSDIR_RE, Production, rsdir_sort_key, sort_rsdirs
 from .catalogs import (  # noqa: F401 (EXTINCTION, GALDEPTH, ebv_map, tractor_dtype: the model's public facts)
@@ -206,20 +208,25 @@ def _prepare_dir(out_dir, overwrite):
     os.makedirs(out_dir, exist_ok=True)
 
 
-def simulate(out_dir, nbricks=4, bricknames=None, rsdirs=2, per_rsdir=200, schema="dr5",
-             objtype="elg", seed=1, processes=1, progress=False, overwrite=False):
-    """Write a synthetic obiwan production with the SPEC §2 layout.
+@renamed_keywords(out_dir="output", nbricks="n_bricks", bricknames="bricks")
+def simulate(output, n_bricks=4, bricks=None, rsdirs=2, per_rsdir=200, schema="dr5",
+             objtype="elg", seed=DEFAULT_SEED, processes=1, progress=False, overwrite=False):
+    """Write a synthetic obiwan production with the layout of a real one.
+
+    The keywords ``out_dir``, ``nbricks`` and ``bricknames`` of earlier versions still work
+    (as `output`, `n_bricks` and `bricks`), with a `DeprecationWarning`.
 
     Parameters
     ----------
-    out_dir : str or path
+    output : str or path
         Directory to create; must be absent or empty unless `overwrite` (which only
         replaces a directory previously written by this function).
-    nbricks : int
+    n_bricks : int
         Number of bricks, chosen from `seed` in contiguous patches of a DECaLS-like
-        footprint. Ignored when `bricknames` is given.
-    bricknames : iterable of str, optional
-        Explicit bricks; each must be a brick of the 0.25° grid.
+        footprint. Ignored when `bricks` is given.
+    bricks : str or iterable of str, optional
+        Explicit bricks, each a brick of the 0.25° grid: names, a comma list, or a
+        brick-list file (`core.bricks.brick_names`).
     rsdirs : int or iterable of str
         Number of iterations (named ``rs0, rs1, ...``) or explicit rsdir names.
     per_rsdir : int
@@ -247,7 +254,7 @@ def simulate(out_dir, nbricks=4, bricknames=None, rsdirs=2, per_rsdir=200, schem
     InputError
         For bad arguments, a brick name not on the grid, or a non-empty `out_dir`.
     """
-    out_dir = os.fspath(out_dir)
+    out_dir = os.fspath(output)
     rsdir_names = _rsdir_names(rsdirs)
     for label, value in (("`per_rsdir`", per_rsdir), ("`processes`", processes)):
         if not isinstance(value, (int, np.integer)) or value < 1:
@@ -258,18 +265,15 @@ def simulate(out_dir, nbricks=4, bricknames=None, rsdirs=2, per_rsdir=200, schem
         raise InputError(f"unknown schema {schema!r} (dr5 or dr3)")
     if not re.match(r"^[a-z][a-z0-9]*$", objtype or ""):
         raise InputError(f"bad objtype {objtype!r} (lower-case letters/digits, e.g. elg)")
-    if bricknames is not None:
-        names = sorted(set(bricknames))
-        if not names:
-            raise InputError("empty brick list")
-        bricks = brickgrid.lookup(names)
+    if bricks is not None:
+        grid_rows = brickgrid.lookup(sorted(brick_names(bricks)))
     else:
-        if not isinstance(nbricks, (int, np.integer)) or nbricks < 1:
-            raise InputError(f"`nbricks` must be an integer >= 1 (got {nbricks!r})")
-        bricks = brickgrid.sample_footprint(int(nbricks), seed)
+        if not isinstance(n_bricks, (int, np.integer)) or n_bricks < 1:
+            raise InputError(f"`n_bricks` must be an integer >= 1 (got {n_bricks!r})")
+        grid_rows = brickgrid.sample_footprint(int(n_bricks), seed)
     _prepare_dir(out_dir, overwrite)
 
-    names = [b.decode() for b in bricks["brickname"]]
+    names = [b.decode() for b in grid_rows["brickname"]]
     params = {"bricks": len(names), "rsdirs": rsdir_names, "per_rsdir": int(per_rsdir),
               "schema": schema, "objtype": objtype, "seed": int(seed),
               "layout": "SPEC §2; randoms.fits, survey-bricks.fits, bricks.txt, obiwan/, tractor/, dr/"}
@@ -278,13 +282,13 @@ def simulate(out_dir, nbricks=4, bricknames=None, rsdirs=2, per_rsdir=200, schem
         handle.write("\n")
     with open(os.path.join(out_dir, "bricks.txt"), "w") as handle:
         handle.write("".join(name + "\n" for name in names))
-    fitsio.write(os.path.join(out_dir, "survey-bricks.fits"), bricks, clobber=True)
+    fitsio.write(os.path.join(out_dir, "survey-bricks.fits"), grid_rows, clobber=True)
 
     block = _id_block(per_rsdir)
     nrs = len(rsdir_names)
     tasks = [(out_dir, brick, rsdir_names, int(per_rsdir),
               [1 + (i * nrs + k) * block for k in range(nrs)], int(seed), schema, objtype)
-             for i, brick in enumerate(bricks)]
+             for i, brick in enumerate(grid_rows)]
     bar = _Progress(len(tasks), progress)
     start = time.monotonic()
     nrandoms = 0
@@ -307,7 +311,3 @@ def simulate(out_dir, nbricks=4, bricknames=None, rsdirs=2, per_rsdir=200, schem
     log.info("simulated %d bricks x %d rsdirs (%d randoms, schema %s) in %s in %.1f s",
              len(names), nrs, nrandoms, schema, out_dir, time.monotonic() - start)
     return names
-
-
-# ---------------------------------------------------------------------------- CLI
-

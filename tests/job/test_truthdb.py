@@ -30,7 +30,7 @@ def production(tmp_path_factory):
     from obiwan_h5.sim.simulate import simulate
 
     root = str(tmp_path_factory.mktemp("pgprod") / "production")
-    simulate(root, nbricks=3, rsdirs=2, per_rsdir=100, schema="dr5", seed=16)
+    simulate(root, n_bricks=3, rsdirs=2, per_rsdir=100, schema="dr5", seed=16)
     return root
 
 
@@ -268,7 +268,7 @@ def test_simulate_loads_the_randoms_into_a_table(loaded, tmp_path, capsys):
     from obiwan_h5.sim.database import load_randoms_table
 
     root = str(tmp_path / "sim")
-    args = ["simulate", root, "--bricks", "1", "--rsdirs", "1", "--per-rsdir", "20", "--processes", "1",
+    args = ["simulate", "-o", root, "--n-bricks", "1", "--rsdirs", "1", "--per-rsdir", "20", "--processes", "1",
             "--randoms-db", loaded.conninfo(), "--randoms-table", "demo.randoms"]
     assert main(args) == 0
     expected = fitsio.read(os.path.join(root, "randoms.fits"))

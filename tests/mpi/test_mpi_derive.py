@@ -45,7 +45,7 @@ def production(workdir):
     if comm.rank == 0:
         from obiwan_h5.sim.simulate import simulate
 
-        simulate(root, nbricks=7, rsdirs=2, per_rsdir=90, schema="dr5", seed=3)
+        simulate(root, n_bricks=7, rsdirs=2, per_rsdir=90, schema="dr5", seed=3)
     comm.Barrier()
     return root
 

@@ -38,7 +38,7 @@ def production(workdir):
     if comm.rank == 0:
         from obiwan_h5.sim.simulate import simulate
 
-        simulate(root, nbricks=5, rsdirs=2, per_rsdir=60, schema="dr5", seed=5)
+        simulate(root, n_bricks=5, rsdirs=2, per_rsdir=60, schema="dr5", seed=5)
     comm.Barrier()
     return root
 

@@ -55,7 +55,7 @@ def setup():
         from obiwan_h5.sim.simulate import simulate
 
         root = os.path.join(workdir, "production")
-        simulate(root, nbricks=5, rsdirs=2, per_rsdir=80, schema="dr5", seed=16)
+        simulate(root, n_bricks=5, rsdirs=2, per_rsdir=80, schema="dr5", seed=16)
         server.start()
         load_randoms(server.conninfo(), TABLE, os.path.join(root, "randoms.fits"))
         reference = os.path.join(workdir, "file.h5")

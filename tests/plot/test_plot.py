@@ -287,7 +287,7 @@ def test_view_and_subset_files(dr5_derived, tmp_path):
     view, subset = str(tmp_path / "view.h5"), str(tmp_path / "subset.h5")
     columns = "obiwan_mask,gflux,rflux,zflux,mw_transmission_*,tractor_flux_*,tractor_flux_ivar_*"
     assert cli.main(["view", dr5_derived, "-o", view, "--columns", columns]) == 0
-    assert cli.main(["subset", dr5_derived, "-o", subset, "--sample-bricks", "0.5", "--seed", "2"]) == 0
+    assert cli.main(["subset", dr5_derived, "-o", subset, "--sample", "0.5", "--seed", "2"]) == 0
     from_view = make_figures(view, str(tmp_path / "v"), only="recovery,flux_residuals,confusion")
     direct = make_figures(dr5_derived, str(tmp_path / "d"), only="recovery,flux_residuals")
     assert from_view["figures"]["recovery"] == direct["figures"]["recovery"]

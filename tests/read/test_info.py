@@ -23,10 +23,10 @@ def test_text_report(dr5_derived, capsys):
     assert f"bricks           {nbricks}: {nbricks} done ({nrows} rows)" in out
     assert "format           obiwan_h5 version 1" in out and creation in out
     assert "complete         yes" in out and "match radius     1.0 arcsec" in out
-    assert f"{ncolumns} in randoms" in out and "--columns" in out
+    assert f"{ncolumns} in randoms" in out and "--list-columns" in out
     assert "tractor_flux_g" not in out  # columns are listed only on request
 
-    assert main(["info", dr5_derived, "--columns"]) == 0
+    assert main(["info", dr5_derived, "--list-columns"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.split()[:1] == ["tractor_apflux_g"])
     assert line.split()[1:4] == ["float32", "8", "nanomaggy"]
@@ -87,7 +87,7 @@ def test_brick_list(dr5_derived, tmp_path, capsys):
     assert facts["brick_list"][1] == {"name": names[1], "status": "failed", "offset": int(count[0]),
                                       "rows": int(count[1]), "message": "tractor-x.fits: not found"}
     assert "brick_list" not in describe(str(copy))
-    assert main(["info", str(copy), "--bricks"]) == 0
+    assert main(["info", str(copy), "--list-bricks"]) == 0
     out = capsys.readouterr().out
     assert f"{names[1]}  failed{count[1]:>14}  tractor-x.fits: not found" in out
     assert "1 failed" in out

@@ -93,7 +93,7 @@ def test_brick_sample_is_deterministic(dr5_derived, tmp_path):
             sample_bricks(names, bad, seed=1)
 
     output = str(tmp_path / "sample.h5")
-    assert main(["subset", dr5_derived, "-o", output, "--sample-bricks", "0.34", "--seed", "5"]) == 0
+    assert main(["subset", dr5_derived, "-o", output, "--sample", "0.34", "--seed", "5"]) == 0
     with h5py.File(output, "r") as out, h5py.File(dr5_derived, "r") as src:
         every = [name.decode() for name in src["bricks/name"][:]]
         assert [n.decode() for n in out["bricks/name"][:]] == sample_bricks(every, 0.34, 5)
@@ -157,7 +157,7 @@ def test_bricks_from_a_file_or_stdin(dr5_derived, tmp_path, monkeypatch, capsys)
     assert main(["subset", dr5_derived, "-o", str(tmp_path / "c.h5"), "--bricks", typo]) == 2
     assert f"unknown brick '{typo}' (did you mean {names[0]}" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses both
-        main(["subset", dr5_derived, "-o", str(tmp_path / "c.h5"), "--bricks", names[0], "--sample-bricks", "0.5"])
+        main(["subset", dr5_derived, "-o", str(tmp_path / "c.h5"), "--bricks", names[0], "--sample", "0.5"])
     assert "not allowed with argument --bricks" in capsys.readouterr().err
     assert main(["subset", dr5_derived, "-o", str(tmp_path / "c.h5"), "--seed", "3"]) == 2
     assert "--seed only applies" in capsys.readouterr().err

@@ -290,7 +290,7 @@ def test_views_subsets_and_unreadable_files(dr5_derived, tmp_path, capsys):
     assert validate(view, notes=notes) == []
     assert "unique_id checked against its brick only, not against id and rsdir: no column id, rsdir" in notes
     sample = str(tmp_path / "s.h5")
-    make_subset(dr5_derived, sample, sample_fraction=0.3, seed=2)
+    make_subset(dr5_derived, sample, sample=0.3, seed=2)
     assert validate(sample) == []
 
     with pytest.raises(InputError, match="no such file"):

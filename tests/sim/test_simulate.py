@@ -44,14 +44,14 @@ def _nearest_arcsec(ra, dec, ref_ra, ref_dec):
 @pytest.fixture(scope="module")
 def dr5(tmp_path_factory):
     out = tmp_path_factory.mktemp("dr5") / "prod"
-    names = simulate(out, nbricks=2, rsdirs=2, per_rsdir=300, seed=7)
+    names = simulate(out, n_bricks=2, rsdirs=2, per_rsdir=300, seed=7)
     return out, names
 
 
 @pytest.fixture(scope="module")
 def dr3(tmp_path_factory):
     out = tmp_path_factory.mktemp("dr3") / "prod"
-    names = simulate(out, bricknames=["1741p242"], rsdirs=1, per_rsdir=100, schema="dr3", seed=3)
+    names = simulate(out, bricks=["1741p242"], rsdirs=1, per_rsdir=100, schema="dr3", seed=3)
     return out, names
 
 
@@ -353,14 +353,14 @@ def _tree_bytes(root):
 
 
 def test_byte_identical_reruns(tmp_path):
-    kw = dict(nbricks=2, rsdirs=2, per_rsdir=40, seed=11)
+    kw = dict(n_bricks=2, rsdirs=2, per_rsdir=40, seed=11)
     simulate(tmp_path / "a", **kw)
     simulate(tmp_path / "b", processes=2, **kw)
     a, b = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
     assert len(a) == 2 + 2 + 2 * (1 + 2 * 5)  # top-level files + DR + per-rsdir files
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a)
-    simulate(tmp_path / "c", nbricks=2, rsdirs=2, per_rsdir=40, seed=12)
+    simulate(tmp_path / "c", n_bricks=2, rsdirs=2, per_rsdir=40, seed=12)
     assert _tree_bytes(tmp_path / "c")[pathlib.Path("randoms.fits")] != a[pathlib.Path("randoms.fits")]
 
 
@@ -368,11 +368,11 @@ def test_byte_identical_reruns(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(InputError):
-        simulate(tmp_path / "a", bricknames=["1741x242"])
+        simulate(tmp_path / "a", bricks=["1741x242"])
     with pytest.raises(InputError):
-        simulate(tmp_path / "b", bricknames=["0000p000"])
+        simulate(tmp_path / "b", bricks=["0000p000"])
     with pytest.raises(InputError):
-        simulate(tmp_path / "c", nbricks=0)
+        simulate(tmp_path / "c", n_bricks=0)
     with pytest.raises(InputError):
         simulate(tmp_path / "d", per_rsdir=0)
     with pytest.raises(InputError):
@@ -381,20 +381,20 @@ def test_bad_arguments(tmp_path):
     busy.mkdir()
     (busy / "notes.txt").write_text("keep me")
     with pytest.raises(InputError):
-        simulate(busy, nbricks=1)
+        simulate(busy, n_bricks=1)
     # --overwrite never deletes a directory simulate did not write
     with pytest.raises(InputError):
-        simulate(busy, nbricks=1, overwrite=True)
+        simulate(busy, n_bricks=1, overwrite=True)
     assert (busy / "notes.txt").read_text() == "keep me"
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
 
 
 def test_overwrite_replaces_simulated_production(tmp_path):
     out = tmp_path / "prod"
-    first = simulate(out, nbricks=3, rsdirs=1, per_rsdir=20, seed=1)
+    first = simulate(out, n_bricks=3, rsdirs=1, per_rsdir=20, seed=1)
     with pytest.raises(InputError):
-        simulate(out, nbricks=1, rsdirs=1, per_rsdir=20, seed=2)
-    second = simulate(out, nbricks=1, rsdirs=1, per_rsdir=20, seed=2, overwrite=True)
+        simulate(out, n_bricks=1, rsdirs=1, per_rsdir=20, seed=2)
+    second = simulate(out, n_bricks=1, rsdirs=1, per_rsdir=20, seed=2, overwrite=True)
     assert len(second) == 1
     left = sorted(p.name for p in (out / "tractor").rglob("*.fits"))
     assert left == [f"tractor-{second[0]}.fits"] and set(first) != set(second)
@@ -410,7 +410,7 @@ def test_cli_brick_list_and_rsdir_names(tmp_path, capsys):
     bricks = tmp_path / "bricks.txt"
     bricks.write_text("# two real bricks\n3301m002\n1741p242\n\n")
     out = tmp_path / "prod"
-    rc = _cli([str(out), "--brick-list", str(bricks), "--rsdirs", "more_rs0,rs1,skip_rs0,rs0",
+    rc = _cli(["-o", str(out), "--bricks", str(bricks), "--rsdirs", "more_rs0,rs1,skip_rs0,rs0",
                "--per-rsdir", "10", "--processes", "1", "--schema", "dr3"])
     assert rc == 0
     prod = Production(out)
@@ -419,6 +419,6 @@ def test_cli_brick_list_and_rsdir_names(tmp_path, capsys):
     assert "decam_flux" in fitsio.read(prod.tractor("3301m002", "skip_rs0")).dtype.names
     bricks.write_text("1741p242\n1741p24\n")
     with pytest.raises(InputError):
-        _cli([str(tmp_path / "other"), "--brick-list", str(bricks)])
+        _cli(["-o", str(tmp_path / "other"), "--bricks", str(bricks)])
     with pytest.raises(InputError):
-        _cli([str(tmp_path / "zero"), "--bricks", "0"])
+        _cli(["-o", str(tmp_path / "zero"), "--n-bricks", "0"])
