@@ -32,6 +32,7 @@ from .. import __version__
 from ..core.bricks import brick_names
 from ..errors import InputError
 from ..fileformat import DONE
+from ..progress import start_progress
 from ..read.common import check_fraction, open_derived, sample_bricks
 from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
@@ -154,7 +155,7 @@ def select_bricks(derived, bricks=None, sample=None, seed=1):
 # ---------------------------------------------------------------------------------- main
 
 def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, batch_rows=DEFAULT_BATCH_ROWS,
-                 max_sample=DEFAULT_MAX_SAMPLE):
+                 max_sample=DEFAULT_MAX_SAMPLE, progress=False):
     """Make the chosen figures, ``index.html`` and ``numbers.json`` in `out_dir`.
 
     Parameters
@@ -171,6 +172,9 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
         Rows per read; memory is bounded by about twice this many rows of the needed columns.
     max_sample : int
         Rows per band kept for the robust statistics and 2-D histograms (all when fewer).
+    progress : bool or progress.ProgressStyle
+        Show the rows read out of those of the chosen bricks on stderr
+        (`obiwan_h5.progress`); off by default.
 
     Returns
     -------
@@ -202,11 +206,16 @@ def make_figures(path, out_dir, only=None, bricks=None, sample=None, seed=1, bat
         rows = 0
         if columns and chosen:
             everything = bricks is None and sample is None
-            batches = derived.iter_batches(columns, bricks=None if everything else chosen, batch_rows=int(batch_rows))
+            read_bricks = None if everything else chosen
+            total = sum(stop - start for start, stop in derived.brick_ranges(read_bricks))
+            shown = start_progress(progress, total, "rows", "plot")
+            batches = derived.iter_batches(columns, bricks=read_bricks, batch_rows=int(batch_rows),
+                                           on_read=lambda n: shown.update(n, rows=n))
             for batch in coalesce(batches, int(batch_rows)):
                 rows += len(batch[columns[0]])
                 for acc in streamed:
                     acc.add(batch)
+            shown.close()
         for acc in accumulators.values():
             if hasattr(acc, "SUMMARY"):
                 _load_summary(derived, acc, chosen)

@@ -65,7 +65,7 @@ def _pyarrow():
 
 
 def export_parquet(path, output, columns=None, bricks=None, where=None, summary=False,
-                   batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
+                   batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, progress=False):
     """Write chosen rows and columns of `path` to the Parquet file `output`.
 
     Parameters
@@ -86,6 +86,9 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
     batch_rows : int
         Rows per row group (the last one may be shorter); bounds memory.
     overwrite : bool
+    progress : bool or progress.ProgressStyle
+        Show the rows read out of those of the chosen bricks on stderr
+        (`obiwan_h5.progress`); off by default.
 
     Returns
     -------
@@ -95,7 +98,7 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
     """
     pa, pq = _pyarrow()
     extra = (summary_path(output),) if summary else ()
-    with export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra) as source:
+    with export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra, progress) as source:
         derived, chosen, bricks, batches = source
         infos = {name: derived.column_info(name) for name in chosen}
         schema = _schema(pa, infos, _metadata(path, derived, infos, where, bricks))
