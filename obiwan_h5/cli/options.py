@@ -6,9 +6,11 @@ import re
 
 from ..core.bricks import brick_names, read_text_list
 from ..errors import InputError
+from ..progress import DEFAULT_EVERY, ProgressStyle
 
 __all__ = [
-    "add_bricks_argument", "add_column_arguments", "bricks_arg", "column_spec", "flag_text",
+    "add_bricks_argument", "add_column_arguments", "add_progress_arguments", "bricks_arg", "column_spec",
+    "flag_text", "progress_arg",
 ]
 
 # library parameter -> command-line flag, where the names differ in more than '_' vs '-'
@@ -19,6 +21,7 @@ FLAGS = {
     "bricks": "--bricks",
     "nbricks": "--bricks",
     "output_dir": "--output-dir",
+    "every": "--progress-every",
 }
 
 
@@ -63,3 +66,21 @@ def add_bricks_argument(parser, help_text=None):
 def bricks_arg(args, stdin=None):
     """The names given by ``--bricks``, or None."""
     return brick_names(args.bricks, stdin) if args.bricks else None
+
+
+def add_progress_arguments(parser, quiet_help=None):
+    """``-q/--quiet`` and ``--progress-every``: the progress of a long command on stderr
+    (a bar on a terminal, else a line at most every SECONDS; `obiwan_h5.progress`)."""
+    parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help=quiet_help or "no progress on stderr (by default: a bar on a terminal, else a line every "
+                           "--progress-every seconds)")
+    parser.add_argument(
+        "--progress-every", type=float, default=DEFAULT_EVERY, metavar="SECONDS",
+        help="when stderr is not a terminal (a batch log), write a progress line (done/total, rows/s, ETA) "
+             f"at most every SECONDS (default {DEFAULT_EVERY:g}; 0: at every step)")
+
+
+def progress_arg(args):
+    """The library's `progress` argument from ``--quiet`` / ``--progress-every``."""
+    return False if args.quiet else ProgressStyle(every=args.progress_every)

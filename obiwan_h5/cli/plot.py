@@ -3,7 +3,7 @@
 import sys
 
 from ..plot.figures import DEFAULT_BATCH_ROWS, DEFAULT_MAX_SAMPLE, FIGURES, make_figures
-from .options import add_bricks_argument
+from .options import add_bricks_argument, add_progress_arguments, progress_arg
 
 __all__ = ["add_plot_arguments", "run_plot"]
 
@@ -25,11 +25,13 @@ def add_plot_arguments(parser):
     parser.add_argument("--max-sample", type=int, default=DEFAULT_MAX_SAMPLE,
                         help="rows per band kept in the random samples behind the robust statistics and "
                              f"2-D histograms (default {DEFAULT_MAX_SAMPLE}; every row when fewer)")
+    add_progress_arguments(parser)
 
 
 def run_plot(args):
     numbers = make_figures(args.input, args.output_dir, only=args.only, bricks=args.bricks, sample=args.sample,
-                           seed=args.seed, batch_rows=args.batch_rows, max_sample=args.max_sample)
+                           seed=args.seed, batch_rows=args.batch_rows, max_sample=args.max_sample,
+                           progress=progress_arg(args))
     print(numbers["index"])
     for name, reason in numbers["skipped"].items():
         print(f"obiwan-h5 plot: skipped {name}: {reason}", file=sys.stderr)

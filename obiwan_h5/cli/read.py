@@ -12,7 +12,14 @@ from ..read.reader import DEFAULT_BATCH_ROWS
 from ..read.subset import make_subset
 from ..read.validate import DEFAULT_MAX_PER_CHECK, count_problems, validate
 from ..read.view import make_view
-from .options import add_bricks_argument, add_column_arguments, bricks_arg, column_spec
+from .options import (
+    add_bricks_argument,
+    add_column_arguments,
+    add_progress_arguments,
+    bricks_arg,
+    column_spec,
+    progress_arg,
+)
 
 __all__ = [
     "add_export_arguments", "add_export_fits_arguments", "add_info_arguments", "add_subset_arguments", "add_validate_arguments",
@@ -54,8 +61,8 @@ def add_validate_arguments(parser):
         "exit status 0 when valid, 1 when there are problems, 2 when the file cannot be read.")
     parser.epilog = "example: obiwan-h5 validate demo/derived.h5"
     parser.add_argument("input", metavar="IN", help="derived file, view or subset")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="print only the problems (nothing at all for a valid file)")
+    add_progress_arguments(parser, quiet_help="print only the problems (nothing at all for a valid file, "
+                                              "no progress)")
     parser.add_argument("--max-per-check", type=int, default=DEFAULT_MAX_PER_CHECK, metavar="N",
                         help="list at most N problems of each kind, then count the rest "
                              f"(default {DEFAULT_MAX_PER_CHECK}; 0 lists all)")
@@ -69,7 +76,7 @@ def add_validate_arguments(parser):
 def run_validate(args):
     notes = []
     problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes,
-                        deep=args.deep)
+                        deep=args.deep, progress=progress_arg(args))
     for problem in problems:
         print(f"{args.input}: {problem}")
     if not args.quiet:
@@ -125,6 +132,7 @@ def add_subset_arguments(parser):
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
                         help=f"rows copied per read/write (bounds memory; default {DEFAULT_BATCH_ROWS})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_progress_arguments(parser)
 
 
 def run_subset(args):
@@ -134,7 +142,7 @@ def run_subset(args):
     result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks,
                          sample_fraction=args.sample_bricks,
                          seed=0 if args.seed is None else args.seed,
-                         batch_rows=args.batch_rows, overwrite=args.overwrite)
+                         batch_rows=args.batch_rows, overwrite=args.overwrite, progress=progress_arg(args))
     print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
           f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
     return 0
@@ -174,6 +182,7 @@ def add_export_arguments(parser, alias=False):
                         help=f"rows read and written at a time; a Parquet row group (bounds memory; "
                              f"default {DEFAULT_BATCH_ROWS})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_progress_arguments(parser)
 
 
 def run_export(args):
@@ -182,7 +191,7 @@ def run_export(args):
     try:
         result = export(args.input, args.output, format=form, columns=column_spec(args), bricks=bricks,
                         where=args.where, summary=args.summary, batch_rows=args.batch_rows,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, progress=progress_arg(args))
     except ImportError as err:  # pyarrow missing: say what to install, in one line
         raise InputError(str(err)) from None
     size = os.path.getsize(args.output)

@@ -1,12 +1,12 @@
 """``obiwan-h5 simulate`` and ``obiwan-h5 demo``: synthetic productions (SPEC §10)."""
 
 import os
-import sys
 
 from ..core.bricks import read_brick_list
 from ..errors import InputError
 from ..sim.demo import run_demo as run_demo_chain
 from ..sim.simulate import simulate
+from .options import add_progress_arguments, progress_arg
 
 __all__ = ["add_demo_arguments", "add_simulate_arguments", "run_demo", "run_simulate"]
 
@@ -37,6 +37,7 @@ def add_simulate_arguments(parser):
                         help="also load the randoms into a table of this PostgreSQL database (libpq connection "
                              "string or postgresql:// URI), for derive --randoms-db")
     parser.add_argument("--randoms-table", metavar="NAME", help="the table to create: TABLE or SCHEMA.TABLE")
+    add_progress_arguments(parser)
 
 
 def run_simulate(args):
@@ -48,7 +49,7 @@ def run_simulate(args):
     bricknames = read_brick_list(args.brick_list) if args.brick_list else None
     names = simulate(args.dir, nbricks=args.bricks, bricknames=bricknames, rsdirs=rsdirs,
                      per_rsdir=args.per_rsdir, schema=args.schema, objtype=args.objtype,
-                     seed=args.seed, processes=args.processes, progress=sys.stderr.isatty(),
+                     seed=args.seed, processes=args.processes, progress=progress_arg(args),
                      overwrite=args.overwrite)
     print(f"wrote {len(names)} bricks to {args.dir}")
     if args.randoms_db is not None:
@@ -68,9 +69,10 @@ def add_demo_arguments(parser):
     parser.add_argument("--per-rsdir", type=int, default=300, help="sources per rsdir (default 300)")
     parser.add_argument("--schema", choices=("dr5", "dr3"), default="dr5")
     parser.add_argument("--seed", type=int, default=1)
+    add_progress_arguments(parser)
 
 
 def run_demo(args):
     """Simulate (once per set of parameters) and run the whole chain on it."""
     return run_demo_chain(args.dir, nbricks=args.bricks, rsdirs=args.rsdirs, per_rsdir=args.per_rsdir,
-                          schema=args.schema, seed=args.seed)
+                          schema=args.schema, seed=args.seed, progress=progress_arg(args))
