@@ -104,9 +104,8 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
-            # thousands of rows read as "12.3k rows"; bricks and columns stay plain counts
-            self._bar = tqdm(total=self.total, desc=desc, unit=f" {unit}", unit_scale=unit == "rows",
-                             file=self.stream, dynamic_ncols=True, leave=True)
+            self._bar = tqdm(total=self.total, desc=desc, unit=f" {unit}", file=self.stream, dynamic_ncols=True,
+                             leave=True)
 
     # -- counting ------------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ class JobProgress:
         self.mine = (0, 0)
         self.sent, self.requests = 0, []
         self.seen = [(0, 0)] * comm.size
+        self.shown = None  # the counts last shown: a round's gathers often bring nothing new
         self.received = [0] * comm.size
         self.reporter = start_progress(progress if comm.rank == 0 else False, bricks, "bricks", "derive",
                                        rows_total=rows)
@@ -174,7 +175,10 @@ class JobProgress:
             self.seen[rank] = max(self.seen[rank], tuple(counts))
 
     def _show(self):
-        self.reporter.moveto(sum(done for done, _ in self.seen), sum(rows for _, rows in self.seen))
+        counts = (sum(done for done, _ in self.seen), sum(rows for _, rows in self.seen))
+        if counts != self.shown:
+            self.shown = counts
+            self.reporter.moveto(*counts)
 
 
 def final_report(path, index, elapsed):
