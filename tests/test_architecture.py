@@ -19,20 +19,24 @@ SUBPACKAGES = ("fileformat", "core", "production", "job", "read", "plot", "sim",
 MAX_LINES = 500
 
 # subpackage -> subpackages (and top-level modules) it may import
+# (`progress`, the one reporter of the long commands, serves both the job and the reading
+# side, so it may import nothing of either)
 ALLOWED = {
     "errors": set(),
+    "progress": {"errors"},
     "fileformat": {"errors"},
     "core": {"errors", "fileformat"},
     "production": {"errors", "fileformat", "core"},
-    "job": {"errors", "fileformat", "core", "production"},
-    "read": {"errors", "fileformat", "core"},
-    "plot": {"errors", "fileformat", "core", "read"},
-    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot"},
-    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim"},
+    "job": {"errors", "fileformat", "core", "production", "progress"},
+    "read": {"errors", "fileformat", "core", "progress"},
+    "plot": {"errors", "fileformat", "core", "read", "progress"},
+    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot", "progress"},
+    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim", "progress"},
 }
 # third-party modules a layer must never import
 FORBIDDEN_EXTERNAL = {
     "errors": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
+    "progress": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "fileformat": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "core": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "argparse"},
     "production": {"mpi4py", "matplotlib", "argparse"},
@@ -140,7 +144,14 @@ def _loaded_by(module):
 
 def test_importing_the_package_is_cheap():
     loaded = _loaded_by(PACKAGE)
-    assert not {"h5py", "mpi4py", "matplotlib", "astropy", "fitsio", "scipy"} & loaded
+    assert not {"h5py", "mpi4py", "matplotlib", "astropy", "fitsio", "scipy", "tqdm"} & loaded
+
+
+def test_the_progress_reporter_loads_neither_mpi_nor_tqdm_until_a_bar_is_shown():
+    loaded = _loaded_by(f"{PACKAGE}.progress")
+    assert not {"mpi4py", "h5py", "tqdm"} & loaded
+    # nothing beyond what the package itself loads, but the module and the errors it raises
+    assert loaded - _loaded_by(PACKAGE) <= {f"{PACKAGE}.progress", f"{PACKAGE}.errors"}
 
 
 @pytest.mark.parametrize("module", [f"{PACKAGE}.core.{name}" for name in

@@ -6,7 +6,14 @@ import sys
 from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
-from .options import add_bricks_argument, add_output_argument, flag_text, set_examples
+from .options import (
+    add_bricks_argument,
+    add_output_argument,
+    add_progress_arguments,
+    flag_text,
+    progress_arg,
+    set_examples,
+)
 
 __all__ = ["add_derive_arguments", "run_derive"]
 
@@ -56,6 +63,7 @@ def add_derive_arguments(parser):
                         help="MPI-IO hint passed to the file driver (repeatable)")
     parser.add_argument("--align", type=int, default=0, metavar="BYTES",
                         help="align datasets of at least BYTES to BYTES (e.g. the Lustre stripe size)")
+    add_progress_arguments(parser)
 
 
 def run_derive(args):
@@ -79,7 +87,8 @@ def run_derive(args):
     comm = get_comm()
     try:
         with abort_on_unagreed_errors(comm):
-            result = derive(options, comm, command_line=_command_line(sys.argv, args.randoms_db))
+            result = derive(options, comm, command_line=_command_line(sys.argv, args.randoms_db),
+                            progress=progress_arg(args))
     except OutputError as err:
         # one process (several ranks abort above): after a failed write HDF5 cannot close
         # the file cleanly, and its clean-up at exit may crash; what was flushed stays

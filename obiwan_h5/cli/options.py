@@ -17,12 +17,13 @@ import sys
 from .. import __version__
 from ..core.bricks import DEFAULT_SEED, brick_names, read_text_list
 from ..errors import InputError
+from ..progress import DEFAULT_EVERY, ProgressStyle
 
 __all__ = [
     "DeprecatedAlias", "HelpFormatter", "add_batch_rows_argument", "add_bricks_argument", "add_column_arguments",
-    "add_common_arguments", "add_deprecated_alias", "add_output_argument", "add_sample_arguments",
-    "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg", "column_spec", "deprecation_line",
-    "flag_text", "seed_arg", "set_examples",
+    "add_common_arguments", "add_deprecated_alias", "add_output_argument", "add_progress_arguments",
+    "add_sample_arguments", "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg", "column_spec",
+    "deprecation_line", "flag_text", "progress_arg", "seed_arg", "set_examples",
 ]
 
 # library parameter -> command-line flag, where the names differ in more than '_' vs '-'
@@ -30,6 +31,7 @@ FLAGS = {
     "max_memory_mb": "--max-memory",
     "alignment": "--align",
     "output": "-o/--output",
+    "every": "--progress-every",
 }
 
 
@@ -248,3 +250,21 @@ def add_batch_rows_argument(parser, what="rows read at a time"):
 
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, metavar="N",
                         help=f"{what} (bounds memory; default %(default)s)")
+
+
+def add_progress_arguments(parser, quiet_help=None):
+    """``-q/--quiet`` and ``--progress-every``: the progress of a long command on stderr
+    (a bar on a terminal, else a line at most every SECONDS; `obiwan_h5.progress`)."""
+    parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help=quiet_help or "no progress on stderr (by default: a bar on a terminal, else a line every "
+                           "--progress-every seconds)")
+    parser.add_argument(
+        "--progress-every", type=float, default=DEFAULT_EVERY, metavar="SECONDS",
+        help="when stderr is not a terminal (a batch log), write a progress line (done/total, rows/s, ETA) "
+             f"at most every SECONDS (default {DEFAULT_EVERY:g}; 0: at every step)")
+
+
+def progress_arg(args):
+    """The library's `progress` argument from ``--quiet`` / ``--progress-every``."""
+    return False if args.quiet else ProgressStyle(every=args.progress_every)

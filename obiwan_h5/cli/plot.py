@@ -7,7 +7,9 @@ from .options import (
     add_batch_rows_argument,
     add_bricks_argument,
     add_output_argument,
+    add_progress_arguments,
     add_sample_arguments,
+    progress_arg,
     seed_arg,
     set_examples,
 )
@@ -38,11 +40,13 @@ def add_plot_arguments(parser):
     parser.add_argument("--max-sample", type=int, default=DEFAULT_MAX_SAMPLE, metavar="N",
                         help="rows per band kept in the random samples behind the robust statistics and "
                              "2-D histograms (default %(default)s; every row when fewer); --seed seeds them")
+    add_progress_arguments(parser)
 
 
 def run_plot(args):
     numbers = make_figures(args.input, args.output, only=args.only, bricks=args.bricks, sample=args.sample,
-                           seed=seed_arg(args), batch_rows=args.batch_rows, max_sample=args.max_sample)
+                           seed=seed_arg(args), batch_rows=args.batch_rows, max_sample=args.max_sample,
+                           progress=progress_arg(args))
     print(numbers["index"])
     for name, reason in numbers["skipped"].items():
         print(f"obiwan-h5 plot: skipped {name}: {reason}", file=sys.stderr)

@@ -17,9 +17,11 @@ from .options import (
     add_column_arguments,
     add_deprecated_alias,
     add_output_argument,
+    add_progress_arguments,
     add_sample_arguments,
     bricks_arg,
     column_spec,
+    progress_arg,
     seed_arg,
     set_examples,
 )
@@ -69,8 +71,8 @@ def add_validate_arguments(parser):
         "exit status 0 when valid, 1 when there are problems, 2 when the file cannot be read.")
     set_examples(parser, 'obiwan-h5 validate --deep -q demo/sample.h5 && echo "sample.h5 is valid"')
     parser.add_argument("input", metavar="IN", help="derived file, view or subset")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="print only the problems (nothing at all for a valid file)")
+    add_progress_arguments(parser, quiet_help="print only the problems (nothing at all for a valid file, "
+                                              "no progress)")
     parser.add_argument("--max-per-check", type=int, default=DEFAULT_MAX_PER_CHECK, metavar="N",
                         help="list at most N problems of each kind, then count the rest "
                              f"(default {DEFAULT_MAX_PER_CHECK}; 0 lists all)")
@@ -83,7 +85,7 @@ def add_validate_arguments(parser):
 def run_validate(args):
     notes = []
     problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes,
-                        deep=args.deep)
+                        deep=args.deep, progress=progress_arg(args))
     for problem in problems:
         print(f"{args.input}: {problem}")
     if not args.quiet:
@@ -136,6 +138,7 @@ def add_subset_arguments(parser):
     add_sample_arguments(parser, "the bricks", sample_group=which, deprecated=("--sample-bricks",))
     add_batch_rows_argument(parser, "rows copied per read and write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_progress_arguments(parser)
 
 
 def run_subset(args):
@@ -143,7 +146,7 @@ def run_subset(args):
         raise InputError("`seed` only applies to `sample`")
     result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks_arg(args),
                          sample=args.sample, seed=seed_arg(args),
-                         batch_rows=args.batch_rows, overwrite=args.overwrite)
+                         batch_rows=args.batch_rows, overwrite=args.overwrite, progress=progress_arg(args))
     print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
           f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
     return 0
@@ -184,6 +187,7 @@ def add_export_arguments(parser, alias=False):
                              "'.summary.parquet', with the brick index)")
     add_batch_rows_argument(parser, "rows read and written at a time; a Parquet row group")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_progress_arguments(parser)
 
 
 def run_export(args):
@@ -194,7 +198,8 @@ def run_export(args):
     try:
         result = export(args.input, args.output, format=form, columns=column_spec(args), bricks=bricks,
                         where=args.where, summary=args.summary, batch_rows=args.batch_rows,
-                        overwrite=args.overwrite, sample=args.sample, seed=seed_arg(args))
+                        overwrite=args.overwrite, sample=args.sample, seed=seed_arg(args),
+                        progress=progress_arg(args))
     except ImportError as err:  # pyarrow missing: say what to install, in one line
         raise InputError(str(err)) from None
     size = os.path.getsize(args.output)

@@ -1,12 +1,19 @@
 """``obiwan-h5 simulate`` and ``obiwan-h5 demo``: synthetic productions."""
 
 import os
-import sys
 
 from ..errors import InputError
 from ..sim.demo import run_demo as run_demo_chain
 from ..sim.simulate import simulate
-from .options import add_output_argument, add_seed_argument, add_simulated_bricks_arguments, seed_arg, set_examples
+from .options import (
+    add_output_argument,
+    add_progress_arguments,
+    add_seed_argument,
+    add_simulated_bricks_arguments,
+    progress_arg,
+    seed_arg,
+    set_examples,
+)
 
 __all__ = ["add_demo_arguments", "add_simulate_arguments", "run_demo", "run_simulate"]
 
@@ -47,6 +54,7 @@ def add_simulate_arguments(parser):
                         help="also load the randoms into a table of this PostgreSQL database (libpq connection "
                              "string or postgresql:// URI), for derive --randoms-db")
     parser.add_argument("--randoms-table", metavar="NAME", help="the table to create: TABLE or SCHEMA.TABLE")
+    add_progress_arguments(parser)
 
 
 def run_simulate(args):
@@ -58,7 +66,7 @@ def run_simulate(args):
     processes = (os.cpu_count() or 1) if args.processes is None else args.processes
     names = simulate(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=rsdirs,
                      per_rsdir=args.per_rsdir, schema=args.schema, objtype=args.objtype,
-                     seed=seed_arg(args), processes=processes, progress=sys.stderr.isatty(),
+                     seed=seed_arg(args), processes=processes, progress=progress_arg(args),
                      overwrite=args.overwrite)
     print(f"wrote {len(names)} bricks to {args.output}")
     if args.randoms_db is not None:
@@ -87,9 +95,11 @@ def add_demo_arguments(parser):
     parser.add_argument("--schema", choices=("dr5", "dr3"), default="dr5",
                         help="Tractor catalog schema (default %(default)s)")
     add_seed_argument(parser, "random seed of the simulation")
+    add_progress_arguments(parser)
 
 
 def run_demo(args):
     """Simulate (once per set of parameters) and run the whole chain on it."""
     return run_demo_chain(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=args.rsdirs,
-                          per_rsdir=args.per_rsdir, schema=args.schema, seed=seed_arg(args))
+                          per_rsdir=args.per_rsdir, schema=args.schema, seed=seed_arg(args),
+                          progress=progress_arg(args))

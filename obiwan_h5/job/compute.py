@@ -76,11 +76,13 @@ class BrickReader:
         return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
 
-def compute_segment(reader, plan, b0, b1):
+def compute_segment(reader, plan, b0, b1, on_brick=None):
     """Rows, summary rows, statuses, messages and checksums of bricks [b0, b1).
 
     Collective when the truth is shared by the ranks (`truthshare.SharedTruth`): every rank
-    calls it once per write round, with an empty segment when it has none.
+    calls it once per write round, with an empty segment when it has none. `on_brick`,
+    when given, is called with each brick's planned row count once the brick is derived
+    (progress).
     """
     prefetch = getattr(reader.truth, "prefetch", None)
     if prefetch is not None:
@@ -123,6 +125,8 @@ def compute_segment(reader, plan, b0, b1):
         summaries.append(outcome[2])
         checksums.append(outcome[3])
         lo = hi
+        if on_brick is not None:
+            on_brick(count)
     summary_rows = {}
     if summaries:
         summary_rows = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])

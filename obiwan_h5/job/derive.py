@@ -46,7 +46,7 @@ from .output import (
     resume_problem,
 )
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
-from .report import Clock, file_attrs, final_report, progress
+from .report import Clock, JobProgress, file_attrs, final_report
 from .scan import scan_brick
 from .truthshare import open_truth, truth_description
 from .update import OldFile, copy_sources, update_entry, update_refusal
@@ -57,7 +57,7 @@ __all__ = ["derive"]
 log = logging.getLogger("obiwan_h5.derive")
 
 
-def derive(options, comm, command_line=""):
+def derive(options, comm, command_line="", progress=False):
     """Run the derive job on every rank of `comm`.
 
     Parameters
@@ -67,6 +67,9 @@ def derive(options, comm, command_line=""):
         ``MPI.COMM_WORLD`` or `mpi.SerialComm`; every rank calls this function.
     command_line : str
         Recorded in the file.
+    progress : bool or progress.ProgressStyle
+        Show the bricks and rows derived (`obiwan_h5.progress`), on rank 0 only, whatever
+        the other ranks pass; off by default.
 
     Returns
     -------
@@ -100,7 +103,7 @@ def derive(options, comm, command_line=""):
         old = OldFile(options.output) if copies else None
         reader = BrickReader(production, truth, bounds, options, scanned, copies, old)
         try:
-            totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock)
+            totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress)
         finally:
             if old is not None:
                 old.close()
@@ -452,8 +455,9 @@ def _finish(options, comm, path):
 
 # ----------------------------------------------------------------------------- phase 6
 
-def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock):
-    """Each rank derives its range (the one it scanned), written round by round."""
+def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress=False):
+    """Each rank derives its range (the one it scanned), written round by round; rank 0
+    shows the progress of every rank, brick by brick (`report.JobProgress`)."""
     first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
     max_bytes = int(reader.options.max_memory_mb * (1 << 20) / 2)  # rows, plus a brick's pieces and their sources
     segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
@@ -461,9 +465,10 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock):
     randoms_names = sorted(column.name for column in plan.columns)
     summary_names = sorted(SUMMARY_COLUMNS)
     totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0}
+    shown = JobProgress(comm, progress, totals["bricks"], int(plan.counts[todo].sum()))
     for number in range(rounds):
         b0, b1 = segments[number] if number < len(segments) else (first, first)
-        rows, summary_rows, status, messages, checksums = compute_segment(reader, plan, b0, b1)
+        rows, summary_rows, status, messages, checksums = compute_segment(reader, plan, b0, b1, shown.brick)
         clock.lap("compute")
         # waiting for the slowest rank is load imbalance, not write time: measure it apart
         comm.Barrier()
@@ -481,7 +486,8 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock):
         done_rows = int(sum(plan.counts[b0:b1][status == DONE]))
         done, nrows = comm.allreduce(np.array([b1 - b0, done_rows]))
         totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows))
-        progress(totals, clock.started)
+        shown.round_done()
         # free this round's rows before the next round allocates its own: one segment in memory
         del rows, summary_rows
+    shown.close()
     return totals

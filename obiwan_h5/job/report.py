@@ -1,5 +1,5 @@
-"""What the job tells: timings per phase, the file's provenance attributes, progress and
-the closing table."""
+"""What the job tells: timings per phase, the file's provenance attributes, progress (rank 0
+only) and the closing table."""
 
 import logging
 import time
@@ -10,8 +10,9 @@ import numpy as np
 from .. import __version__
 from ..core import selection
 from ..fileformat import FORMAT_NAME, FORMAT_VERSION, OBIWAN_BITS, STATUS_NAMES
+from ..progress import start_progress
 
-__all__ = ["Clock", "file_attrs", "final_report", "progress"]
+__all__ = ["Clock", "JobProgress", "file_attrs", "final_report"]
 
 log = logging.getLogger("obiwan_h5.derive")
 
@@ -84,13 +85,100 @@ def truth_null_values(columns):
     return found
 
 
-def progress(totals, started):
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    remaining = totals["bricks"] - totals["done"]
-    rate = totals["done"] / elapsed
-    eta = remaining / rate if rate > 0 else float("nan")
-    log.info("bricks %d/%d, %d rows, %.0f rows/s, ETA %.0f s",
-             totals["done"], totals["bricks"], totals["rows"], totals["rows"] / elapsed, eta)
+class JobProgress:
+    """Bricks and rows derived by every rank, shown by rank 0 alone (`progress.Progress`).
+
+    Each rank counts the bricks it has derived; the other ranks send their running counts
+    to rank 0 with a non-blocking message after each brick, and rank 0 reads whatever has
+    arrived after each of its own bricks, so that its lines move brick by brick even when
+    a write round spans the whole job. The counts are cumulative, so a late message never
+    counts twice; each round's collective (`round_done`) makes them exact. Messages go
+    only when rank 0 shows progress, and `close` receives every one of them before the
+    job goes on.
+
+    Parameters
+    ----------
+    comm : communicator
+    progress : bool, None or progress.ProgressStyle
+        Rank 0's choice (the others' is ignored).
+    bricks, rows : int
+        Bricks and planned rows to derive, over every rank.
+    """
+
+    TAG = 0x0B1  # point-to-point tag of the progress messages (the job has no other)
+
+    def __init__(self, comm, progress, bricks, rows):
+        self.comm = comm
+        self.wanted = bool(comm.bcast(bool(progress) if comm.rank == 0 else None, root=0))
+        self.mine = (0, 0)
+        self.sent, self.requests = 0, []
+        self.seen = [(0, 0)] * comm.size
+        self.shown = None  # the counts last shown: a round's gathers often bring nothing new
+        self.received = [0] * comm.size
+        self.reporter = start_progress(progress if comm.rank == 0 else False, bricks, "bricks", "derive",
+                                       rows_total=rows)
+
+    def brick(self, rows):
+        """This rank has derived one more brick of `rows` planned rows."""
+        self.mine = (self.mine[0] + 1, self.mine[1] + int(rows))
+        if not self.wanted:
+            return
+        if self.comm.rank != 0:
+            self.requests = [request for request in self.requests if not request.Test()]
+            self.requests.append(self.comm.isend(self.mine, dest=0, tag=self.TAG))
+            self.sent += 1
+        else:
+            self.seen[0] = self.mine
+            self.refresh()
+
+    def refresh(self):
+        """On rank 0: take in the counts that have arrived and show them."""
+        if self.comm.rank == 0 and self.wanted:
+            self._receive_arrived()
+            self._show()
+
+    def round_done(self):
+        """Collective, once per write round: every rank's exact counts to rank 0."""
+        counts = self.comm.gather((self.mine, self.sent), root=0)
+        if self.comm.rank == 0 and self.wanted:
+            for rank, (mine, _) in enumerate(counts):
+                self.seen[rank] = max(self.seen[rank], tuple(mine))
+            self.refresh()
+        return counts
+
+    def close(self):
+        """Collective: rank 0 receives every message still on its way, then shows its
+        last line; the others wait until their messages are received."""
+        counts = self.round_done()
+        if self.comm.rank == 0:
+            if self.wanted:
+                for rank, (_, sent) in enumerate(counts):
+                    while self.received[rank] < sent:
+                        self.comm.recv(source=rank, tag=self.TAG)
+                        self.received[rank] += 1
+            self.reporter.close()
+        else:
+            for request in self.requests:
+                request.wait()
+            self.requests = []
+
+    def _receive_arrived(self):
+        if self.comm.size == 1:
+            return
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        while self.comm.iprobe(source=MPI.ANY_SOURCE, tag=self.TAG, status=status):
+            rank = status.Get_source()
+            counts = self.comm.recv(source=rank, tag=self.TAG)
+            self.received[rank] += 1
+            self.seen[rank] = max(self.seen[rank], tuple(counts))
+
+    def _show(self):
+        counts = (sum(done for done, _ in self.seen), sum(rows for _, rows in self.seen))
+        if counts != self.shown:
+            self.shown = counts
+            self.reporter.moveto(*counts)
 
 
 def final_report(path, index, elapsed):

@@ -33,6 +33,7 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import DONE
+from ..progress import start_progress
 from ..read.common import check_fraction, open_derived, sample_bricks
 from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
@@ -157,7 +158,7 @@ def select_bricks(derived, bricks=None, sample=None, seed=DEFAULT_SEED):
 
 @renamed_keywords(out_dir="output")
 def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT_SEED,
-                 batch_rows=DEFAULT_BATCH_ROWS, max_sample=DEFAULT_MAX_SAMPLE):
+                 batch_rows=DEFAULT_BATCH_ROWS, max_sample=DEFAULT_MAX_SAMPLE, progress=False):
     """Make the chosen figures, ``index.html`` and ``numbers.json`` in the directory `output`.
 
     Parameters
@@ -175,6 +176,9 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         Rows per read; memory is bounded by about twice this many rows of the needed columns.
     max_sample : int
         Rows per band kept for the robust statistics and 2-D histograms (all when fewer).
+    progress : bool or progress.ProgressStyle
+        Show the rows read out of those of the chosen bricks on stderr
+        (`obiwan_h5.progress`); off by default.
 
     Returns
     -------
@@ -206,11 +210,16 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         rows = 0
         if columns and chosen:
             everything = bricks is None and sample is None
-            batches = derived.iter_batches(columns, bricks=None if everything else chosen, batch_rows=int(batch_rows))
+            read_bricks = None if everything else chosen
+            total = sum(stop - start for start, stop in derived.brick_ranges(read_bricks))
+            shown = start_progress(progress, total, "rows", "plot")
+            batches = derived.iter_batches(columns, bricks=read_bricks, batch_rows=int(batch_rows),
+                                           on_read=lambda n: shown.update(n, rows=n))
             for batch in coalesce(batches, int(batch_rows)):
                 rows += len(batch[columns[0]])
                 for acc in streamed:
                     acc.add(batch)
+            shown.close()
         for acc in accumulators.values():
             if hasattr(acc, "SUMMARY"):
                 _load_summary(derived, acc, chosen)

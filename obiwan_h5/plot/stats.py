@@ -1,12 +1,16 @@
-"""Statistics behind the analysis figures (`obiwan_h5.plot`): pure numpy, no plotting.
+"""Statistics behind the analysis figures (`obiwan_h5.plot`): no plotting.
 
 Everything here works batch by batch with bounded memory: counts go into fixed histograms,
 and the quantities whose range is not known in advance (flux and position residuals) go
 into a capped uniform random sample (`Reservoir`), which holds *every* value while there
-are fewer than its capacity.
+are fewer than its capacity. The Wilson interval and the robust sigma are astropy's
+(`astropy.stats`); the functions here only fix what the figures need around them (empty
+bins, exact ends, non-finite values).
 """
 
 import numpy as np
+from astropy.stats import binom_conf_interval, mad_std
+from scipy.special import erf
 
 __all__ = [
     "MAG_BINS",
@@ -22,27 +26,39 @@ __all__ = [
 MAG_BINS = np.round(np.arange(16.0, 28.0 + 1e-9, 0.2), 6)
 # bins with fewer sources than this are drawn but not used to place the 50% crossing
 MIN_BIN_COUNT = 10
-ROBUST_SIGMA_PER_MAD = 1.4826
 
 
 def wilson_interval(k, n, z=1.0):
-    """Wilson score interval of a binomial proportion k/n (z=1: 68 %).
+    """Wilson score interval of a binomial proportion k/n, z standard deviations wide
+    (z=1: 68.27 %), by ``astropy.stats.binom_conf_interval(interval="wilson")``.
 
-    Returns ``(fraction, low, high)`` arrays; NaN where n == 0.
+    Parameters
+    ----------
+    k, n : array_like
+        Successes and trials (integer counts, k <= n), broadcast together.
+    z : float
+        Half-width of the interval in standard deviations of a normal distribution.
+
+    Returns
+    -------
+    fraction, low, high : numpy.ndarray
+        k/n and the interval; NaN where n == 0 (astropy refuses empty bins, which the
+        figures have: they are left out here).
     """
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z / denom * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # astropy truncates counts to integers: round first, so that a count summed in floats
+    # (19.999999...) is not taken as one less
+    k, n = np.broadcast_arrays(np.rint(np.asarray(k, dtype=np.float64)), np.rint(np.asarray(n, dtype=np.float64)))
+    fraction, low, high = (np.full(k.shape, np.nan) for _ in range(3))
+    filled = n > 0
+    if filled.any():
+        # astropy takes the interval's probability content: z sigma of a normal
+        low[filled], high[filled] = binom_conf_interval(
+            k[filled], n[filled], confidence_level=float(erf(z / np.sqrt(2.0))), interval="wilson")
+        fraction[filled] = k[filled] / n[filled]
     # exact limits at the ends (the formula misses 0 and 1 by rounding)
-    low = np.where(k <= 0, 0.0, centre - half)
-    high = np.where(k >= n, 1.0, centre + half)
-    empty = n <= 0
-    p, low, high = (np.where(empty, np.nan, a) for a in (p, low, high))
-    return p, np.clip(low, 0, 1), np.clip(high, 0, 1)
+    low[filled & (k <= 0)] = 0.0
+    high[filled & (k >= n)] = 1.0
+    return fraction, low, high
 
 
 def crossing(centres, fraction, counts, level=0.5, min_count=MIN_BIN_COUNT):
@@ -66,13 +82,16 @@ def crossing(centres, fraction, counts, level=0.5, min_count=MIN_BIN_COUNT):
 
 
 def robust_stats(values):
-    """``(median, 1.4826·MAD)`` of the finite values; NaNs when there are none."""
+    """``(median, robust sigma)`` of the finite values; NaNs when there are none.
+
+    The robust sigma is ``astropy.stats.mad_std``: the median absolute deviation scaled to
+    the standard deviation of a normal distribution (× 1/Φ⁻¹(3/4) ≈ 1.4826).
+    """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if not len(values):
         return np.nan, np.nan
-    median = np.median(values)
-    return float(median), float(ROBUST_SIGMA_PER_MAD * np.median(np.abs(values - median)))
+    return float(np.median(values)), float(mad_std(values))
 
 
 class Reservoir:

@@ -38,6 +38,7 @@ import numpy as np
 from .. import __version__
 from ..core.bricks import DEFAULT_SEED, brick_names
 from ..errors import ExpressionError, InputError
+from ..progress import start_progress
 from .common import (
     check_output,
     input_files,
@@ -65,7 +66,7 @@ MASK_KEYWORDS = {"obiwan_mask": "OBWBIT", "targets_mask": "TGTBIT"}
 
 
 def export_fits(path, output, columns=None, bricks=None, where=None, summary=False,
-                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED):
+                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED, progress=False):
     """Write chosen rows and columns of `path` to the FITS file `output`.
 
     Parameters
@@ -91,6 +92,9 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
         (`common.sample_bricks`).
     seed : int
         Seed of `sample`: the same seed gives the same bricks.
+    progress : bool or progress.ProgressStyle
+        Show the rows read out of those of the chosen bricks on stderr
+        (`obiwan_h5.progress`); off by default.
 
     Returns
     -------
@@ -100,7 +104,7 @@ def export_fits(path, output, columns=None, bricks=None, where=None, summary=Fal
     import fitsio
 
     with export_source(path, output, columns, bricks, where, batch_rows, overwrite, sample=sample,
-                       seed=seed) as source:
+                       seed=seed, progress=progress) as source:
         derived, chosen, bricks, batches = source
         layout = [(name, derived.column_info(name)) for name in chosen]
         dtype = _table_dtype([(name, info["dtype"], info["shape"]) for name, info in layout])
@@ -150,7 +154,7 @@ def export(path, output, format=None, **options):
     The format is `format` (``"fits"`` or ``"parquet"``) or, when None, the suffix of
     `output` (``.fits``, ``.fit``, ``.parquet``, ``.pq``); `options` are those of the
     chosen function (``columns``, ``bricks``, ``where``, ``summary``, ``batch_rows``,
-    ``overwrite``, ``sample``, ``seed``).
+    ``overwrite``, ``sample``, ``seed``, ``progress``).
     """
     if export_format(output, format) == "parquet":
         from .export_parquet import export_parquet
@@ -161,10 +165,11 @@ def export(path, output, format=None, **options):
 
 @contextlib.contextmanager
 def export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra_outputs=(), sample=None,
-                  seed=DEFAULT_SEED):
+                  seed=DEFAULT_SEED, progress=False):
     """Open `path` for an export: ``(derived, chosen columns, bricks in file order or None,
     batches)``, with every choice and `where` checked before any output is made; with
-    `sample`, the bricks are a seeded random fraction of those chosen."""
+    `sample`, the bricks are a seeded random fraction of those chosen; with `progress`, the
+    rows read are shown out of those of the chosen done bricks."""
     if batch_rows < 1:
         raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
     with open_derived(path) as derived:
@@ -175,14 +180,18 @@ def export_source(path, output, columns, bricks, where, batch_rows, overwrite, e
             bricks = sample_bricks(list(derived.bricknames) if bricks is None else bricks, sample, seed)
         for name in (output, *extra_outputs):
             check_output(name, overwrite, inputs=input_files(path))
+        total = sum(stop - start for start, stop in derived.brick_ranges(bricks))
+        shown = start_progress(progress, total, "rows", "export")
         try:
-            batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows)
+            batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows,
+                                           on_read=lambda n: shown.update(n, rows=n))
             first = next(batches, None)  # parses `where` and checks its names before any output
         except (KeyError, ExpressionError) as err:
             raise InputError(err.args[0] if err.args else str(err)) from None
         except (TypeError, ValueError) as err:  # e.g. a string column compared with a number
             raise InputError(f"`where` {where!r}: cannot be evaluated ({err})") from None
         yield derived, chosen, bricks, itertools.chain([] if first is None else [first], batches)
+        shown.close()
 
 
 def _table_dtype(fields):

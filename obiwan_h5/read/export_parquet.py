@@ -66,7 +66,7 @@ def _pyarrow():
 
 
 def export_parquet(path, output, columns=None, bricks=None, where=None, summary=False,
-                   batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED):
+                   batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED, progress=False):
     """Write chosen rows and columns of `path` to the Parquet file `output`.
 
     Parameters
@@ -91,6 +91,9 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
         Only a random fraction (0 < sample <= 1, at least one brick) of the chosen bricks.
     seed : int
         Seed of `sample`: the same seed gives the same bricks.
+    progress : bool or progress.ProgressStyle
+        Show the rows read out of those of the chosen bricks on stderr
+        (`obiwan_h5.progress`); off by default.
 
     Returns
     -------
@@ -101,7 +104,7 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
     pa, pq = _pyarrow()
     extra = (summary_path(output),) if summary else ()
     with export_source(path, output, columns, bricks, where, batch_rows, overwrite, extra, sample=sample,
-                       seed=seed) as source:
+                       seed=seed, progress=progress) as source:
         derived, chosen, bricks, batches = source
         infos = {name: derived.column_info(name) for name in chosen}
         schema = _schema(pa, infos, _metadata(path, derived, infos, where, bricks))

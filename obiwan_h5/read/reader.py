@@ -167,12 +167,14 @@ class DerivedFile:
         return ranges
 
     def iter_batches(self, columns=None, bricks=None, where=None, batch_rows=DEFAULT_BATCH_ROWS,
-                     done_only=True):
+                     done_only=True, on_read=None):
         """Yield dicts column -> array, batch by batch, rows filtered by `where`.
 
         Reads only `columns` and the columns `where` names; memory is bounded by
         `batch_rows` whatever the size of the file. Rows of bricks that are not done are
-        skipped unless ``done_only=False``.
+        skipped unless ``done_only=False``. `on_read`, when given, is called with the
+        number of rows read for each batch, before `where` filters them (progress: the
+        total is the length of `brick_ranges`).
         """
         names = self._check_columns(columns)
         expression = Expression(where) if where else None
@@ -187,6 +189,8 @@ class DerivedFile:
             for lo in range(start, stop, batch_rows):
                 hi = min(lo + batch_rows, stop)
                 batch = {name: self._randoms[name][lo:hi] for name in names + extra}
+                if on_read is not None:
+                    on_read(hi - lo)
                 if expression is not None:
                     keep = expression.evaluate(batch)
                     batch = {name: values[keep] for name, values in batch.items() if name in names}

@@ -27,6 +27,7 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import VIEW_ATTRS
+from ..progress import start_progress
 from .common import (
     check_output,
     input_files,
@@ -48,7 +49,7 @@ MAX_LIST_ATTR_BYTES = 60000
 
 @renamed_keywords(sample_fraction="sample")
 def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAULT_SEED,
-                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False):
+                batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, progress=False):
     """Copy chosen columns and bricks of `path` into the new file `output`.
 
     Parameters
@@ -70,6 +71,9 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
     batch_rows : int
         Rows per read and write.
     overwrite : bool
+    progress : bool or progress.ProgressStyle
+        Show the columns copied (and the rows of each, batch by batch) on stderr
+        (`obiwan_h5.progress`); off by default.
 
     Returns
     -------
@@ -123,8 +127,11 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
                 out.attrs[key] = value
             randoms = out.create_group("randoms")
             randoms.attrs["column_order"] = ",".join(chosen)
+            # rows are copied column by column: the unit is a column, the rows are those copied
+            shown = start_progress(progress, len(chosen), "columns", "subset", rows_total=nrows * len(chosen))
             for name in chosen:
-                _copy_rows(source["randoms"][name], randoms, name, ranges, nrows, batch_rows)
+                _copy_rows(source["randoms"][name], randoms, name, ranges, nrows, batch_rows, shown)
+                shown.update(1)
             summary = out.create_group("summary")
             _copy_group_attrs(source["summary"], summary)
             for name in summary_columns:
@@ -138,6 +145,7 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
                 dset = bricks_group.create_dataset(name, data=new_index[name].astype(src.dtype),
                                                    track_times=False)
                 dset.attrs.update(src.attrs)
+    shown.close()
     return {"columns": chosen, "bricks": kept, "rows": nrows}
 
 
@@ -161,8 +169,9 @@ def _create_like(src, group, name, nrows):
     return dset
 
 
-def _copy_rows(src, group, name, ranges, nrows, batch_rows):
-    """Copy the row `ranges` of `src` one after the other, `batch_rows` rows at a time."""
+def _copy_rows(src, group, name, ranges, nrows, batch_rows, shown):
+    """Copy the row `ranges` of `src` one after the other, `batch_rows` rows at a time
+    (each batch counted as rows by the `progress.Progress` `shown`)."""
     dset = _create_like(src, group, name, nrows)
     at = 0
     for start, stop in ranges:
@@ -170,5 +179,6 @@ def _copy_rows(src, group, name, ranges, nrows, batch_rows):
             hi = min(lo + batch_rows, stop)
             dset[at:at + hi - lo] = src[lo:hi]
             at += hi - lo
+            shown.update(0, rows=hi - lo)
     if at != nrows:
         raise RuntimeError(f"randoms/{name}: copied {at} rows, expected {nrows}")

@@ -65,7 +65,8 @@ def count_problems(problems):
     return f"{total} problem{'s' if total != 1 else ''}"
 
 
-def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_CHECK, notes=None, deep=False):
+def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_CHECK, notes=None, deep=False,
+             progress=False):
     """Every problem of a derived file, one string each (empty list: the file is valid).
 
     Parameters
@@ -82,6 +83,9 @@ def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_
         Receives one line per check skipped because the file lacks what it needs.
     deep : bool
         Also recompute each done brick's ``bricks/checksum`` from every column it covers.
+    progress : bool or progress.ProgressStyle
+        Show the done bricks whose rows are checked on stderr (`obiwan_h5.progress`); off
+        by default.
 
     Returns
     -------
@@ -100,7 +104,7 @@ def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_
         raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
     report = _Report(max_per_check, notes)
     with handle:
-        _Validator(handle, report, max(1, int(batch_rows)), deep).run()
+        _Validator(handle, report, max(1, int(batch_rows)), deep, progress).run()
     return report.finish()
 
 
@@ -130,9 +134,10 @@ class _Report:
 
 
 class _Validator(RowChecks):
-    def __init__(self, handle, report, batch_rows, deep=False):
+    def __init__(self, handle, report, batch_rows, deep=False, progress=False):
         self.file = handle
         self.deep = deep
+        self.progress = progress
         self.report = report
         self.batch_rows = batch_rows
         self.add = report.add

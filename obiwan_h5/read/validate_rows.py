@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.derivation import targets_bits
 from ..fileformat import DONE, FAILED, OBIWAN_BITS, TARGET_BITS, rows_checksum
+from ..progress import start_progress
 
 __all__ = ["RowChecks", "show"]
 
@@ -49,7 +50,7 @@ class _Rows(Mapping):
 
 
 class RowChecks:
-    """The row checks, mixed into the validator (state: file, index, randoms, report)."""
+    """The row checks, mixed into the validator (state: file, index, randoms, report, progress)."""
 
     def batches(self, chosen):
         """Row ranges of whole, contiguous bricks from `chosen`, about `batch_rows` rows each."""
@@ -85,6 +86,8 @@ class RowChecks:
         recovered = np.zeros(len(status), np.int64) if "obiwan_mask" in have else None
         self.recompute = "targets_mask" in have
         covered = self.checksum_columns() if self.deep else None
+        shown = start_progress(self.progress, int(chosen.sum()), "bricks", "validate",
+                               rows_total=int(count[chosen].sum()))
         for bricks in self.batches(chosen):
             lo, hi = int(offset[bricks[0]]), int(offset[bricks[-1]] + count[bricks[-1]])
             rows = _Rows(self.randoms, lo, hi)
@@ -98,6 +101,8 @@ class RowChecks:
                 self.check_masks(rows, lo, owner)
             if covered:
                 self.check_checksums(rows, lo, bricks, covered)
+            shown.update(len(bricks), rows=hi - lo)
+        shown.close()
         return recovered
 
     def checksum_columns(self):

@@ -7,7 +7,6 @@ column view, a 10% brick sample and a FITS export, and prints what was made.
 
 import json
 import os
-import sys
 
 import h5py
 import numpy as np
@@ -25,10 +24,10 @@ from .simulate import simulate
 __all__ = ["VIEW_COLUMNS", "run_demo"]
 
 
-def _figures(workdir, output):
+def _figures(workdir, output, progress=False):
     """The standard analysis figures of the demo file (docs/plot.md)."""
     figures = os.path.join(workdir, "figures")
-    make_figures(output, figures)
+    make_figures(output, figures, progress=progress)
     print(f"\nfigures: {os.path.join(figures, 'index.html')}")
 
 
@@ -36,14 +35,14 @@ def _figures(workdir, output):
 VIEW_COLUMNS = "unique_id,ra,dec,psql_g,psql_r,psql_z,tractor_flux_*,obiwan_mask,targets_mask"
 
 
-def _reading_products(workdir, output):
+def _reading_products(workdir, output, progress=False):
     """A view, a 10% brick sample and a FITS export of the view, with their sizes."""
     view = os.path.join(workdir, "view.h5")
     sample = os.path.join(workdir, "sample.h5")
     fits = os.path.join(workdir, "view.fits")
     make_view(output, view, VIEW_COLUMNS, overwrite=True)
-    subset = make_subset(output, sample, sample=0.1, overwrite=True)
-    export = export_fits(view, fits, summary=True, overwrite=True)
+    subset = make_subset(output, sample, sample=0.1, overwrite=True, progress=progress)
+    export = export_fits(view, fits, summary=True, overwrite=True, progress=progress)
     print("\nreading-side products (docs/reading.md):")
     print(f"  view:        {view}  ({os.path.getsize(view)} bytes; links to derived.h5)")
     print(f"  10% sample:  {sample}  ({os.path.getsize(sample)} bytes; {len(subset['bricks'])} bricks, "
@@ -72,7 +71,8 @@ def _report(output):
     print(f"  recovered fraction: {recovered:.3f}")
 
 
-def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, schema="dr5", seed=DEFAULT_SEED):
+def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, schema="dr5", seed=DEFAULT_SEED,
+             progress=False):
     """Simulate a production in ``<output>/production`` (kept while its parameters are
     unchanged), derive it on every rank into ``<output>/derived.h5``, and make the view,
     sample, FITS export and figures; returns the exit status (1 if a brick failed).
@@ -87,6 +87,8 @@ def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, s
         The bricks to simulate: names, a comma list or a brick-list file.
     rsdirs, per_rsdir, schema, seed
         As in `obiwan_h5.sim.simulate.simulate`.
+    progress : bool or progress.ProgressStyle
+        Show the progress of each step on stderr, from rank 0.
     """
     comm = get_comm()
     workdir = os.path.abspath(output)
@@ -104,14 +106,14 @@ def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, s
                   f"{per_rsdir} sources ({schema}) in {production}")
             simulate(production, n_bricks=n_bricks, bricks=names, rsdirs=rsdirs, per_rsdir=per_rsdir,
                      schema=schema, seed=seed, processes=os.cpu_count() or 1,
-                     progress=sys.stderr.isatty(), overwrite=True)
+                     progress=progress, overwrite=True)
             with open(stamp, "w") as handle:
                 json.dump(params, handle)
     comm.Barrier()
     options = DeriveOptions(production, derived_path, overwrite=True)
-    totals = derive(options, comm, command_line="obiwan-h5 demo")
+    totals = derive(options, comm, command_line="obiwan-h5 demo", progress=progress)
     if comm.rank == 0:
         _report(derived_path)
-        _reading_products(workdir, derived_path)
-        _figures(workdir, derived_path)
+        _reading_products(workdir, derived_path, progress)
+        _figures(workdir, derived_path, progress)
     return 1 if totals["failed"] else 0

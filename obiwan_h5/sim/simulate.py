@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import sys
 import time
 
 import fitsio
@@ -41,6 +40,7 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..production.layout import RSDIR_RE, Production, rsdir_sort_key, sort_rsdirs
+from ..progress import start_progress
 from .catalogs import (  # noqa: F401 (EXTINCTION, GALDEPTH, ebv_map, tractor_dtype: the model's public facts)
     BRICK_PIX,
     EXTINCTION,
@@ -149,29 +149,6 @@ def _id_block(per_rsdir):
 
 # ------------------------------------------------------------------ orchestration
 
-class _Progress:
-    """Minimal progress bar on stderr: bricks done / total and rate."""
-
-    def __init__(self, total, enabled):
-        self.total, self.enabled = total, enabled
-        self.start = self.last = time.monotonic()
-        self.done = 0
-
-    def update(self, n=1):
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self.last > 0.2 or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            width = 30
-            fill = int(width * self.done / self.total)
-            sys.stderr.write(f"\rsimulate [{'#' * fill}{'.' * (width - fill)}] "
-                             f"{self.done}/{self.total} bricks, {rate:.1f} bricks/s")
-            if self.done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _rsdir_names(rsdirs):
     if isinstance(rsdirs, (int, np.integer)):
         if rsdirs < 1:
@@ -239,8 +216,9 @@ def simulate(output, n_bricks=4, bricks=None, rsdirs=2, per_rsdir=200, schema="d
         Non-negative seed; the same arguments give byte-identical files.
     processes : int
         Worker processes (bricks are simulated in parallel).
-    progress : bool
-        Show a progress bar on stderr.
+    progress : bool or progress.ProgressStyle
+        Show the bricks written on stderr (`obiwan_h5.progress`: a bar on a terminal, else
+        a line every 30 s); off by default.
     overwrite : bool
         Replace an existing simulated production in `out_dir`.
 
@@ -289,7 +267,7 @@ def simulate(output, n_bricks=4, bricks=None, rsdirs=2, per_rsdir=200, schema="d
     tasks = [(out_dir, brick, rsdir_names, int(per_rsdir),
               [1 + (i * nrs + k) * block for k in range(nrs)], int(seed), schema, objtype)
              for i, brick in enumerate(grid_rows)]
-    bar = _Progress(len(tasks), progress)
+    shown = start_progress(progress, len(tasks), "bricks", "simulate")
     start = time.monotonic()
     nrandoms = 0
     with fitsio.FITS(os.path.join(out_dir, "randoms.fits"), "rw", clobber=True) as randoms:
@@ -301,13 +279,14 @@ def simulate(output, n_bricks=4, bricks=None, rsdirs=2, per_rsdir=200, schema="d
                 else:
                     randoms[-1].append(truth)
                 nrandoms += len(truth)
-                bar.update()
+                shown.update(1, rows=len(truth))
 
         if processes > 1 and len(tasks) > 1:
             with multiprocessing.get_context().Pool(min(processes, len(tasks))) as pool:
                 consume(pool.imap(_simulate_brick, tasks))
         else:
             consume(map(_simulate_brick, tasks))
+    shown.close()
     log.info("simulated %d bricks x %d rsdirs (%d randoms, schema %s) in %s in %.1f s",
              len(names), nrs, nrandoms, schema, out_dir, time.monotonic() - start)
     return names

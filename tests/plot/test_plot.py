@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from scipy.special import ndtri
 
 import obiwan_h5
 from obiwan_h5 import cli
@@ -21,6 +22,9 @@ from obiwan_h5.plot.accumulate import CHI_BINS, injected_morphology
 from obiwan_h5.plot.figures import FIGURES, make_figures, select_bricks
 from obiwan_h5.plot.stats import MAG_BINS, Reservoir, coalesce, crossing, robust_stats, wilson_interval
 from obiwan_h5.sim import simulate
+
+# standard deviation of a normal distribution per unit of median absolute deviation
+SIGMA_PER_MAD = 1 / ndtri(0.75)
 
 BANDS = ("g", "r", "z")
 
@@ -131,8 +135,9 @@ def test_flux_residual_statistics_match_numpy(dr5_figures, dr5_derived):
         d = numbers["bands"][band]
         assert d["n"] == ok.sum() > 100 and d["sample_complete"]
         assert d["median_chi"] == pytest.approx(np.median(chi), rel=1e-9)
-        assert d["sigma_chi"] == pytest.approx(1.4826 * np.median(np.abs(chi - np.median(chi))), rel=1e-9)
-        assert d["sigma_delta"] == pytest.approx(1.4826 * np.median(np.abs(delta[ok] - np.median(delta[ok]))), rel=1e-9)
+        assert d["sigma_chi"] == pytest.approx(SIGMA_PER_MAD * np.median(np.abs(chi - np.median(chi))), rel=1e-9)
+        assert d["sigma_delta"] == pytest.approx(
+            SIGMA_PER_MAD * np.median(np.abs(delta[ok] - np.median(delta[ok]))), rel=1e-9)
         assert 0.85 < d["sigma_chi"] < 1.2 and abs(d["median_chi"]) < 0.2
         inside = np.abs(chi) <= CHI_BINS[-1]
         assert d["chi_hist"] == np.histogram(chi[inside], CHI_BINS)[0].tolist()
@@ -380,15 +385,54 @@ def test_reads_only_the_needed_columns_in_bounded_batches(dr5_derived, dr5_figur
 
 # ---------------------------------------------------------------------------- statistics
 
+def _wilson_by_hand(k, n, z):
+    """The Wilson score interval from its textbook formula, for comparison."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
 def test_wilson_interval_and_crossing():
     fraction, low, high = wilson_interval([0, 5, 10, 0], [10, 10, 10, 0])
     assert low[0] == 0 < high[0] < 0.2 and high[2] == 1 > low[2] > 0.8
-    assert low[1] < 0.5 < high[1] and np.isnan(fraction[3])
+    assert low[1] < 0.5 < high[1] and np.isnan(fraction[3]) and np.isnan(low[3]) and np.isnan(high[3])
     centres = np.array([20.0, 21.0, 22.0, 23.0])
     assert crossing(centres, [1.0, 0.8, 0.4, 0.1], [50] * 4) == pytest.approx(21.75)
     # a sparse bright bin dipping below 0.5 is ignored; the faintest >= 0.5 bin is used
     assert crossing(centres, [0.0, 0.8, 0.4, 0.1], [1, 50, 50, 50]) == pytest.approx(21.75)
     assert crossing(centres, [1.0, 0.9, 0.8, 0.7], [50] * 4) is None
+
+
+@pytest.mark.parametrize("z", [1.0, 2.0])
+def test_wilson_interval_is_astropys_and_the_textbook_formula(z):
+    from astropy.stats import binom_conf_interval
+    from scipy.special import erf
+
+    k = np.array([1, 3, 7, 50, 99, 4], dtype=float)
+    n = np.array([10, 10, 10, 100, 100, 5], dtype=float)
+    fraction, low, high = wilson_interval(k, n, z)
+    by_hand = _wilson_by_hand(k, n, z)
+    assert np.allclose(fraction, k / n, rtol=0, atol=1e-15)
+    assert np.allclose(low, by_hand[0], rtol=1e-12, atol=1e-15)
+    assert np.allclose(high, by_hand[1], rtol=1e-12, atol=1e-15)
+    astropy_low, astropy_high = binom_conf_interval(k.astype(int), n.astype(int), erf(z / np.sqrt(2)), "wilson")
+    assert np.array_equal(low, astropy_low) and np.array_equal(high, astropy_high)
+    # counts summed in floats are rounded, not truncated, before astropy sees them
+    assert np.array_equal(wilson_interval(k - 1e-9, n)[1], wilson_interval(k, n)[1])
+
+
+def test_robust_sigma_is_astropys_mad_std():
+    from astropy.stats import mad_std
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(2.0, 0.5, 5000), [np.nan, np.inf, 1e6]])
+    median, sigma = robust_stats(values)
+    finite = values[np.isfinite(values)]
+    assert median == np.median(finite)
+    assert sigma == pytest.approx(SIGMA_PER_MAD * np.median(np.abs(finite - median)), rel=1e-12)
+    assert sigma == mad_std(finite) and 0.45 < sigma < 0.55  # the outlier does not count
+    assert all(np.isnan(robust_stats([np.nan, np.inf])))
 
 
 def test_reservoir_is_exact_when_small_and_capped_when_large():
