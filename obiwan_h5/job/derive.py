@@ -313,7 +313,8 @@ def _open_output(options, comm, plan, command_line):
         attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
         attrs = comm.bcast(attrs, root=0)
         writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                      chunk_bytes=options.chunk_kb * 1024, **writer_options)
+                                      chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
+                                      **writer_options)
         return writer, np.ones(len(plan.bricknames), dtype=bool), path, nothing
     writer, error = None, None
     try:
@@ -362,7 +363,8 @@ def _open_update(options, comm, plan, command_line):
     attrs = comm.bcast(attrs, root=0)
     attrs["update_history"] = history + [entry]
     writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                  chunk_bytes=options.chunk_kb * 1024, mpi_info=options.mpi_info,
+                                  chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
+                                  mpi_info=options.mpi_info,
                                   alignment=options.alignment, max_call_bytes=options.max_call_bytes)
     return writer, np.ones(len(plan.bricknames), dtype=bool), path, sources
 

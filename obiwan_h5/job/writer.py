@@ -91,16 +91,22 @@ class DerivedWriter:
     # -- creation --------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, **options):
+    def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, filters=None, **options):
         """Create the file at `path` (a partial name, see `job.output`) and every dataset,
         preallocated to its final size (collective). The attribute
-        ``output.ATTR_CREATED`` marks a file whose layout is complete."""
+        ``output.ATTR_CREATED`` marks a file whose layout is complete.
+
+        `filters` (``create_dataset`` keywords: ``compression``, ``compression_opts``,
+        ``shuffle``) compress the randoms and summary columns; they need `chunk_bytes`.
+        Parallel HDF5 applies filters only in collective writes, which is how every row
+        is written here.
+        """
         writer = cls(path, comm, "w", **options)
         if writer.file is not None:
-            writer._guarded(writer._create_layout, plan, summary_columns, attrs, chunk_bytes)
+            writer._guarded(writer._create_layout, plan, summary_columns, attrs, chunk_bytes, filters or {})
         return writer
 
-    def _create_layout(self, plan, summary_columns, attrs, chunk_bytes):
+    def _create_layout(self, plan, summary_columns, attrs, chunk_bytes, filters):
         writer, out = self, self.file
         out.attrs["complete"] = False
         for key in sorted(attrs):
@@ -109,12 +115,12 @@ class DerivedWriter:
         randoms = out.create_group("randoms")
         randoms.attrs["column_order"] = ",".join(column.name for column in plan.columns)
         for column in sorted(plan.columns, key=lambda c: c.name):
-            writer._create(randoms, column, plan.total_rows, chunk_bytes)
+            writer._create(randoms, column, plan.total_rows, chunk_bytes, filters)
         maybe_kill("create", self.comm.rank)
         summary = out.create_group("summary")
         summary.attrs["column_order"] = ",".join(column.name for column in summary_columns)
         for column in sorted(summary_columns, key=lambda c: c.name):
-            writer._create(summary, column, nbricks, chunk_bytes)
+            writer._create(summary, column, nbricks, chunk_bytes, filters)
         bricks = out.create_group("bricks")
         index = {
             "name": np.array([name.encode() for name in plan.bricknames], dtype="S8"),
@@ -134,7 +140,7 @@ class DerivedWriter:
         out.attrs[ATTR_CREATED] = True
         out.flush()
 
-    def _create(self, group, column, nrows, chunk_bytes):
+    def _create(self, group, column, nrows, chunk_bytes, filters):
         shape = (nrows,) + tuple(column.shape)
         chunks = None
         if chunk_bytes and nrows > 0:
@@ -142,7 +148,7 @@ class DerivedWriter:
             chunks = (rows,) + tuple(column.shape)
         dset = group.create_dataset(
             column.name, shape=shape, dtype=column.dtype, chunks=chunks,
-            fill_time="never", track_times=False,
+            fill_time="never", track_times=False, **(filters if chunks else {}),
         )
         dset.attrs["description"] = column.description
         if column.unit:

@@ -165,6 +165,26 @@ def test_rank_whose_bricks_all_fail(production, workdir):
             assert all(derived["bricks/status"][3:] == DONE)
 
 
+@pytest.mark.parametrize("compression", [dict(compression="gzip", compression_level=4),
+                                         dict(compression="lzf")])
+def test_compressed_parallel_write_equals_uncompressed(production, workdir, compression):
+    """Filters in parallel HDF5 need collective writes (unequal rounds included): the data
+    read back equals the uncompressed single-process file, and the filter is recorded."""
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    name = "-".join(f"{key}{value}" for key, value in sorted(compression.items()))
+    output = os.path.join(workdir, f"compressed-{name}-{comm.size}.h5")
+    options = DeriveOptions(production, output, overwrite=True, max_memory_mb=0.05, chunk_kb=4, **compression)
+    derive(options, comm)
+    _compare_on_root(reference, output)
+    recorded = None
+    if comm.rank == 0:
+        with h5py.File(output, "r") as derived:
+            recorded = (derived["randoms/ra"].compression, derived.attrs["compression"])
+    recorded = comm.bcast(recorded, root=0)
+    assert recorded == (compression["compression"], options.compression_text)
+
+
 def test_resume_after_crash_equals_uninterrupted_run(production, workdir):
     reference = os.path.join(workdir, "serial.h5")
     _reference(production, reference)
