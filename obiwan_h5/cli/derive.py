@@ -47,8 +47,8 @@ def add_derive_arguments(parser):
                         help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default 4096)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
                         help="HDF5 filter of the columns, readable by any h5py (lzf: by h5py only, not by "
-                             f"HDF5's C tools); needs --chunk-kb > 0 (default {DEFAULT_COMPRESSION}; "
-                             "docs/performance.md compares them)")
+                             "HDF5's C tools, and written by one process only); needs --chunk-kb > 0 "
+                             f"(default {DEFAULT_COMPRESSION}; docs/performance.md compares them)")
     parser.add_argument("--compression-level", type=int, metavar="1-9",
                         help="gzip level (default 4)")
     parser.add_argument("--no-shuffle", dest="shuffle", action="store_false",

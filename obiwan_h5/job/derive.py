@@ -50,7 +50,7 @@ from .report import Clock, file_attrs, final_report, progress
 from .scan import scan_brick
 from .truthshare import open_truth, truth_description
 from .update import OldFile, copy_sources, update_entry, update_refusal
-from .writer import DerivedWriter
+from .writer import DerivedWriter, parallel_filter_problem
 
 __all__ = ["derive"]
 
@@ -126,7 +126,7 @@ def _agree_bricks(options, comm):
     if comm.rank == 0:
         try:
             bricknames = read_brick_list(options.bricks)
-            error = options.check()
+            error = options.check() or parallel_filter_problem(options.compression, comm)
         except InputError as err:
             error = str(err)
     agree(comm, error)
