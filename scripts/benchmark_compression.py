@@ -10,7 +10,6 @@ beside the same read from the Parquet+zstd file. Times are medians of the turns:
 moved by one slow spell of a shared machine than a best or a mean.
 """
 
-import json
 import os
 import statistics
 import subprocess
@@ -110,11 +109,6 @@ def median_in_turns(commands, repeat):
     return [statistics.median(found) for found in times]
 
 
-def _write_phase(path):
-    with h5py.File(path, "r") as derived:
-        return json.loads(derived.attrs["timings_s"])["write"]
-
-
 def _check_same(reference, candidates, columns):
     """The studied files hold the rows of the uncompressed one (a wrong file measures nothing)."""
     expected = read_columns(reference, columns)
@@ -147,15 +141,14 @@ def study(root, out, ranks, repeat, derive_command, columns, parquet=None, reads
     -------
     dict
         ``choices``: per choice ``bytes``, ``size_vs_none``, ``read5_s``, ``read5_api_s``, and
-        ``derive_s`` and ``write_phase_s`` (derive choices) or ``rewrite_s`` (rewritten
+        ``derive_s`` (derive choices: the whole job, median of the turns) or ``rewrite_s`` (rewritten
         choices, with the uncompressed rewrite as ``rewrite_none_s``); ``parquet_zstd``:
         ``bytes``, ``read5_s``; ``hdf5plugin``: its version or None; ``best``.
     """
     paths = {name: os.path.join(out, f"compression-{name}.h5") for name in DERIVE_CHOICES}
     derive_s = median_in_turns([derive_command(root, paths[name], ranks, *flags)
                                 for name, flags in DERIVE_CHOICES.items()], repeat)
-    choices = {name: {"bytes": os.path.getsize(paths[name]), "derive_s": round(seconds, 3),
-                      "write_phase_s": _write_phase(paths[name])}
+    choices = {name: {"bytes": os.path.getsize(paths[name]), "derive_s": round(seconds, 3)}
                for name, seconds in zip(DERIVE_CHOICES, derive_s)}
     rewrites = rewrite_filters()
     try:
@@ -194,17 +187,19 @@ def study(root, out, ranks, repeat, derive_command, columns, parquet=None, reads
 
 def best_choice(result):
     """The choice that parallel derive writes and plain h5py reads (no plugin) that best
-    meets the targets against Parquet+zstd: the smallest file whose 5-column read is no
-    slower than Parquet's, else the one whose worse ratio (size or read time, over
-    Parquet's) is the smallest."""
+    meets the targets against Parquet+zstd: of those whose file is no larger and whose
+    5-column read is no slower than Parquet's, the cheapest to derive (higher gzip levels
+    shrink little and cost much); else the one whose worse ratio over Parquet's (size or
+    read time) is the smallest."""
     native = {name: row for name, row in result["choices"].items() if "derive_s" in row and name != "none"}
     parquet = result.get("parquet_zstd")
     if not native:
         return None
     if parquet is None:
         return min(native, key=lambda name: native[name]["bytes"])
-    fast = [name for name, row in native.items() if row["read5_s"] <= parquet["read5_s"]]
-    if fast:
-        return min(fast, key=lambda name: native[name]["bytes"])
+    both = [name for name, row in native.items()
+            if row["read5_s"] <= parquet["read5_s"] and row["bytes"] <= parquet["bytes"]]
+    if both:
+        return min(both, key=lambda name: native[name]["derive_s"])
     return min(native, key=lambda name: max(native[name]["bytes"] / parquet["bytes"],
                                             native[name]["read5_s"] / parquet["read5_s"]))
