@@ -6,7 +6,7 @@ import sys
 from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
-from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION
+from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL
 from .options import flag_text
 
 __all__ = ["add_derive_arguments", "run_derive"]
@@ -50,7 +50,7 @@ def add_derive_arguments(parser):
                              "HDF5's C tools, and written by one process only); needs --chunk-kb > 0 "
                              f"(default {DEFAULT_COMPRESSION}; docs/performance.md compares them)")
     parser.add_argument("--compression-level", type=int, metavar="1-9",
-                        help="gzip level (default 4)")
+                        help=f"gzip level (default {DEFAULT_GZIP_LEVEL})")
     parser.add_argument("--no-shuffle", dest="shuffle", action="store_false",
                         help="no byte-shuffle filter before the compression (shuffling usually shrinks "
                              "floating-point columns)")
