@@ -236,7 +236,7 @@ def measure_compression(root, out, args):
 
     parquet = os.path.join(out, "pyarrow.parquet")
     found = study(root, out, args.ranks, args.compression_repeat, derive_command, SUBSET_COLUMNS,
-                  parquet if os.path.exists(parquet) else None)
+                  parquet if os.path.exists(parquet) else None, levels=args.gzip_levels)
     results = {"compression": found}
     best = found["best"]
     if best is not None and "parquet_zstd" in found:
@@ -390,6 +390,9 @@ def main(argv=None):
     parser.add_argument("--compression-repeat", type=int, default=1, metavar="N",
                         help="turns of the compression study's derives and rewrites, medians reported; 1 keeps "
                              "the whole benchmark under 12 minutes, docs/performance.md used 3 (0 skips the study)")
+    parser.add_argument("--gzip-levels", type=lambda text: tuple(int(x) for x in text.split(",")), default=(1, 4),
+                        metavar="L,L", help="gzip levels the compression study derives (default 1,4; "
+                                            "docs/performance.md also used 6, which alone takes minutes)")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip the 4N-brick memory runs")
     parser.add_argument("--workdir", default=os.path.join(os.getcwd(), "benchmark-work"))
     parser.add_argument("--json", help="write every figure and ratio to this file")

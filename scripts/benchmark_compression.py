@@ -18,15 +18,20 @@ import time
 import h5py
 import numpy as np
 
-__all__ = ["DERIVE_CHOICES", "best_choice", "rewrite_filters", "rewrite", "study"]
+__all__ = ["GZIP_LEVELS", "best_choice", "derive_choices", "rewrite_filters", "rewrite", "study"]
 
-# the choices measured through parallel `derive` (name as the file records it -> flags)
-DERIVE_CHOICES = {
-    "none": [],
-    "gzip-1+shuffle": ["--compression", "gzip", "--compression-level", "1"],
-    "gzip-4+shuffle": ["--compression", "gzip", "--compression-level", "4"],
-    "gzip-6+shuffle": ["--compression", "gzip", "--compression-level", "6"],
-}
+# gzip levels derived by default: level 6 alone took 143 s of derive (8x level 1) on the
+# benchmark production, too long for a benchmark that must end within 12 minutes
+GZIP_LEVELS = (1, 4)
+
+
+def derive_choices(levels=GZIP_LEVELS):
+    """The choices measured through parallel `derive`: name as the file records it -> flags."""
+    found = {"none": []}
+    for level in levels:
+        found[f"gzip-{level}+shuffle"] = ["--compression", "gzip", "--compression-level", str(level)]
+    return found
+
 # rows per slab when rewriting a file: bounds the rewrite's memory whatever the file size
 REWRITE_ROWS = 1 << 18
 
@@ -119,7 +124,7 @@ def _check_same(reference, candidates, columns):
                 raise RuntimeError(f"{path}: column {name} differs from {reference}")
 
 
-def study(root, out, ranks, repeat, derive_command, columns, parquet=None, reads=9):
+def study(root, out, ranks, repeat, derive_command, columns, parquet=None, reads=9, levels=GZIP_LEVELS):
     """Measure every compression choice on the production `root`.
 
     Parameters
@@ -136,6 +141,8 @@ def study(root, out, ranks, repeat, derive_command, columns, parquet=None, reads
         The Parquet+zstd file of the same rows, read beside the HDF5 files.
     reads : int
         Turns of the reads.
+    levels : tuple of int
+        The gzip levels derived.
 
     Returns
     -------
@@ -145,11 +152,12 @@ def study(root, out, ranks, repeat, derive_command, columns, parquet=None, reads
         choices, with the uncompressed rewrite as ``rewrite_none_s``); ``parquet_zstd``:
         ``bytes``, ``read5_s``; ``hdf5plugin``: its version or None; ``best``.
     """
-    paths = {name: os.path.join(out, f"compression-{name}.h5") for name in DERIVE_CHOICES}
+    derived = derive_choices(levels)
+    paths = {name: os.path.join(out, f"compression-{name}.h5") for name in derived}
     derive_s = median_in_turns([derive_command(root, paths[name], ranks, *flags)
-                                for name, flags in DERIVE_CHOICES.items()], repeat)
+                                for name, flags in derived.items()], repeat)
     choices = {name: {"bytes": os.path.getsize(paths[name]), "derive_s": round(seconds, 3)}
-               for name, seconds in zip(DERIVE_CHOICES, derive_s)}
+               for name, seconds in zip(derived, derive_s)}
     rewrites = rewrite_filters()
     try:
         import hdf5plugin
