@@ -2,7 +2,8 @@
 """Side-by-side measurements of obiwan_h5 against what it replaces and against the limits.
 
     .venv/bin/python scripts/benchmark.py [--bricks 200] [--rsdirs 4] [--per-rsdir 500]
-                                          [--ranks 2] [--repeat 3] [--json OUT]
+                                          [--ranks 2] [--repeat 3] [--compression-repeat 1]
+                                          [--json OUT]
 
 Everything is measured in one run on the same inputs and reported as ratios (absolute
 times on a shared machine are noise). Productions are simulated once and cached under
@@ -164,14 +165,6 @@ def arrow_table(records):
     return pa.table(columns)
 
 
-def compression_options():
-    """The values `derive --compression` accepts in this version (none before it existed)."""
-    text = subprocess.run([*CLI, "derive", "--help"], capture_output=True, text=True).stdout
-    if "--compression" not in text:
-        return []
-    return [name for name in ("gzip", "lzf") if name in text]
-
-
 def table_in_memory(h5_path):
     """Every randoms column of the file as one record array (what fitsio writes from memory)."""
     with h5py.File(h5_path, "r") as derived:
@@ -236,13 +229,21 @@ def measure_parquet(derived, out, records, args):
 
 
 def measure_compression(root, out, args):
-    """Size of the derived file and the 5-column read time with each `--compression`."""
-    results = {}
-    for name in compression_options():
-        path = os.path.join(out, f"derived-{name}.h5")
-        subprocess.run(derive_command(root, path, args.ranks, "--compression", name), check=True, capture_output=True)
-        results[f"file_bytes_{name}"] = file_bytes(path)
-        results[f"subset_read_h5_{name}_s"] = timed(lambda: read_subset_h5(path), 9)
+    """The compression study (`benchmark_compression.study`): size, derive or rewrite time
+    and 5-column read of every choice, beside Parquet+zstd; the best h5py-readable choice
+    is also reported at the top level for the targets against Parquet."""
+    from benchmark_compression import study
+
+    parquet = os.path.join(out, "pyarrow.parquet")
+    found = study(root, out, args.ranks, args.compression_repeat, derive_command, SUBSET_COLUMNS,
+                  parquet if os.path.exists(parquet) else None, levels=args.gzip_levels)
+    results = {"compression": found}
+    best = found["best"]
+    if best is not None and "parquet_zstd" in found:
+        row, parquet_row = found["choices"][best], found["parquet_zstd"]
+        results.update(best_compression_bytes=row["bytes"], parquet_zstd_turns_bytes=parquet_row["bytes"],
+                       subset_read_best_compression_s=row["read5_s"],
+                       subset_read_parquet_turns_s=parquet_row["read5_s"])
     return results
 
 
@@ -296,8 +297,9 @@ def run(args):
 
     step("parquet: write from memory, export, 5-column read (in turns)")
     results.update(measure_parquet(derived, out, records, args))
-    step("file sizes and 5-column reads with each compression option")
-    results.update(measure_compression(root, out, args))
+    if args.compression_repeat:
+        step("compression: none and gzip derived (in turns), lzf and plugin filters rewritten; sizes, 5-column reads")
+        results.update(measure_compression(root, out, args))
 
     if args.ranks >= 2:
         step("derive_1rank_s / derive_2rank_s (in turns)")
@@ -335,6 +337,8 @@ TARGETS = {
     "update_s / derive_grown_s": ("<=", 0.3),
     "subset_read_h5_again_s / subset_read_parquet_s": ("<=", 1.0),
     "export_parquet_s / parquet_write_s": ("<=", 1.3),
+    "best_compression_bytes / parquet_zstd_turns_bytes": ("<=", 1.0),
+    "subset_read_best_compression_s / subset_read_parquet_turns_s": ("<=", 1.0),
     "derive_4n_s / derive_s": ("<=", 4.2),
     "derive_rss_mb_4N / derive_rss_mb_N": ("<=", 1.2),
     "export_rss_mb_4N / export_rss_mb_N": ("<=", 1.2),
@@ -360,6 +364,16 @@ def report(results):
         if isinstance(value, float):
             print(f"  {key:<24}{value:>12.3f}")
     print(f"  {'derive phases (s)':<24}{json.dumps(results['derive_phases_s'])}")
+    if "compression" in results:
+        study = results["compression"]
+        print(f"\ncompression (medians of {study['turns']} turns, reads of {study['reads']}; best: {study['best']})")
+        for name, row in study["choices"].items():
+            made = f"derive {row['derive_s']:.2f} s" if "derive_s" in row else f"rewrite {row['rewrite_s']:.2f} s"
+            print(f"  {name:<22}{row['bytes'] / 1e6:>8.1f} MB  x{row['size_vs_none']:.2f}  read5 "
+                  f"{row['read5_s'] * 1e3:7.1f} ms  (obiwan_h5.open {row['read5_api_s'] * 1e3:7.1f} ms)  {made}")
+        if "parquet_zstd" in study:
+            row = study["parquet_zstd"]
+            print(f"  {'parquet+zstd':<22}{row['bytes'] / 1e6:>8.1f} MB          read5 {row['read5_s'] * 1e3:7.1f} ms")
     print("\nratios")
     for name, entry in results["ratios"].items():
         mark = "ok " if entry["met"] else "MISS"
@@ -373,6 +387,12 @@ def main(argv=None):
     parser.add_argument("--per-rsdir", type=int, default=500)
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs for the main timings")
+    parser.add_argument("--compression-repeat", type=int, default=1, metavar="N",
+                        help="turns of the compression study's derives and rewrites, medians reported; 1 keeps "
+                             "the whole benchmark under 12 minutes, docs/performance.md used 3 (0 skips the study)")
+    parser.add_argument("--gzip-levels", type=lambda text: tuple(int(x) for x in text.split(",")), default=(1, 4),
+                        metavar="L,L", help="gzip levels the compression study derives (default 1,4; "
+                                            "docs/performance.md also used 6, which alone takes minutes)")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip the 4N-brick memory runs")
     parser.add_argument("--workdir", default=os.path.join(os.getcwd(), "benchmark-work"))
     parser.add_argument("--json", help="write every figure and ratio to this file")

@@ -6,6 +6,7 @@ import sys
 from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
+from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL
 from .options import (
     add_bricks_argument,
     add_output_argument,
@@ -59,6 +60,15 @@ def add_derive_arguments(parser):
                              "peak memory stays flat whatever the production size")
     parser.add_argument("--chunk-kb", type=int, default=4096,
                         help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default 4096)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
+                        help="HDF5 filter of the columns, readable by any h5py (lzf: by h5py only, not by "
+                             "HDF5's C tools, and written by one process only); needs --chunk-kb > 0 "
+                             f"(default {DEFAULT_COMPRESSION}; docs/performance.md compares them)")
+    parser.add_argument("--compression-level", type=int, metavar="1-9",
+                        help=f"gzip level (default {DEFAULT_GZIP_LEVEL})")
+    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                        help="no byte-shuffle filter before the compression (shuffling usually shrinks "
+                             "floating-point columns)")
     parser.add_argument("--mpi-info", action="append", default=[], metavar="KEY=VALUE",
                         help="MPI-IO hint passed to the file driver (repeatable)")
     parser.add_argument("--align", type=int, default=0, metavar="BYTES",
@@ -83,6 +93,7 @@ def run_derive(args):
         alignment=(args.align, args.align) if args.align else None,
         update=args.update, verify_inputs=args.verify_inputs,
         randoms_db=args.randoms_db, randoms_table=args.randoms_table, db_connections=args.db_connections,
+        compression=args.compression, compression_level=args.compression_level, shuffle=args.shuffle,
     )
     comm = get_comm()
     try:

@@ -50,7 +50,7 @@ from .report import Clock, JobProgress, file_attrs, final_report
 from .scan import scan_brick
 from .truthshare import open_truth, truth_description
 from .update import OldFile, copy_sources, update_entry, update_refusal
-from .writer import DerivedWriter
+from .writer import DerivedWriter, parallel_filter_problem
 
 __all__ = ["derive"]
 
@@ -129,7 +129,7 @@ def _agree_bricks(options, comm):
     if comm.rank == 0:
         try:
             bricknames = options.brick_list()
-            error = options.check()
+            error = options.check() or parallel_filter_problem(options.compression, comm)
         except InputError as err:
             error = str(err)
     agree(comm, error)
@@ -316,7 +316,8 @@ def _open_output(options, comm, plan, command_line):
         attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
         attrs = comm.bcast(attrs, root=0)
         writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                      chunk_bytes=options.chunk_kb * 1024, **writer_options)
+                                      chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
+                                      **writer_options)
         return writer, np.ones(len(plan.bricknames), dtype=bool), path, nothing
     writer, error = None, None
     try:
@@ -365,7 +366,8 @@ def _open_update(options, comm, plan, command_line):
     attrs = comm.bcast(attrs, root=0)
     attrs["update_history"] = history + [entry]
     writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                  chunk_bytes=options.chunk_kb * 1024, mpi_info=options.mpi_info,
+                                  chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
+                                  mpi_info=options.mpi_info,
                                   alignment=options.alignment, max_call_bytes=options.max_call_bytes)
     return writer, np.ones(len(plan.bricknames), dtype=bool), path, sources
 

@@ -7,7 +7,15 @@ from ..core.bricks import brick_names, is_brick_list_file, read_brick_list
 from ..errors import InputError
 from .writer import MAX_CALL_BYTES
 
-__all__ = ["DeriveOptions"]
+__all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DeriveOptions"]
+
+# filters every h5py can read without plugins; "none" writes the data as it is
+COMPRESSIONS = ("none", "gzip", "lzf")
+# chosen by measurement (docs/performance.md, "Compression"): compressing makes derive and
+# column reads several times slower; level 1 shrinks within 4 % of levels 4 and 6 at a
+# fraction of their derive time
+DEFAULT_COMPRESSION = "none"
+DEFAULT_GZIP_LEVEL = 1
 
 
 class DeriveOptions:
@@ -36,6 +44,12 @@ class DeriveOptions:
         Memory per rank for rows between collective writes.
     chunk_kb : int
         HDF5 chunk size per column (0: contiguous).
+    compression : {"none", "gzip", "lzf"}
+        HDF5 filter of the randoms and summary columns (needs chunks: `chunk_kb` > 0).
+    compression_level : int, optional
+        gzip level 1-9 (default `DEFAULT_GZIP_LEVEL`); only with gzip.
+    shuffle : bool
+        Byte-shuffle filter before the compression (ignored without compression).
     mpi_info : dict, optional
         MPI-IO hints.
     alignment : (int, int), optional
@@ -55,7 +69,8 @@ class DeriveOptions:
                  objtype="elg", expect_rsdirs=None, match_radius=1.0, keep_all_apflux=False,
                  resume=False, overwrite=False, max_memory_mb=256, chunk_kb=4096,
                  mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES, update=False,
-                 verify_inputs=False, randoms_db=None, randoms_table=None, db_connections=4):
+                 verify_inputs=False, randoms_db=None, randoms_table=None, db_connections=4,
+                 compression=DEFAULT_COMPRESSION, compression_level=None, shuffle=True):
         self.data_dir = os.path.abspath(data_dir)
         self.output = os.path.abspath(output)
         self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
@@ -78,6 +93,15 @@ class DeriveOptions:
         self.randoms_db = randoms_db
         self.randoms_table = randoms_table
         self.db_connections = int(db_connections)
+        self.compression = "none" if compression in (None, False) else str(compression)
+        self.compression_level = compression_level
+        self.shuffle = bool(shuffle)
+        if self.compression not in COMPRESSIONS:
+            raise InputError(f"`compression` {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+        if compression_level is not None and self.compression != "gzip":
+            raise InputError("`compression_level` applies to gzip only")
+        if self.compression == "gzip" and compression_level is None:
+            self.compression_level = DEFAULT_GZIP_LEVEL
         if randoms_db is not None and not randoms_table:
             raise InputError("`randoms_db` needs `randoms_table`, the truth table in that database")
         if randoms_table and randoms_db is None:
@@ -98,6 +122,24 @@ class DeriveOptions:
         ``content`` (and a CRC-32 of every file: `verify_inputs`)."""
         return "content" if self.verify_inputs else "stat"
 
+    @property
+    def filters(self):
+        """Keyword arguments of ``create_dataset`` for the chosen compression ({} for none)."""
+        if self.compression == "none":
+            return {}
+        found = {"compression": self.compression, "shuffle": self.shuffle}
+        if self.compression == "gzip":
+            found["compression_opts"] = self.compression_level
+        return found
+
+    @property
+    def compression_text(self):
+        """The compression as recorded in the file: ``none``, ``gzip-1+shuffle``, ``lzf``..."""
+        if self.compression == "none":
+            return "none"
+        text = f"gzip-{self.compression_level}" if self.compression == "gzip" else self.compression
+        return text + ("+shuffle" if self.shuffle else "")
+
     def recorded_inputs(self):
         """What must match for `resume` to continue a file (inputs and options); a database
         is recorded by its connection string without any password, and its table."""
@@ -105,7 +147,7 @@ class DeriveOptions:
             "data_dir": self.data_dir, "randoms": self.randoms, "dr_dir": self.dr_dir,
             "survey_bricks": self.survey_bricks, "bricks": self.bricks, "objtype": self.objtype,
             "expect_rsdirs": self.expect_rsdirs, "match_radius_arcsec": self.match_radius,
-            "keep_all_apflux": self.keep_all_apflux,
+            "keep_all_apflux": self.keep_all_apflux, "compression": self.compression_text,
         }
         if self.randoms_db is not None:
             from ..production.truthdb import redact
@@ -125,6 +167,8 @@ class DeriveOptions:
              "must be a positive number of arcsec"),
             ("max_memory_mb", self.max_memory_mb, self.max_memory_mb > 0, "must be positive"),
             ("chunk_kb", self.chunk_kb, self.chunk_kb >= 0, "must be 0 (contiguous) or positive"),
+            ("compression_level", self.compression_level,
+             self.compression_level is None or 1 <= self.compression_level <= 9, "must be 1 to 9"),
             ("max_call_bytes", self.max_call_bytes, self.max_call_bytes >= 1, "must be positive"),
         ]
         if self.expect_rsdirs is not None:
@@ -134,6 +178,9 @@ class DeriveOptions:
         for name, value, valid, rule in numbers:
             if not valid:
                 return f"`{name}` {value!r}: {rule}"
+        if self.compression != "none" and self.chunk_kb == 0:
+            return (f"`compression` {self.compression} needs a chunked layout: HDF5 filters work on chunks; "
+                    "drop `chunk_kb` 0 or the compression")
         chosen = [name for name in ("resume", "overwrite", "update") if getattr(self, name)]
         if len(chosen) > 1:
             return (f"{' and '.join(f'`{name}`' for name in chosen)} exclude each other: complete the file, "

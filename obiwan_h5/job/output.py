@@ -19,13 +19,20 @@ import numpy as np
 from ..fileformat import DONE, FORMAT_NAME, SUMMARY_COLUMNS
 
 __all__ = [
-    "ATTR_CREATED", "changed_bricks", "check_free_space", "find_partials", "new_partial", "remove_partials", "resume_problem",
+    "ATTR_CREATED", "changed_bricks", "recorded_default", "check_free_space", "find_partials", "new_partial", "remove_partials", "resume_problem",
 ]
 
 # set once every dataset of a new file exists; a partial file without it is discarded
 ATTR_CREATED = "layout_created"
 # HDF5 metadata, attributes and the index, beyond the rows themselves (generous)
 OVERHEAD_BYTES = 8 << 20
+# recorded inputs that files written before the option existed lack: their implied value
+RECORDED_DEFAULTS = {"compression": "none"}
+
+
+def recorded_default(key):
+    """The value of the recorded input `key` in a file that does not record it."""
+    return RECORDED_DEFAULTS.get(key)
 
 
 def _parts(output):
@@ -101,8 +108,12 @@ def resume_problem(path, attrs, file_columns, index, plan, options, summary_name
         return f"{path}: made by a version with other summary columns; cannot resume (derive afresh)"
     stored = json.loads(attrs.get("inputs", "{}"))
     for key, value in options.recorded_inputs().items():
-        if stored.get(key) != value:
-            return (f"{path}: made with {key}={stored.get(key)!r}, now {value!r}; cannot resume "
+        if stored.get(key, recorded_default(key)) != value:
+            if key == "compression":
+                return (f"{path}: written with compression {stored.get(key, recorded_default(key))}, now {value}; "
+                        "give the same `compression` to resume, or derive afresh with `overwrite`")
+            return (f"{path}: made with {key}={stored.get(key, recorded_default(key))!r}, now {value!r}; "
+                    "cannot resume "
                     "(derive afresh with `overwrite`)")
     names = [name.decode() for name in index["name"]]
     if names != plan.bricknames:

@@ -63,6 +63,7 @@ def file_attrs(options, comm, command_line, plan):
         "selections": selection.selection_definitions(mask_columns),
         "nranks": comm.size,
         "fingerprint_kind": options.fingerprint_kind,
+        "compression": options.compression_text,
     }
     if options.randoms_db is not None:
         attrs["truth_null_values"] = truth_null_values(plan.columns)

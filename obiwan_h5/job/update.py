@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileformat import DONE, FORMAT_NAME, FORMAT_VERSION, PENDING, SUMMARY_COLUMNS, fill_value
+from .output import recorded_default
 
 __all__ = ["OldFile", "copy_sources", "update_entry", "update_refusal"]
 
@@ -33,8 +34,12 @@ def update_refusal(path, attrs, options, summary_names):
                 "other summary columns); derive afresh with `overwrite`")
     stored = json.loads(attrs.get("inputs", "{}"))
     for key, value in options.recorded_inputs().items():
-        if key not in MAY_CHANGE and stored.get(key) != value:
-            return (f"{path}: made with {key}={stored.get(key)!r}, now {value!r}: that changes the rows of "
+        if key not in MAY_CHANGE and stored.get(key, recorded_default(key)) != value:
+            old = stored.get(key, recorded_default(key))
+            if key == "compression":
+                return (f"{path}: written with compression {old}, now {value}; give the same `compression` "
+                        "to update it, or derive afresh with `overwrite`")
+            return (f"{path}: made with {key}={old!r}, now {value!r}: that changes the rows of "
                     "every brick; derive afresh with `overwrite` instead of `update`")
     return None
 

@@ -13,7 +13,9 @@ collective calls (a rank with no rows writes an empty "none" selection through t
 low-level API, because h5py's high-level slice assignment skips empty selections and the
 other ranks hang); objects are created in sorted order with identical arguments; strings
 are fixed-width bytes; no single MPI-IO call exceeds `max_call_bytes`; fill values are
-never written (``fill_time="never"``).
+never written (``fill_time="never"``); filters that may decline a chunk (LZF) are refused,
+because the collective write path loses the record of a declined chunk
+(`DECLINING_FILTERS`).
 """
 
 import logging
@@ -23,7 +25,7 @@ import sys
 import h5py
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import JobError, OutputError
 from ..fileformat import INDEX_DESCRIPTIONS, MESSAGE_WIDTH, attr_value, truncate_message
 from .faults import maybe_kill
 from .mpi import h5py_has_mpi, mpi_max
@@ -31,9 +33,33 @@ from .output import ATTR_CREATED
 
 log = logging.getLogger("obiwan_h5.writer")
 
-__all__ = ["MAX_CALL_BYTES", "DerivedWriter"]
+__all__ = ["MAX_CALL_BYTES", "DerivedWriter", "parallel_filter_problem", "writer_mode"]
 
 MAX_CALL_BYTES = 1 << 30  # well below MPI-IO's 2 GiB limit per call
+# Filters that may decline a chunk they cannot shrink: h5py registers LZF as an optional
+# filter, so HDF5 stores such a chunk unfiltered and says so in the chunk's filter mask.
+# The collective write path of parallel HDF5 (1.10.8 here) drops that mask: the chunk is
+# recorded as compressed, so every reader fails on it, and a rank that adds rows to it
+# fails alone while the others wait in the collective write (the hang of issue 18).
+# gzip (deflate) is a mandatory filter that never declines, and so is shuffle.
+DECLINING_FILTERS = ("lzf",)
+
+
+def writer_mode(comm):
+    """How `DerivedWriter` writes with `comm`: ``serial``, ``parallel`` or ``funnel``."""
+    if comm.size == 1:
+        return "serial"
+    return "parallel" if h5py_has_mpi() else "funnel"
+
+
+def parallel_filter_problem(compression, comm):
+    """Why the ranks of `comm` cannot write columns filtered by `compression`, or None."""
+    if compression in DECLINING_FILTERS and writer_mode(comm) == "parallel":
+        return (f"`compression` {compression} cannot be written by several MPI ranks: parallel HDF5 "
+                f"({h5py.version.hdf5_version} here) records a chunk {compression} could not shrink as "
+                "compressed, which makes the file unreadable; use gzip, or one process "
+                "(docs/performance.md, Compression)")
+    return None
 
 
 class DerivedWriter:
@@ -58,12 +84,8 @@ class DerivedWriter:
         self.path = path
         self.comm = comm
         self.max_call_bytes = max_call_bytes
-        if comm.size == 1:
-            self.mode = "serial"
-        elif h5py_has_mpi():
-            self.mode = "parallel"
-        else:
-            self.mode = "funnel"
+        self.mode = writer_mode(comm)
+        if self.mode == "funnel":
             if comm.rank == 0:
                 log.warning("h5py was built without MPI: rank 0 writes the rows every rank sends it "
                             "(correct but slower; see docs/install.md for a parallel build)")
@@ -91,16 +113,26 @@ class DerivedWriter:
     # -- creation --------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, **options):
+    def create(cls, path, comm, plan, summary_columns, attrs, chunk_bytes=4 << 20, filters=None, **options):
         """Create the file at `path` (a partial name, see `job.output`) and every dataset,
         preallocated to its final size (collective). The attribute
-        ``output.ATTR_CREATED`` marks a file whose layout is complete."""
+        ``output.ATTR_CREATED`` marks a file whose layout is complete.
+
+        `filters` (``create_dataset`` keywords: ``compression``, ``compression_opts``,
+        ``shuffle``) compress the randoms and summary columns; they need `chunk_bytes`.
+        Parallel HDF5 applies filters only in collective writes, which is how every row
+        is written here; filters that may decline a chunk are refused in parallel
+        (`parallel_filter_problem`), on every rank alike.
+        """
+        problem = parallel_filter_problem((filters or {}).get("compression"), comm)
+        if problem:
+            raise JobError(problem)
         writer = cls(path, comm, "w", **options)
         if writer.file is not None:
-            writer._guarded(writer._create_layout, plan, summary_columns, attrs, chunk_bytes)
+            writer._guarded(writer._create_layout, plan, summary_columns, attrs, chunk_bytes, filters or {})
         return writer
 
-    def _create_layout(self, plan, summary_columns, attrs, chunk_bytes):
+    def _create_layout(self, plan, summary_columns, attrs, chunk_bytes, filters):
         writer, out = self, self.file
         out.attrs["complete"] = False
         for key in sorted(attrs):
@@ -109,12 +141,12 @@ class DerivedWriter:
         randoms = out.create_group("randoms")
         randoms.attrs["column_order"] = ",".join(column.name for column in plan.columns)
         for column in sorted(plan.columns, key=lambda c: c.name):
-            writer._create(randoms, column, plan.total_rows, chunk_bytes)
+            writer._create(randoms, column, plan.total_rows, chunk_bytes, filters)
         maybe_kill("create", self.comm.rank)
         summary = out.create_group("summary")
         summary.attrs["column_order"] = ",".join(column.name for column in summary_columns)
         for column in sorted(summary_columns, key=lambda c: c.name):
-            writer._create(summary, column, nbricks, chunk_bytes)
+            writer._create(summary, column, nbricks, chunk_bytes, filters)
         bricks = out.create_group("bricks")
         index = {
             "name": np.array([name.encode() for name in plan.bricknames], dtype="S8"),
@@ -134,7 +166,7 @@ class DerivedWriter:
         out.attrs[ATTR_CREATED] = True
         out.flush()
 
-    def _create(self, group, column, nrows, chunk_bytes):
+    def _create(self, group, column, nrows, chunk_bytes, filters):
         shape = (nrows,) + tuple(column.shape)
         chunks = None
         if chunk_bytes and nrows > 0:
@@ -142,7 +174,7 @@ class DerivedWriter:
             chunks = (rows,) + tuple(column.shape)
         dset = group.create_dataset(
             column.name, shape=shape, dtype=column.dtype, chunks=chunks,
-            fill_time="never", track_times=False,
+            fill_time="never", track_times=False, **(filters if chunks else {}),
         )
         dset.attrs["description"] = column.description
         if column.unit:

@@ -4,7 +4,8 @@
 >>> with obiwan_h5.open("derived.h5") as derived:
 ...     table = derived.read(["ra", "dec", "psql_g"], where="obiwan_mask & 1 and psql_g < 23")
 
-Only the columns asked for (plus those a ``where`` names) are ever read, batch by batch.
+Only the columns asked for (plus those a ``where`` names) are ever read: batch by batch
+when rows are filtered or streamed, else each column straight into its array.
 Works with a serial h5py; MPI is never needed to read.
 """
 
@@ -211,6 +212,8 @@ class DerivedFile:
             An astropy Table with units and descriptions, or a dict of numpy arrays.
         """
         names = self._check_columns(columns)
+        if where is None:
+            return self._convert(self._read_ranges(names, self.brick_ranges(bricks, done_only)), self._randoms, as_)
         parts = {name: [] for name in names}
         for batch in self.iter_batches(names, bricks, where, done_only=done_only):
             for name in names:
@@ -220,6 +223,26 @@ class DerivedFile:
             dset = self._randoms[name]
             data[name] = np.concatenate(parts[name]) if parts[name] else np.zeros((0,) + dset.shape[1:], dset.dtype)
         return self._convert(data, self._randoms, as_)
+
+    def _read_ranges(self, names, ranges):
+        """Columns `names` over the row `ranges`, each range read straight into its place.
+
+        Without a row filter nothing bounds the result but its own size, so batches would
+        only cost: a compressed chunk overlapped by several batches is decompressed once
+        per batch (the dataset is opened anew for each), and batches are copied once more
+        when joined.
+        """
+        total = sum(stop - start for start, stop in ranges)
+        data = {}
+        for name in names:
+            dset = self._randoms[name]
+            out = np.empty((total,) + dset.shape[1:], dtype=dset.dtype)
+            at = 0
+            for start, stop in ranges:
+                dset.read_direct(out, np.s_[start:stop], np.s_[at:at + stop - start])
+                at += stop - start
+            data[name] = out
+        return data
 
     def summary(self, columns=None, bricks=None, as_="table"):
         """The per-brick summary rows (all bricks, or the chosen ones in file order)."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from obiwan_h5.errors import JobError
 from obiwan_h5.fileformat import DONE, FAILED
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job import writer as writer_module
@@ -163,6 +164,41 @@ def test_rank_whose_bricks_all_fail(production, workdir):
         with h5py.File(output, "r") as derived:
             assert list(derived["bricks/status"][:3]) == [FAILED] * 3
             assert all(derived["bricks/status"][3:] == DONE)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("compression", [dict(compression="gzip", compression_level=4),
+                                         dict(compression="gzip", compression_level=1, shuffle=False)])
+def test_compressed_parallel_write_equals_uncompressed(production, workdir, compression):
+    """Filters in parallel HDF5 need collective writes (unequal rounds included, and chunks
+    that several rounds and ranks add rows to): the data read back equals the uncompressed
+    single-process file, and the filter is recorded."""
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    name = "-".join(f"{key}{value}" for key, value in sorted(compression.items()))
+    output = os.path.join(workdir, f"compressed-{name}-{comm.size}.h5")
+    options = DeriveOptions(production, output, overwrite=True, max_memory_mb=0.05, chunk_kb=4, **compression)
+    derive(options, comm)
+    _compare_on_root(reference, output)
+    recorded = None
+    if comm.rank == 0:
+        with h5py.File(output, "r") as derived:
+            recorded = (derived["randoms/ra"].compression, derived["summary/brick_area"].compression,
+                        derived.attrs["compression"])
+    recorded = comm.bcast(recorded, root=0)
+    assert recorded == ("gzip", "gzip", options.compression_text)
+
+
+@pytest.mark.timeout(60)
+def test_lzf_is_refused_on_every_rank(production, workdir):
+    """Parallel HDF5 loses the record of a chunk LZF declined to compress (the file would be
+    unreadable, and a rank adding rows to that chunk fails alone while the others wait):
+    every rank refuses before anything is written."""
+    output = os.path.join(workdir, f"lzf-{comm.size}.h5")
+    with pytest.raises(JobError, match="lzf cannot be written by several MPI ranks"):
+        derive(DeriveOptions(production, output, overwrite=True, compression="lzf"), comm)
+    comm.Barrier()
+    assert not os.path.exists(output)
 
 
 def test_resume_after_crash_equals_uninterrupted_run(production, workdir):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from obiwan_h5.errors import JobError
 from obiwan_h5.fileformat import Column
 from obiwan_h5.job.plan import Plan
 from obiwan_h5.job.writer import DerivedWriter
@@ -27,16 +28,26 @@ def _plan(nrows):
 
 def _rows(start, stop):
     index = np.arange(start, stop)
-    return {"value": index * 0.5, "vector": np.stack([index, -index, index % 7], axis=1).astype("i2"),
+    # random values: chunks no filter can shrink, read back and rewritten when rows are added
+    return {"value": np.random.default_rng(5).random(1000)[start:stop],
+            "vector": np.stack([index, -index, index % 7], axis=1).astype("i2"),
             "label": np.array([f"r{i}".encode() for i in index], dtype="S6"), "flag": index % 2 == 0}
 
 
-def test_only_the_last_rank_writes_and_calls_are_split():
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("layout", [
+    dict(chunk_bytes=0),
+    # small chunks that the ranks' shares cut through: chunks written by two ranks, and by
+    # two calls of one rank, each of them read, decompressed and compressed again
+    dict(chunk_bytes=2048, filters={"compression": "gzip", "compression_opts": 4, "shuffle": True}),
+    dict(chunk_bytes=2048, filters={"compression": "gzip", "compression_opts": 1}),
+], ids=["contiguous", "gzip-shuffle", "gzip"])
+def test_only_the_last_rank_writes_and_calls_are_split(layout):
     path = comm.bcast(os.path.join(tempfile.mkdtemp(), "w.h5") if comm.rank == 0 else None)
     nrows = 1000
     plan = _plan(nrows)
     # tiny calls: the writing rank needs many pieces, idle ranks must join every one
-    writer = DerivedWriter.create(path, comm, plan, [], {"format": "test"}, chunk_bytes=0, max_call_bytes=512)
+    writer = DerivedWriter.create(path, comm, plan, [], {"format": "test"}, max_call_bytes=512, **layout)
     names = sorted(column.name for column in plan.columns)
     if comm.rank == comm.size - 1:
         writer.write_block("randoms", 0, _rows(0, nrows), names)
@@ -58,3 +69,19 @@ def test_only_the_last_rank_writes_and_calls_are_split():
         assert np.array_equal(values[first], expected["value"][first])
         for name in ("vector", "label", "flag"):
             assert np.array_equal(derived["randoms"][name][:], expected[name])
+        assert derived["randoms/value"].compression == layout.get("filters", {}).get("compression")
+
+
+@pytest.mark.timeout(60)
+def test_declining_filter_refused_on_every_rank():
+    """LZF may decline a chunk, which the collective write path of parallel HDF5 loses
+    track of: creation refuses it on every rank alike (one process may use it)."""
+    path = comm.bcast(os.path.join(tempfile.mkdtemp(), "lzf.h5") if comm.rank == 0 else None)
+    create = lambda: DerivedWriter.create(path, comm, _plan(10), [], {"format": "test"}, chunk_bytes=2048,  # noqa: E731
+                                          filters={"compression": "lzf", "shuffle": True})
+    if comm.size == 1:
+        create().close()
+    else:
+        with pytest.raises(JobError, match="lzf cannot be written by several MPI ranks"):
+            create()
+        assert not os.path.exists(path)
