@@ -127,7 +127,7 @@ def _progress_lines(err, desc):
 
 
 def test_cli_simulate_shows_bricks_in_a_log_and_quiet_silences_it(tmp_path, capsys):
-    assert cli.main(["simulate", str(tmp_path / "a"), "--bricks", "3", "--per-rsdir", "20", "--processes", "1",
+    assert cli.main(["simulate", "-o", str(tmp_path / "a"), "--n-bricks", "3", "--per-rsdir", "20", "--processes", "1",
                      "--progress-every", "0"]) == 0
     lines = _progress_lines(capsys.readouterr().err, "simulate")
     assert [line["done"] for line in lines] == ["1", "2", "3", "3"]
@@ -136,7 +136,7 @@ def test_cli_simulate_shows_bricks_in_a_log_and_quiet_silences_it(tmp_path, caps
 
     # rows: the randoms written to the truth table (injected ones and those off the CCDs)
     assert lines[-1]["rows"] == str(fitsio.read_header(str(tmp_path / "a" / "randoms.fits"), 1)["NAXIS2"])
-    assert cli.main(["simulate", str(tmp_path / "b"), "--bricks", "3", "--per-rsdir", "20", "--processes", "1",
+    assert cli.main(["simulate", "-o", str(tmp_path / "b"), "--n-bricks", "3", "--per-rsdir", "20", "--processes", "1",
                      "--progress-every", "0", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 

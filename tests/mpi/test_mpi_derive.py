@@ -190,6 +190,7 @@ def test_compressed_parallel_write_equals_uncompressed(production, workdir, comp
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.any_ranks  # a refusal before any write: 2 ranks show it
 def test_lzf_is_refused_on_every_rank(production, workdir):
     """Parallel HDF5 loses the record of a chunk LZF declined to compress (the file would be
     unreadable, and a rank adding rows to that chunk fails alone while the others wait):

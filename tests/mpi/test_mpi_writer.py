@@ -73,6 +73,7 @@ def test_only_the_last_rank_writes_and_calls_are_split(layout):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.any_ranks  # a refusal before any write: 2 ranks show it
 def test_declining_filter_refused_on_every_rank():
     """LZF may decline a chunk, which the collective write path of parallel HDF5 loses
     track of: creation refuses it on every rank alike (one process may use it)."""
