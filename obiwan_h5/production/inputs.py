@@ -263,9 +263,9 @@ class PrimaryTractor:
         names = list(table.by_lower)
         self._lean, self._names = lean, names
         self._stored = lean.read_stored()
-        wanted = [lean_name for lean_name in (table.by_lower.get("brick_primary"),) if lean_name]
-        columns = lean._columns(self._stored, [table.by_lower["ra"], table.by_lower["dec"]] + wanted)
-        self._rows = np.flatnonzero(columns[wanted[0]]) if wanted else np.arange(lean.nrows)
+        primary = table.by_lower.get("brick_primary")
+        columns = lean._columns(self._stored, [table.by_lower["ra"], table.by_lower["dec"]] + ([primary] if primary else []))
+        self._rows = np.flatnonzero(columns[primary]) if primary else np.arange(lean.nrows)
         self._radec = {"ra": columns[table.by_lower["ra"]][self._rows],
                        "dec": columns[table.by_lower["dec"]][self._rows]}
         self.dtype = _kept_fields(lean._layout.records(names)[2], keep_all_apflux)
