@@ -52,12 +52,15 @@ $(VENV)/.stamp-package: $(VENV)/.stamp-mpi $(VENV)/.stamp-postgres pyproject.tom
 
 test: test-serial test-mpi
 
+# the serial tests spread over the machine's cores (pytest-xdist), one test module per worker
+# so that module fixtures (simulated productions, figure sets) are built once
+PYTEST_WORKERS ?= auto
 test-serial: setup
-	$(PY) -m pytest -q tests --ignore=tests/mpi
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests --ignore=tests/mpi
 
 # the quick inner loop: serial tests not marked slow (no crash/resume runs, no docs examples)
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests --ignore=tests/mpi
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" tests --ignore=tests/mpi
 
 # MPI tests run under real launchers: everything under 2 ranks, and under 3 ranks what
 # depends on the rank count (3 ranks oversubscribe 2 cores: every collective is slow).

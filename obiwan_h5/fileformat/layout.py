@@ -122,9 +122,19 @@ def bit_set(mask, bit):
 
 
 def truncate_message(message, width=MESSAGE_WIDTH):
-    """Fixed-width message bytes; long messages end in '...' so truncation is visible."""
+    """Fixed-width message bytes; a long message loses its middle, shown as '...'.
+
+    Messages read "<file>: <reason>" or "<type>: <reason>". Keeping a third from the start and
+    the rest from the end keeps the error type and the reason even behind a long production
+    path (the log has the message whole).
+    """
     data = message.encode("utf-8", "replace")
-    return data if len(data) <= width else data[: width - 3] + b"..."
+    if len(data) <= width:
+        return data
+    head = width // 3
+    cut = data[:head] + b"..." + data[len(data) - (width - head - 3):]
+    # a cut through a multi-byte character drops that character
+    return cut.decode("utf-8", "ignore").encode("utf-8")
 
 
 def attr_value(value):

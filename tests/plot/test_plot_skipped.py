@@ -1,6 +1,7 @@
 """`plot` lists the figures it could not draw and why; none drawn is an error."""
 
 import h5py
+import pytest
 
 from obiwan_h5 import cli
 from obiwan_h5.plot import make_figures
@@ -18,6 +19,7 @@ def _without_randoms_columns(source, output, keep):
             src.copy(f"randoms/{name}", group)
 
 
+@pytest.mark.slow  # renders the figure set twice
 def test_skipped_figures_are_listed_with_their_reason(dr5_derived, tmp_path, capsys):
     small = str(tmp_path / "small.h5")
     _without_randoms_columns(dr5_derived, small, ["obiwan_mask", "gflux", "rflux", "zflux",

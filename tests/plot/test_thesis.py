@@ -93,7 +93,7 @@ def test_density_ratio_interval():
 @pytest.fixture(scope="module")
 def thesis_figures(dr5_derived, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("thesis"))
-    return out, make_figures(dr5_derived, out)
+    return out, make_figures(dr5_derived, out, only="systematics")
 
 
 def test_systematics_numbers_match_the_file(thesis_figures, dr5_derived):
