@@ -21,6 +21,7 @@ from .options import (
     add_sample_arguments,
     bricks_arg,
     column_spec,
+    flag_text,
     progress_arg,
     seed_arg,
     set_examples,
@@ -58,7 +59,7 @@ def run_info(args):
     if args.json:
         print(json.dumps(facts, indent=2))
     else:
-        print(format_text(facts, columns=args.list_columns))
+        print(format_text(facts, columns=args.list_columns, columns_hint="list them with --list-columns"))
     return 0
 
 
@@ -87,7 +88,7 @@ def run_validate(args):
     problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes,
                         deep=args.deep, progress=progress_arg(args))
     for problem in problems:
-        print(f"{args.input}: {problem}")
+        print(f"{args.input}: {flag_text(problem)}")
     if not args.quiet:
         for note in notes:
             print(f"{args.input}: note: {note}", file=sys.stderr)

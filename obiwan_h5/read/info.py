@@ -107,8 +107,19 @@ def _size(nbytes):
         nbytes /= 1024
 
 
-def format_text(facts, columns=False):
-    """The readable report of `describe`'s facts."""
+def format_text(facts, columns=False, columns_hint=""):
+    """The readable report of `describe`'s facts.
+
+    Parameters
+    ----------
+    facts : dict
+        What `describe` returned.
+    columns : bool
+        Also list every column (dtype, shape, unit, description).
+    columns_hint : str
+        Said after the column counts when the columns are not listed: how the caller's
+        interface lists them.
+    """
     attrs = facts["attributes"]
     lines = [f"{facts['path']}  ({_size(facts['size_bytes'])})"]
 
@@ -148,7 +159,7 @@ def format_text(facts, columns=False):
     states = ", ".join(f"{value['bricks']} {name} ({value['rows']} rows)"
                        for name, value in bricks.items() if name != "total" and (value["bricks"] or name == "done"))
     row("bricks", f"{bricks['total']}: {states}")
-    hint = "" if columns else " (list them with --list-columns)"
+    hint = f" ({columns_hint})" if columns_hint and not columns else ""
     row("columns", f"{len(facts['columns'])} in randoms, {len(facts['summary_columns'])} in summary{hint}")
     if "brick_list" in facts:
         lines.append("")

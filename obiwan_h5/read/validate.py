@@ -187,7 +187,7 @@ class _Validator(RowChecks):
             self.add("attribute", "attribute complete is missing")
         elif not bool(complete):
             self.add("attribute", "attribute complete is false: the job that wrote the file has not finished "
-                                  "(finish it with obiwan-h5 derive --resume)")
+                                  "(finish it with a derive given `resume`)")
         self.complete = bool(complete)
         for key in CREATION_ATTRS:
             if key not in attrs:

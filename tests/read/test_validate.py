@@ -232,7 +232,7 @@ def test_file_attributes_and_brick_names(dr5_derived, damaged):
 
     problems = validate(damaged(edit))
     assert problems[:2] == ["attribute complete is false: the job that wrote the file has not finished "
-                            "(finish it with obiwan-h5 derive --resume)", "attribute nranks is missing"]
+                            "(finish it with a derive given `resume`)", "attribute nranks is missing"]
     assert f"bricks/name rows 0-1: {names[1]} before {names[0]}, not sorted" in problems
     assert f"summary/brickname row 0: {names[0]!r}, but bricks/name is {names[1]!r}" in problems
     assert any(p.startswith("randoms row ") and f"brickname {names[0]!r}, expected {names[1]!r}" in p
