@@ -47,7 +47,7 @@ from .output import (
 )
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
 from .report import Clock, JobProgress, file_attrs, final_report
-from .scan import scan_brick
+from .scan import brick_weights, scan_brick
 from .truthshare import open_truth, truth_description
 from .update import OldFile, copy_sources, update_entry, update_refusal
 from .writer import DerivedWriter, parallel_filter_problem
@@ -88,7 +88,7 @@ def derive(options, comm, command_line="", progress=False):
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
     with _shared_truth(options, comm, bricknames) as (truth, bounds), _output_lock(options, comm):
-        ranges = assign_ranges(_brick_weights(options, comm, bricknames), comm.size)
+        ranges = assign_ranges(brick_weights(options, comm, production, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
         clock.lap("plan")
@@ -163,29 +163,6 @@ def _output_lock(options, comm):
     finally:
         if handle is not None:
             os.close(handle)  # closing releases the lock
-
-
-def _brick_weights(options, comm, bricknames):
-    """Expected cost of each brick, known before any scan: rows still to derive when
-    resuming (from the file's own index), else one unit per brick."""
-    weights = None
-    if comm.rank == 0:
-        weights = np.ones(len(bricknames))
-        if (options.resume or options.update) and os.path.isfile(options.output):
-            # a file that cannot be resumed is refused, with its reason, once it is reopened
-            with contextlib.suppress(Exception):
-                import h5py
-
-                with h5py.File(options.output, "r") as existing:
-                    names = [name.decode() for name in existing["bricks/name"][:]]
-                    done = existing["bricks/status"][:] == DONE
-                    if options.update:
-                        # copying a brick costs a fraction of deriving it
-                        copied = {name for name, flag in zip(names, done) if flag}
-                        weights = np.array([0.2 if name in copied else 1.0 for name in bricknames])
-                    elif names == list(bricknames):
-                        weights = np.where(done, 0.0, existing["bricks/count"][:] + 1.0)
-    return comm.bcast(weights, root=0)
 
 
 # ----------------------------------------------------------------------------- phase 2

@@ -15,9 +15,14 @@ from ..errors import InputError
 from ..fileformat import FAILED, PENDING, Column, describe
 
 __all__ = [
-    "BrickScan", "Plan", "assign_ranges", "build_plan", "detach_schemas", "failed", "gather_scans", "mixed_schemas",
-    "split_segments",
+    "BrickScan", "Plan", "assign_ranges", "brick_cost", "build_plan", "detach_schemas", "failed", "gather_scans",
+    "mixed_schemas", "split_segments",
 ]
+
+# Cost of deriving a brick, in units of one rsdir (measured on the simulator's productions,
+# docs/performance.md): each rsdir opens three files (~0.85 ms each) and derives its few
+# hundred rows (~7 us each); the brick itself reads its DR catalog and makes its summary row.
+BRICK_COST_IN_RSDIRS = 0.5
 
 
 @dataclass
@@ -150,6 +155,15 @@ def mixed_schemas(scans, distinct):
                 f"the DR5 schema (per-band columns; first in brick {first['DR5']}): derive each schema's bricks "
                 "into its own file (`bricks`)")
     return None
+
+
+def brick_cost(n_rsdirs):
+    """Expected cost of deriving bricks of `n_rsdirs` rsdirs each (array), known before any scan.
+
+    The rsdirs of a brick vary from one to tens in a production (one per few hundred randoms
+    that fell in it), and so does its cost; a brick with no rsdir costs the least.
+    """
+    return BRICK_COST_IN_RSDIRS + np.asarray(n_rsdirs, dtype=np.float64)
 
 
 def assign_ranges(weights, nranks):

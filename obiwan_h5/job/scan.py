@@ -3,9 +3,12 @@
 The scan reads FITS headers, the simcat's ``id, ra, dec`` and ``sim_ids_added``: enough to
 count the rows, check every injected id, and know the columns, without reading a catalog.
 What it read is kept in a `BrickInputs` for the compute phase on the same rank, so no
-input is read twice (the rank that scans a brick is the rank that derives it).
+input is read twice (the rank that scans a brick is the rank that derives it). Before the
+scan, `brick_weights` lists each brick's rsdirs, so that the bricks are shared among the
+ranks by expected cost.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,11 +20,11 @@ import numpy as np
 from ..core.derivation import added_rows, derived_schema
 from ..core.schema import union_schemas
 from ..errors import BrickError, InputError
-from ..fileformat import INCOMPLETE
+from ..fileformat import DONE, INCOMPLETE
 from ..production.inputs import SIMCAT_COLUMNS, FitsTable, as_ids, read_ids_added, tractor_keep
-from .plan import BrickScan, failed
+from .plan import BrickScan, brick_cost, failed
 
-__all__ = ["BrickInputs", "RsdirInputs", "brick_failure", "input_fingerprint", "scan_brick"]
+__all__ = ["BrickInputs", "RsdirInputs", "brick_failure", "brick_weights", "input_fingerprint", "scan_brick"]
 
 # simcat columns are copied under their own names: these would overwrite derived ones
 DERIVED_NAMES = frozenset({"unique_id", "brickname", "rsdir", "obiwan_mask", "targets_mask"})
@@ -173,3 +176,34 @@ def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_ap
                   production.tractor(brickname, rsdir)]
     scan.fingerprint = input_fingerprint(files, fingerprint_kind)
     return scan, BrickInputs(brickname, parts)
+
+
+def brick_weights(options, comm, production, bricknames):
+    """Expected cost of each brick, known before any scan: rows still to derive when
+    resuming (from the file's own index), else `plan.brick_cost` of its rsdirs, which the
+    ranks list for a strided share of the bricks each."""
+    listed = np.zeros(len(bricknames))
+    for index in range(comm.rank, len(bricknames), comm.size):
+        try:
+            listed[index] = len(production.rsdirs(bricknames[index]))
+        except Exception:  # noqa: BLE001 — only an estimate: the scan reports what is wrong with the brick
+            pass
+    n_rsdirs = comm.allreduce(listed)  # each brick listed by one rank, zero elsewhere
+    weights = None
+    if comm.rank == 0:
+        weights = brick_cost(n_rsdirs)
+        if (options.resume or options.update) and os.path.isfile(options.output):
+            # a file that cannot be resumed is refused, with its reason, once it is reopened
+            with contextlib.suppress(Exception):
+                import h5py
+
+                with h5py.File(options.output, "r") as existing:
+                    names = [name.decode() for name in existing["bricks/name"][:]]
+                    done = existing["bricks/status"][:] == DONE
+                    if options.update:
+                        # copying a brick costs a fraction of deriving it
+                        copied = {name for name, flag in zip(names, done) if flag}
+                        weights = weights * np.array([0.2 if name in copied else 1.0 for name in bricknames])
+                    elif names == list(bricknames):
+                        weights = np.where(done, 0.0, existing["bricks/count"][:] + 1.0)
+    return comm.bcast(weights, root=0)

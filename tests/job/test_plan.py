@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obiwan_h5.fileformat import FAILED, PENDING
-from obiwan_h5.job.plan import BrickScan, assign_ranges, build_plan, split_segments
+from obiwan_h5.job.plan import BrickScan, assign_ranges, brick_cost, build_plan, split_segments
 
 
 def _scan(name, count, status=PENDING, width=12):
@@ -76,3 +76,34 @@ def test_brick_with_contradicting_schema_fails_alone():
     assert list(plan.status) == [PENDING, FAILED, PENDING]
     assert "columns differ from earlier bricks" in plan.messages[1] and "id" in plan.messages[1]
     assert list(plan.counts) == [4, 0, 2] and list(plan.offsets) == [0, 4, 4]
+
+
+def test_bricks_of_many_rsdirs_weigh_more():
+    """Cost follows the rsdirs a brick has: 4 one-rsdir bricks then 4 of seven rsdirs, on
+    two ranks, give the second rank fewer bricks but a comparable number of rsdirs."""
+    n_rsdirs = np.array([1, 1, 1, 1, 7, 7, 7, 7])
+    bounds = assign_ranges(brick_cost(n_rsdirs), 2)
+    assert bounds[1] >= 5  # by brick count alone the split would be at 4
+    loads = [brick_cost(n_rsdirs[a:b]).sum() for a, b in zip(bounds[:-1], bounds[1:])]
+    assert max(loads) <= brick_cost(n_rsdirs).sum() / 2 + brick_cost(7)
+    assert np.all(np.diff(brick_cost([0, 1, 2, 10])) > 0)
+
+
+def test_brick_weights_list_the_rsdirs_of_each_brick(production_copy):
+    """The weights the job balances with, before any scan: one rsdir removed from the first
+    three bricks, a missing brick directory costs the least and does not stop the job."""
+    import shutil
+
+    from obiwan_h5.job import DeriveOptions
+    from obiwan_h5.job.mpi import SerialComm
+    from obiwan_h5.job.scan import brick_weights
+    from obiwan_h5.production.layout import Production
+
+    production = Production(production_copy)
+    names = open(f"{production_copy}/bricks.txt").read().split()
+    for name in names[:3]:
+        shutil.rmtree(production.obiwan_dir(name, "rs1"))
+    shutil.rmtree(production.obiwan_dir(names[3]))
+    options = DeriveOptions(production_copy, f"{production_copy}/out.h5")
+    weights = brick_weights(options, SerialComm(), production, names)
+    assert list(weights) == list(brick_cost([1, 1, 1, 0] + [2] * (len(names) - 4)))
