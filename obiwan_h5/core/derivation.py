@@ -22,17 +22,20 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import BrickError
-from ..fileformat import BANDS, OBIWAN_BITS, fill_value
+from ..fileformat import BANDS, OBIWAN_BITS, bit_set, fill_value
 from . import selection
 from .matching import has_neighbour, match_nearest
 from .photometry import band_quantity, deextincted_flux, true_flux
 from .schema import as_records
 
 __all__ = [
+    "add_targets_mask",
     "added_rows",
+    "brick_parts",
     "derived_schema",
     "match_tractor",
     "obiwan_mask",
+    "rows_targets_mask",
     "targets_bits",
     "unique_ids",
 ]
@@ -124,11 +127,22 @@ def targets_bits(columns, matched, prefix="tractor_", mask="anymask"):
     )
 
 
+def rows_targets_mask(columns):
+    """``targets_mask`` of derived rows that hold their columns already (``obiwan_mask``
+    included): the rows of many bricks at once, since every cut is per row.
+
+    Only for rows whose inputs had every column of `columns`: a column filled in for a
+    catalog that lacks it (``brick_primary``, the masks) would cut where the catalog's own
+    columns do not (`add_targets_mask` selects such rows on their own columns).
+    """
+    return targets_bits(columns, bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0]))
+
+
 def _or(value, default):
     return default if value is None else value
 
 
-def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
+def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec, select=True):
     """The derived columns of one brick, one dict per rsdir, each with its masks.
 
     Parameters
@@ -143,6 +157,9 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
     dr_radec : (ndarray, ndarray)
         ra, dec of the real DR catalog of the brick.
     radius_arcsec : float
+    select : bool
+        Add ``targets_mask`` (`add_targets_mask`); the job leaves it out and selects the
+        rows of a whole write round at once (`rows_targets_mask`).
 
     Returns
     -------
@@ -154,7 +171,7 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
     ra = np.concatenate([simcat["ra"] for _, simcat, _ in parts]) if parts else np.zeros(0)
     dec = np.concatenate([simcat["dec"] for _, simcat, _ in parts]) if parts else np.zeros(0)
     on_real_source = has_neighbour(ra, dec, dr_radec[0], dr_radec[1], radius_arcsec)
-    pieces, matches, start = [], [], 0
+    pieces, start = [], 0
     for rsdir, simcat, tractor in parts:
         n = len(simcat["id"])
         piece = {
@@ -168,16 +185,18 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
         piece.update(tractor_columns)
         piece["obiwan_mask"] = obiwan_mask(matched, on_real_source[start:start + n])
         pieces.append(piece)
-        matches.append(matched)
         start += n
-    _add_targets_mask(pieces, matches)
+    if select:
+        add_targets_mask(pieces)
     return pieces
 
 
-def _add_targets_mask(pieces, matches):
-    """``targets_mask`` of every piece: one selection over the whole brick when its rsdirs
-    share one schema (the usual case: the cuts are per row, and one call on a brick's rows
-    costs far less than one per rsdir of a few hundred rows), else one per rsdir."""
+def add_targets_mask(pieces):
+    """``targets_mask`` of every piece of a brick (`brick_parts`), on each piece's own columns:
+    one selection over the whole brick when its rsdirs share one schema (the usual case:
+    the cuts are per row, and one call on a brick's rows costs far less than one per rsdir
+    of a few hundred rows), else one per rsdir."""
+    matches = [bit_set(piece["obiwan_mask"], OBIWAN_BITS["recovered"][0]) for piece in pieces]
     layouts = {tuple((name, values.dtype.kind if values.dtype.kind == "S" else values.dtype, values.shape[1:])
                      for name, values in piece.items()) for piece in pieces}
     if len(pieces) > 1 and len(layouts) == 1:

@@ -61,10 +61,10 @@ def test_unexpected_errors_fail_their_brick_only(production_copy, tmp_path, monk
     os.symlink(loop, loop)
     real = derivation.brick_parts
 
-    def buggy(brickname, *args):
+    def buggy(brickname, *args, **kwargs):
         if brickname == bricks[2]:
             raise ZeroDivisionError("division by zero in a new feature")
-        return real(brickname, *args)
+        return real(brickname, *args, **kwargs)
 
     monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", buggy)
     output = tmp_path / "out.h5"

@@ -64,9 +64,9 @@ def test_added_bricks_are_derived_and_the_rest_copied(grown, tmp_path, monkeypat
     derived_bricks = []
     real = __import__("obiwan_h5.job.compute", fromlist=["brick_parts"]).brick_parts
 
-    def spy(brickname, *args):
+    def spy(brickname, *args, **kwargs):
         derived_bricks.append(brickname)
-        return real(brickname, *args)
+        return real(brickname, *args, **kwargs)
 
     monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", spy)
     assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0

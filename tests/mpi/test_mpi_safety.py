@@ -65,10 +65,10 @@ def test_a_bug_in_one_brick_fails_that_brick_on_any_rank(production, workdir, mo
     victim = bricks[-1]  # on the last rank
     real = derivation.brick_parts
 
-    def buggy(brickname, *args):
+    def buggy(brickname, *args, **kwargs):
         if brickname == victim:
             raise KeyError("a column nobody expected")
-        return real(brickname, *args)
+        return real(brickname, *args, **kwargs)
 
     monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", buggy)
     output = os.path.join(workdir, f"bug-{comm.size}.h5")
