@@ -40,27 +40,18 @@ def ivar_to_depth(ivar):
 
 
 def depth_at_half_recovered(true_mag, recovered, bins=MAG_BINS):
-    """Centre of the first non-empty magnitude bin whose recovered fraction ≤ 0.5 (NaN if none)."""
+    """Centre of the first non-empty magnitude bin whose recovered fraction ≤ 0.5 (NaN if none).
+
+    Bins are ``[low, high)``, the last one also holding its upper edge (as `numpy.histogram`).
+    """
     true_mag = np.asarray(true_mag, dtype=np.float64)
-    finite = np.isfinite(true_mag)
-    total, _ = np.histogram(true_mag[finite], bins=bins)
-    found, _ = np.histogram(true_mag[finite & recovered], bins=bins)
-    for index in np.flatnonzero(total > 0):
-        if found[index] / total[index] <= 0.5:
-            return 0.5 * (bins[index] + bins[index + 1])
-    return np.nan
+    return _Groups([(0, len(true_mag))], len(true_mag)).depth_at_half(true_mag, np.asarray(recovered, bool), bins)[0]
 
 
 def nobs_histogram(nobs, bins=NEXPHIST_BINS):
     """Counts of `nobs` values 0, 1, ..., ``bins - 2`` and ``>= bins - 1`` (negative as 0)."""
     nobs = np.clip(np.asarray(nobs, dtype=np.int64), 0, bins - 1)
-    return np.bincount(nobs, minlength=bins).astype(np.int64)
-
-
-def _nanmedian(values):
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if len(values) else np.nan
+    return _Groups([(0, len(nobs))], len(nobs)).histogram(nobs, np.ones(len(nobs), bool), bins)[0]
 
 
 def summarise_brick(brickname, columns, bounds, nobjs):
@@ -82,52 +73,7 @@ def summarise_brick(brickname, columns, bounds, nobjs):
     dict
         Summary column -> scalar, keys as `SUMMARY_COLUMNS`.
     """
-    ra, dec, ra1, ra2, dec1, dec2 = bounds
-    n_inj = len(columns["unique_id"])
-    recovered = bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0])
-    targets = columns["targets_mask"]
-    row = {
-        "brickname": brickname.encode(),
-        "ra": ra, "dec": dec,
-        "brick_area": brick_area(ra1, ra2, dec1, dec2),
-        "n_inj": n_inj,
-        "n_rec": int(recovered.sum()),
-        "frac_recovered": recovered.sum() / n_inj if n_inj else np.nan,
-    }
-    for sel in SELECTIONS:
-        true_bit = bit_set(targets, TARGET_BITS[f"{sel}_true"])
-        meas_bit = bit_set(targets, TARGET_BITS[sel])
-        row[f"n_true_{sel}"] = int(true_bit.sum())
-        row[f"n_true_rec_meas_{sel}"] = int((true_bit & recovered & meas_bit).sum())
-    for region in ("ngc", "sgc"):
-        row[f"n_true_rec_meas_eboss_{region}_allmask"] = int(
-            (_eboss_measured(columns, region, "allmask") & recovered
-             & bit_set(targets, TARGET_BITS[f"eboss_{region}_true"])).sum())
-    kinds = tractor_types(columns.get("tractor_type", np.zeros(n_inj, "S4")))
-    for kind, code in zip(TRACTOR_TYPES, TYPE_CODES):
-        row[f"n_type_{kind.lower()}"] = int((recovered & (kinds == code)).sum())
-    for band in BANDS:
-        row[f"psfsize_{band}"] = _nanmedian(_recovered(columns, "psfsize", band, recovered))
-    row["ebv"] = _nanmedian(np.asarray(columns["tractor_ebv"])[recovered]) if "tractor_ebv" in columns else np.nan
-    row["nobjs"] = int(nobjs)
-    for band in BANDS:
-        trans = _nanmedian(_recovered(columns, "mw_transmission", band, recovered))
-        row[f"trans_{band}"] = trans
-        with np.errstate(divide="ignore", invalid="ignore"):
-            row[f"ext_{band}"] = float(-2.5 * np.log10(trans)) if trans > 0 else np.nan
-        nobs = band_quantity(columns, "nobs", band, prefix="tractor_")
-        nobs = np.zeros(0, np.int64) if nobs is None else np.asarray(nobs)[recovered]
-        row[f"nexp_{band}"] = float(np.median(nobs)) if len(nobs) else np.nan
-        row[f"nexphist_{band}"] = nobs_histogram(nobs)
-    for kind in ("psfdepth", "galdepth"):
-        for band in BANDS:
-            ivar = _recovered(columns, kind, band, recovered)
-            ivar = ivar[ivar > 0] if ivar.size else ivar
-            row[f"{kind}_{band}"] = float(ivar_to_depth(_nanmedian(ivar))) if ivar.size else np.nan
-    for band in BANDS:
-        magnitude = selection.flux_to_mag(true_flux(columns, band))
-        row[f"depth_at_half_recovered_{band}"] = depth_at_half_recovered(magnitude, recovered)
-    return row
+    return summarise_bricks([brickname], columns, [(0, len(columns["unique_id"]))], [bounds], [nobjs])[0]
 
 
 def summarise_bricks(bricknames, columns, ranges, bounds, nobjs):
@@ -269,13 +215,6 @@ def _quantity(columns, quantity, band, nrows):
     """A Tractor quantity as float64, NaN where the schema lacks it."""
     values = band_quantity(columns, quantity, band, prefix="tractor_")
     return np.full(nrows, np.nan) if values is None else np.asarray(values, dtype=np.float64)
-
-
-def _recovered(columns, quantity, band, recovered):
-    values = band_quantity(columns, quantity, band, prefix="tractor_")
-    if values is None:
-        return np.zeros(0)
-    return np.asarray(values, dtype=np.float64)[recovered]
 
 
 def _eboss_measured(columns, region, mask_kind):
