@@ -292,12 +292,14 @@ class BinaryTable:
             return {name: np.zeros((0,) + self.column_dtype(name)[1], self.column_dtype(name)[0]) for name in names}
         if rows is None and len(names) < len(self.names) and self.nrows * self.dtype.itemsize > BLOCK_READ_BYTES:
             step = max(1, BLOCK_READ_BYTES // self.dtype.itemsize)
-            blocks = [self._columns(self._raw(slice(lo, min(lo + step, self.nrows))), names)
+            blocks = [self.stored_columns(self._raw(slice(lo, min(lo + step, self.nrows))), names)
                       for lo in range(0, self.nrows, step)]
             return {name: np.concatenate([block[name] for block in blocks]) for name in names}
-        return self._columns(self._raw(rows), names)
+        return self.stored_columns(self._raw(rows), names)
 
-    def _columns(self, table, names):
+    def stored_columns(self, table, names):
+        """Columns `names` of stored records (`read_stored`, or some of its rows) as
+        ``{name: native array}``."""
         result = {}
         for name in names:
             values = table[name]
@@ -317,8 +319,12 @@ class BinaryTable:
             New field names, in column order (e.g. lower case).
         """
         if self.nrows == 0:
-            return np.zeros(0, self._layout.records(names or self.names)[2])
+            return np.zeros(0, self.record_dtype(names))
         return self.as_records(self._raw(rows), names)
+
+    def record_dtype(self, names=None):
+        """The native record dtype `as_records` returns, fields named `names` (column order)."""
+        return self._layout.records(names or self.names)[2]
 
     def read_stored(self):
         """Every record as stored (big-endian, logicals as bytes): convert with `as_records`."""

@@ -68,14 +68,19 @@ class FitsTable:
     Plain binary tables (every catalog of a production) are mapped by `fitstable` without
     fitsio's per-HDU set-up cost; anything else (gzip, heaps, ASCII tables) goes through
     fitsio. Errors become `InputError` naming the file.
+
+    Attributes
+    ----------
+    binary : fitstable.BinaryTable or None
+        The mapped table, None for a file read through fitsio.
     """
 
     def __init__(self, path):
         self.path = os.fspath(path)
         check_regular_file(self.path)
-        self._lean = None
+        self.binary = None
         try:
-            self._lean = BinaryTable(self.path)
+            self.binary = BinaryTable(self.path)
         except Unsupported:
             names, dtypes = self._fitsio_describe()
             self.by_lower = {name.lower(): name for name in names}
@@ -84,7 +89,7 @@ class FitsTable:
             raise InputError(f"{self.path}: not a readable FITS table ({first_line(err)})") from None
         else:
             # shared by every file of the same schema: read-only
-            self.nrows, self.by_lower, self.schema = self._lean.nrows, self._lean.by_lower, self._lean.lower_schema
+            self.nrows, self.by_lower, self.schema = self.binary.nrows, self.binary.by_lower, self.binary.lower_schema
 
     def _fitsio_describe(self):
         try:
@@ -115,8 +120,8 @@ class FitsTable:
         wanted = list(self.by_lower) if columns is None else [name for name in columns if name in self.by_lower]
         original = [self.by_lower[name] for name in wanted]
         try:
-            if self._lean is not None:
-                data = self._lean.read(original, rows)
+            if self.binary is not None:
+                data = self.binary.read(original, rows)
                 return {name: data[orig] for name, orig in zip(wanted, original)}
             if self.nrows == 0 or (rows is not None and len(rows) == 0):
                 return {name: np.zeros((0,) + self.schema[name][1], self.schema[name][0]) for name in wanted}
@@ -129,9 +134,9 @@ class FitsTable:
 
     def read_records(self):
         """The whole table as one native record array with lower-case field names."""
-        if self._lean is not None:
+        if self.binary is not None:
             try:
-                return self._lean.read_records(names=list(self.by_lower))
+                return self.binary.read_records(names=list(self.by_lower))
             except (OSError, ValueError) as err:
                 raise InputError(f"{self.path}: cannot read table ({first_line(err)})") from None
         return as_records(self.read())
@@ -243,7 +248,7 @@ def primary_tractor(table, keep_all_apflux=False):
     keep_all_apflux : bool
     """
     table.require(["ra", "dec"])
-    if table._lean is None:
+    if table.binary is None:
         return read_tractor(table, keep_all_apflux)
     return PrimaryTractor(table, keep_all_apflux)
 
@@ -259,16 +264,17 @@ class PrimaryTractor:
     """
 
     def __init__(self, table, keep_all_apflux=False):
-        lean = table._lean
+        binary = table.binary
         names = list(table.by_lower)
-        self._lean, self._names = lean, names
-        self._stored = lean.read_stored()
+        self._binary, self._names = binary, names
+        self._stored = binary.read_stored()
         primary = table.by_lower.get("brick_primary")
-        columns = lean._columns(self._stored, [table.by_lower["ra"], table.by_lower["dec"]] + ([primary] if primary else []))
-        self._rows = np.flatnonzero(columns[primary]) if primary else np.arange(lean.nrows)
+        columns = binary.stored_columns(self._stored, [table.by_lower["ra"], table.by_lower["dec"]]
+                                        + ([primary] if primary else []))
+        self._rows = np.flatnonzero(columns[primary]) if primary else np.arange(binary.nrows)
         self._radec = {"ra": columns[table.by_lower["ra"]][self._rows],
                        "dec": columns[table.by_lower["dec"]][self._rows]}
-        self.dtype = _kept_fields(lean._layout.records(names)[2], keep_all_apflux)
+        self.dtype = _kept_fields(binary.record_dtype(names), keep_all_apflux)
 
     def __len__(self):
         return len(self._rows)
@@ -281,7 +287,7 @@ class PrimaryTractor:
     def take(self, index):
         """Native records (kept fields) of brick_primary rows `index`."""
         rows = self._rows[np.asarray(index, dtype=np.int64)]
-        return self._lean.as_records(self._stored[rows], self._names).view(self.dtype)
+        return self._binary.as_records(self._stored[rows], self._names).view(self.dtype)
 
 
 @functools.lru_cache(maxsize=64)
