@@ -19,7 +19,8 @@ import numpy as np
 from ..fileformat import DONE, FORMAT_NAME, SUMMARY_COLUMNS
 
 __all__ = [
-    "ATTR_CREATED", "changed_bricks", "recorded_default", "check_free_space", "find_partials", "new_partial", "remove_partials", "resume_problem",
+    "ATTR_CREATED", "changed_bricks", "changed_input", "check_free_space", "find_partials", "new_partial",
+    "remove_partials", "resume_problem",
 ]
 
 # set once every dataset of a new file exists; a partial file without it is discarded
@@ -30,9 +31,23 @@ OVERHEAD_BYTES = 8 << 20
 RECORDED_DEFAULTS = {"compression": "none"}
 
 
-def recorded_default(key):
-    """The value of the recorded input `key` in a file that does not record it."""
-    return RECORDED_DEFAULTS.get(key)
+def changed_input(attrs, options, action, skip=()):
+    """What differs between the inputs a file records and `options`, as the start of a
+    refusal to `action` it (``"resume"``, ``"update it"``), or None.
+
+    Returns ``(text, is_compression)``: a changed compression already says how to proceed
+    (give the same `compression`); the caller says it for any other input.
+    """
+    stored = json.loads(attrs.get("inputs", "{}"))
+    for key, value in options.recorded_inputs().items():
+        old = stored.get(key, RECORDED_DEFAULTS.get(key))
+        if key in skip or old == value:
+            continue
+        if key == "compression":
+            return (f"written with compression {old}, now {value}; give the same `compression` to {action}, "
+                    "or derive afresh with `overwrite`"), True
+        return f"made with {key}={old!r}, now {value!r}", False
+    return None
 
 
 def _parts(output):
@@ -106,15 +121,10 @@ def resume_problem(path, attrs, file_columns, index, plan, options, summary_name
         return f"{path}: not an obiwan_h5 file"
     if summary_names is not None and sorted(summary_names) != sorted(SUMMARY_COLUMNS):
         return f"{path}: made by a version with other summary columns; cannot resume (derive afresh)"
-    stored = json.loads(attrs.get("inputs", "{}"))
-    for key, value in options.recorded_inputs().items():
-        if stored.get(key, recorded_default(key)) != value:
-            if key == "compression":
-                return (f"{path}: written with compression {stored.get(key, recorded_default(key))}, now {value}; "
-                        "give the same `compression` to resume, or derive afresh with `overwrite`")
-            return (f"{path}: made with {key}={stored.get(key, recorded_default(key))!r}, now {value!r}; "
-                    "cannot resume "
-                    "(derive afresh with `overwrite`)")
+    change = changed_input(attrs, options, "resume")
+    if change:
+        text, complete = change
+        return f"{path}: {text}" if complete else f"{path}: {text}; cannot resume (derive afresh with `overwrite`)"
     names = [name.decode() for name in index["name"]]
     if names != plan.bricknames:
         return f"{path}: brick list differs from the file's; cannot resume (derive afresh with `overwrite`)"

@@ -8,14 +8,13 @@ list dataset by dataset; the old file stays whole until the rename. A crashed up
 leaves the old file untouched: run the update again (its partial file is discarded).
 """
 
-import json
 from datetime import datetime, timezone
 
 import numpy as np
 
 from ..errors import InputError
 from ..fileformat import DONE, FORMAT_NAME, FORMAT_VERSION, PENDING, SUMMARY_COLUMNS, fill_value
-from .output import recorded_default
+from .output import changed_input
 
 __all__ = ["OldFile", "copy_sources", "update_entry", "update_refusal"]
 
@@ -32,15 +31,11 @@ def update_refusal(path, attrs, options, summary_names):
     if attrs.get("format_version") != FORMAT_VERSION or sorted(summary_names) != sorted(SUMMARY_COLUMNS):
         return (f"{path}: written by another version of obiwan_h5 (format {attrs.get('format_version')}, "
                 "other summary columns); derive afresh with `overwrite`")
-    stored = json.loads(attrs.get("inputs", "{}"))
-    for key, value in options.recorded_inputs().items():
-        if key not in MAY_CHANGE and stored.get(key, recorded_default(key)) != value:
-            old = stored.get(key, recorded_default(key))
-            if key == "compression":
-                return (f"{path}: written with compression {old}, now {value}; give the same `compression` "
-                        "to update it, or derive afresh with `overwrite`")
-            return (f"{path}: made with {key}={old!r}, now {value!r}: that changes the rows of "
-                    "every brick; derive afresh with `overwrite` instead of `update`")
+    change = changed_input(attrs, options, "update it", skip=MAY_CHANGE)
+    if change:
+        text, complete = change
+        return (f"{path}: {text}" if complete else
+                f"{path}: {text}: that changes the rows of every brick; derive afresh with `overwrite` instead of `update`")
     return None
 
 
