@@ -112,18 +112,20 @@ def compute_segment(reader, plan, b0, b1, on_brick=None):
         if on_brick is not None:
             on_brick(hi - lo)
     _select_rows(rows, plan, derived, outcomes)
-    _summarise_rows(rows, plan, reader, derived, starts, outcomes, b0)
+    _summarise_rows(rows, plan, reader, derived, outcomes)
     names = sorted(column.name for column in plan.columns)
     status, messages, summaries, checksums = [], [], [], []
     for brick in range(b0, b1):
         name = plan.bricknames[brick]
-        lo, hi = int(starts[brick - b0]), int(starts[brick - b0 + 1])
-        view = {column: values[lo:hi] for column, values in rows.items()}
         code, message, summary = outcomes[brick]
         status.append(code)
         messages.append(message)
         summaries.append(summary if summary is not None else empty_summary(name, reader.bounds.get(name)))
-        checksums.append(rows_checksum(view, names) if code == DONE else 0)
+        if code == DONE:
+            lo, hi = int(starts[brick - b0]), int(starts[brick - b0 + 1])
+            checksums.append(rows_checksum({column: values[lo:hi] for column, values in rows.items()}, names))
+        else:
+            checksums.append(0)
     summary_rows = {}
     if summaries:
         summary_rows = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])
@@ -167,8 +169,6 @@ def _select_rows(rows, plan, derived, outcomes):
     brick whose own selection fails is marked failed."""
     runs = []  # [start, stop, bricks]
     for brick in sorted(derived):
-        if brick in outcomes:
-            continue
         for start, stop in derived[brick].pending:
             if runs and runs[-1][1] == start:
                 runs[-1][1] = stop
@@ -187,12 +187,12 @@ def _select_rows(rows, plan, derived, outcomes):
                     outcomes[brick] = _fail(rows, plan, brick, derived[brick].lo, err)
 
 
-def _summarise_rows(rows, plan, reader, derived, starts, outcomes, b0):
-    """Summary rows of the derived bricks, all at once (`core.summary.summarise_bricks`);
-    should that fail, brick by brick, so that only a brick whose own summary fails is
-    marked failed."""
+def _summarise_rows(rows, plan, reader, derived, outcomes):
+    """Summary rows of the derived bricks whose selection went through, all at once
+    (`core.summary.summarise_bricks`); should that fail, brick by brick, so that only a
+    brick whose own summary fails is marked failed."""
     bricks = [brick for brick in sorted(derived) if brick not in outcomes]
-    ranges = [(int(starts[brick - b0]), int(starts[brick - b0]) + int(plan.counts[brick])) for brick in bricks]
+    ranges = [(derived[brick].lo, derived[brick].lo + int(plan.counts[brick])) for brick in bricks]
     try:
         names = [plan.bricknames[brick] for brick in bricks]
         summaries = summarise_bricks(names, rows, ranges, [reader.bounds[name] for name in names],

@@ -77,6 +77,55 @@ def test_unexpected_errors_fail_their_brick_only(production_copy, tmp_path, monk
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("step", ["selection", "summary"])
+def test_a_round_level_failure_fails_only_the_brick_at_fault(production_copy, dr5_derived, tmp_path, monkeypatch, step):
+    """Selections and summaries run once per write round; when the round's call fails, the
+    bricks are redone one by one: the brick at fault fails, the others equal a clean run."""
+    from obiwan_h5.job import compute
+
+    victim = _bricks(production_copy)[2]
+    victim_marker = f"_{victim}_".encode()
+
+    def has_victim(columns):
+        return any(victim_marker in value for value in columns["unique_id"])
+
+    if step == "selection":
+        real = compute.rows_targets_mask
+
+        def buggy(columns):
+            if has_victim(columns):
+                raise FloatingPointError("a cut that blew up")
+            return real(columns)
+
+        monkeypatch.setattr(compute, "rows_targets_mask", buggy)
+    else:
+        real = compute.summarise_brick
+
+        def buggy_one(name, columns, bounds, nobjs):
+            if name == victim:
+                raise FloatingPointError("a statistic that blew up")
+            return real(name, columns, bounds, nobjs)
+
+        def buggy_round(*args):
+            raise FloatingPointError("the round's summaries")
+
+        monkeypatch.setattr(compute, "summarise_bricks", buggy_round)
+        monkeypatch.setattr(compute, "summarise_brick", buggy_one)
+    output = tmp_path / "out.h5"
+    assert _derive(production_copy, output) == 1
+    status, message = _outcome(output)
+    assert status[victim] == FAILED and message[victim].startswith("FloatingPointError: a ")
+    assert all(status[name] == DONE for name in _bricks(production_copy) if name != victim)
+    # same production, same plan: the done bricks' rows and summary rows equal the clean file's
+    with h5py.File(output, "r") as derived:
+        done = derived["bricks/status"][:] == DONE
+        keep = {"randoms": np.repeat(done, derived["bricks/count"][:]), "summary": done}
+    clean = _datasets(dr5_derived)
+    for name, values in _datasets(output).items():
+        rows = keep[name.split("/")[0]]
+        assert np.array_equal(values[rows], clean[name][rows], equal_nan=values.dtype.kind == "f"), name
+
+
 # ------------------------------------------------------------ 2. validate before touching
 
 def test_bad_options_and_outputs_are_refused_before_anything_is_touched(production_copy, tmp_path, capsys):
