@@ -181,29 +181,32 @@ def _scan(scan, production, brickname, truth, bounds, expect_rsdirs, keep_all_ap
 def brick_weights(options, comm, production, bricknames):
     """Expected cost of each brick, known before any scan: rows still to derive when
     resuming (from the file's own index), else `plan.brick_cost` of its rsdirs, which the
-    ranks list for a strided share of the bricks each."""
+    ranks list for a strided share of the bricks each (for an update, a copied brick costs
+    a fifth of a derived one)."""
+    resumed, copied = None, None
+    if comm.rank == 0 and (options.resume or options.update) and os.path.isfile(options.output):
+        # a file that cannot be resumed is refused, with its reason, once it is reopened
+        with contextlib.suppress(Exception):
+            import h5py
+
+            with h5py.File(options.output, "r") as existing:
+                names = [name.decode() for name in existing["bricks/name"][:]]
+                done = existing["bricks/status"][:] == DONE
+                if options.update:
+                    copied = {name for name, flag in zip(names, done) if flag}
+                elif names == list(bricknames):
+                    resumed = np.where(done, 0.0, existing["bricks/count"][:] + 1.0)
+    resumed = comm.bcast(resumed, root=0)
+    if resumed is not None:
+        return resumed
     listed = np.zeros(len(bricknames))
     for index in range(comm.rank, len(bricknames), comm.size):
         try:
             listed[index] = len(production.rsdirs(bricknames[index]))
         except Exception:  # noqa: BLE001 — only an estimate: the scan reports what is wrong with the brick
             pass
-    n_rsdirs = comm.allreduce(listed)  # each brick listed by one rank, zero elsewhere
-    weights = None
-    if comm.rank == 0:
-        weights = brick_cost(n_rsdirs)
-        if (options.resume or options.update) and os.path.isfile(options.output):
-            # a file that cannot be resumed is refused, with its reason, once it is reopened
-            with contextlib.suppress(Exception):
-                import h5py
-
-                with h5py.File(options.output, "r") as existing:
-                    names = [name.decode() for name in existing["bricks/name"][:]]
-                    done = existing["bricks/status"][:] == DONE
-                    if options.update:
-                        # copying a brick costs a fraction of deriving it
-                        copied = {name for name, flag in zip(names, done) if flag}
-                        weights = weights * np.array([0.2 if name in copied else 1.0 for name in bricknames])
-                    elif names == list(bricknames):
-                        weights = np.where(done, 0.0, existing["bricks/count"][:] + 1.0)
-    return comm.bcast(weights, root=0)
+    weights = brick_cost(comm.allreduce(listed))  # each brick listed by one rank, zero elsewhere
+    copied = comm.bcast(copied, root=0)
+    if copied:
+        weights *= np.array([0.2 if name in copied else 1.0 for name in bricknames])
+    return weights

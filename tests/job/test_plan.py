@@ -107,3 +107,36 @@ def test_brick_weights_list_the_rsdirs_of_each_brick(production_copy):
     options = DeriveOptions(production_copy, f"{production_copy}/out.h5")
     weights = brick_weights(options, SerialComm(), production, names)
     assert list(weights) == list(brick_cost([1, 1, 1, 0] + [2] * (len(names) - 4)))
+
+
+def test_resume_weights_come_from_the_file_without_listing(dr5_production, dr5_derived, tmp_path):
+    """Resuming, a brick weighs the rows it still has to derive (none when done), read from
+    the file's index; no brick directory is listed for it."""
+    import shutil
+
+    import h5py
+
+    from obiwan_h5.fileformat import PENDING
+    from obiwan_h5.job import DeriveOptions
+    from obiwan_h5.job.mpi import SerialComm
+    from obiwan_h5.job.scan import brick_weights
+    from obiwan_h5.production.layout import Production
+
+    output = tmp_path / "resumed.h5"
+    shutil.copy(dr5_derived, output)
+    with h5py.File(output, "r+") as derived:
+        derived["bricks/status"][1] = PENDING
+        names = [name.decode() for name in derived["bricks/name"][:]]
+        counts = derived["bricks/count"][:]
+
+    class Unlisted(Production):
+        listed = 0
+
+        def rsdirs(self, brickname):
+            Unlisted.listed += 1
+            return super().rsdirs(brickname)
+
+    options = DeriveOptions(dr5_production, str(output), resume=True)
+    weights = brick_weights(options, SerialComm(), Unlisted(dr5_production), names)
+    assert list(weights) == [0.0, counts[1] + 1.0] + [0.0] * (len(names) - 2)
+    assert Unlisted.listed == 0
