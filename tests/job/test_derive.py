@@ -94,7 +94,7 @@ def _mag(flux):
 
 
 def _desi(g, r, z):
-    """DESI ELG (FDR) in magnitude form, SPEC §3."""
+    """DESI ELG (FDR) in magnitude form (docs/concepts.md)."""
     rz, gr = r - z, g - r
     return (r < 23.4) & (rz > 0.3) & (rz < 1.6) & (gr < 1.15 * rz - 0.15) & (gr < 1.6 - 1.2 * rz)
 
