@@ -79,3 +79,28 @@ def test_quickstart_counts_the_figures_the_code_makes():
     # no other count of figures that could drift
     assert not re.search(r"\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\d+) of the "
                          r"(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\d+)\b", text)
+
+
+# each difference found by running the old derived_tables.py / merge_tables.py side by side
+# (issue 25), and words its row of docs/migration.md must hold
+MIGRATION_ROWS = {
+    "0-row per-brick summary.fits": ("0 rows", "`<b>galdepth`"),
+    "DR3 summaries and --randoms_subset failed": ("DR3", "`--randoms_subset`", "failed"),
+    "row order inside a brick": ("row order inside a brick", "canonical order"),
+    "psql columns of the old SQL": ("`psql_*`", "`psql_e1`", "11 columns"),
+    "summary dtypes widened": ("int32 (`i4`)", "int16 (`i2`", "int64 (`i8`)", "float64 (`f8`)"),
+    "depth_at_half when the last bin is empty": ("25.8", "NaN"),
+    "depth_at_half bin edges": ("`(low, high]`", "`[low, high)`", "float32", "float64"),
+    "DESI cut with an infinite g flux": ("infinite g flux", "`mw_transmission_g` = 0"),
+}
+
+
+def test_migration_table_lists_every_known_difference():
+    text = _read("docs", "migration.md")
+    table = text.split("## Every difference from the old numbers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| old")]
+    for difference, words in MIGRATION_ROWS.items():
+        assert any(all(word in row for word in words) for row in rows), (
+            f"docs/migration.md: no row of the difference table explains {difference} ({words})")
+    # four columns each: old, new, why, how to get the old number
+    assert all(row.replace("\\|", "").count("|") == 5 for row in rows)
