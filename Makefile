@@ -29,7 +29,7 @@ $(VENV)/.stamp-system:
 	@test -d $(VENV) || python3 -m venv $(VENV)
 	@touch $@
 
-# mpi4py from source: the binary wheel expects an MPI ABI that Debian's MPICH lacks.
+# mpi4py from source, by the mpicc of the MPICH that parallel HDF5 was built with: one MPI library for all.
 # h5py from source against parallel HDF5, without build isolation so it sees mpi4py.
 $(VENV)/.stamp-mpi: $(VENV)/.stamp-system
 	$(PIP) install -q --upgrade pip

@@ -39,7 +39,7 @@ class OutputError(ObiwanError, OSError):
 
 
 class FormatError(InputError):
-    """A file that claims to be an obiwan_h5 file breaks the format (SPEC §5)."""
+    """A file that claims to be an obiwan_h5 file breaks the format (docs/format.md)."""
 
 
 class ExpressionError(InputError):

@@ -34,6 +34,7 @@ import sys
 import textwrap
 import time
 
+import h5py
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -125,7 +126,30 @@ def demo_dir(tmp_path_factory):
     result = subprocess.run([sys.executable, "-m", "obiwan_h5.cli", "demo", "-o", str(base / "demo")],
                             cwd=base, env=environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"demo failed:\n{result.stdout}\n{result.stderr}"
+    (base / "demo-stdout.txt").write_text(result.stdout, encoding="utf-8")
     return base / "demo"
+
+
+def _counts(text, demo):
+    """The lines of the demo's summary that must be the same on every machine: paths made
+    relative to `demo` and byte sizes dropped."""
+    text = text.replace(str(demo), "demo")
+    keep = ("simulating", "bricks:", "rows:", "recovered fraction:", "view:", "10% sample:", "FITS export:")
+    return [re.sub(r"\(\d+ bytes; ", "(", line.strip()) for line in text.splitlines()
+            if line.strip().startswith(keep)]
+
+
+def test_quickstart_shows_what_a_fresh_demo_prints(demo_dir):
+    """docs/quickstart.md says its printed counts are the same on every machine: they are
+    those of the demo this session made."""
+    shown = next(text for language, _, text in fenced_blocks(os.path.join("docs", "quickstart.md"))
+                 if language == "text" and text.startswith("simulating"))
+    printed = (demo_dir.parent / "demo-stdout.txt").read_text(encoding="utf-8")
+    assert _counts(shown, demo_dir) == _counts(printed, demo_dir) != []
+    with h5py.File(demo_dir / "derived.h5", "r") as derived:
+        rows, columns = len(derived["randoms/unique_id"]), len(derived["randoms"])
+    with open(os.path.join(DOCS, "quickstart.md"), encoding="utf-8") as handle:
+        assert f"touched a CCD ({rows}), {columns} columns" in handle.read()
 
 
 def test_pages_are_linked_from_readme():

@@ -1,5 +1,5 @@
 """With a plain h5py from the package index (no MPI, no mpi4py): simulate, a 1-process
-derive, info, validate, export and plot all work (SPEC §12, docs/install.md).
+derive, info, validate, export and plot all work (docs/install.md).
 
 The test builds its own virtual environment from binary wheels, so it also proves that
 nothing in those paths needs a parallel build.

@@ -1,4 +1,4 @@
-"""The derived rows of one brick (SPEC §3): pure functions on arrays, no IO, no MPI.
+"""The derived rows of one brick (docs/concepts.md): pure functions on arrays, no IO, no MPI.
 
 Columns, in the order they appear in the file:
 
@@ -68,7 +68,7 @@ def match_tractor(ra, dec, tractor, radius_arcsec):
     `tractor` is a record array (`production.inputs.read_tractor`), anything that behaves as
     one for ``len``, ``dtype``, ``["ra"]``, ``["dec"]`` and ``take``
     (`production.inputs.PrimaryTractor`), or a dict of columns. Returns the columns and the
-    boolean ``matched`` array. Unmatched rows get NaN, 0, False or empty strings (SPEC §3.4);
+    boolean ``matched`` array. Unmatched rows get NaN, 0, False or empty strings (docs/concepts.md);
     dtypes are those of the catalog.
     """
     if isinstance(tractor, dict):

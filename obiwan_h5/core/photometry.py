@@ -66,7 +66,7 @@ def deextincted_flux(columns, band, prefix=""):
 
     The catalogs store float32; dividing in float32 would round the quotient before the
     selection compares it with a cut, so a source at a cut boundary would be selected or
-    not depending on the dtype its caller happened to pass (as `true_flux`, SPEC §3).
+    not depending on the dtype its caller happened to pass (as `true_flux`).
     """
     flux = band_quantity(columns, "flux", band, prefix)
     transmission = band_quantity(columns, "mw_transmission", band, prefix)
@@ -79,7 +79,7 @@ def deextincted_flux(columns, band, prefix=""):
 
 def true_flux(columns, band):
     """Extinction-free injected flux in nanomaggies: simcat ``<band>flux`` (as added to the
-    images) / ``mw_transmission_<band>``, in float64 (SPEC §2)."""
+    images) / ``mw_transmission_<band>``, in float64."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return (np.asarray(columns[f"{band}flux"], np.float64)
                 / np.asarray(columns[f"mw_transmission_{band}"], np.float64))

@@ -33,7 +33,7 @@ def union_schemas(schemas, where="bricks"):
 
 def conform_into(buffers, start, columns, schema, nrows):
     """Write `columns` into rows ``[start, start + nrows)`` of `buffers` (name -> array),
-    shaped as `schema`: missing columns filled (SPEC §3.4), casts exact.
+    shaped as `schema`: missing columns filled (as unmatched rows), casts exact.
 
     Raises `InputError` on a column whose values would change in the cast.
     """

@@ -11,7 +11,7 @@ is emitted for it: an obiwan brick has many unmatched rows (NaN measured fluxes)
 faint injected sources measured at negative flux, and a warning per brick would flood
 the log of a job over 100,000 bricks.
 
-The cuts are those of SPEC §3 "Target selection". Every function converts its inputs to
+The cuts are those of docs/concepts.md (`targets_mask`). Every function converts its inputs to
 float64 and compares there: the stored float32 values are exact in float64, so a source
 exactly at a cut gets the same answer whatever dtype the caller passes (NumPy 2 would
 otherwise compare a float32 array with a cut rounded to float32: float32(62.79716079) is
@@ -219,7 +219,7 @@ def flux_to_mag(flux) -> np.ndarray:
 
 
 def desi_elg(gflux, rflux, zflux, primary=None) -> np.ndarray:
-    """DESI ELG selection (Final Design Report era) in the flux form of SPEC §3.
+    """DESI ELG selection (Final Design Report era) in its flux form (docs/concepts.md).
 
     Parameters
     ----------
@@ -343,7 +343,7 @@ def _bands(d, what: str) -> tuple:
 
 def targets_mask(true_flux, measured_flux, matched, psfdepth, mask=None,
                  primary=None) -> np.ndarray:
-    """Combine all selections into the ``targets_mask`` bitmask of SPEC §3.
+    """Combine all selections into the ``targets_mask`` bitmask (docs/concepts.md).
 
     Parameters
     ----------

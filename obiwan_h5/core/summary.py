@@ -1,4 +1,4 @@
-"""Per-brick summary row (SPEC §4): pure functions on a brick's derived columns."""
+"""Per-brick summary row (docs/concepts.md): pure functions on a brick's derived columns."""
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .photometry import TYPE_CODES, band_quantity, deextincted_flux, tractor_typ
 __all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "nobs_histogram",
            "summarise_brick", "summarise_bricks"]
 
-# 20 bins of true magnitude over [18, 26] (SPEC §4)
+# 20 bins of true magnitude over [18, 26] (docs/concepts.md, per-brick summary)
 MAG_BINS = np.linspace(18.0, 26.0, 21)
 
 

@@ -1,4 +1,4 @@
-"""The derived file's contract (SPEC §5): group and dataset names, status codes, bit
+"""The derived file's contract (docs/format.md): group and dataset names, status codes, bit
 values, attributes (`layout`) and the column table (`columns`).
 
 Depends only on numpy and `obiwan_h5.errors`; both the job that writes a file and every

@@ -111,7 +111,7 @@ def describe(name):
 
 
 def fill_value(dtype):
-    """Value of a column for rows with no data (unmatched rows, SPEC §3.4)."""
+    """Value of a column for rows with no data (unmatched rows, docs/concepts.md)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return np.nan

@@ -1,4 +1,4 @@
-"""The on-disk contract of a derived file (SPEC §5): names, statuses, bits, attributes.
+"""The on-disk contract of a derived file (docs/format.md): names, statuses, bits, attributes.
 
 Every module that writes or reads a derived file takes these facts from here, so the
 writer, the readers, `validate` and the generated reference (docs/format.md) cannot
@@ -90,7 +90,7 @@ def index_problem(index, nrows):
 
     The index datasets must all exist and agree in length, and the row ranges
     ``[offset[i], offset[i] + count[i])`` must tile ``[0, nrows)`` in brick order, with no
-    gap, no overlap and nothing outside (SPEC §5). Readers refuse such a file rather than
+    gap, no overlap and nothing outside (docs/format.md). Readers refuse such a file rather than
     return duplicated or silently dropped rows.
     """
     missing = [name for name in INDEX_COLUMNS if name not in index]

@@ -1,4 +1,4 @@
-"""The derive job (SPEC §6): options, scan and plan, collective writer, resume.
+"""The derive job (docs/derive.md): options, scan and plan, collective writer, resume.
 
 The only place that imports mpi4py (`mpi`) or opens a file with the ``mpio`` driver
 (`writer`). Entry points: `DeriveOptions` and `derive`.

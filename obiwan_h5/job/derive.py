@@ -1,4 +1,4 @@
-"""`derive`: the whole job on 1 process or N MPI ranks, in explicit phases (SPEC §6).
+"""`derive`: the whole job on 1 process or N MPI ranks, in explicit phases (docs/derive.md).
 
 1. agree   rank 0 reads the brick list and checks the options and output; all agree;
 2. truth   rank 0 indexes the truth table once; every rank maps the index;

@@ -1,4 +1,4 @@
-"""The plan (SPEC §6.2): row counts, schemas and offsets, known before any row is written.
+"""The plan: row counts, schemas and offsets, known before any row is written.
 
 Pure functions of what the scan found (`scan.scan_brick`). The plan is the same on every
 rank: brick i owns rows ``[offsets[i], offsets[i] + counts[i])`` of every ``randoms``

@@ -1,4 +1,4 @@
-"""Scanning a brick (SPEC §6.2): row count, column schema, or why it cannot be derived.
+"""Scanning a brick: row count, column schema, or why it cannot be derived.
 
 The scan reads FITS headers, the simcat's ``id, ra, dec`` and ``sim_ids_added``: enough to
 count the rows, check every injected id, and know the columns, without reading a catalog.

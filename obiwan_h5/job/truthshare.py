@@ -1,7 +1,7 @@
 """The truth table of the job's ranks, from a file or from PostgreSQL with few connections.
 
 A file (`production.truth.TruthTable`) is read by every rank. A database table
-(`production.truthdb.DbTruthTable`, SPEC §9) is queried by at most `db_connections` = K
+(`production.truthdb.DbTruthTable`) is queried by at most `db_connections` = K
 ranks, because the server accepts far fewer connections than a job has ranks:
 
 - rank 0 reads the catalogue and every id once (the index); every rank maps that index

@@ -1,4 +1,4 @@
-"""Growing a production (SPEC §11): `update` derives only bricks that are new or whose
+"""Growing a production (docs/derive.md): `update` derives only bricks that are new or whose
 input files changed, copies the other bricks' rows from the existing file, and drops
 bricks no longer listed.
 

@@ -1,4 +1,4 @@
-"""The derived file on disk (SPEC §5): collective creation and collective row writes.
+"""The derived file on disk (docs/format.md): collective creation and collective row writes.
 
 Three ways to write, chosen once in `DerivedWriter`:
 
@@ -8,7 +8,7 @@ Three ways to write, chosen once in `DerivedWriter`:
   ranks send it their rows;
 * serial — one process.
 
-Parallel-HDF5 traps handled here (SPEC §6): every rank makes the same sequence of
+Parallel-HDF5 traps handled here: every rank makes the same sequence of
 collective calls (a rank with no rows writes an empty "none" selection through the
 low-level API, because h5py's high-level slice assignment skips empty selections and the
 other ranks hang); objects are created in sorted order with identical arguments; strings

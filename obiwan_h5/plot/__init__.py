@@ -1,4 +1,4 @@
-"""The analysis figures (SPEC §8): accumulators fed in one streaming pass (`accumulate`,
+"""The analysis figures (docs/plot.md): accumulators fed in one streaming pass (`accumulate`,
 `stats`), drawing (`draw`), and the figure set with its index page (`figures`)."""
 
 

@@ -1,4 +1,4 @@
-"""`obiwan-h5 plot`: the standard analysis figures of a derived file (SPEC §8).
+"""`obiwan-h5 plot`: the standard analysis figures of a derived file (docs/plot.md).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Accumulators of the imaging-systematics page and of the thesis figure families (SPEC §8).
+"""Accumulators of the imaging-systematics page and of the thesis figure families (docs/plot.md).
 
 Same design as `accumulate`: each names the columns it needs (`columns`), is fed row
 batches (`add`) and gives the numbers behind its figure (`numbers`); memory is fixed

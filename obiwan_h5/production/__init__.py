@@ -1,2 +1,2 @@
-"""Reading an obiwan production (SPEC §2): layout and paths (`layout`), FITS catalogs
+"""Reading an obiwan production (docs/concepts.md): layout and paths (`layout`), FITS catalogs
 (`fitstable`, `inputs`) and the randoms truth table (`truth`)."""

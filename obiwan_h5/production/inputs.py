@@ -1,4 +1,4 @@
-"""Readers of the production's input files (SPEC §2).
+"""Readers of the production's input files (docs/concepts.md).
 
 Every reader returns *columns*: a dict mapping lower-case column name to a 1-D or 2-D
 numpy array in native byte order, with FITS strings as fixed-width bytes (``S<n>``), the
@@ -220,7 +220,7 @@ def tractor_keep(name, keep_all_apflux=False):
 
 def read_tractor(path, keep_all_apflux=False):
     """A Tractor catalog as one record array: `brick_primary` rows only, and only the
-    fields copied to the derived table (apflux pruned, SPEC §3.4).
+    fields copied to the derived table (apflux pruned, docs/concepts.md).
 
     Parameters
     ----------

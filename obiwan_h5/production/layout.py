@@ -1,4 +1,4 @@
-"""Names and paths of an obiwan production (SPEC §2).
+"""Names and paths of an obiwan production (docs/concepts.md).
 
 Everything that turns a brick name or an rsdir into a path lives here, so that the
 simulator that writes a production and the job that reads one cannot disagree.
@@ -15,7 +15,7 @@ from ..fileformat import check_brickname
 __all__ = ["RSDIR_RE", "Production", "read_brick_list", "rsdir_sort_key", "sort_rsdirs"]
 
 RSDIR_RE = re.compile(r"^(rs|skip_rs|more_rs|more_skip_rs)(\d+)$", re.ASCII)
-# canonical order of the rsdir classes (SPEC §2)
+# canonical order of the rsdir classes (docs/concepts.md, rsdirs)
 RSDIR_CLASSES = ("rs", "skip_rs", "more_rs", "more_skip_rs")
 
 
@@ -29,7 +29,7 @@ def rsdir_sort_key(rsdir):
 
 
 def sort_rsdirs(rsdirs):
-    """Return the rsdir names in canonical order (SPEC §2)."""
+    """Return the rsdir names in canonical order."""
     return sorted(rsdirs, key=rsdir_sort_key)
 
 

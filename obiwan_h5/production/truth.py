@@ -1,4 +1,4 @@
-"""The randoms truth table (SPEC §2): every column of the row of an injected id.
+"""The randoms truth table: every column of the row of an injected id.
 
 FITS (first table HDU) or HDF5 (one 1-D dataset per column at the file root, or a single
 compound dataset); only the ``id`` column is read up front, and `lookup` reads just the

@@ -1,4 +1,4 @@
-"""The randoms truth table read straight from a PostgreSQL table (SPEC §9).
+"""The randoms truth table read straight from a PostgreSQL table (docs/derive.md).
 
 `DbTruthTable` has the interface of `truth.TruthTable` (``path``, ``columns``, ``schema``,
 ``rows_of``, ``lookup``, ``len``, ``save_index``), so the derive job and Python callers use

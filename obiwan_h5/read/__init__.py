@@ -1,4 +1,4 @@
-"""Reading a derived file (SPEC §7, §12): `reader` (open, columns, bricks, filters, batches,
+"""Reading a derived file (docs/reading.md): `reader` (open, columns, bricks, filters, batches,
 pandas), `view`, `subset`, `export` (FITS, and the format choice) and `export_parquet`,
 `info`, `validate`, the astropy format (`astropy_io`) and `metadata` (the file's attributes,
 bit definitions and units in the forms other tools take).

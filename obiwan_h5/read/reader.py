@@ -1,4 +1,4 @@
-"""Reading a derived file (SPEC §7): chosen columns, bricks and rows, lazily, in batches.
+"""Reading a derived file (docs/reading.md): chosen columns, bricks and rows, lazily, in batches.
 
 >>> import obiwan_h5
 >>> with obiwan_h5.open("derived.h5") as derived:

@@ -3,7 +3,7 @@
     obiwan-h5 subset derived.h5 -o laptop.h5 --sample 0.05 --seed 1
     obiwan-h5 subset derived.h5 -o two.h5 --bricks 0001p000,0002p000 --columns 'ra,dec,psql_*'
 
-The copy has the layout of the input (SPEC §5): the same groups, and for each kept column
+The copy has the layout of the input (docs/format.md): the same groups, and for each kept column
 the same dtype, per-row shape, attributes, chunk shape (capped to the new length) and
 filters; ``column_order`` lists the kept columns. Rows are copied column by column, range
 by range, in batches of ``--batch-rows`` rows, so memory does not grow with the file.

@@ -2,7 +2,7 @@
 
     obiwan-h5 validate derived.h5            exit 0: valid; 1: problems (listed); 2: not readable
 
-Checks (SPEC §5, docs/derive.md):
+Checks (docs/format.md, docs/derive.md):
 
 * attributes: ``format="obiwan_h5"``, a known ``format_version``, ``complete`` true, the
   creation attributes present, JSON attributes parseable;

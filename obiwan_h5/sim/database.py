@@ -1,4 +1,4 @@
-"""Synthetic randoms in PostgreSQL, as the original productions kept their truth (SPEC §9).
+"""Synthetic randoms in PostgreSQL, as the original productions kept their truth.
 
 `load_randoms_table` copies a ``randoms.fits`` (the simulator's, or any FITS truth table)
 into a new table, so that ``derive --randoms-db`` can be tried without NERSC's database.

@@ -1,4 +1,4 @@
-"""Write a realistic synthetic obiwan production (SPEC §2, §10).
+"""Write a realistic synthetic obiwan production (the layout of docs/concepts.md).
 
 The output has the layout of a real production, so every command of the tool runs on a
 machine with no NERSC access::
@@ -254,7 +254,7 @@ def simulate(output, n_bricks=4, bricks=None, rsdirs=2, per_rsdir=200, schema="d
     names = [b.decode() for b in grid_rows["brickname"]]
     params = {"bricks": len(names), "rsdirs": rsdir_names, "per_rsdir": int(per_rsdir),
               "schema": schema, "objtype": objtype, "seed": int(seed),
-              "layout": "SPEC §2; randoms.fits, survey-bricks.fits, bricks.txt, obiwan/, tractor/, dr/"}
+              "layout": "docs/concepts.md; randoms.fits, survey-bricks.fits, bricks.txt, obiwan/, tractor/, dr/"}
     with open(os.path.join(out_dir, MARKER), "w") as handle:
         json.dump(params, handle, indent=1, sort_keys=True, ensure_ascii=False)
         handle.write("\n")

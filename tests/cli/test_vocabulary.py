@@ -1,4 +1,4 @@
-"""One command-line vocabulary (SPEC §12): every command, and the functions behind them, name
+"""One command-line vocabulary: every command, and the functions behind them, name
 the same thing the same way; former spellings still work, each with one deprecation line."""
 
 import argparse

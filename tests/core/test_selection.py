@@ -463,3 +463,41 @@ def test_measured_selection_divides_in_float64():
     assert bool(bits[0] >> sel.TARGET_BITS["desi_elg_true"] & 1) == exact
     wide = {name: value.astype(np.float64) for name, value in columns.items()}
     assert np.array_equal(targets_bits(wide, np.array([True])), bits)
+
+
+def _old_desi_elg(gflux, rflux, zflux):
+    """The DESI cut as obiwan's derived_tables.py wrote it (`TargetSelection._desi_elg`): no
+    check that the fluxes are finite."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        elg = rflux > 10 ** ((22.5 - 23.4) / 2.5)
+        elg &= zflux > rflux * 10 ** (0.3 / 2.5)
+        elg &= zflux < rflux * 10 ** (1.6 / 2.5)
+        rflux, zflux = rflux.clip(0), zflux.clip(0)
+        elg &= rflux ** 2.15 < gflux * zflux ** 1.15 * 10 ** (-0.15 / 2.5)
+        elg &= zflux ** 1.2 < gflux * rflux ** 0.2 * 10 ** (1.6 / 2.5)
+    return elg
+
+
+@pytest.mark.parametrize("prefix, bit", [("tractor_", "desi_elg"), ("", "desi_elg_true")])
+def test_desi_rejects_an_infinite_g_flux_from_a_zero_transmission(prefix, bit):
+    """docs/migration.md: with mw_transmission_g = 0 (g flux / transmission = +inf) or an
+    infinite g flux the old cut selected the source; obiwan_h5 does not."""
+    from obiwan_h5.core.derivation import targets_bits
+
+    g, r, z = (np.full(3, f, np.float32) for f in fluxes_from_colours(23.3, 0.3, 0.8))
+    g[1] = np.inf                      # an infinite g flux
+    trans_g = np.array([1.0, 1.0, 0.0], np.float32)   # row 2: zero transmission
+    ones = np.ones(3, np.float32)
+    with np.errstate(divide="ignore"):
+        assert _old_desi_elg(g / trans_g, r / ones, z / ones).tolist() == [True, True, True]
+    finite = {"g": np.full(3, g[0]), "r": r, "z": z}
+    columns = {}
+    for band in "grz":       # the other set of fluxes ordinary, so only `bit` can change
+        columns[f"{band}flux"] = columns[f"tractor_flux_{band}"] = finite[band]
+        columns[f"mw_transmission_{band}"] = columns[f"tractor_mw_transmission_{band}"] = ones
+    columns[f"{prefix}mw_transmission_g"] = trans_g
+    columns["tractor_flux_g" if prefix else "gflux"] = g
+    bits = targets_bits(columns, np.ones(3, bool))
+    other = "desi_elg_true" if prefix else "desi_elg"
+    assert all(b >> sel.TARGET_BITS[other] & 1 for b in bits)
+    assert [bool(b >> sel.TARGET_BITS[bit] & 1) for b in bits] == [True, False, False]

@@ -102,3 +102,28 @@ def test_empty_summary_shapes():
     assert set(row) == set(SUMMARY_COLUMNS)
     assert row["nobjs"] == 0 and np.isnan(row["trans_g"]) and np.isnan(row["nexp_z"])
     assert row["nexphist_g"].shape == (16,) and not row["nexphist_g"].any()
+
+
+def test_depth_at_half_recovered_bins_are_low_inclusive_in_float64():
+    """docs/migration.md: bins are [low, high) on float64 magnitudes (the old code used
+    (low, high] on float32 ones), the last bin also holds 26."""
+    from obiwan_h5.core.summary import MAG_BINS
+
+    edge = MAG_BINS[11]                        # 22.4 as the float64 bin edge
+    bright = np.full(4, 20.1)
+    # two lost sources exactly on the edge: [22.4, 22.8) (centre 22.6); the old (low, high]
+    # put them in the bin below (centre 22.2)
+    mags = np.concatenate([bright, [edge, edge]])
+    rec = np.array([True] * 4 + [False, False])
+    assert depth_at_half_recovered(mags, rec) == 0.5 * (MAG_BINS[11] + MAG_BINS[12])
+    # one float64 step below the edge is in the bin below
+    below = np.concatenate([bright, [np.nextafter(edge, 0)] * 2])
+    assert depth_at_half_recovered(below, rec) == 0.5 * (MAG_BINS[10] + MAG_BINS[11])
+    # 26 itself belongs to the last bin
+    assert depth_at_half_recovered(np.array([26.0]), np.array([False])) == 0.5 * (MAG_BINS[-2] + MAG_BINS[-1])
+
+
+def test_depth_at_half_recovered_nan_when_no_bin_falls_to_half_and_the_last_is_empty():
+    """docs/migration.md: the old code returned the last bin's centre, 25.8, here."""
+    mags = np.array([18.1, 20.5, 23.0, 25.0])
+    assert np.isnan(depth_at_half_recovered(mags, np.ones(4, bool)))

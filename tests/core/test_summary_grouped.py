@@ -43,7 +43,7 @@ def _half_recovered(magnitude, recovered):
 
 
 def _one_brick(brickname, columns, bounds, nobjs):
-    """The summary row of one brick, written out statistic by statistic (SPEC §4)."""
+    """The summary row of one brick, written out statistic by statistic (docs/concepts.md)."""
     n_inj = len(columns["unique_id"])
     recovered = bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0])
     targets = columns["targets_mask"]

@@ -39,7 +39,8 @@ OLD_ONLY = {
 }
 # new columns the old tables did not have (besides the new names above)
 NEW_ONLY = {
-    "randoms": {"brickname", "rsdir"},
+    # psql_e1, psql_e2: the old SQL selected 11 fixed truth columns, obiwan_h5 takes every one
+    "randoms": {"brickname", "rsdir", "psql_e1", "psql_e2"},
     "summary": {"ra", "dec", "n_true_desi_elg", "n_true_rec_meas_desi_elg"},
 }
 

@@ -94,7 +94,7 @@ def _mag(flux):
 
 
 def _desi(g, r, z):
-    """DESI ELG (FDR) in magnitude form, SPEC §3."""
+    """DESI ELG (FDR) in magnitude form (docs/concepts.md)."""
     rz, gr = r - z, g - r
     return (r < 23.4) & (rz > 0.3) & (rz < 1.6) & (gr < 1.15 * rz - 0.15) & (gr < 1.6 - 1.2 * rz)
 
@@ -300,3 +300,29 @@ def test_resume_of_a_file_with_other_summary_columns_is_refused(dr5_production, 
         del derived["summary/nexphist_g"]  # as a file made before the parity columns
     with pytest.raises(Exception, match="summary columns"):
         derive(DeriveOptions(dr5_production, output, resume=True), SerialComm())
+
+
+def test_rows_of_a_brick_follow_the_canonical_rsdir_order(tmp_path):
+    """docs/migration.md: the old tables followed the file system's listing of the rsdirs; a
+    derived file is ordered by rsdir class, then number (rs9 before rs10, more_* last)."""
+    from obiwan_h5.sim.simulate import simulate
+
+    production = str(tmp_path / "production")
+    simulate(production, n_bricks=1, rsdirs=["more_rs1", "rs10", "skip_rs0", "rs9"], per_rsdir=20, seed=5)
+    output = str(tmp_path / "derived.h5")
+    assert derive(DeriveOptions(production, output), SerialComm())["failed"] == 0
+    with h5py.File(output, "r") as derived:
+        rsdir = derived["randoms/rsdir"][:].astype(str)
+        unique_id = derived["randoms/unique_id"][:].astype(str)
+    blocks = [name for index, name in enumerate(rsdir) if index == 0 or rsdir[index - 1] != name]
+    assert blocks == ["rs9", "rs10", "skip_rs0", "more_rs1"]
+    assert blocks != sorted(blocks)
+    # inside an rsdir, the simcat's order
+    layout = Production(production)
+    with open(os.path.join(production, "bricks.txt")) as handle:
+        brick = handle.read().split()[0]
+    for name in blocks:
+        simcat = fitsio.read(layout.simcat(brick, name), columns=["id"])["id"]
+        added = fitsio.read(layout.ids_added(brick, name))["id"]
+        expected = [f"{i}_{brick}_{name}" for i in simcat[np.isin(simcat, added)]]
+        assert list(unique_id[rsdir == name]) == expected

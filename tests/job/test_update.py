@@ -1,4 +1,4 @@
-"""`derive --update` (SPEC §11): only new and changed bricks are derived, the rest copied;
+"""`derive --update` (docs/derive.md): only new and changed bricks are derived, the rest copied;
 the result equals a fresh derive of the new brick list, dataset by dataset."""
 
 import hashlib

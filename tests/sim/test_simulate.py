@@ -20,7 +20,7 @@ REAL_BRICK = {"brickname": "1741p242", "brickid": 466768, "brickq": 2, "brickrow
 
 
 def _real_data_dir():
-    """The real Legacy Survey samples (SPEC §2 data/real), wherever this checkout has them."""
+    """The real Legacy Survey samples (shared/data/real), wherever this checkout has them."""
     here = pathlib.Path(__file__).resolve().parent
     candidates = [os.environ.get("OBIWAN_H5_REAL_DATA"), here / "data" / "real",
                   here.parent / "data" / "real", "/work/shared/data/real"]
