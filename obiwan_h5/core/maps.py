@@ -112,11 +112,11 @@ def count_rows(bricks, pixels, obiwan_mask, targets_mask, npix):
 
 
 def merge_counts(parts):
-    """One ``(keys, counts)`` from several, counts of equal keys added; keys sorted."""
+    """One ``(keys, counts)`` from several, counts of equal keys added; keys sorted, unique."""
     parts = [(keys, counts) for keys, counts in parts if len(keys)]
     if not parts:
         return np.zeros(0, np.int64), np.zeros((0, len(COUNTS)), np.int64)
-    if len(parts) == 1:
+    if len(parts) == 1 and np.all(parts[0][0][1:] > parts[0][0][:-1]):
         return parts[0]
     keys = np.concatenate([keys for keys, _ in parts])
     counts = np.concatenate([counts for _, counts in parts])
