@@ -157,6 +157,13 @@ class PixelCounts:
         self._merge()
         return self.keys, self.counts
 
+    def degrade(self, factor):
+        """Counts of NESTED pixels `factor` (a power of two) times coarser; only for counts
+        of one brick (brick 0), whose keys are the pixels themselves."""
+        self._merge()
+        self.keys, self.counts = degrade_nest(self.keys, self.counts, factor)
+        self.npix //= int(factor) ** 2
+
 
 def degrade_nest(pixels, counts, factor):
     """Counts per NESTED pixel at a resolution `factor` (a power of two) times coarser.
