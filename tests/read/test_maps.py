@@ -267,3 +267,13 @@ def test_maps_of_a_derived_production_agree_with_its_summary_and_its_view(dr5_de
 def test_every_count_is_a_column_and_every_description_fits_a_card():
     assert set(COUNTS) <= set(MAP_COLUMNS)
     assert all(len(text) + text.count("'") <= 68 for _, _, text in MAP_COLUMNS.values())
+
+
+def test_docs_maps_describes_every_column():
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "maps.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    for name in ["PIXEL"] + list(MAP_COLUMNS):
+        generic = name
+        for sel in SELECTIONS:
+            generic = generic.replace(sel, "<sel>")
+        assert f"`{generic}`" in text, name
