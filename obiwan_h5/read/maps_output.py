@@ -34,6 +34,8 @@ __all__ = ["MAPS_FORMAT", "healpix_keywords", "write_fits", "write_hdf5"]
 # the `format` attribute of a maps HDF5 file (not a derived file: obiwan_h5.open refuses it)
 MAPS_FORMAT = "obiwan_h5_maps"
 PIXEL_DESCRIPTION = "HEALPix pixel number (ORDERING and NSIDE in the header)"
+# rows of the FITS table built and appended at a time (about 20 MB)
+FITS_SLICE_ROWS = 1 << 16
 
 
 def healpix_keywords(plan, npixels):
@@ -64,13 +66,10 @@ def write_fits(plan, pixels, columns, meta):
     import fitsio
 
     layout = _layout(columns)
-    table = np.empty(len(pixels), dtype=[(name, dtype.str) for name, dtype, _, _ in layout])
-    table["PIXEL"] = pixels
-    for name, *_ in layout[1:]:
-        table[name] = columns[name]
+    dtype = np.dtype([(name, dtype.str) for name, dtype, _, _ in layout])
     with partial_output(plan.output) as partial:
         with fitsio.FITS(partial, "rw", clobber=True) as fits:
-            fits.create_table_hdu(dtype=table.dtype, extname="MAPS", units=[fits_unit(unit) for _, _, unit, _ in layout])
+            fits.create_table_hdu(dtype=dtype, extname="MAPS", units=[fits_unit(unit) for _, _, unit, _ in layout])
             hdu = fits["MAPS"]
             for keyword, value, comment in healpix_keywords(plan, len(pixels)):
                 hdu.write_key(keyword, value, comment=comment)
@@ -85,7 +84,13 @@ def write_fits(plan, pixels, columns, meta):
                 for line in textwrap.wrap(f"maps made by: {meta['command_line']}", COMMENT_TEXT):
                     hdu.write_history(line)
             _bits(hdu, derived.attrs)
-            if len(table):
+            # rows appended a slice at a time: the columns are not held twice over
+            for start in range(0, len(pixels), FITS_SLICE_ROWS):
+                stop = min(start + FITS_SLICE_ROWS, len(pixels))
+                table = np.empty(stop - start, dtype=dtype)
+                table["PIXEL"] = pixels[start:stop]
+                for name, *_ in layout[1:]:
+                    table[name] = columns[name][start:stop]
                 hdu.append(table)
 
 
