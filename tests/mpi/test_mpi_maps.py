@@ -107,3 +107,24 @@ def test_a_rank_that_fails_to_read_fails_every_rank_and_writes_nothing(workdir, 
         assert not os.path.exists(output) and not os.path.exists(output + ".partial")
 
     _share(nothing_left)
+
+
+@pytest.mark.any_ranks
+@pytest.mark.timeout(60)
+def test_rank_0_shows_the_progress_of_every_rank(workdir):
+    import io
+
+    from obiwan_h5.progress import ProgressStyle
+
+    stream = io.StringIO()
+    style = ProgressStyle(stream=stream, every=0, bar=False) if comm.rank == 0 else False
+    run_maps(os.path.join(workdir, "constructed.h5"), os.path.join(workdir, "progress.h5"), NSIDE, batch_rows=2000,
+             comm=comm, progress=style)
+
+    def every_brick_shown():
+        lines = stream.getvalue().splitlines()
+        assert lines and lines[-1].startswith("maps: 4/4 bricks (100%), 27000 rows"), lines
+        # bricks of the other ranks arrive before the end: more than one line moves
+        assert len(lines) >= 3, lines
+
+    _share(every_brick_shown)
