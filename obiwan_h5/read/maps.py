@@ -63,7 +63,7 @@ class MapPlan:
     """What a map is made of, checked: every rank of the MPI driver gets the same plan.
 
     `bricks` are the chosen done bricks in file order, `brick_rows` their rows (before
-    `where`), `brick_index` their positions among the file's bricks.
+    `where`).
     """
 
     path: str
@@ -74,8 +74,6 @@ class MapPlan:
     where: str = None
     bricks: list = field(default_factory=list)
     brick_rows: np.ndarray = None
-    brick_index: np.ndarray = None
-    requested: int = 0
     batch_rows: int = DEFAULT_BATCH_ROWS
 
     @property
@@ -114,14 +112,14 @@ def prepare_maps(path, output, nside, nest=False, where=None, bricks=None, batch
         status = derived.bricks["status"]
         position = {name: i for i, name in enumerate(names)}
         index = np.array([position[name] for name in requested], np.int64)
-        index = index[status[index] == DONE] if len(index) else index
+        index = index[status[index] == DONE]
         if int(len(names)) * 12 * nside * nside >= 1 << 62:
             raise InputError(f"`nside` {nside}: too fine for the {len(names)} bricks of {path}")
         _check_where(derived, where, [names[i] for i in index if derived.bricks["count"][i] > 0])
         check_output(output, overwrite, inputs=input_files(path))
         return MapPlan(path=path, output=output, format=form, nside=nside, nest=bool(nest), where=where or None,
                        bricks=[names[i] for i in index], brick_rows=derived.bricks["count"][index].astype(np.int64),
-                       brick_index=index, requested=len(requested), batch_rows=int(batch_rows))
+                       batch_rows=int(batch_rows))
 
 
 def _check_where(derived, where, bricks):

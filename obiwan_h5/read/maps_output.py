@@ -75,9 +75,9 @@ def write_fits(plan, pixels, columns, meta):
                 hdu.write_key(keyword, value, comment=comment)
             _describe(hdu, [text for *_, text in layout])
             derived = meta["derived"]
-            chosen = plan.requested != len(derived.bricknames)
-            _provenance(hdu, plan.path, derived, plan.where, plan.bricks if chosen else None)
+            _provenance(hdu, plan.path, derived, plan.where, plan.bricks)
             hdu.write_key("ORIGIN", _card_text(f"obiwan_h5 {__version__} maps"))
+            hdu.write_key("NBRICKS", len(plan.bricks), comment="done bricks counted")
             hdu.write_key("MAPDATE", utc_now(), comment="creation time of these maps")
             hdu.write_key("NROWS", meta["rows"], comment="injected sources counted")
             if meta["command_line"]:

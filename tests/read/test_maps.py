@@ -148,7 +148,7 @@ def test_astropy_reads_units_descriptions_bits_and_provenance(constructed):
     header = fits.getheader(constructed["fits"], "MAPS")
     for key, value in {"PIXTYPE": "HEALPIX", "ORDERING": "RING", "NSIDE": NSIDE, "INDXSCHM": "EXPLICIT",
                        "OBJECT": "PARTIAL", "COORDSYS": "C", "OBS_NPIX": len(table),
-                       "H5FILE": "constructed.h5", "NROWS": constructed["result"]["rows"]}.items():
+                       "H5FILE": "constructed.h5", "NROWS": constructed["result"]["rows"], "NBRICKS": 4}.items():
         assert header[key] == value, key
     descriptions = {header[f"TTYPE{i}"]: header.get(f"TCOMM{i}") for i in range(1, header["TFIELDS"] + 1)}
     assert all(descriptions.values()) and not any(text.endswith("...") for text in descriptions.values())
