@@ -69,7 +69,7 @@ def test_the_table_does_not_depend_on_the_order_of_the_keys():
 
 
 def test_degrading_nested_counts_equals_counting_at_the_coarser_resolution():
-    hpgeom = pytest.importorskip("hpgeom")
+    import hpgeom
     rng = np.random.default_rng(3)
     ra, dec = rng.uniform(100, 140, 4000), rng.uniform(-5, 25, 4000)
     masks = rng.integers(0, 4, 4000), rng.integers(0, 64, 4000)
