@@ -27,7 +27,7 @@ ALLOWED = {
     "fileformat": {"errors"},
     "core": {"errors", "fileformat"},
     "production": {"errors", "fileformat", "core"},
-    "job": {"errors", "fileformat", "core", "production", "progress"},
+    "job": {"errors", "fileformat", "core", "production", "progress", "read"},
     "read": {"errors", "fileformat", "core", "progress"},
     "plot": {"errors", "fileformat", "core", "read", "progress"},
     "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot", "progress"},
@@ -108,6 +108,17 @@ def test_every_module_follows_the_dependency_rules():
     assert problems == []
 
 
+# the only modules of the job side that may import the reading side: the MPI driver of
+# `maps` shares the rows of a finished file between ranks (the derive job never reads one)
+JOB_MODULES_READING = {f"{PACKAGE}.job.maps"}
+
+
+def test_only_the_maps_driver_of_the_job_side_imports_the_reading_side():
+    readers = {dotted for dotted, path in modules() if layer(dotted) == "job"
+               and any(layer(name) == "read" for name in imports_of(dotted, path) if name.startswith(PACKAGE + "."))}
+    assert readers == JOB_MODULES_READING
+
+
 def test_only_job_uses_mpi4py_and_the_mpio_driver():
     for dotted, path in modules():
         text = open(path, encoding="utf-8").read()
@@ -156,14 +167,15 @@ def test_the_progress_reporter_loads_neither_mpi_nor_tqdm_until_a_bar_is_shown()
 
 @pytest.mark.parametrize("module", [f"{PACKAGE}.core.{name}" for name in
                                     ("derivation", "summary", "selection", "matching", "expression", "bricks",
-                                     "brickgrid", "photometry", "schema")] + [f"{PACKAGE}.fileformat"])
+                                     "brickgrid", "photometry", "schema", "maps")] + [f"{PACKAGE}.fileformat"])
 def test_core_loads_no_io_library(module):
     loaded = _loaded_by(module)
     assert not {"h5py", "mpi4py", "matplotlib", "astropy", "fitsio"} & loaded, module
 
 
 @pytest.mark.parametrize("module", [f"{PACKAGE}.read.{name}" for name in
-                                    ("reader", "view", "subset", "export", "info", "validate", "astropy_io")])
+                                    ("reader", "view", "subset", "export", "info", "validate", "astropy_io", "maps",
+                                     "maps_output")])
 def test_read_side_never_loads_the_job_side(module):
     loaded = _loaded_by(module)
     assert "mpi4py" not in loaded

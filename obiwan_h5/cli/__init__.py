@@ -1,6 +1,6 @@
 """The `obiwan-h5` command line: argparse only; the work is done by the library.
 
-Each command family module (`derive`, `sim`, `read`, `plot`) provides, per command,
+Each command family module (`derive`, `sim`, `read`, `maps`, `plot`) provides, per command,
 ``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int``. This module wires them
 together and turns the library's errors into one line on stderr (parameters shown as
 their flags, `options.flag_text`) and an exit status: 2 for bad input or a missing package
@@ -27,6 +27,7 @@ COMMANDS = {
     "subset": ("read", "copy chosen columns and bricks (or a brick sample) into a smaller file"),
     "export": ("read", "stream a derived file (or part of it) to a FITS or Parquet table"),
     "export-fits": ("read", "alias of 'export --format fits' (kept for existing scripts)"),
+    "maps": ("maps", "write selection-function HEALPix maps (counts, fractions, imaging properties per pixel)"),
     "plot": ("plot", "make the standard analysis figures and an index page"),
 }
 

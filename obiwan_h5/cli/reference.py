@@ -32,6 +32,7 @@ DETAILS = {
     "subset": "[reading.md](reading.md#obiwan-h5-subset)",
     "export": "[reading.md](reading.md#obiwan-h5-export)",
     "export-fits": "[reading.md](reading.md#obiwan-h5-export-fits)",
+    "maps": "[maps.md](maps.md)",
     "plot": "[plot.md](plot.md)",
 }
 
@@ -64,7 +65,7 @@ output that exists without `--overwrite` — or a missing Python package (h5py, 
 with a one-line message `obiwan-h5 COMMAND: error: ...` on standard error (for a missing
 package: what to install); 130 when interrupted.
 
-**Files are not replaced silently.** `derive`, `view`, `subset` and `export` refuse
+**Files are not replaced silently.** `derive`, `view`, `subset`, `export` and `maps` refuse
 an existing output file unless given `--overwrite` (`derive` also accepts `--resume`);
 `simulate` writes only into an absent or empty directory, or one it wrote before with
 `--overwrite`. The exceptions: `plot` replaces the figures of the same name in its output

@@ -92,7 +92,7 @@ def _terminate(signum, frame):
 
 
 @contextlib.contextmanager
-def abort_on_unagreed_errors(comm):
+def abort_on_unagreed_errors(comm, command="derive", advice="complete the file later with resume"):
     """End every rank when one rank meets an error the ranks did not agree on.
 
     Errors that must stop the job are agreed (`agree`) and raised as `JobError` on every
@@ -101,6 +101,7 @@ def abort_on_unagreed_errors(comm):
     collective call and burn the allocation: with several ranks this prints one line and
     calls ``MPI_Abort``, which ends the whole job at once. The file is left as it was at its
     last flush, so ``resume`` completes it. SIGTERM is turned into the same path.
+    `command` and `advice` make the line (``maps`` has nothing to resume).
     """
     previous = None
     try:
@@ -115,8 +116,8 @@ def abort_on_unagreed_errors(comm):
         if comm.size > 1:
             log.debug("rank %d: unexpected error", comm.rank, exc_info=True)
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            sys.stderr.write(f"obiwan-h5 derive: rank {comm.rank}: {reason}; ending every rank "
-                             "(complete the file later with resume)\n")
+            sys.stderr.write(f"obiwan-h5 {command}: rank {comm.rank}: {reason}; ending every rank"
+                             f"{f' ({advice})' if advice else ''}\n")
             sys.stderr.flush()
             comm.Abort(130 if isinstance(err, KeyboardInterrupt) else 1)
         raise

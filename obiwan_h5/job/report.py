@@ -104,11 +104,13 @@ class JobProgress:
         Rank 0's choice (the others' is ignored).
     bricks, rows : int
         Bricks and planned rows to derive, over every rank.
+    desc : str
+        The command shown at the start of each line (``maps`` reuses this reporter).
     """
 
     TAG = 0x0B1  # point-to-point tag of the progress messages (the job has no other)
 
-    def __init__(self, comm, progress, bricks, rows):
+    def __init__(self, comm, progress, bricks, rows, desc="derive"):
         self.comm = comm
         self.wanted = bool(comm.bcast(bool(progress) if comm.rank == 0 else None, root=0))
         self.mine = (0, 0)
@@ -116,7 +118,7 @@ class JobProgress:
         self.seen = [(0, 0)] * comm.size
         self.shown = None  # the counts last shown: a round's gathers often bring nothing new
         self.received = [0] * comm.size
-        self.reporter = start_progress(progress if comm.rank == 0 else False, bricks, "bricks", "derive",
+        self.reporter = start_progress(progress if comm.rank == 0 else False, bricks, "bricks", desc,
                                        rows_total=rows)
 
     def brick(self, rows):

@@ -42,6 +42,7 @@ from .draw import DRAWERS
 from .draw_families import FAMILY_DRAWERS
 from .draw_thesis import THESIS_DRAWERS
 from .families import FAMILY_ACCUMULATORS
+from .selmap import SELMAP
 from .stats import MAG_BINS, MIN_BIN_COUNT, coalesce
 from .thesis import THESIS_ACCUMULATORS
 
@@ -55,10 +56,11 @@ SECTIONS = (
     ("Target selection and colour space", ("targets", "colours")),
     ("Imaging systematics", ("systematics",)),
     ("Per brick", ("skymap",)),
+    ("Selection-function maps", (SELMAP.name,)),
 )
 FIGURES = tuple(name for _, names in SECTIONS for name in names)
-ALL_ACCUMULATORS = {**ACCUMULATORS, **THESIS_ACCUMULATORS, **FAMILY_ACCUMULATORS}
-ALL_DRAWERS = {**DRAWERS, **THESIS_DRAWERS, **FAMILY_DRAWERS}
+ALL_ACCUMULATORS = {**ACCUMULATORS, **THESIS_ACCUMULATORS, **FAMILY_ACCUMULATORS, SELMAP.name: SELMAP.accumulator}
+ALL_DRAWERS = {**DRAWERS, **THESIS_DRAWERS, **FAMILY_DRAWERS, SELMAP.name: SELMAP.drawer}
 # rows kept per band in the random samples behind the robust statistics and 2-D histograms
 DEFAULT_MAX_SAMPLE = 200_000
 
@@ -110,6 +112,7 @@ CAPTIONS = {
     "skymap": "Per-brick frac_recovered and galdepth_g (5σ AB galaxy depth from the median galdepth inverse "
               "variance of the brick's recovered sources) from the summary table, drawn as brick-sized squares "
               "at the brick centres (RA increasing to the left).",
+    SELMAP.name: SELMAP.caption,
 }
 
 
@@ -370,6 +373,8 @@ def _numbers_table(name, d):
                 "bins (every bin: numbers.json):</p>"
                 + _table(["property", "bins", "recovered fraction", "DESI ELG meas/true", "eBOSS NGC meas/true",
                           "eBOSS SGC meas/true"], rows))
+    if name == SELMAP.name:
+        return SELMAP.numbers_html(d, _table)
     if name == "skymap":
         rows = [[key, _f(v["median"]), _f(v["min"]), _f(v["max"])]
                 for key, v in d.items() if isinstance(v, dict)]
@@ -384,7 +389,8 @@ TITLES = {"recovery": "Recovered fraction vs true magnitude", "flux_residuals": 
           "inputs": "Input distributions and recovery vs injected properties",
           "morphology": "Per-type counts and shape recovery",
           "colours": "Colour space: recovered, lost, contaminating",
-          "systematics": "Imaging systematics: recovery and target density vs depth, seeing, extinction"}
+          "systematics": "Imaging systematics: recovery and target density vs depth, seeing, extinction",
+          SELMAP.name: SELMAP.title}
 
 
 def _index_html(numbers):

@@ -21,11 +21,13 @@ from ..errors import FormatError, IncompleteFileWarning
 from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs, index_problem
 from .metadata import astropy_unit, table_meta
 
-__all__ = ["DEFAULT_BATCH_ROWS", "DerivedFile", "open", "parse_columns"]
+__all__ = ["DEFAULT_BATCH_ROWS", "ROW_NUMBERS", "DerivedFile", "open", "parse_columns"]
 
 # rows per batch of every streaming reader (export, subset, validate, plot): ~64 MB of
 # a full-width row, a few MB of a few columns
 DEFAULT_BATCH_ROWS = 1 << 16
+# the key of the rows' numbers in a batch of `DerivedFile.iter_batches` (never a column name)
+ROW_NUMBERS = "#row"
 
 
 def _suggest(name, choices):
@@ -168,14 +170,16 @@ class DerivedFile:
         return ranges
 
     def iter_batches(self, columns=None, bricks=None, where=None, batch_rows=DEFAULT_BATCH_ROWS,
-                     done_only=True, on_read=None):
+                     done_only=True, on_read=None, row_numbers=False):
         """Yield dicts column -> array, batch by batch, rows filtered by `where`.
 
         Reads only `columns` and the columns `where` names; memory is bounded by
         `batch_rows` whatever the size of the file. Rows of bricks that are not done are
         skipped unless ``done_only=False``. `on_read`, when given, is called with the
         number of rows read for each batch, before `where` filters them (progress: the
-        total is the length of `brick_ranges`).
+        total is the length of `brick_ranges`). With `row_numbers`, each batch also holds
+        the rows' numbers in the file (int64) under the key `ROW_NUMBERS`, which tell the
+        brick of each row (``bricks["offset"]``).
         """
         names = self._check_columns(columns)
         expression = Expression(where) if where else None
@@ -192,9 +196,12 @@ class DerivedFile:
                 batch = {name: self._randoms[name][lo:hi] for name in names + extra}
                 if on_read is not None:
                     on_read(hi - lo)
+                if row_numbers:
+                    batch[ROW_NUMBERS] = np.arange(lo, hi, dtype=np.int64)
                 if expression is not None:
                     keep = expression.evaluate(batch)
-                    batch = {name: values[keep] for name, values in batch.items() if name in names}
+                    batch = {name: values[keep] for name, values in batch.items()
+                             if name in names or name == ROW_NUMBERS}
                 yield batch
 
     def read(self, columns=None, bricks=None, where=None, as_="table", done_only=True):

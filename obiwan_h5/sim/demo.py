@@ -2,7 +2,8 @@
 
 Simulates a small production (kept between runs when its parameters are unchanged),
 derives it into one HDF5 file, then makes from it what readers use (docs/reading.md): a
-column view, a 10% brick sample and a FITS export, and prints what was made.
+column view, a 10% brick sample, a FITS export, the selection-function maps (docs/maps.md)
+and the figures, and prints what was made.
 """
 
 import json
@@ -17,11 +18,15 @@ from ..job import DeriveOptions, derive
 from ..job.mpi import get_comm
 from ..plot import make_figures
 from ..read.export import export_fits
+from ..read.maps import make_maps
 from ..read.subset import make_subset
 from ..read.view import make_view
 from .simulate import simulate
 
-__all__ = ["VIEW_COLUMNS", "run_demo"]
+__all__ = ["MAPS_NSIDE", "VIEW_COLUMNS", "run_demo"]
+
+# the HEALPix resolution of the demo's maps: pixels of 0.23 deg, about 20 over its 1-deg patch
+MAPS_NSIDE = 256
 
 
 def _figures(workdir, output, progress=False):
@@ -51,6 +56,14 @@ def _reading_products(workdir, output, progress=False):
           f"{len(export['columns'])} columns + SUMMARY)")
 
 
+def _maps(workdir, output, progress=False):
+    """The selection-function maps of the demo file (docs/maps.md)."""
+    maps = os.path.join(workdir, "maps.fits")
+    result = make_maps(output, maps, MAPS_NSIDE, overwrite=True, progress=progress, command_line="obiwan-h5 demo")
+    print(f"  maps:        {maps}  ({os.path.getsize(maps)} bytes; {result['pixels']} HEALPix pixels at nside "
+          f"{MAPS_NSIDE}, docs/maps.md)")
+
+
 def _same_params(stamp, params):
     try:
         with open(stamp) as handle:
@@ -75,7 +88,7 @@ def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, s
              progress=False):
     """Simulate a production in ``<output>/production`` (kept while its parameters are
     unchanged), derive it on every rank into ``<output>/derived.h5``, and make the view,
-    sample, FITS export and figures; returns the exit status (1 if a brick failed).
+    sample, FITS export, maps and figures; returns the exit status (1 if a brick failed).
 
     Parameters
     ----------
@@ -115,5 +128,6 @@ def run_demo(output="demo", n_bricks=16, bricks=None, rsdirs=2, per_rsdir=300, s
     if comm.rank == 0:
         _report(derived_path)
         _reading_products(workdir, derived_path, progress)
+        _maps(workdir, derived_path, progress)
         _figures(workdir, derived_path, progress)
     return 1 if totals["failed"] else 0

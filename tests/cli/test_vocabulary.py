@@ -28,6 +28,7 @@ BASE = {
     "subset": ["subset", "in.h5"],
     "export": ["export", "in.h5"],
     "export-fits": ["export-fits", "in.h5"],
+    "maps": ["maps", "in.h5", "--nside", "64"],
     "plot": ["plot", "in.h5"],
 }
 WRITERS = [name for name in COMMANDS if name not in ("info", "validate")]
@@ -76,7 +77,9 @@ def test_verbose_before_or_after_the_command(command):
 def test_one_default_seed_and_batch_rows():
     from obiwan_h5.plot.figures import make_figures, select_bricks
     from obiwan_h5.read.export import export_fits
+    from obiwan_h5.job.maps import run_maps
     from obiwan_h5.read.export_parquet import export_parquet
+    from obiwan_h5.read.maps import make_maps
     from obiwan_h5.read.subset import make_subset
     from obiwan_h5.read.validate import validate
     from obiwan_h5.sim.demo import run_demo
@@ -84,7 +87,7 @@ def test_one_default_seed_and_batch_rows():
 
     for function in (make_figures, select_bricks, make_subset, simulate, run_demo):
         assert inspect.signature(function).parameters["seed"].default == DEFAULT_SEED, function
-    for function in (make_figures, make_subset, export_fits, export_parquet, validate,
+    for function in (make_figures, make_subset, export_fits, export_parquet, validate, make_maps, run_maps,
                      obiwan_h5.DerivedFile.iter_batches):
         assert inspect.signature(function).parameters["batch_rows"].default == DEFAULT_BATCH_ROWS, function
     from obiwan_h5.cli.options import seed_arg
@@ -92,7 +95,7 @@ def test_one_default_seed_and_batch_rows():
     seeded = [name for name in COMMANDS if _has_option(name, "--seed")]
     assert sorted(seeded) == ["demo", "export", "export-fits", "plot", "simulate", "subset"]
     batched = [name for name in COMMANDS if _has_option(name, "--batch-rows")]
-    assert sorted(batched) == ["export", "export-fits", "plot", "subset", "validate"]
+    assert sorted(batched) == ["export", "export-fits", "maps", "plot", "subset", "validate"]
     for name in seeded:
         argv = BASE[name] + (["-o", "out"] if name in WRITERS else [])
         assert seed_arg(parse(argv)) == DEFAULT_SEED

@@ -1,0 +1,173 @@
+"""The selection-function map figure of `obiwan-h5 plot` (``selmap``): the recovered fraction
+and the selection function of each selection of ``targets_mask`` per HEALPix pixel over the
+footprint, from the same counts as `obiwan-h5 maps` (`core.maps`).
+
+Self-contained: the accumulator, the drawer, the title, the caption and the index table are
+here; `figures` registers them (`SELMAP`).
+
+The rows are counted per NESTED pixel at a fine resolution (`FINE_NSIDE`, made coarser
+whenever the footprint holds more than `MAX_PIXELS` pixels, so memory stays bounded); the
+figure is drawn at the finest resolution at which the median pixel holds at least
+`MIN_INJECTED` injected sources (NESTED counts add up exactly to the coarser pixels). When
+the footprint then spans fewer than `MIN_PIXELS` pixels there is no map to show, and the
+figure is skipped with that reason.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from ..core.maps import COUNTS, PixelCounts, fractions
+from ..fileformat import SELECTIONS
+from ..read.maps import MAP_INPUT_COLUMNS, pixel_numbers
+from .accumulate import Accumulator
+from .draw import _figure, _fmt, _no_data, _save, _wrap_ra
+
+__all__ = ["FINE_NSIDE", "MAX_PIXELS", "MIN_INJECTED", "MIN_PIXELS", "SELMAP", "SelectionMap", "draw_selmap"]
+
+FINE_NSIDE = 2048  # pixels of 1.7 arcmin: finer than any map worth drawing from injections
+MAX_PIXELS = 1 << 18  # pixels counted at once (a few tens of MB); beyond, the counts are made coarser
+MIN_INJECTED = 100  # median injected sources per drawn pixel
+MIN_PIXELS = 8  # fewer pixels than this make no map
+MAX_DRAWN = 100_000  # polygons drawn at most
+SPARSE = MIN_INJECTED // 4  # pixels with fewer injected sources (edges of the footprint) are drawn faint
+LABELS = {"desi_elg": "DESI ELG", "eboss_ngc": "eBOSS ELG NGC", "eboss_sgc": "eBOSS ELG SGC"}
+PANELS = (("frac_recovered", "recovered fraction"),) + tuple(
+    (f"selfunc_{sel}", f"{LABELS[sel]} selection function") for sel in SELECTIONS)
+
+
+class SelectionMap(Accumulator):
+    """Counts per NESTED pixel of the injected positions; the map at the chosen resolution."""
+
+    name = "selmap"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._require(*MAP_INPUT_COLUMNS)
+        self.nside = FINE_NSIDE
+        self.totals = PixelCounts(12 * FINE_NSIDE ** 2)
+        self.pixels, self.table = np.zeros(0, np.int64), {}
+
+    def columns(self):
+        return list(MAP_INPUT_COLUMNS)
+
+    def add(self, batch):
+        n = len(batch["ra"])
+        self.rows += n
+        pixels = pixel_numbers(self.nside, batch["ra"], batch["dec"], nest=True)
+        self.totals.add(np.zeros(n, np.int64), pixels, batch["obiwan_mask"], batch["targets_mask"])
+        while len(self.totals.keys) + self.totals.pending_keys > MAX_PIXELS and self.nside > 1:
+            self._coarser()
+
+    def _coarser(self):
+        self.totals.degrade(2)
+        self.nside //= 2
+
+    def numbers(self):
+        keys, counts = self.totals.result()
+        injected = counts[:, 0]
+        while self.nside > 1 and len(injected) and (np.median(injected) < MIN_INJECTED or len(keys) > MAX_DRAWN):
+            self._coarser()
+            keys, counts = self.totals.result()
+            injected = counts[:, 0]
+        if not self.missing and self.rows and len(keys) < MIN_PIXELS:
+            self.missing = (f"the footprint spans {len(keys)} HEALPix pixel(s) at nside {self.nside}, the finest "
+                            f"at which the median pixel holds >= {MIN_INJECTED} injected sources; a map needs "
+                            f">= {MIN_PIXELS}")
+        self.pixels = keys
+        self.table = {name: counts[:, i] for i, name in enumerate(COUNTS)}
+        self.table.update(fractions(self.table))
+        result = {"nside": self.nside, "ordering": "NESTED", "n_pixels": int(len(keys)),
+                  "median_injected_per_pixel": float(np.median(injected)) if len(injected) else None,
+                  "panels": {}}
+        for name, label in PANELS:
+            values = self.table[name][np.isfinite(self.table[name])] if len(keys) else np.zeros(0)
+            result["panels"][name] = {"label": label, "median": _stat(np.median, values),
+                                      "min": _stat(np.min, values), "max": _stat(np.max, values)}
+        return result
+
+
+def _stat(function, values):
+    return float(function(values)) if len(values) else None
+
+
+def _polygons(nside, pixels):
+    """Pixel corners ``(P, 4, 2)`` in (RA, Dec) degrees, RA kept continuous across RA 0."""
+    import hpgeom
+
+    ra, dec = hpgeom.pixel_to_angle(nside, pixels, nest=True, lonlat=True, degrees=True)
+    ra = _wrap_ra(ra)
+    lon, lat = hpgeom.boundaries(nside, pixels, step=1, nest=True, lonlat=True, degrees=True)
+    lon = ra[:, None] + ((lon - ra[:, None] + 180.0) % 360.0 - 180.0)
+    return np.stack([lon, lat], axis=-1)
+
+
+def draw_selmap(acc, numbers, path, subtitle):
+    """Four panels: recovered fraction and the selection function of each selection."""
+    from matplotlib.collections import PolyCollection
+
+    fig = _figure(14, 10)
+    axes = fig.subplots(2, 2).ravel()
+    fig.suptitle(f"Selection function per HEALPix pixel (nside {numbers.get('nside')}, from injected positions)"
+                 f"\n{subtitle}", fontsize=13)
+    if acc.missing or not len(acc.pixels):
+        for ax, (_, label) in zip(axes, PANELS):
+            ax.set_title(label, fontsize=12)
+            _no_data(ax, acc.missing or "no rows")
+        _save(fig, path)
+        return
+    corners = _polygons(acc.nside, acc.pixels)
+    pad = 0.5 * np.degrees(np.sqrt(4 * np.pi / (12 * acc.nside ** 2)))
+    dec_mid = np.radians(np.mean(corners[..., 1]))
+    sparse = acc.table["n_inj"] < SPARSE
+    for ax, (name, label) in zip(axes, PANELS):
+        values = acc.table[name]
+        # the colour scale follows the well-sampled pixels: a pixel of 2 sources reads 0 or 1
+        finite = values[np.isfinite(values) & ~sparse]
+        vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+        if vmin == vmax:
+            vmin, vmax = vmin - 0.01, vmax + 0.01
+        for chosen, alpha in ((~sparse, 1.0), (sparse, 0.3)):
+            if not chosen.any():
+                continue
+            artist = PolyCollection(corners[chosen], cmap="viridis", edgecolor="face", linewidth=0.2, alpha=alpha)
+            artist.set_array(np.ma.masked_invalid(values[chosen]))
+            artist.set_clim(vmin, vmax)
+            ax.add_collection(artist)
+            if alpha == 1.0:
+                shown = artist
+        ax.set_xlim(corners[..., 0].max() + pad, corners[..., 0].min() - pad)  # east to the left
+        ax.set_ylim(corners[..., 1].min() - pad, corners[..., 1].max() + pad)
+        ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05))
+        ax.set_title(f"{label}: median {_fmt(numbers['panels'][name]['median'])}", fontsize=12)
+        ax.set_xlabel("RA [deg]", fontsize=12)
+        ax.set_ylabel("Dec [deg]", fontsize=12)
+        ax.grid(alpha=0.3)
+        fig.colorbar(shown if (~sparse).any() else artist, ax=ax, label=name, shrink=0.85)
+    _save(fig, path)
+
+
+def numbers_html(numbers, table):
+    """The index page's table under the figure; `table` is the page's table maker."""
+    rows = [[panel["label"], _text(panel["median"]), _text(panel["min"]), _text(panel["max"])]
+            for panel in numbers["panels"].values()]
+    return (f"<p>{numbers['n_pixels']} pixels at nside {numbers['nside']} (NESTED), median "
+            f"{_text(numbers['median_injected_per_pixel'], '.0f')} injected sources per pixel</p>"
+            + table(["map", "median", "min", "max"], rows))
+
+
+def _text(value, spec=".3f"):
+    return "n/a" if value is None else format(value, spec)
+
+
+CAPTION = ("Recovered fraction (obiwan_mask bit 0) and, for each selection, the selection function (measured-"
+           "selected / injected: targets_mask bits 0–2) per HEALPix pixel of the injected positions, at the "
+           f"finest nside at which the median pixel holds ≥ {MIN_INJECTED} injected sources (RA increasing to "
+           f"the left; pixels of fewer than {SPARSE} sources, at the edges, drawn faint and left out of the colour "
+           f"scale); skipped when the footprint spans fewer than {MIN_PIXELS} such pixels. `obiwan-h5 maps` "
+           "writes these maps, with their errors, at any nside (docs/maps.md).")
+
+# what `figures` registers: name, accumulator class, drawer, title, caption, index table
+Figure = namedtuple("Figure", "name accumulator drawer title caption numbers_html")
+SELMAP = Figure("selmap", SelectionMap, draw_selmap, "Selection function over the footprint (HEALPix)", CAPTION,
+                numbers_html)
