@@ -122,8 +122,29 @@ def test_a_negative_interval_is_refused():
 
 # ------------------------------------------------------------------------------- the CLI
 
+# work that goes through no rows (plot's figures): the counts and the item being worked on
+ITEM_LINE = re.compile(r"^(?P<desc>[\w-]+): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+) \((?P<percent>\d+)%\)"
+                       r"(, (?P<item>[^,]+))?, elapsed [^,]+, (ETA (?P<eta>.+)|finished)$")
+
+
 def _progress_lines(err, desc):
     return [LINE.match(line).groupdict() for line in err.splitlines() if line.startswith(f"{desc}: ")]
+
+
+def test_item_lines_count_no_rows():
+    stream, clock = io.StringIO(), Clock()
+    with ProgressStyle(stream=stream, every=0, clock=clock).start(2, "figures", "plot", counts_rows=False) as shown:
+        shown.update(0, item="drawing a")
+        clock.now += 3
+        shown.update(1)
+    lines = _lines(stream)
+    assert lines[0] == "plot: 0/2 figures (0%), drawing a, elapsed 0 s, ETA unknown"
+    assert lines[1] == "plot: 1/2 figures (50%), elapsed 3 s, ETA 3 s"
+    assert lines[-1] == "plot: 1/2 figures (50%), elapsed 3 s, finished"
+    terminal = Terminal()
+    with ProgressStyle(stream=terminal).start(2, "figures", "plot", counts_rows=False) as shown:
+        shown.update(0, item="drawing residuals")
+        assert "drawing residuals" in terminal.getvalue() and "rows" not in terminal.getvalue()
 
 
 def test_cli_simulate_shows_bricks_in_a_log_and_quiet_silences_it(tmp_path, capsys):
