@@ -47,12 +47,12 @@ class ProgressStyle:
             raise InputError(f"`every` must be >= 0 seconds, not {every}")
         self.stream, self.every, self.bar, self.clock = stream, every, bar, clock
 
-    def start(self, total, unit, desc, rows_total=None):
+    def start(self, total, unit, desc, rows_total=None, counts_rows=True):
         """A new `Progress` of `total` `unit` (e.g. bricks) with this style."""
-        return Progress(total, unit, desc, rows_total=rows_total, style=self)
+        return Progress(total, unit, desc, rows_total=rows_total, style=self, counts_rows=counts_rows)
 
 
-def start_progress(progress, total, unit, desc, rows_total=None):
+def start_progress(progress, total, unit, desc, rows_total=None, counts_rows=True):
     """The reporter a library function uses for its `progress` argument.
 
     Parameters
@@ -68,15 +68,17 @@ def start_progress(progress, total, unit, desc, rows_total=None):
     rows_total : int, optional
         Rows to go through when the unit is not rows; the ETA then follows rows, which
         weigh large and small bricks fairly.
+    counts_rows : bool
+        False for work that goes through no rows (plot's figures): no rows nor rows/s shown.
 
     Returns
     -------
     Progress
     """
     if not progress:
-        return Progress(total, unit, desc, rows_total=rows_total, style=None)
+        return Progress(total, unit, desc, rows_total=rows_total, style=None, counts_rows=counts_rows)
     style = progress if isinstance(progress, ProgressStyle) else ProgressStyle()
-    return style.start(total, unit, desc, rows_total=rows_total)
+    return style.start(total, unit, desc, rows_total=rows_total, counts_rows=counts_rows)
 
 
 class Progress:
@@ -84,11 +86,14 @@ class Progress:
 
     Use `update` (increments) or `moveto` (absolute counts) while working and `close` at
     the end (or a ``with`` block); a reporter without a style counts but shows nothing.
+    Either may name the `item` being worked on (a figure), shown after the counts.
     """
 
-    def __init__(self, total, unit, desc, rows_total=None, style=None):
+    def __init__(self, total, unit, desc, rows_total=None, style=None, counts_rows=True):
         self.total, self.unit, self.desc = int(total), unit, desc
         self.rows_total = None if rows_total is None else int(rows_total)
+        self.counts_rows = counts_rows
+        self.item = None
         self.done = self.rows = 0
         self.style = style
         self.closed = False
@@ -109,19 +114,23 @@ class Progress:
 
     # -- counting ------------------------------------------------------------------------
 
-    def update(self, n=1, rows=0):
-        """`n` more units done and `rows` more rows gone through."""
-        self.moveto(self.done + n, self.rows + rows)
+    def update(self, n=1, rows=0, item=None):
+        """`n` more units done and `rows` more rows gone through; now working on `item`."""
+        self.moveto(self.done + n, self.rows + rows, item)
 
-    def moveto(self, done, rows=None):
-        """Set the counts: `done` units, `rows` rows (unchanged when None)."""
+    def moveto(self, done, rows=None, item=None):
+        """Set the counts: `done` units, `rows` rows (unchanged when None); `item`: what is
+        being worked on now (None: nothing named)."""
         step = int(done) - self.done
         self.done = int(done)
+        self.item = item
         if rows is not None:
             self.rows = int(rows)
         if self.mode == "bar":
-            if self.unit != "rows":
-                self._bar.set_postfix_str(f"{self.rows} rows, {self._rate():.0f} rows/s", refresh=False)
+            rows = self.counts_rows and self.unit != "rows"
+            postfix = [f"{self.rows} rows, {self._rate():.0f} rows/s"] if rows else []
+            postfix += [item] if item else []
+            self._bar.set_postfix_str(", ".join(postfix), refresh=step == 0)
             self._bar.update(step)
         elif self.mode == "lines":
             now = self.clock()
@@ -170,9 +179,12 @@ class Progress:
         elapsed 22 s, ETA 5 min 44 s``."""
         percent = 100.0 * self.done / self.total if self.total else 100.0
         parts = [f"{self.desc}: {self.done}/{self.total} {self.unit} ({percent:.0f}%)"]
-        if self.unit != "rows":
-            parts.append(f"{self.rows} rows")
-        parts.append(f"{self._rate(now):.0f} rows/s")
+        if self.item and not final:
+            parts.append(self.item)
+        if self.counts_rows:
+            if self.unit != "rows":
+                parts.append(f"{self.rows} rows")
+            parts.append(f"{self._rate(now):.0f} rows/s")
         parts.append(f"elapsed {_duration(now - self.started)}")
         if final:
             parts.append("finished")

@@ -122,8 +122,16 @@ def test_a_negative_interval_is_refused():
 
 # ------------------------------------------------------------------------------- the CLI
 
-def _progress_lines(err, desc):
-    return [LINE.match(line).groupdict() for line in err.splitlines() if line.startswith(f"{desc}: ")]
+# work that goes through no rows (plot's figures): the counts and the item being worked on
+ITEM_LINE = re.compile(r"^(?P<desc>[\w-]+): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+) \((?P<percent>\d+)%\)"
+                       r"(, (?P<item>[^,]+))?, elapsed [^,]+, (ETA (?P<eta>.+)|finished)$")
+
+
+def _progress_lines(err, desc, unit=None):
+    lines = [line for line in err.splitlines() if line.startswith(f"{desc}: ")]
+    if unit is not None:
+        return [ITEM_LINE.match(line).groupdict() for line in lines if f" {unit} (" in line]
+    return [LINE.match(line).groupdict() for line in lines]
 
 
 def test_cli_simulate_shows_bricks_in_a_log_and_quiet_silences_it(tmp_path, capsys):
@@ -179,10 +187,32 @@ def test_cli_validate_subset_and_plot_show_progress(dr5_derived, tmp_path, capsy
     done = [int(line["done"]) for line in lines]
     assert done == sorted(done) and {1, 2, 3} <= set(done) and lines[-1]["unit"] == "columns"
     assert lines[-1]["total"] == "3" and lines[-1]["rows"] == str(3 * all_rows)
-    assert cli.main(["plot", dr5_derived, "-o", str(tmp_path / "fig"), "--only", "recovery",
+    assert cli.main(["plot", dr5_derived, "-o", str(tmp_path / "fig"), "--only", "recovery,skymap",
                      "--progress-every", "0"]) == 0
-    lines = _progress_lines(capsys.readouterr().err, "plot")
+    err = capsys.readouterr().err
+    lines = _progress_lines(err, "plot", "rows")
     assert lines[-1]["done"] == lines[-1]["total"] == str(rows)
+    # then the drawing, figure by figure: k/n figures and the one being drawn
+    figures = _progress_lines(err, "plot", "figures")
+    assert [(line["done"], line["item"]) for line in figures] == [
+        ("0", "drawing recovery"), ("1", None), ("1", "drawing skymap"), ("2", None), ("2", None)]
+    assert all(line["total"] == "2" for line in figures) and figures[-1]["eta"] is None
+
+
+def test_item_lines_count_no_rows():
+    stream, clock = io.StringIO(), Clock()
+    with ProgressStyle(stream=stream, every=0, clock=clock).start(2, "figures", "plot", counts_rows=False) as shown:
+        shown.update(0, item="drawing a")
+        clock.now += 3
+        shown.update(1)
+    lines = _lines(stream)
+    assert lines[0] == "plot: 0/2 figures (0%), drawing a, elapsed 0 s, ETA unknown"
+    assert lines[1] == "plot: 1/2 figures (50%), elapsed 3 s, ETA 3 s"
+    assert lines[-1] == "plot: 1/2 figures (50%), elapsed 3 s, finished"
+    terminal = Terminal()
+    with ProgressStyle(stream=terminal).start(2, "figures", "plot", counts_rows=False) as shown:
+        shown.update(0, item="drawing residuals")
+        assert "drawing residuals" in terminal.getvalue() and "rows" not in terminal.getvalue()
 
 
 def test_cli_refuses_a_negative_interval_naming_the_flag(dr5_derived, capsys):

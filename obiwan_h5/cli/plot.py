@@ -22,11 +22,12 @@ def add_plot_arguments(parser):
     parser.description = (
         "Write one PNG per figure (" + ", ".join(FIGURES) + "), index.html and numbers.json into the "
         "directory OUT (created if needed; figures of the same name are replaced), from done bricks only, "
-        "in one streaming pass over the columns the chosen figures need. A figure whose columns are not in "
-        "the file (a view or subset without them), or that has no rows, is still written as a 'no data' "
-        "panel and listed on standard error as 'obiwan-h5 plot: skipped NAME: reason' (and under 'skipped' "
-        "in numbers.json); when none of the chosen figures could be drawn the exit status is 1. What each "
-        "figure shows: docs/plot.md.")
+        "in one streaming pass over the columns the chosen figures need, using every column that can serve "
+        "(e.g. the truth table's psql_g/r/z when a view has no simcat fluxes). A figure that cannot be made "
+        "from the file (its columns are absent) or has no data is not drawn: it is listed on standard error "
+        "as 'obiwan-h5 plot: skipped NAME: reason', in index.html and under 'skipped' in numbers.json; when "
+        "none of the chosen figures could be drawn the exit status is 1. What each figure shows: "
+        "docs/plot.md.")
     set_examples(parser, "obiwan-h5 plot demo/sample.h5 -o sample-figures --only recovery,confusion")
     parser.add_argument("input", metavar="IN", help="derived HDF5 file (or a view/subset of one)")
     add_output_argument(parser, "directory for the PNGs, index.html and numbers.json (created if needed)",

@@ -32,6 +32,7 @@ __all__ = [
     "BIT_DEFINITIONS",
     "EBOSS_DEPTH_MIN",
     "EBOSS_REGIONS",
+    "MAGNITUDE_LIMITS",
     "SELECTION_DEFINITIONS",
     "TARGET_BITS",
     "desi_elg",
@@ -59,6 +60,12 @@ _EBOSS_GR_HIGH = (0.112, 0.773)
 _EBOSS_RZ_HIGH = (-0.555, 1.901)
 
 _DESI_RMAG_MAX = 23.4
+
+# selection -> (band, brightest, faintest de-extincted AB magnitude it can select): beyond
+# these every selected source is a contaminant by definition (plot's contamination curves)
+MAGNITUDE_LIMITS = {"desi_elg": ("r", -np.inf, _DESI_RMAG_MAX),
+                    "eboss_ngc": ("g", *_EBOSS_G_RANGE["ngc"]),
+                    "eboss_sgc": ("g", *_EBOSS_G_RANGE["sgc"])}
 
 
 BIT_DEFINITIONS = {

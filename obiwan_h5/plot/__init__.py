@@ -1,5 +1,7 @@
-"""The analysis figures (docs/plot.md): accumulators fed in one streaming pass (`accumulate`,
-`stats`), drawing (`draw`), and the figure set with its index page (`figures`)."""
+"""The analysis figures of `obiwan-h5 plot` (docs/plot.md): accumulators fed in one
+streaming pass (`accumulate`, `thesis`, `families`, with `sources` choosing the columns and
+`stats`), drawers (`draw`, `draw_thesis`, `draw_families`), the list of figures
+(`registry`), their captions (`captions`), the runner (`figures`) and the page (`index`)."""
 
 
 def make_figures(*args, **kwargs):

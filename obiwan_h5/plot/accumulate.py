@@ -1,23 +1,25 @@
 """Accumulators behind the analysis figures (`obiwan_h5.plot`), one per figure.
 
 Each accumulator names the derived columns it needs (`columns`), is fed row batches
-(`add`), and gives the numbers behind its figure (`numbers`, JSON-ready) — drawing is in
-`obiwan_h5.plot_draw`. Nothing here keeps more than fixed histograms and capped samples,
-so memory does not grow with the file.
+(`add`), gives the numbers behind its figure (`numbers`, JSON-ready) and says why they
+are empty when they are (`empty`); drawing is in `plot.draw`. Nothing here keeps more
+than fixed histograms and capped samples, so memory does not grow with the file.
 
-Tractor per-band quantities are read through `photometry.band_quantity`, so DR5-schema
-(``tractor_flux_g``) and DR3-schema (``tractor_decam_flux[:, 1]``) files both work.
+Which columns serve a quantity (simcat fluxes or the truth table's ``psql_*`` for true
+magnitudes, DR5 ``tractor_flux_g`` or DR3 ``tractor_decam_flux[:, 1]``) is decided by
+`plot.sources`.
 """
 
 import numpy as np
 
-from ..core.photometry import QUANTITIES, band_quantity, tractor_types, true_flux
-from ..core.selection import flux_to_mag
+from ..core.photometry import band_quantity, tractor_types
+from ..core.selection import MAGNITUDE_LIMITS
 from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
+from .sources import TrueMagnitudes, tractor_band_column, truth_column
 from .stats import MAG_BINS, Reservoir, crossing, robust_stats, wilson_interval
 
 __all__ = [
-    "ACCUMULATORS",
+    "BRICK_INDEX",
     "CHI_BINS",
     "INJECTED_CLASSES",
     "SELECTIONS",
@@ -28,11 +30,13 @@ __all__ = [
     "Skymap",
     "Targets",
     "injected_morphology",
-    "tractor_band_column",
-    "true_magnitude",
+    "shown",
 ]
 
 RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
+# key the figure runner adds to every batch (and summary table): the index of each row's
+# brick in the file's brick list, known from the brick index without reading brickname
+BRICK_INDEX = "_brick_index"
 # bins of the normalised flux residual (measured - true) / sigma; exact counts
 CHI_BINS = np.round(np.linspace(-6.0, 6.0, 61), 6)
 # (selection, label, band of the magnitude axis)
@@ -46,18 +50,9 @@ DEV_SERSIC_MIN = 2.5
 TYPE_COLUMNS = TRACTOR_TYPES + ("other", "unrecovered")
 
 
-def true_magnitude(batch, band):
-    """True de-extincted AB magnitude: simcat flux (as added) / mw_transmission."""
-    return flux_to_mag(true_flux(batch, band))
-
-
-def tractor_band_column(available, quantity, band):
-    """The derived column holding a Tractor quantity of one band (DR5 scalar or DR3 array)."""
-    stem, decam = QUANTITIES[quantity]
-    for name in (f"tractor_{stem}_{band}", f"tractor_{decam}"):
-        if name in available:
-            return name
-    return None
+def shown(names, counts):
+    """The categories worth a place in a figure: those with a non-zero count."""
+    return [name for name, count in zip(names, counts) if count]
 
 
 def injected_morphology(n, rhalf):
@@ -92,7 +87,8 @@ def _ratio(k, n):
 
 
 class Accumulator:
-    """Base class: `name`, the columns it reads, why it cannot run (`missing`)."""
+    """Base class: `name`, the columns it reads, why it cannot run (`missing`), why its
+    numbers are empty (`empty`)."""
 
     name = ""
 
@@ -101,7 +97,7 @@ class Accumulator:
         self.rng = rng
         self.capacity = capacity
         self.match_radius = match_radius
-        self.missing = None  # reason the figure has no data at all, or None
+        self.missing = None  # reason the figure cannot be made from this file, or None
         self.rows = 0
 
     def columns(self):
@@ -119,6 +115,10 @@ class Accumulator:
     def numbers(self):
         return {}
 
+    def empty(self, numbers):
+        """Why `numbers` hold nothing to draw although rows were read, or None when they do."""
+        return None
+
 
 class Recovery(Accumulator):
     """Injected and recovered counts in bins of true magnitude, per band."""
@@ -128,7 +128,10 @@ class Recovery(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask")
-        self.bands = [b for b in BANDS if {f"{b}flux", f"mw_transmission_{b}"} <= self.available]
+        self.mags = TrueMagnitudes(self.available)
+        self.bands = self.mags.bands
+        if not self.bands and self.missing is None:
+            self.missing = "no true magnitudes: neither simcat <b>flux with mw_transmission_<b> nor psql_<b>"
         nbins = len(MAG_BINS) - 1
         self.total = {b: np.zeros(nbins, np.int64) for b in self.bands}
         self.found = {b: np.zeros(nbins, np.int64) for b in self.bands}
@@ -136,17 +139,14 @@ class Recovery(Accumulator):
         self.recovered = 0
 
     def columns(self):
-        names = ["obiwan_mask"]
-        for b in self.bands:
-            names += [f"{b}flux", f"mw_transmission_{b}"]
-        return names
+        return ["obiwan_mask"] + self.mags.columns()
 
     def add(self, batch):
         recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
         self.rows += len(recovered)
         self.recovered += int(recovered.sum())
         for b in self.bands:
-            mag = true_magnitude(batch, b)
+            mag = self.mags(batch, b)
             inside = (mag >= MAG_BINS[0]) & (mag <= MAG_BINS[-1])
             self.outside[b] += int((~inside).sum())
             self.total[b] += np.histogram(mag[inside], MAG_BINS)[0]
@@ -160,9 +160,15 @@ class Recovery(Accumulator):
             bands[b] = {"n": _ints(self.total[b]), "n_recovered": _ints(self.found[b]),
                         "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high),
                         "mag50": crossing(centres, fraction, self.total[b]),
-                        "n_outside_bins": self.outside[b]}
+                        "n_outside_bins": self.outside[b], "magnitude_source": self.mags.source(b)}
         return {"bins": _floats(MAG_BINS), "n_rows": self.rows, "n_recovered": self.recovered,
-                "fraction_recovered": _ratio(self.recovered, self.rows), "bands": bands}
+                "fraction_recovered": _ratio(self.recovered, self.rows),
+                "magnitude_source": self.mags.describe(), "bands": bands}
+
+    def empty(self, numbers):
+        if not any(sum(band["n"]) for band in numbers["bands"].values()):
+            return "no injected source with a true magnitude in 16-28"
+        return None
 
 
 class FluxResiduals(Accumulator):
@@ -230,6 +236,11 @@ class FluxResiduals(Accumulator):
                               "(neither divided by mw_transmission); sigma = 1/sqrt(flux_ivar)",
                 "unit": "nanomaggy", "chi_bins": _floats(CHI_BINS), "n_recovered": self.rows, "bands": bands}
 
+    def empty(self, numbers):
+        if not any(band["n"] for band in numbers["bands"].values()):
+            return "no recovered source with a measured flux and flux_ivar > 0"
+        return None
+
 
 class Astrometry(Accumulator):
     """Δra·cos(dec) and Δdec (Tractor − injected) of recovered sources, arcsec."""
@@ -265,6 +276,9 @@ class Astrometry(Accumulator):
                 "match_radius": self.match_radius,
                 "n_sample": self.sample.size, "sample_complete": self.sample.complete}
 
+    def empty(self, numbers):
+        return None if numbers["n"] else "no recovered source"
+
 
 class Confusion(Accumulator):
     """Counts of injected morphology class × Tractor type (plus unrecovered)."""
@@ -274,12 +288,7 @@ class Confusion(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask", "tractor_type")
-        self.shape_cols = {}
-        for key in ("n", "rhalf"):
-            for name in (key, f"psql_{key}"):
-                if name in self.available:
-                    self.shape_cols[key] = name
-                    break
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := truth_column(self.available, key))}
         self.counts = np.zeros((len(INJECTED_CLASSES), len(TYPE_COLUMNS)), np.int64)
 
     def columns(self):
@@ -313,34 +322,45 @@ class Confusion(Accumulator):
         return {"rows": list(INJECTED_CLASSES), "columns": list(TYPE_COLUMNS),
                 "counts": [_ints(row) for row in self.counts],
                 "fractions": [_floats(row) for row in fractions], "n": self.rows,
+                # what the figure and the index table show: no space for empty categories
+                "rows_shown": shown(INJECTED_CLASSES, totals),
+                "columns_shown": shown(TYPE_COLUMNS, self.counts.sum(axis=0)),
                 "mapping": f"PSF-like: rhalf < {PSF_RHALF_MAX} arcsec or n < {PSF_SERSIC_MAX}; "
                            f"EXP-like: {PSF_SERSIC_MAX} <= n < {DEV_SERSIC_MIN}; DEV-like: n >= {DEV_SERSIC_MIN}; "
                            "unknown: n not finite and rhalf not small",
                 "morphology_source": self.morphology_source}
 
+    def empty(self, numbers):
+        return None if numbers["n"] else "no injected source"
+
+
+_GROUPS = ("true", "both", "measured", "false")
+
 
 class Targets(Accumulator):
-    """True vs measured target selection in bins of true magnitude, per selection."""
+    """True vs measured target selection in bins of true magnitude, per selection.
+
+    Beyond a selection's own magnitude limits (`selection.MAGNITUDE_LIMITS`, e.g. r < 23.4
+    for DESI ELG) no source is true-selected, so every measured-selected source there is a
+    contaminant by definition: the contamination of those bins is left undefined (None) and
+    their sources are counted apart (``n_measured_beyond_cut``).
+    """
 
     name = "targets"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("targets_mask")
-        self.selections = [(sel, label, b) for sel, label, b in SELECTIONS
-                           if {f"{b}flux", f"mw_transmission_{b}"} <= self.available]
+        self.mags = TrueMagnitudes(self.available, bands=("r", "g"))
+        self.selections = [(sel, label, b) for sel, label, b in SELECTIONS if b in self.mags.bands]
         if not self.selections and self.missing is None:
-            self.missing = "no simcat g/r flux columns for the magnitude axis"
+            self.missing = "no true g or r magnitudes (simcat flux with mw_transmission, or psql_g/psql_r)"
         nbins = len(MAG_BINS) - 1
-        self.hist = {sel: {key: np.zeros(nbins, np.int64) for key in ("true", "both", "measured", "false")}
-                     for sel, _, _ in self.selections}
-        self.totals = {sel: dict.fromkeys(("true", "both", "measured", "false"), 0) for sel, _, _ in self.selections}
+        self.hist = {sel: {key: np.zeros(nbins, np.int64) for key in _GROUPS} for sel, _, _ in self.selections}
+        self.totals = {sel: dict.fromkeys(_GROUPS + ("beyond",), 0) for sel, _, _ in self.selections}
 
     def columns(self):
-        names = ["targets_mask"]
-        for _, _, b in self.selections:
-            names.extend(name for name in (f"{b}flux", f"mw_transmission_{b}") if name not in names)
-        return names
+        return ["targets_mask"] + self.mags.columns(sorted({b for _, _, b in self.selections}))
 
     def add(self, batch):
         mask = batch["targets_mask"]
@@ -348,7 +368,7 @@ class Targets(Accumulator):
         mags = {}
         for sel, _, b in self.selections:
             if b not in mags:
-                mags[b] = true_magnitude(batch, b)
+                mags[b] = self.mags(batch, b)
             mag = mags[b]
             true = bit_set(mask, TARGET_BITS[f"{sel}_true"])
             measured = bit_set(mask, TARGET_BITS[sel])
@@ -357,25 +377,43 @@ class Targets(Accumulator):
             for key, chosen in groups.items():
                 self.totals[sel][key] += int(chosen.sum())
                 self.hist[sel][key] += np.histogram(mag[inside & chosen], MAG_BINS)[0]
+            _, brightest, faintest = MAGNITUDE_LIMITS[sel]
+            with np.errstate(invalid="ignore"):
+                beyond = measured & ((mag < brightest) | (mag > faintest))
+            self.totals[sel]["beyond"] += int(beyond.sum())
 
     def numbers(self):
-        result = {"bins": _floats(MAG_BINS), "n_rows": self.rows, "selections": {}}
+        bands = sorted({b for _, _, b in self.selections}, reverse=True)
+        result = {"bins": _floats(MAG_BINS), "n_rows": self.rows, "magnitude_source": self.mags.describe(bands),
+                  "selections": {}}
         for sel, label, b in self.selections:
             hist, totals = self.hist[sel], self.totals[sel]
+            _, brightest, faintest = MAGNITUDE_LIMITS[sel]
+            # bins wholly beyond the selection's magnitude limits: contamination 1 by definition
+            beyond = (MAG_BINS[1:] <= brightest) | (MAG_BINS[:-1] >= faintest)
             comp, comp_lo, comp_hi = wilson_interval(hist["both"], hist["true"])
-            cont, cont_lo, cont_hi = wilson_interval(hist["false"], hist["measured"])
+            cont, cont_lo, cont_hi = (np.where(beyond, np.nan, values)
+                                      for values in wilson_interval(hist["false"], hist["measured"]))
             result["selections"][sel] = {
-                "label": label, "band": b,
+                "label": label, "band": b, "magnitude_source": self.mags.source(b),
+                "magnitude_limits": _floats([brightest, faintest]),
                 "n_true": totals["true"], "n_measured": totals["measured"], "n_true_and_measured": totals["both"],
-                "n_measured_not_true": totals["false"],
+                "n_measured_not_true": totals["false"], "n_measured_beyond_cut": totals["beyond"],
                 "completeness": _ratio(totals["both"], totals["true"]),
                 "contamination": _ratio(totals["false"], totals["measured"]),
+                "contamination_within_cut": _ratio(totals["false"] - totals["beyond"],
+                                                   totals["measured"] - totals["beyond"]),
                 "hist_true": _ints(hist["true"]), "hist_true_and_measured": _ints(hist["both"]),
                 "hist_measured": _ints(hist["measured"]), "hist_measured_not_true": _ints(hist["false"]),
                 "completeness_bins": _floats(comp), "completeness_low": _floats(comp_lo),
                 "completeness_high": _floats(comp_hi), "contamination_bins": _floats(cont),
                 "contamination_low": _floats(cont_lo), "contamination_high": _floats(cont_hi)}
         return result
+
+    def empty(self, numbers):
+        if not any(d["n_true"] or d["n_measured"] for d in numbers["selections"].values()):
+            return "no source selected as a target, on true or on measured fluxes"
+        return None
 
 
 class Skymap(Accumulator):
@@ -407,5 +445,5 @@ class Skymap(Accumulator):
                             "max": float(values.max()) if len(values) else None}
         return result
 
-
-ACCUMULATORS = {cls.name: cls for cls in (Recovery, FluxResiduals, Astrometry, Confusion, Targets, Skymap)}
+    def empty(self, numbers):
+        return None if numbers["n_bricks"] else "no done brick chosen"

@@ -6,13 +6,14 @@ shape recovery (`Morphology`), and recovered / lost / contaminating sources in c
 
 import numpy as np
 
-from ..core.photometry import deextincted_flux, tractor_types
+from ..core.photometry import tractor_types
 from ..core.selection import flux_to_mag
 from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
-from .accumulate import INJECTED_CLASSES, SELECTIONS, Accumulator, _floats, _ints, injected_morphology, true_magnitude
+from .accumulate import INJECTED_CLASSES, SELECTIONS, Accumulator, _floats, _ints, injected_morphology, shown
+from .sources import MeasuredMagnitudes, TrueMagnitudes, truth_column
 from .stats import MAG_BINS, wilson_interval
 
-__all__ = ["COLOUR_BINS", "FAMILY_ACCUMULATORS", "INPUT_BINS", "Colours", "Inputs", "Morphology"]
+__all__ = ["COLOUR_BINS", "INPUT_BINS", "Colours", "Inputs", "Morphology"]
 
 RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # injected property -> bins of its distribution and of the recovered fraction
@@ -24,14 +25,9 @@ INPUT_BINS = {
     "redshift": np.round(np.linspace(0.0, 2.0, 41), 6),
 }
 COLOUR_BINS = {"gr": np.round(np.linspace(-0.5, 2.0, 51), 6), "rz": np.round(np.linspace(-0.5, 2.5, 61), 6)}
-
-
-def _truth_column(available, key):
-    """The injected value of `key`: the simcat column, else the truth table's ``psql_<key>``."""
-    for name in (key, f"psql_{key}"):
-        if name in available:
-            return name
-    return None
+# an injected property with at most this many distinct values is discrete (e.g. n = 0, 1, 4):
+# counted per value, and drawn as points, not as a line through empty bins
+MAX_DISCRETE = 8
 
 
 def _hist_entry(bins, total, found):
@@ -50,12 +46,13 @@ class Inputs(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask")
-        self.bands = [b for b in BANDS if {f"{b}flux", f"mw_transmission_{b}"} <= self.available]
-        self.measured = [b for b in self.bands if f"tractor_flux_{b}" in self.available
-                         or "tractor_decam_flux" in self.available]
-        self.props = {key: name for key in INPUT_BINS if (name := _truth_column(self.available, key))}
+        self.mags = TrueMagnitudes(self.available)
+        self.bands = self.mags.bands
+        self.added = [b for b in self.bands if f"{b}flux" in self.available]
+        self.measured = MeasuredMagnitudes(self.available, self.bands)
+        self.props = {key: name for key in INPUT_BINS if (name := truth_column(self.available, key))}
         if not self.bands and not self.props and self.missing is None:
-            self.missing = "no simcat fluxes and no injected shape or redshift columns"
+            self.missing = "no true magnitudes (simcat fluxes or psql_g/r/z) and no injected shape or redshift"
         nmag = len(MAG_BINS) - 1
         self.mag = {(b, kind): np.zeros(nmag, np.int64) for b in self.bands
                     for kind in ("true", "true_rec", "added", "measured")}
@@ -63,13 +60,10 @@ class Inputs(Accumulator):
                        for kind in ("all", "rec")} if {"g", "r", "z"} <= set(self.bands) else {}
         self.prop = {(key, kind): np.zeros(len(INPUT_BINS[key]) - 1, np.int64) for key in self.props
                      for kind in ("all", "rec")}
+        self.values = {key: {} for key in self.props}  # value -> [n, n_recovered]; None: not discrete
 
     def columns(self):
-        names = ["obiwan_mask"] + [f"{b}{suffix}" for b in self.bands for suffix in ("flux",)]
-        names += [f"mw_transmission_{b}" for b in self.bands]
-        for b in self.measured:
-            names += ([f"tractor_flux_{b}", f"tractor_mw_transmission_{b}"] if f"tractor_flux_{b}" in self.available
-                      else ["tractor_decam_flux", "tractor_decam_mw_transmission"])
+        names = ["obiwan_mask"] + self.mags.columns() + [f"{b}flux" for b in self.added] + self.measured.columns()
         return list(dict.fromkeys(names + list(self.props.values())))
 
     def add(self, batch):
@@ -77,13 +71,13 @@ class Inputs(Accumulator):
         self.rows += len(recovered)
         mags = {}
         for b in self.bands:
-            mags[b] = true_magnitude(batch, b)
+            mags[b] = self.mags(batch, b)
             self.mag[b, "true"] += np.histogram(mags[b], MAG_BINS)[0]
             self.mag[b, "true_rec"] += np.histogram(mags[b][recovered], MAG_BINS)[0]
-            self.mag[b, "added"] += np.histogram(flux_to_mag(batch[f"{b}flux"]), MAG_BINS)[0]
-            if b in self.measured:
-                measured = deextincted_flux(batch, b, "tractor_")
-                self.mag[b, "measured"] += np.histogram(flux_to_mag(measured[recovered]), MAG_BINS)[0]
+            if b in self.added:
+                self.mag[b, "added"] += np.histogram(flux_to_mag(batch[f"{b}flux"]), MAG_BINS)[0]
+            if b in self.measured.bands:
+                self.mag[b, "measured"] += np.histogram(self.measured(batch, b)[recovered], MAG_BINS)[0]
         if self.colour:
             for c, (one, two) in (("gr", ("g", "r")), ("rz", ("r", "z"))):
                 value = mags[one] - mags[two]
@@ -93,20 +87,52 @@ class Inputs(Accumulator):
             value = np.asarray(batch[name], np.float64)
             self.prop[key, "all"] += np.histogram(value, INPUT_BINS[key])[0]
             self.prop[key, "rec"] += np.histogram(value[recovered], INPUT_BINS[key])[0]
+            self._count_values(key, value, recovered)
+
+    def _count_values(self, key, value, recovered):
+        counts = self.values[key]
+        if counts is None:
+            return
+        finite = np.isfinite(value)
+        distinct, which = np.unique(value[finite], return_inverse=True)
+        if len(distinct) + len(counts) > 2 * MAX_DISCRETE:  # continuous: stop early, before any loop
+            self.values[key] = None
+            return
+        n = np.bincount(which.ravel(), minlength=len(distinct))
+        k = np.bincount(which.ravel(), weights=recovered[finite], minlength=len(distinct))
+        for item, total, found in zip(distinct.tolist(), n, k):
+            entry = counts.setdefault(item, [0, 0])
+            entry[0] += int(total)
+            entry[1] += int(round(found))
+        if len(counts) > MAX_DISCRETE:
+            self.values[key] = None
 
     def numbers(self):
         result = {"n_rows": self.rows, "mag_bins": _floats(MAG_BINS), "bands": {}, "colours": {},
-                  "properties": {}, "columns": dict(self.props)}
+                  "properties": {}, "columns": dict(self.props), "magnitude_source": self.mags.describe()}
         for b in self.bands:
             entry = _hist_entry(MAG_BINS, self.mag[b, "true"], self.mag[b, "true_rec"])
-            entry["n_added"] = _ints(self.mag[b, "added"])
-            entry["n_measured"] = _ints(self.mag[b, "measured"]) if b in self.measured else None
+            entry["n_added"] = _ints(self.mag[b, "added"]) if b in self.added else None
+            entry["n_measured"] = _ints(self.mag[b, "measured"]) if b in self.measured.bands else None
             result["bands"][b] = entry
         for c in COLOUR_BINS if self.colour else ():
             result["colours"][c] = _hist_entry(COLOUR_BINS[c], self.colour[c, "all"], self.colour[c, "rec"])
         for key in self.props:
-            result["properties"][key] = _hist_entry(INPUT_BINS[key], self.prop[key, "all"], self.prop[key, "rec"])
+            entry = _hist_entry(INPUT_BINS[key], self.prop[key, "all"], self.prop[key, "rec"])
+            counts = self.values[key]
+            entry["discrete"] = None
+            if counts:
+                values = sorted(counts)
+                fraction, low, high = wilson_interval([counts[v][1] for v in values], [counts[v][0] for v in values])
+                entry["discrete"] = {"values": values, "n": [counts[v][0] for v in values],
+                                     "n_recovered": [counts[v][1] for v in values], "fraction": _floats(fraction),
+                                     "low": _floats(low), "high": _floats(high)}
+            result["properties"][key] = entry
         return result
+
+    def empty(self, numbers):
+        parts = list(numbers["bands"].values()) + list(numbers["properties"].values())
+        return None if any(sum(part["n"]) for part in parts) else "no injected value inside the bins"
 
 
 class Morphology(Accumulator):
@@ -123,8 +149,8 @@ class Morphology(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask", "tractor_type")
-        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := _truth_column(self.available, key))}
-        self.truth = {key: name for key in self.SHAPE_BINS if (name := _truth_column(self.available, key))}
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := truth_column(self.available, key))}
+        self.truth = {key: name for key in self.SHAPE_BINS if (name := truth_column(self.available, key))}
         self.input = np.zeros(len(INJECTED_CLASSES), np.int64)
         self.input_rec = np.zeros(len(INJECTED_CLASSES), np.int64)
         self.types = np.zeros(len(TRACTOR_TYPES) + 1, np.int64)
@@ -178,7 +204,11 @@ class Morphology(Accumulator):
                   "high": _floats(high), "types": list(TRACTOR_TYPES) + ["other"],
                   "n_measured_type": _ints(self.types), "measured_type_fraction": _floats(self.types / total),
                   "shape_convention": "measured: Tractor shapedev for DEV fits, shapeexp otherwise; fits without "
-                                      "that shape parameter left out (rhalf: PSF, SIMP, COMP; e1/e2 also REX)", "versus": {}, "rhalf_by_type": {}}
+                                      "that shape parameter left out (rhalf: PSF, SIMP, COMP; e1/e2 also REX)",
+                  "versus": {}, "rhalf_by_type": {},
+                  # what the figure and the index table show: no space for empty categories
+                  "classes_shown": shown(INJECTED_CLASSES, self.input),
+                  "types_shown": shown(list(TRACTOR_TYPES) + ["other"], self.types)}
         for key, counts in self.versus.items():
             rows = counts.sum(axis=1)
             centres = 0.5 * (self.SHAPE_BINS[key][1:] + self.SHAPE_BINS[key][:-1])
@@ -190,6 +220,9 @@ class Morphology(Accumulator):
             result["rhalf_by_type"] = {kind: _ints(hist) for kind, hist in self.rhalf_by_type.items()}
         return result
 
+    def empty(self, numbers):
+        return None if self.rows else "no injected source"
+
 
 class Colours(Accumulator):
     """g−r vs r−z of recovered and lost sources (true colours), of recovered sources by
@@ -200,10 +233,13 @@ class Colours(Accumulator):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._require("obiwan_mask", *[f"{b}flux" for b in BANDS], *[f"mw_transmission_{b}" for b in BANDS])
+        self._require("obiwan_mask")
+        self.mags = TrueMagnitudes(self.available)
+        if len(self.mags.bands) < len(BANDS) and self.missing is None:
+            self.missing = "no true g, r and z magnitudes (simcat fluxes or psql_g/r/z)"
         self.has_targets = "targets_mask" in self.available
-        self.measured = all(f"tractor_flux_{b}" in self.available for b in BANDS) or \
-            "tractor_decam_flux" in self.available
+        measured = MeasuredMagnitudes(self.available)
+        self.measured = measured if len(measured.bands) == len(BANDS) else None
         shape = (len(COLOUR_BINS["gr"]) - 1, len(COLOUR_BINS["rz"]) - 1)
         self.has_types = "tractor_type" in self.available
         self.maps = {key: np.zeros(shape, np.int64) for key in ["recovered", "lost"]
@@ -212,14 +248,13 @@ class Colours(Accumulator):
                      + ([f"type_{kind}" for kind in TRACTOR_TYPES] if self.has_types else [])}
 
     def columns(self):
-        names = ["obiwan_mask"] + [f"{b}flux" for b in BANDS] + [f"mw_transmission_{b}" for b in BANDS]
+        names = ["obiwan_mask"] + self.mags.columns()
         if self.has_targets:
             names.append("targets_mask")
         if self.has_types:
             names.append("tractor_type")
-        if self.measured:
-            names += ([f"tractor_{q}_{b}" for q in ("flux", "mw_transmission") for b in BANDS]
-                      if "tractor_flux_g" in self.available else ["tractor_decam_flux", "tractor_decam_mw_transmission"])
+        if self.measured and self.has_targets:
+            names += self.measured.columns()
         return names
 
     def _hist(self, key, gr, rz, chosen):
@@ -229,7 +264,7 @@ class Colours(Accumulator):
     def add(self, batch):
         recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
         self.rows += len(recovered)
-        mag = {b: true_magnitude(batch, b) for b in BANDS}
+        mag = {b: self.mags(batch, b) for b in BANDS}
         gr, rz = mag["g"] - mag["r"], mag["r"] - mag["z"]
         self._hist("recovered", gr, rz, recovered)
         self._hist("lost", gr, rz, ~recovered)
@@ -241,7 +276,7 @@ class Colours(Accumulator):
             return
         targets = batch["targets_mask"]
         if self.measured:
-            meas = {b: flux_to_mag(deextincted_flux(batch, b, "tractor_")) for b in BANDS}
+            meas = {b: self.measured(batch, b) for b in BANDS}
             mgr, mrz = meas["g"] - meas["r"], meas["r"] - meas["z"]
         for sel, _, _ in SELECTIONS:
             true = bit_set(targets, TARGET_BITS[f"{sel}_true"])
@@ -254,12 +289,19 @@ class Colours(Accumulator):
         with np.errstate(invalid="ignore", divide="ignore"):
             both = self.maps["recovered"] + self.maps["lost"]
             fraction = np.where(both > 0, self.maps["recovered"] / both, np.nan)
+        types = shown(TRACTOR_TYPES, [totals.get(f"type_{kind}", 0) for kind in TRACTOR_TYPES])
         return {"n_rows": self.rows, "gr_bins": _floats(COLOUR_BINS["gr"]), "rz_bins": _floats(COLOUR_BINS["rz"]),
                 "totals": totals, "maps": {key: [_ints(row) for row in counts] for key, counts in self.maps.items()},
                 "fraction_recovered": [_floats(row) for row in fraction], "has_targets": self.has_targets,
-                "has_types": self.has_types,
+                "has_types": self.has_types, "has_measured": self.measured is not None,
+                "magnitude_source": self.mags.describe(),
+                # recovered sources of each Tractor type per g-r and per r-z bin (the type mix)
+                "types_vs_gr": {kind: _ints(self.maps[f"type_{kind}"].sum(axis=1)) for kind in types},
+                "types_vs_rz": {kind: _ints(self.maps[f"type_{kind}"].sum(axis=0)) for kind in types},
                 "convention": "recovered/lost/true-selected at true de-extincted colours; contaminating "
                               "(measured-selected, not true-selected) at measured de-extincted colours"}
 
-
-FAMILY_ACCUMULATORS = {cls.name: cls for cls in (Inputs, Morphology, Colours)}
+    def empty(self, numbers):
+        if not numbers["totals"]["recovered"] + numbers["totals"]["lost"]:
+            return "no injected source with true colours in the window"
+        return None

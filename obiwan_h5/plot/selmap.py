@@ -2,8 +2,8 @@
 and the selection function of each selection of ``targets_mask`` per HEALPix pixel over the
 footprint, from the same counts as `obiwan-h5 maps` (`core.maps`).
 
-Self-contained: the accumulator, the drawer, the title, the caption and the index table are
-here; `figures` registers them (`SELMAP`).
+The accumulator and the drawer are here; `registry` lists the figure, `captions` holds its
+title and caption, `index` its table.
 
 The rows are counted per NESTED pixel at a fine resolution (`FINE_NSIDE`, made coarser
 whenever the footprint holds more than `MAX_PIXELS` pixels, so memory stays bounded); the
@@ -13,17 +13,15 @@ the footprint then spans fewer than `MIN_PIXELS` pixels there is no map to show,
 figure is skipped with that reason.
 """
 
-from collections import namedtuple
-
 import numpy as np
 
 from ..core.maps import COUNTS, PixelCounts, fractions
 from ..fileformat import SELECTIONS
 from ..read.maps import MAP_INPUT_COLUMNS, pixel_numbers
 from .accumulate import Accumulator
-from .draw import _figure, _fmt, _no_data, _save, _wrap_ra
+from .draw import colorbar, fmt, grid, new_figure, save, wrap_ra
 
-__all__ = ["FINE_NSIDE", "MAX_PIXELS", "MIN_INJECTED", "MIN_PIXELS", "SELMAP", "SelectionMap", "draw_selmap"]
+__all__ = ["FINE_NSIDE", "MAX_PIXELS", "MIN_INJECTED", "MIN_PIXELS", "SPARSE", "SelectionMap", "draw_selmap"]
 
 FINE_NSIDE = 2048  # pixels of 1.7 arcmin: finer than any map worth drawing from injections
 MAX_PIXELS = 1 << 18  # pixels counted at once (a few tens of MB); beyond, the counts are made coarser
@@ -70,10 +68,6 @@ class SelectionMap(Accumulator):
             self._coarser()
             keys, counts = self.totals.result()
             injected = counts[:, 0]
-        if not self.missing and self.rows and len(keys) < MIN_PIXELS:
-            self.missing = (f"the footprint spans {len(keys)} HEALPix pixel(s) at nside {self.nside}, the finest "
-                            f"at which the median pixel holds >= {MIN_INJECTED} injected sources; a map needs "
-                            f">= {MIN_PIXELS}")
         self.pixels = keys
         self.table = {name: counts[:, i] for i, name in enumerate(COUNTS)}
         self.table.update(fractions(self.table))
@@ -87,6 +81,14 @@ class SelectionMap(Accumulator):
         return result
 
 
+    def empty(self, numbers):
+        if numbers["n_pixels"] < MIN_PIXELS:
+            return (f"the footprint spans {numbers['n_pixels']} HEALPix pixel(s) at nside {numbers['nside']}, the "
+                    f"finest at which the median pixel holds >= {MIN_INJECTED} injected sources; a map needs "
+                    f">= {MIN_PIXELS}")
+        return None
+
+
 def _stat(function, values):
     return float(function(values)) if len(values) else None
 
@@ -96,7 +98,7 @@ def _polygons(nside, pixels):
     import hpgeom
 
     ra, dec = hpgeom.pixel_to_angle(nside, pixels, nest=True, lonlat=True, degrees=True)
-    ra = _wrap_ra(ra)
+    ra = wrap_ra(ra)
     lon, lat = hpgeom.boundaries(nside, pixels, step=1, nest=True, lonlat=True, degrees=True)
     lon = ra[:, None] + ((lon - ra[:, None] + 180.0) % 360.0 - 180.0)
     return np.stack([lon, lat], axis=-1)
@@ -106,16 +108,9 @@ def draw_selmap(acc, numbers, path, subtitle):
     """Four panels: recovered fraction and the selection function of each selection."""
     from matplotlib.collections import PolyCollection
 
-    fig = _figure(14, 10)
-    axes = fig.subplots(2, 2).ravel()
-    fig.suptitle(f"Selection function per HEALPix pixel (nside {numbers.get('nside')}, from injected positions)"
-                 f"\n{subtitle}", fontsize=13)
-    if acc.missing or not len(acc.pixels):
-        for ax, (_, label) in zip(axes, PANELS):
-            ax.set_title(label, fontsize=12)
-            _no_data(ax, acc.missing or "no rows")
-        _save(fig, path)
-        return
+    fig = new_figure(13, 10.5, f"Selection function per HEALPix pixel (nside {numbers['nside']}, from injected "
+                     "positions)", subtitle)
+    axes = grid(fig, 2, 2, left=0.9, right=0.4, top=1.0, bottom=0.7, wspace=1.4, hspace=0.9).ravel()
     corners = _polygons(acc.nside, acc.pixels)
     pad = 0.5 * np.degrees(np.sqrt(4 * np.pi / (12 * acc.nside ** 2)))
     dec_mid = np.radians(np.mean(corners[..., 1]))
@@ -127,6 +122,7 @@ def draw_selmap(acc, numbers, path, subtitle):
         vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
         if vmin == vmax:
             vmin, vmax = vmin - 0.01, vmax + 0.01
+        shown = None
         for chosen, alpha in ((~sparse, 1.0), (sparse, 0.3)):
             if not chosen.any():
                 continue
@@ -134,17 +130,16 @@ def draw_selmap(acc, numbers, path, subtitle):
             artist.set_array(np.ma.masked_invalid(values[chosen]))
             artist.set_clim(vmin, vmax)
             ax.add_collection(artist)
-            if alpha == 1.0:
-                shown = artist
+            shown = shown or artist
         ax.set_xlim(corners[..., 0].max() + pad, corners[..., 0].min() - pad)  # east to the left
         ax.set_ylim(corners[..., 1].min() - pad, corners[..., 1].max() + pad)
-        ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05))
-        ax.set_title(f"{label}: median {_fmt(numbers['panels'][name]['median'])}", fontsize=12)
-        ax.set_xlabel("RA [deg]", fontsize=12)
-        ax.set_ylabel("Dec [deg]", fontsize=12)
+        ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05), adjustable="datalim")
+        ax.set_title(f"{label}: median {fmt(numbers['panels'][name]['median'])}", fontsize=11.5)
+        ax.set_xlabel("RA [deg]", fontsize=10)
+        ax.set_ylabel("Dec [deg]", fontsize=10)
         ax.grid(alpha=0.3)
-        fig.colorbar(shown if (~sparse).any() else artist, ax=ax, label=name, shrink=0.85)
-    _save(fig, path)
+        colorbar(fig, shown, ax, name)
+    save(fig, path)
 
 
 def numbers_html(numbers, table):
@@ -158,16 +153,3 @@ def numbers_html(numbers, table):
 
 def _text(value, spec=".3f"):
     return "n/a" if value is None else format(value, spec)
-
-
-CAPTION = ("Recovered fraction (obiwan_mask bit 0) and, for each selection, the selection function (measured-"
-           "selected / injected: targets_mask bits 0–2) per HEALPix pixel of the injected positions, at the "
-           f"finest nside at which the median pixel holds ≥ {MIN_INJECTED} injected sources (RA increasing to "
-           f"the left; pixels of fewer than {SPARSE} sources, at the edges, drawn faint and left out of the colour "
-           f"scale); skipped when the footprint spans fewer than {MIN_PIXELS} such pixels. `obiwan-h5 maps` "
-           "writes these maps, with their errors, at any nside (docs/maps.md).")
-
-# what `figures` registers: name, accumulator class, drawer, title, caption, index table
-Figure = namedtuple("Figure", "name accumulator drawer title caption numbers_html")
-SELMAP = Figure("selmap", SelectionMap, draw_selmap, "Selection function over the footprint (HEALPix)", CAPTION,
-                numbers_html)

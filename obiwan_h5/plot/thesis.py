@@ -1,4 +1,4 @@
-"""Accumulators of the imaging-systematics page and of the thesis figure families (docs/plot.md).
+"""Accumulators of the imaging-systematics page and of the residuals figure (docs/plot.md).
 
 Same design as `accumulate`: each names the columns it needs (`columns`), is fed row
 batches (`add`) and gives the numbers behind its figure (`numbers`); memory is fixed
@@ -6,7 +6,9 @@ histograms, capped samples, or one set of counters per brick.
 
 `Systematics` joins the streamed rows to the per-brick imaging conditions of the summary
 table (`set_summary`): a source's own Tractor depth exists only when it was recovered, so
-the recovered fraction is binned by its brick's depth, seeing and extinction instead.
+the recovered fraction is binned by its brick's depth, seeing and extinction instead. Each
+row's brick comes from the brick index (`accumulate.BRICK_INDEX`), so no brickname column
+is needed.
 """
 
 import numpy as np
@@ -14,8 +16,9 @@ import numpy as np
 from ..core.photometry import band_quantity, tractor_types
 from ..core.selection import flux_to_mag
 from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, bit_set
-from .accumulate import CHI_BINS, SELECTIONS, Accumulator, _floats, _ints, tractor_band_column, true_magnitude
-from .stats import MAG_BINS, wilson_interval
+from .accumulate import BRICK_INDEX, CHI_BINS, SELECTIONS, Accumulator, _floats, _ints
+from .sources import TrueMagnitudes, tractor_band_column, truth_column
+from .stats import MAG_BINS, Reservoir, robust_stats, wilson_interval
 
 __all__ = ["DMAG_BINS", "RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
            "density_ratio_interval", "gaussian_fit", "histogram_quantiles", "quantile_edges"]
@@ -80,33 +83,26 @@ class Systematics(Accumulator):
     brick's imaging conditions (summary galdepth, psfdepth, psfsize per band, ebv)."""
 
     name = "systematics"
-    SUMMARY = ("brickname",) + tuple(name for name, _ in SYSTEMATICS_PROPERTIES)
+    SUMMARY = tuple(name for name, _ in SYSTEMATICS_PROPERTIES)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._require("brickname", "obiwan_mask")
+        self._require("obiwan_mask")
         self.has_targets = "targets_mask" in self.available
-        self.index = {}  # brick name -> row of self.counts
-        self.counts = np.zeros((0, len(_COUNTERS)), np.int64)
+        self.counts = np.zeros((0, len(_COUNTERS)), np.int64)  # per brick of the file, by BRICK_INDEX
         self.properties = {}  # summary column -> per-brick values, aligned with self.bricks
-        self.bricks = []
+        self.bricks = np.zeros(0, np.int64)  # BRICK_INDEX of the summary rows
 
     def columns(self):
-        return ["brickname", "obiwan_mask"] + (["targets_mask"] if self.has_targets else [])
+        return ["obiwan_mask"] + (["targets_mask"] if self.has_targets else [])
 
     def add(self, batch):
-        names, inverse = np.unique(np.asarray(batch["brickname"]), return_inverse=True)
-        rows = []
-        for name in names:
-            if bytes(name) not in self.index:
-                self.index[bytes(name)] = len(self.index)
-            rows.append(self.index[bytes(name)])
-        if len(self.index) > len(self.counts):
+        where = np.asarray(batch[BRICK_INDEX], np.int64)
+        if len(where) and where.max() >= len(self.counts):
             # grow by doubling: one copy per doubling, not one per batch
-            grown = np.zeros((max(len(self.index), 2 * len(self.counts)), len(_COUNTERS)), np.int64)
+            grown = np.zeros((max(where.max() + 1, 2 * len(self.counts)), len(_COUNTERS)), np.int64)
             grown[:len(self.counts)] = self.counts
             self.counts = grown
-        where = np.asarray(rows, np.int64)[inverse.reshape(-1)]
         recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
         self.rows += len(recovered)
         flags = [np.ones(len(recovered), bool), recovered]
@@ -121,22 +117,21 @@ class Systematics(Accumulator):
             self.counts[:, column] += np.bincount(where[flag], minlength=len(self.counts))
 
     def set_summary(self, table, summary_columns):
-        """Per-brick imaging conditions: the summary rows of the chosen bricks."""
+        """Per-brick imaging conditions: the summary rows of the chosen bricks (with their
+        `BRICK_INDEX`)."""
         present = [name for name, _ in SYSTEMATICS_PROPERTIES if name in summary_columns and name in table]
-        if "brickname" not in summary_columns or not present:
+        if not present:
             if self.missing is None:
-                self.missing = "the summary has no brickname or no depth/psfsize/ebv column"
+                self.missing = "the summary has no depth, psfsize or ebv column"
             return
-        self.bricks = [bytes(name) for name in np.asarray(table.get("brickname", []), dtype="S8")]
+        self.bricks = np.asarray(table[BRICK_INDEX], np.int64)
         self.properties = {name: np.asarray(table[name], np.float64) for name in present}
 
     def _brick_counts(self):
         """Counters of the summary's bricks, in summary order (zeros for bricks without rows)."""
         out = np.zeros((len(self.bricks), len(_COUNTERS)), np.int64)
-        for i, name in enumerate(self.bricks):
-            row = self.index.get(name)
-            if row is not None:
-                out[i] = self.counts[row]
+        known = self.bricks < len(self.counts)
+        out[known] = self.counts[self.bricks[known]]
         return out
 
     def numbers(self):
@@ -185,17 +180,28 @@ class Systematics(Accumulator):
             result["properties"][name] = entry
         return result
 
+    def empty(self, numbers):
+        if not any(sum(prop.get("n_inj", [])) for prop in numbers["properties"].values()):
+            return "no brick with both rows and finite imaging conditions"
+        return None
+
 
 # ------------------------------------------------------------------- residuals in sigma
 
 # residual name -> (label); flux residuals are extincted Tractor flux minus simcat flux as added
+# and shapes (rhalf, e1, e2) of EXP, REX and SIMP fits (shapeexp) and, apart, of DEV fits (shapedev)
+SHAPES = ("rhalf", "e1", "e2")
 RESIDUALS = {**{f"flux_{b}": f"(Tractor − true) {b} flux / σ" for b in BANDS},
              "rhalf": "(Tractor − true) half-light radius / σ",
-             "e1": "(Tractor − true) e1 / σ", "e2": "(Tractor − true) e2 / σ"}
+             "e1": "(Tractor − true) e1 / σ", "e2": "(Tractor − true) e2 / σ",
+             **{f"{key}_dev": f"DEV fits: (Tractor − true) {key} / σ" for key in SHAPES}}
 # bins of the magnitude residual (true − Tractor, both extincted)
 DMAG_BINS = np.round(np.linspace(-1.0, 1.0, 41), 6)
-# Tractor profile whose shape is compared with the injected one, by fitted type
-_SHAPE_MODEL = {b"EXP": "shapeexp", b"REX": "shapeexp", b"SIMP": "shapeexp", b"DEV": "shapedev"}
+# Tractor profile whose shape is compared with the injected one, by fitted type: the
+# exponential family is one residual, DEV fits another (a de Vaucouleurs radius of a source
+# injected with another profile is not its half-light radius: a profile mismatch, off zero)
+_SHAPE_MODEL = {b"EXP": ("shapeexp", ""), b"REX": ("shapeexp", ""), b"SIMP": ("shapeexp", ""),
+                b"DEV": ("shapedev", "_dev")}
 
 
 def gaussian_fit(hist, bins):
@@ -243,33 +249,30 @@ def histogram_quantiles(hist2d, bins, levels=(0.25, 0.5, 0.75), min_count=5):
 
 class Residuals(Accumulator):
     """Residuals of recovered sources in units of their Tractor σ: flux per band, half-light
-    radius and ellipticity; histograms (with a Gaussian fit) and, for the fluxes, a 2-D
-    histogram against true magnitude."""
+    radius and ellipticity (exponential-family fits, and DEV fits apart); histograms with a
+    Gaussian fit and, for the fluxes, 2-D histograms against true magnitude."""
 
     name = "residuals"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask")
-        self.flux_bands = []
-        for b in BANDS:
-            if (tractor_band_column(self.available, "flux", b) and tractor_band_column(self.available, "flux_ivar", b)
-                    and {f"{b}flux", f"mw_transmission_{b}"} <= self.available):
-                self.flux_bands.append(b)
-        self.truth = {}
-        for key in ("rhalf", "e1", "e2"):
-            for name in (key, f"psql_{key}"):
-                if name in self.available:
-                    self.truth[key] = name
-                    break
+        self.flux_bands = [b for b in BANDS
+                           if tractor_band_column(self.available, "flux", b)
+                           and tractor_band_column(self.available, "flux_ivar", b)
+                           and {f"{b}flux", f"mw_transmission_{b}"} <= self.available]
+        self.mags = TrueMagnitudes(self.available, self.flux_bands)
+        self.truth = {key: name for key in SHAPES if (name := truth_column(self.available, key))}
         self.shapes = [key for key in self.truth if "tractor_type" in self.available and all(
-            f"tractor_{model}_{'r' if key == 'rhalf' else key}{suffix}" in self.available
+            f"tractor_{model}_{_stem(key)}{suffix}" in self.available
             for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar"))]
-        self.names = [f"flux_{b}" for b in self.flux_bands] + self.shapes
+        self.names = ([f"flux_{b}" for b in self.flux_bands] + self.shapes
+                      + [f"{key}_dev" for key in self.shapes])
         if not self.names and self.missing is None:
             self.missing = "no Tractor flux/flux_ivar with simcat fluxes, and no Tractor shapes with injected ones"
         self.hist = {name: np.zeros(len(CHI_BINS) - 1, np.int64) for name in self.names}
         self.outside = dict.fromkeys(self.names, 0)
+        self.sample = {name: Reservoir(self.capacity, self.rng, ("chi",)) for name in self.names}
         self.vs_mag = {b: np.zeros((len(MAG_BINS) - 1, len(CHI_BINS) - 1), np.int64) for b in self.flux_bands}
         self.dmag = {b: np.zeros((len(MAG_BINS) - 1, len(DMAG_BINS) - 1), np.int64) for b in self.flux_bands}
 
@@ -282,14 +285,15 @@ class Residuals(Accumulator):
             names.append("tractor_type")
         for key in self.shapes:
             names.append(self.truth[key])
-            stem = "r" if key == "rhalf" else key
-            names += [f"tractor_{model}_{stem}{suffix}" for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar")]
+            names += [f"tractor_{model}_{_stem(key)}{suffix}" for model in ("shapeexp", "shapedev")
+                      for suffix in ("", "_ivar")]
         return list(dict.fromkeys(names))
 
     def _count(self, name, chi):
         inside = (chi >= CHI_BINS[0]) & (chi <= CHI_BINS[-1])
         self.outside[name] += int((~inside).sum())
         self.hist[name] += np.histogram(chi[inside], CHI_BINS)[0]
+        self.sample[name].add(chi=chi)
 
     def add(self, batch):
         recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
@@ -302,7 +306,7 @@ class Residuals(Accumulator):
                 ok = recovered & np.isfinite(measured - true) & (ivar > 0)
             chi = (measured[ok] - true[ok]) * np.sqrt(ivar[ok])
             self._count(f"flux_{b}", chi)
-            mag = true_magnitude(batch, b)[ok]
+            mag = self.mags(batch, b)[ok]
             self.vs_mag[b] += np.histogram2d(mag, np.clip(chi, CHI_BINS[0], CHI_BINS[-1]),
                                              [MAG_BINS, CHI_BINS])[0].astype(np.int64)
             # true minus Tractor magnitude, both extincted (negative: Tractor too faint); needs a positive flux
@@ -313,31 +317,33 @@ class Residuals(Accumulator):
             return
         kinds = tractor_types(batch["tractor_type"])
         for key in self.shapes:
-            stem = "r" if key == "rhalf" else key
             truth = np.asarray(batch[self.truth[key]], np.float64)
-            for code, model in _SHAPE_MODEL.items():
+            for code, (model, suffix) in _SHAPE_MODEL.items():
                 chosen = recovered & (kinds == code)
                 if not chosen.any():
                     continue
-                value = np.asarray(batch[f"tractor_{model}_{stem}"], np.float64)[chosen]
-                ivar = np.asarray(batch[f"tractor_{model}_{stem}_ivar"], np.float64)[chosen]
+                value = np.asarray(batch[f"tractor_{model}_{_stem(key)}"], np.float64)[chosen]
+                ivar = np.asarray(batch[f"tractor_{model}_{_stem(key)}_ivar"], np.float64)[chosen]
                 with np.errstate(invalid="ignore"):
                     ok = np.isfinite(value - truth[chosen]) & (ivar > 0)
-                self._count(key, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
+                self._count(key + suffix, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
 
     def numbers(self):
         result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "dmag_bins": _floats(DMAG_BINS),
-                  "n_recovered": self.rows,
+                  "n_recovered": self.rows, "magnitude_source": self.mags.describe(),
                   "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
-                                "sqrt(flux_ivar); rhalf, e1, e2: Tractor shapeexp (EXP, REX, SIMP) or shapedev "
-                                "(DEV) minus the injected value, times sqrt(ivar); PSF and COMP not used",
+                                "sqrt(flux_ivar); rhalf, e1, e2: Tractor shapeexp of EXP, REX and SIMP fits "
+                                "(<key>) or shapedev of DEV fits (<key>_dev) minus the injected value, times "
+                                "sqrt(ivar); PSF and COMP not used",
                   "fit": "least-squares normal density on the histogram normalised within [-6, 6]",
                   "quantities": {}}
         for name in self.names:
             mean, sigma = gaussian_fit(self.hist[name], CHI_BINS)
+            median, robust_sigma = robust_stats(self.sample[name].data["chi"])
             entry = {"label": RESIDUALS[name], "n": int(self.hist[name].sum()) + self.outside[name],
                      "hist": _ints(self.hist[name]), "n_outside_bins": self.outside[name],
-                     "fit_mean": mean, "fit_sigma": sigma}
+                     "fit_mean": mean, "fit_sigma": sigma, "robust_median": _floats([median])[0],
+                     "robust_sigma": _floats([robust_sigma])[0], "sample_complete": self.sample[name].complete}
             band = name[len("flux_"):] if name.startswith("flux_") else None
             if band:
                 quartiles = histogram_quantiles(self.vs_mag[band], CHI_BINS)
@@ -349,5 +355,12 @@ class Residuals(Accumulator):
             result["quantities"][name] = entry
         return result
 
+    def empty(self, numbers):
+        if not any(entry["n"] for entry in numbers["quantities"].values()):
+            return "no recovered source with a measured flux or shape and ivar > 0"
+        return None
 
-THESIS_ACCUMULATORS = {cls.name: cls for cls in (Systematics, Residuals)}
+
+def _stem(key):
+    """Tractor's name of a shape parameter: ``r`` for the half-light radius."""
+    return "r" if key == "rhalf" else key

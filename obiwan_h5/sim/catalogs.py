@@ -22,6 +22,7 @@ RELEASE_DR5 = 5000
 ON_REAL_FRACTION = 0.07  # randoms deliberately within 1" of a real source
 ON_REAL_RADIUS = 0.9  # arcsec
 BLEND_RADIUS = 0.5  # arcsec: closer than this the random blends into the real source
+DEV_RADIUS_SCALE = 1.3  # shapedev_r of a DEV fit / the radius an exponential fit measures
 TYPES_DR5 = np.array([b"PSF ", b"REX ", b"DEV ", b"EXP ", b"COMP"])
 PSF, REX, DEV, EXP, COMP = range(5)
 
@@ -311,10 +312,14 @@ def _masks(rng, out, band, n):
 def _shapes(rng, out, kind, src, snr):
     n = len(kind)
     e_sig = np.minimum(0.3, 3.0 / snr)
-    r_meas = np.maximum(src["rhalf"] * rng.lognormal(0, np.minimum(0.5, 3.0 / snr)), 0.05)
+    # the radius has the relative error the ellipticity has in absolute terms (3/(S/N), at
+    # most 30%), and the ivar written is that of the noise added, so (measured - true) *
+    # sqrt(ivar) is a unit normal, as for fluxes (the 0.05" floor touches ~1% of the faintest)
+    r_sig = np.maximum(src["rhalf"], 0.15) * e_sig
+    r_meas = np.maximum(src["rhalf"] + rng.normal(size=n) * r_sig, 0.05)
     e1 = np.clip(src["e1"] + rng.normal(size=n) * e_sig, -0.9, 0.9)
     e2 = np.clip(src["e2"] + rng.normal(size=n) * e_sig, -0.9, 0.9)
-    r_ivar = (snr / (0.5 * r_meas)) ** 2
+    r_ivar = 1 / r_sig ** 2
     e_ivar = 1 / e_sig ** 2
     exp = (kind == REX) | (kind == EXP) | (kind == COMP)
     dev = (kind == DEV) | (kind == COMP)
@@ -326,8 +331,10 @@ def _shapes(rng, out, kind, src, snr):
         out[f"shapeexp_{c}_ivar"] = np.where(exp & ~round_, e_ivar, 0)
         out[f"shapedev_{c}"] = np.where(dev, val, 0)
         out[f"shapedev_{c}_ivar"] = np.where(dev, e_ivar, 0)
-    out["shapedev_r"] = np.where(dev, r_meas * 1.3, 0)
-    out["shapedev_r_ivar"] = np.where(dev, r_ivar / 1.7, 0)
+    # a de Vaucouleurs fit gives a larger radius than the injected profile's half-light
+    # radius (a profile mismatch); its error scales with it
+    out["shapedev_r"] = np.where(dev, r_meas * DEV_RADIUS_SCALE, 0)
+    out["shapedev_r_ivar"] = np.where(dev, r_ivar / DEV_RADIUS_SCALE ** 2, 0)
     fracdev = np.select([kind == DEV, kind == COMP], [1.0, rng.uniform(0.2, 0.8, n)], 0.0)
     out["fracdev"] = fracdev
     # real DR catalogs carry fracdev_ivar = 1 for pure DEV fits

@@ -97,19 +97,52 @@ def test_colours_recovered_lost_contaminating():
     assert numbers["totals"]["contaminating_eboss_ngc"] == 0
 
 
-def test_colours_by_type_and_enclosing_level():
-    from obiwan_h5.plot.draw_families import enclosing_level
-
-    g, r, z = np.array([22.525, 22.525]), np.array([22.2, 22.2]), np.array([21.375, 21.375])
-    batch = {"obiwan_mask": np.array([1, 0], np.uint8), "tractor_type": np.array([b"DEV", b""])}
+def test_colours_type_mix_counts_each_type_along_each_colour():
+    g, r, z = np.array([22.525, 22.525, 22.825]), np.array([22.2, 22.2, 22.2]), np.array([21.375, 21.375, 21.025])
+    batch = {"obiwan_mask": np.array([1, 0, 1], np.uint8), "tractor_type": np.array([b"DEV", b"", b"EXP "])}
     for b, mags in (("g", g), ("r", r), ("z", z)):
         batch[f"{b}flux"] = _mag_flux(mags)
-        batch[f"mw_transmission_{b}"] = np.ones(2, np.float32)
+        batch[f"mw_transmission_{b}"] = np.ones(3, np.float32)
     acc = Colours(set(batch), np.random.default_rng(1), 100)
     acc.add(batch)
     numbers = acc.numbers()
-    assert numbers["has_types"] and not numbers["has_targets"]
-    assert numbers["totals"]["type_DEV"] == 1 and numbers["totals"]["type_EXP"] == 0
-    assert enclosing_level([[10, 5], [3, 2]], 0.5) == 10.0
-    assert enclosing_level([[10, 5], [3, 2]], 0.7) == 5.0
-    assert enclosing_level([[0, 0]]) is None
+    assert numbers["has_types"] and not numbers["has_targets"] and not numbers["has_measured"]
+    assert numbers["totals"]["type_DEV"] == 1 and numbers["totals"]["type_EXP"] == 1
+    # only the types present, each counted in its g-r and r-z bin
+    assert set(numbers["types_vs_gr"]) == set(numbers["types_vs_rz"]) == {"EXP", "DEV"}
+    assert numbers["types_vs_gr"]["DEV"][_cell(COLOUR_BINS["gr"], 0.325)] == 1
+    assert numbers["types_vs_rz"]["DEV"][_cell(COLOUR_BINS["rz"], 0.825)] == 1
+    assert numbers["types_vs_gr"]["EXP"][_cell(COLOUR_BINS["gr"], 0.625)] == 1
+    assert numbers["types_vs_rz"]["EXP"][_cell(COLOUR_BINS["rz"], 1.175)] == 1
+    assert sum(map(sum, numbers["types_vs_gr"].values())) == 2
+
+
+def test_colours_from_truth_table_magnitudes():
+    """A view with psql_g/r/z and no simcat fluxes: true colours from the truth table."""
+    batch = {"obiwan_mask": np.array([1, 0], np.uint8), "psql_g": np.array([22.525, 22.9]),
+             "psql_r": np.array([22.2, 22.3]), "psql_z": np.array([21.375, 21.075])}
+    acc = Colours(set(batch), np.random.default_rng(1), 100)
+    assert acc.missing is None and acc.columns() == ["obiwan_mask", "psql_g", "psql_r", "psql_z"]
+    acc.add(batch)
+    numbers = acc.numbers()
+    assert numbers["maps"]["recovered"][_cell(COLOUR_BINS["gr"], 0.325)][_cell(COLOUR_BINS["rz"], 0.825)] == 1
+    assert numbers["totals"]["lost"] == 1 and "psql_g" in numbers["magnitude_source"]
+    assert Colours({"obiwan_mask", "psql_g", "psql_r"}, np.random.default_rng(1), 100).missing is not None
+
+
+def test_inputs_discrete_property_is_counted_per_value():
+    n = np.array([0, 1, 1, 4, 4, 4, 1, 1, 0, 0, 1, 1], np.float32)
+    batch = {"obiwan_mask": np.array([1, 1, 0, 1, 0, 0, 1, 1, 0, 0, 1, 1], np.uint8), "n": n,
+             "rhalf": np.linspace(0.2, 1.0, 12).astype(np.float32), "psql_g": np.full(12, 22.0)}
+    acc = Inputs(set(batch), np.random.default_rng(1), 100)
+    acc.add({key: values[:5] for key, values in batch.items()})
+    acc.add({key: values[5:] for key, values in batch.items()})
+    numbers = acc.numbers()
+    discrete = numbers["properties"]["n"]["discrete"]
+    assert discrete["values"] == [0.0, 1.0, 4.0]
+    assert discrete["n"] == [3, 6, 3] and discrete["n_recovered"] == [1, 5, 1]
+    assert np.allclose(discrete["fraction"], [1 / 3, 5 / 6, 1 / 3])
+    assert numbers["properties"]["rhalf"]["discrete"] is None  # twelve distinct values: continuous
+    # the true g magnitude from the truth table when the simcat flux is absent
+    assert numbers["bands"]["g"]["n"][_cell(np.asarray(numbers["mag_bins"]), 22.0)] == 12
+    assert numbers["bands"]["g"]["n_added"] is None and "psql_g" in numbers["magnitude_source"]

@@ -14,7 +14,7 @@ from scipy.special import ndtri
 
 import obiwan_h5
 from obiwan_h5 import cli
-from obiwan_h5.core.selection import TARGET_BITS, flux_to_mag
+from obiwan_h5.core.selection import MAGNITUDE_LIMITS, TARGET_BITS, flux_to_mag
 from obiwan_h5.errors import InputError
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job.mpi import SerialComm
@@ -49,7 +49,19 @@ def _check_pngs(out, names=FIGURES):
     for name in names:
         image = imread(os.path.join(out, f"{name}.png"))
         assert image.shape[0] > 400 and image.shape[1] > 600, name
+        # at most 1300 pixels wide: the index page shows every figure near full size
+        assert image.shape[1] <= 1300, f"{name}.png is {image.shape[1]} pixels wide"
         assert image[..., :3].std() > 0.05, f"{name}.png looks blank"
+
+
+def _check_skipped(out, numbers, reasons):
+    """Figures skipped for the given reasons (substrings), not drawn, listed on the page."""
+    page = open(os.path.join(out, "index.html")).read()
+    for name, reason in reasons.items():
+        assert reason in numbers["skipped"][name], (name, numbers["skipped"][name])
+        assert name not in numbers["drawn"] and name not in numbers["files"]
+        assert not os.path.exists(os.path.join(out, f"{name}.png"))
+        assert f"<img src='{name}.png'" not in page and html.escape(numbers["skipped"][name]) in page
 
 
 def _derive(production, output):
@@ -171,6 +183,18 @@ def test_target_selection_counts_match_numpy(dr5_figures, dr5_derived):
         mag = _true_mag(data, band)
         assert d["hist_true"] == np.histogram(mag[true], MAG_BINS)[0].tolist()
         assert d["hist_measured_not_true"] == np.histogram(mag[measured & ~true], MAG_BINS)[0].tolist()
+        # beyond the selection's own magnitude limits nothing is true-selected: contamination is
+        # 1 there by definition, so it is not given per bin, and those sources are counted apart
+        _, brightest, faintest = MAGNITUDE_LIMITS[sel]
+        beyond = measured & ((mag < brightest) | (mag > faintest))
+        assert not (true & ((mag < brightest) | (mag > faintest))).any()
+        assert d["n_measured_beyond_cut"] == beyond.sum() > 0
+        assert d["contamination_within_cut"] == pytest.approx(
+            ((measured & ~true).sum() - beyond.sum()) / (measured.sum() - beyond.sum()))
+        outside = (MAG_BINS[1:] <= brightest) | (MAG_BINS[:-1] >= faintest)
+        assert np.asarray(d["hist_measured"])[outside].sum() > 0
+        assert all(d["contamination_bins"][k] is None for k in np.flatnonzero(outside))
+        assert d["contamination_bins"][int(np.argmax(np.asarray(d["hist_measured"]) * ~outside))] is not None
 
 
 def test_confusion_matrix(dr5_figures, dr5_derived):
@@ -186,6 +210,59 @@ def test_confusion_matrix(dr5_figures, dr5_derived):
     types = columns[:6]  # PSF SIMP REX EXP DEV COMP
     for row, kind in enumerate(("PSF", "EXP", "DEV")):
         assert types[int(np.argmax(counts[row, :6]))] == kind  # the simulator mostly fits what it injected
+    # no space for empty categories: DR5 has no SIMP, nothing is "other" or of unknown morphology
+    assert numbers["columns_shown"] == [name for name, n in zip(columns, counts.sum(axis=0)) if n]
+    assert "SIMP" not in numbers["columns_shown"] and "other" not in numbers["columns_shown"]
+    assert {"REX", "unrecovered"} <= set(numbers["columns_shown"])
+    assert numbers["rows_shown"] == ["PSF-like", "EXP-like", "DEV-like"]
+    morphology = dr5_figures[1]["figures"]["morphology"]
+    assert morphology["classes_shown"] == numbers["rows_shown"]
+    assert morphology["types_shown"] == [name for name in numbers["columns_shown"] if name != "unrecovered"]
+
+
+def test_shape_residuals_are_unit_normal_and_dev_fits_sit_apart(dr5_figures, dr5_derived):
+    quantities = dr5_figures[1]["figures"]["residuals"]["quantities"]
+    data = _read(dr5_derived, ["obiwan_mask", "tractor_type", "rhalf", "tractor_shapeexp_r",
+                               "tractor_shapeexp_r_ivar"])
+    kind = np.char.strip(data["tractor_type"].astype(str))
+    chosen = ((data["obiwan_mask"] & 1) > 0) & np.isin(kind, ["EXP", "REX"]) & (data["tractor_shapeexp_r_ivar"] > 0)
+    pull = (data["tractor_shapeexp_r"][chosen] - data["rhalf"][chosen]) * np.sqrt(data["tractor_shapeexp_r_ivar"][chosen])
+    rhalf = quantities["rhalf"]
+    assert rhalf["n"] == chosen.sum() and rhalf["robust_median"] == pytest.approx(np.median(pull), abs=1e-5)
+    # the simulator's radius noise agrees with its ivar: the exponential fits are unit normal
+    assert 0.85 < rhalf["robust_sigma"] < 1.2 and 0.85 < rhalf["fit_sigma"] < 1.2
+    assert rhalf["n_outside_bins"] < 0.02 * rhalf["n"]
+    # DEV fits sit off zero (a profile mismatch) and are kept out of that fit
+    assert quantities["rhalf_dev"]["n"] > 50 and quantities["rhalf_dev"]["robust_median"] > 1
+    for key in ("e1", "e2"):
+        assert 0.85 < quantities[key]["robust_sigma"] < 1.2
+
+
+def test_inputs_count_each_value_of_a_discrete_property(dr5_figures, dr5_derived):
+    numbers = dr5_figures[1]["figures"]["inputs"]["properties"]
+    data = _read(dr5_derived, ["obiwan_mask", "n"])
+    values, counts = np.unique(data["n"], return_counts=True)
+    discrete = numbers["n"]["discrete"]
+    assert discrete["values"] == values.tolist() == [0.0, 1.0, 4.0] and discrete["n"] == counts.tolist()
+    recovered = (data["obiwan_mask"] & 1) > 0
+    assert discrete["n_recovered"] == [int(recovered[data["n"] == v].sum()) for v in values]
+    assert numbers["rhalf"]["discrete"] is None and numbers["redshift"]["discrete"] is None
+
+
+def test_index_page_has_contents_and_numbers_beside_each_figure(dr5_figures):
+    out, numbers = dr5_figures
+    page = open(os.path.join(out, "index.html")).read()
+    contents = page[page.index("<h2>Contents</h2>"):page.index("</ol>")]
+    sections = page.split("<section id=")[1:]
+    assert len(sections) == len(numbers["drawn"]) == len(FIGURES)
+    for name, section in zip(numbers["drawn"], sections):
+        assert f"<a href='#{name}'>" in contents and f"<a href='#{name}'>{name}</a>" in page  # contents, bar
+        assert section.startswith(f"'{name}'")
+        # the figure, a link to its full size, beside its caption and numbers
+        assert f"<a href='{name}.png'><img src='{name}.png'" in section
+        assert "class='numbers'" in section and html.escape(numbers["captions"][name]) in section
+    assert "<table>" in sections[numbers["drawn"].index("recovery")]
+    assert "position:sticky" in page
 
 
 def test_injected_morphology_mapping():
@@ -216,7 +293,9 @@ def test_file_with_a_failed_brick_renders(production_copy, tmp_path):
     assert (status != 1).sum() == 1
     out = str(tmp_path / "figures")
     numbers = make_figures(output, out)
-    _check_pngs(out)
+    # five bricks span too few HEALPix pixels for a selection-function map; everything else is drawn
+    assert set(numbers["skipped"]) == {"selmap"} and "HEALPix pixel(s)" in numbers["skipped"]["selmap"]
+    _check_pngs(out, numbers["drawn"])
     assert numbers["bricks"]["n_bricks_not_done"] == 1 and numbers["bricks"]["n_bricks_used"] == 5
     assert numbers["rows_used"] == counts[status == 1].sum()
     assert numbers["figures"]["skymap"]["n_bricks"] == 5
@@ -230,7 +309,9 @@ def test_dr3_schema_renders(dr3_production, tmp_path):
         assert "tractor_decam_flux" in handle["randoms"] and "tractor_flux_g" not in handle["randoms"]
     out = str(tmp_path / "figures")
     numbers = make_figures(output, out)
-    _check_pngs(out)
+    # three bricks span too few HEALPix pixels for a selection-function map
+    assert set(numbers["skipped"]) == {"selmap"}
+    _check_pngs(out, numbers["drawn"])
     flux = numbers["figures"]["flux_residuals"]["bands"]
     assert set(flux) == set(BANDS)
     for band in BANDS:
@@ -239,6 +320,7 @@ def test_dr3_schema_renders(dr3_production, tmp_path):
     counts = np.array(confusion["counts"])
     assert counts[:, confusion["columns"].index("SIMP")].sum() > 0
     assert counts[:, confusion["columns"].index("REX")].sum() == 0
+    assert "SIMP" in confusion["columns_shown"] and "REX" not in confusion["columns_shown"]
 
 
 @pytest.mark.slow
@@ -248,8 +330,14 @@ def test_no_recovered_sources_and_an_empty_band(dr5_derived, tmp_path):
     with h5py.File(nothing, "r+") as handle:
         handle["randoms/obiwan_mask"][...] = 0
         handle["randoms/targets_mask"][...] &= 0b111000
-    numbers = make_figures(nothing, str(tmp_path / "a"))["figures"]
-    _check_pngs(str(tmp_path / "a"))
+    made = make_figures(nothing, str(tmp_path / "a"))
+    numbers = made["figures"]
+    _check_pngs(str(tmp_path / "a"), made["drawn"])
+    # a figure with no data is never drawn: listed as skipped, with its reason
+    _check_skipped(str(tmp_path / "a"), made, {
+        "flux_residuals": "no recovered source with a measured flux", "astrometry": "no recovered source",
+        "residuals": "no recovered source"})
+    assert {"recovery", "targets", "inputs", "confusion", "systematics", "skymap"} <= set(made["drawn"])
     assert numbers["recovery"]["fraction_recovered"] == 0
     assert all(numbers["recovery"]["bands"][b]["mag50"] is None for b in BANDS)
     assert all(numbers["flux_residuals"]["bands"][b]["n"] == 0 for b in BANDS)
@@ -260,7 +348,9 @@ def test_no_recovered_sources_and_an_empty_band(dr5_derived, tmp_path):
     shutil.copy(dr5_derived, no_z)
     with h5py.File(no_z, "r+") as handle:
         handle["randoms/tractor_flux_z"][...] = np.nan
-    flux = make_figures(no_z, str(tmp_path / "b"), only="flux_residuals")["figures"]["flux_residuals"]["bands"]
+    made = make_figures(no_z, str(tmp_path / "b"), only="flux_residuals")
+    flux = made["figures"]["flux_residuals"]["bands"]
+    assert made["drawn"] == ["flux_residuals"]  # two bands with data are enough
     _check_pngs(str(tmp_path / "b"), ["flux_residuals"])
     assert flux["z"]["n"] == 0 and flux["z"]["sigma_chi"] is None and flux["g"]["n"] > 0
 
@@ -279,8 +369,10 @@ def test_column_subset_file_renders_what_it_can(dr5_derived, tmp_path):
         for name in keep:
             src.copy(f"randoms/{name}", group)
     out = str(tmp_path / "figures")
-    figures = make_figures(small, out)["figures"]
-    _check_pngs(out)
+    made = make_figures(small, out)
+    figures = made["figures"]
+    _check_pngs(out, made["drawn"])
+    _check_skipped(out, made, {"confusion": "column tractor_type", "astrometry": "column ra is not"})
     assert figures["recovery"]["n_rows"] > 0 and "missing" not in figures["recovery"]
     assert "tractor_type" in figures["confusion"]["missing"]
     assert "missing" in figures["flux_residuals"] and "missing" in figures["astrometry"]
@@ -299,7 +391,8 @@ def test_view_and_subset_files(dr5_derived, tmp_path):
     assert from_view["figures"]["flux_residuals"] == direct["figures"]["flux_residuals"]
     assert "tractor_type" in from_view["figures"]["confusion"]["missing"]
     from_subset = make_figures(subset, str(tmp_path / "s"))
-    _check_pngs(str(tmp_path / "s"))
+    assert set(from_subset["skipped"]) == {"selmap"}  # three bricks: too few HEALPix pixels for a map
+    _check_pngs(str(tmp_path / "s"), from_subset["drawn"])
     with h5py.File(subset, "r") as handle:
         assert from_subset["rows_used"] == len(handle["randoms/obiwan_mask"]) > 0
         assert from_subset["figures"]["skymap"]["n_bricks"] == len(handle["bricks/name"]) == 3

@@ -8,6 +8,7 @@ import pytest
 from mapfile import write_map_file
 
 from obiwan_h5.plot import make_figures, selmap
+from obiwan_h5.plot.captions import TITLES
 from obiwan_h5.read.maps import make_maps
 
 
@@ -38,7 +39,7 @@ def test_the_map_figure_shows_the_maps_of_the_chosen_resolution(constructed):
     make_maps(constructed["path"], finer, 2 * nside, nest=True)
     assert np.median(fitsio.read(finer, ext="MAPS", columns=["n_inj"])["n_inj"]) < selmap.MIN_INJECTED
     index = open(numbers["index"], encoding="utf-8").read()
-    assert "selmap.png" in index and selmap.SELMAP.title in index
+    assert "selmap.png" in index and TITLES["selmap"] in index
 
 
 def test_counting_at_a_coarser_resolution_to_bound_memory_keeps_every_source(constructed, tmp_path, monkeypatch):
@@ -63,4 +64,4 @@ def test_a_footprint_of_too_few_pixels_is_skipped_with_the_reason(dr5_derived, t
         brick = derived.bricknames[0]
     numbers = make_figures(dr5_derived, str(tmp_path / "figures"), only="selmap", bricks=brick)
     assert "HEALPix pixel(s)" in numbers["skipped"]["selmap"] and numbers["drawn"] == []
-    assert (tmp_path / "figures" / "selmap.png").exists()
+    assert not (tmp_path / "figures" / "selmap.png").exists()  # a skipped figure is not drawn

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from obiwan_h5.fileformat import SUMMARY_COLUMNS, TARGET_BITS
+from obiwan_h5.plot.accumulate import BRICK_INDEX
 from obiwan_h5.plot.figures import make_figures
 from obiwan_h5.plot.stats import MAG_BINS, wilson_interval
 from obiwan_h5.plot.thesis import Systematics, bin_index, density_ratio_interval, quantile_edges
@@ -18,25 +19,27 @@ def _systematics_batch():
     """Four bricks whose recovered fraction rises with galdepth_g: 0.2, 0.4, 0.6, 0.8 of
     100 rows each; the measured DESI density is half the true one in the shallowest brick
     and equal to it in the others."""
-    names, masks, targets = [], [], []
-    for i, brick in enumerate([b"0001p000", b"0002p000", b"0003p000", b"0004p000"]):
+    bricks, masks, targets = [], [], []
+    for i in range(4):
         n_rec = 20 * (i + 1)
-        names += [brick] * 100
+        bricks += [i] * 100
         masks += [1] * n_rec + [0] * (100 - n_rec)
         # 10 true DESI targets per brick, recovered; measured-selected: 5 (brick 0) or 10
         true = [_bits("desi_elg_true", "desi_elg")] * (5 if i == 0 else 10) + [_bits("desi_elg_true")] * (
             5 if i == 0 else 0)
         targets += true + [0] * (100 - len(true))
-    batch = {"brickname": np.array(names, "S8"), "obiwan_mask": np.array(masks, np.uint8),
+    # the brick of each row as the figure runner gives it: its index in the file's brick list
+    batch = {BRICK_INDEX: np.array(bricks), "obiwan_mask": np.array(masks, np.uint8),
              "targets_mask": np.array(targets, np.uint8)}
-    summary = {"brickname": np.array([b"0003p000", b"0001p000", b"0004p000", b"0002p000"], "S8"),
+    summary = {BRICK_INDEX: np.array([2, 0, 3, 1]),
                "galdepth_g": np.array([24.0, 23.0, 24.5, 23.5]), "ebv": np.array([0.05, np.nan, 0.05, 0.05])}
     return batch, summary
 
 
 def test_systematics_recovery_follows_depth():
     batch, summary = _systematics_batch()
-    acc = Systematics({"brickname", "obiwan_mask", "targets_mask"}, np.random.default_rng(1), 100)
+    acc = Systematics({"obiwan_mask", "targets_mask"}, np.random.default_rng(1), 100)
+    assert acc.missing is None  # no brickname column needed
     half = 170  # two batches, split inside a brick
     acc.add({name: values[:half] for name, values in batch.items()})
     acc.add({name: values[half:] for name, values in batch.items()})
@@ -63,11 +66,11 @@ def test_systematics_recovery_follows_depth():
 
 
 def test_systematics_without_summary_is_skipped():
-    acc = Systematics({"brickname", "obiwan_mask"}, np.random.default_rng(1), 100)
-    acc.set_summary({}, {"brickname"})
+    acc = Systematics({"obiwan_mask"}, np.random.default_rng(1), 100)
+    acc.set_summary({BRICK_INDEX: np.arange(3)}, {"brickname"})
     assert "summary" in acc.missing
-    no_brick = Systematics({"obiwan_mask"}, np.random.default_rng(1), 100)
-    assert "brickname" in no_brick.missing
+    no_mask = Systematics({"ra"}, np.random.default_rng(1), 100)
+    assert "obiwan_mask" in no_mask.missing
 
 
 def test_quantile_edges_and_bins():
@@ -191,11 +194,13 @@ def test_shape_residuals_use_the_fitted_profile():
     acc = Residuals(set(batch), np.random.default_rng(1), 100)
     assert acc.shapes == ["rhalf"] and acc.flux_bands == []
     acc.add(batch)
-    hist = np.array(acc.numbers()["quantities"]["rhalf"]["hist"])
-    # EXP: (1.5 - 1) * 2 = +1; DEV: (0.5 - 1) * 4 = -2; PSF and the unrecovered row not used
-    assert hist.sum() == 2
-    assert hist[np.searchsorted(CHI_BINS, 1.0, side="right") - 1] == 1
-    assert hist[np.searchsorted(CHI_BINS, -2.0, side="right") - 1] == 1
+    quantities = acc.numbers()["quantities"]
+    # EXP: (1.5 - 1) * 2 = +1 (exponential family); DEV, apart: (0.5 - 1) * 4 = -2; PSF and the
+    # unrecovered row not used
+    hist, dev = np.array(quantities["rhalf"]["hist"]), np.array(quantities["rhalf_dev"]["hist"])
+    assert hist.sum() == 1 and hist[np.searchsorted(CHI_BINS, 1.0, side="right") - 1] == 1
+    assert dev.sum() == 1 and dev[np.searchsorted(CHI_BINS, -2.0, side="right") - 1] == 1
+    assert quantities["rhalf"]["robust_median"] == 1.0 and quantities["rhalf_dev"]["robust_median"] == -2.0
 
 
 def test_skipped_figures_and_exit_status(dr5_derived, tmp_path, capsys):
@@ -207,8 +212,30 @@ def test_skipped_figures_and_exit_status(dr5_derived, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["plot", some, "-o", str(tmp_path / "a"), "--only", "recovery,residuals,systematics"]) == 0
     err = capsys.readouterr().err
-    assert "skipped residuals:" in err and "skipped systematics: column brickname is not in the file" in err
+    assert "skipped residuals:" in err and "skipped systematics" not in err
     page = open(tmp_path / "a" / "index.html").read()
-    assert "Skipped (no data)" in page and "<h2 class='section'>Imaging systematics</h2>" in page
+    assert "Skipped (no data, not drawn)" in page and "<h2>Imaging systematics</h2>" in page
     assert cli.main(["plot", none, "-o", str(tmp_path / "b"), "--only", "recovery,inputs"]) == 1
     assert "none of the chosen figures could be drawn" in capsys.readouterr().err
+
+
+def test_systematics_of_a_view_without_brickname(thesis_figures, dr5_derived, tmp_path):
+    """Each row's brick comes from the brick index: a view without brickname gives the same
+    numbers as the file itself."""
+    from obiwan_h5 import cli
+
+    view = str(tmp_path / "view.h5")
+    assert cli.main(["view", dr5_derived, "-o", view, "--columns", "obiwan_mask,targets_mask"]) == 0
+    numbers = make_figures(view, str(tmp_path / "figures"), only="systematics")
+    assert numbers["drawn"] == ["systematics"] and numbers["columns_read"] == ["obiwan_mask", "targets_mask"]
+    assert numbers["figures"]["systematics"] == thesis_figures[1]["figures"]["systematics"]
+    # and on a sparse sample of bricks read in small batches: every row lands in its brick
+    sampled = make_figures(view, str(tmp_path / "sampled"), only="systematics", sample=0.5, seed=4, batch_rows=50)
+    with h5py.File(dr5_derived, "r") as handle:
+        names = [name.decode() for name in handle["bricks/name"][:]]
+        n_inj = dict(zip(names, handle["summary/n_inj"][:]))
+    used = sampled["bricks"]["names"]
+    assert sum(sampled["figures"]["systematics"]["properties"]["ebv"]["n_inj"]) == sampled["rows_used"] == sum(
+        n_inj[name] for name in used)
+    assert sorted(sampled["figures"]["systematics"]["properties"]["galdepth_g"]["n_inj"]) == sorted(
+        n_inj[name] for name in used)  # one brick per bin: each bin holds exactly its brick's rows

@@ -322,6 +322,37 @@ def test_measured_flux_scatter_follows_ivar(dr5):
     assert 0.02 < np.median(offsets) < 0.25  # astrometric scatter, arcsec
 
 
+def test_measured_shape_scatter_follows_ivar(dr5):
+    """The radius noise the simulator adds is the one its shape*_r_ivar says: unit-normal
+    pulls for the exponential fits, as for e1 and the fluxes; DEV fits sit off (their radius
+    is larger than the injected profile's)."""
+    from astropy.stats import mad_std
+
+    out, names = dr5
+    pulls = {"exp": [], "dev": [], "e1": []}
+    for prod, brick, rsdir in _each_rsdir(out, names):
+        sim = fitsio.read(prod.simcat(brick, rsdir))
+        cat = fitsio.read(prod.tractor(brick, rsdir))
+        dr = fitsio.read(prod.dr_tractor(brick))
+        sim = sim[_nearest_arcsec(sim["ra"], sim["dec"], dr["ra"], dr["dec"]) > 3]
+        dots = np.clip(_unit(sim["ra"], sim["dec"]) @ _unit(cat["ra"], cat["dec"]).T, -1, 1)
+        j = dots.argmax(axis=1)
+        m = np.degrees(np.arccos(dots[np.arange(len(sim)), j])) * 3600 < 1
+        sim, fit = sim[m], cat[j[m]]
+        kind = np.char.strip(fit["type"].astype(str))
+        exp = np.isin(kind, ["EXP", "REX"])
+        pulls["exp"].append((fit["shapeexp_r"] - sim["rhalf"])[exp] * np.sqrt(fit["shapeexp_r_ivar"][exp]))
+        fitted = kind == "EXP"
+        pulls["e1"].append((fit["shapeexp_e1"] - sim["e1"])[fitted] * np.sqrt(fit["shapeexp_e1_ivar"][fitted]))
+        dev = kind == "DEV"
+        pulls["dev"].append((fit["shapedev_r"] - sim["rhalf"])[dev] * np.sqrt(fit["shapedev_r_ivar"][dev]))
+    pulls = {key: np.concatenate(values) for key, values in pulls.items()}
+    assert len(pulls["exp"]) > 200 and len(pulls["dev"]) > 40
+    assert 0.85 < mad_std(pulls["exp"]) < 1.2 and abs(np.median(pulls["exp"])) < 0.2
+    assert 0.85 < mad_std(pulls["e1"]) < 1.2
+    assert np.median(pulls["dev"]) > 1
+
+
 def test_fraction_of_randoms_on_real_sources(dr5):
     out, names = dr5
     near = []

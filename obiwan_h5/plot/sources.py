@@ -1,0 +1,103 @@
+"""Which derived columns serve each quantity the figures need (`obiwan_h5.plot`).
+
+A figure uses every column that can serve: a `view` or `subset` may hold the truth table's
+magnitudes ``psql_g/r/z`` without the simcat fluxes, or Tractor fluxes without their
+``mw_transmission``. Each accumulator asks here, once, which columns it reads, and says in
+its numbers (and so in its caption) which source it used.
+"""
+
+import numpy as np
+
+from ..core.photometry import QUANTITIES, deextincted_flux, true_flux
+from ..core.selection import flux_to_mag
+from ..fileformat import BANDS
+
+__all__ = ["MeasuredMagnitudes", "TrueMagnitudes", "tractor_band_column", "truth_column"]
+
+
+def tractor_band_column(available, quantity, band):
+    """The derived column holding a Tractor quantity of one band (DR5 scalar or DR3 array)."""
+    stem, decam = QUANTITIES[quantity]
+    for name in (f"tractor_{stem}_{band}", f"tractor_{decam}"):
+        if name in available:
+            return name
+    return None
+
+
+def truth_column(available, key):
+    """The injected value of `key`: the simcat column, else the truth table's ``psql_<key>``."""
+    for name in (key, f"psql_{key}"):
+        if name in available:
+            return name
+    return None
+
+
+class TrueMagnitudes:
+    """True de-extincted AB magnitudes per band, from the best columns a file has.
+
+    The simcat flux as added to the images divided by its ``mw_transmission`` when both are
+    there, else the truth table's magnitude ``psql_<band>`` (the magnitude the simcat flux
+    was made from); a band with neither is left out.
+    """
+
+    SIMCAT = "simcat flux / mw_transmission"
+    TRUTH = "truth table psql_{band}"
+
+    def __init__(self, available, bands=BANDS):
+        self.columns_of = {}
+        for band in bands:
+            simcat = [f"{band}flux", f"mw_transmission_{band}"]
+            if set(simcat) <= set(available):
+                self.columns_of[band] = simcat
+            elif f"psql_{band}" in available:
+                self.columns_of[band] = [f"psql_{band}"]
+        self.bands = list(self.columns_of)
+
+    def columns(self, bands=None):
+        """The columns read for `bands` (default every band it has)."""
+        names = []
+        for band in self.bands if bands is None else bands:
+            names += self.columns_of[band]
+        return names
+
+    def source(self, band):
+        """What the magnitude of `band` is made from."""
+        return self.SIMCAT if len(self.columns_of[band]) == 2 else self.TRUTH.format(band=band)
+
+    def describe(self, bands=None):
+        """One phrase for a caption: the source of every band used."""
+        bands = self.bands if bands is None else list(bands)
+        if not bands:
+            return "no true magnitudes"
+        kinds = {len(self.columns_of[band]) for band in bands}
+        if kinds == {2}:
+            return f"{self.SIMCAT} ({', '.join(f'{band}flux' for band in bands)})"
+        if kinds == {1}:
+            return f"truth table magnitudes {', '.join(f'psql_{band}' for band in bands)} (no simcat fluxes)"
+        return "; ".join(f"{band}: {self.source(band)}" for band in bands)
+
+    def __call__(self, batch, band):
+        """The magnitudes of one band in `batch` (float64, NaN where not finite)."""
+        if len(self.columns_of[band]) == 2:
+            return flux_to_mag(true_flux(batch, band))
+        mag = np.asarray(batch[f"psql_{band}"], np.float64)
+        return np.where(np.isfinite(mag), mag, np.nan)
+
+
+class MeasuredMagnitudes:
+    """Tractor-measured de-extincted AB magnitudes per band (flux / mw_transmission, DR5 or
+    DR3 schema); a band whose flux or transmission column is absent is left out."""
+
+    def __init__(self, available, bands=BANDS):
+        self.columns_of = {}
+        for band in bands:
+            names = [tractor_band_column(available, quantity, band) for quantity in ("flux", "mw_transmission")]
+            if all(names):
+                self.columns_of[band] = names
+        self.bands = list(self.columns_of)
+
+    def columns(self):
+        return list(dict.fromkeys(name for names in self.columns_of.values() for name in names))
+
+    def __call__(self, batch, band):
+        return flux_to_mag(deextincted_flux(batch, band, "tractor_"))
