@@ -192,3 +192,14 @@ def test_astropy_reads_the_export_without_warnings_with_the_documented_recipe(dr
             if column.unit is not None:
                 assert u.Unit(str(column.unit)) is not None
         assert u.Unit(str(table["tractor_flux_ivar_g"].unit)) == u.nanomaggy ** -2
+
+
+@pytest.mark.parametrize("columns, where", [(["ra"], "psql_g < 23"), ("dec,ra", "obiwan_mask & 1 and psql_g < 23")])
+def test_fits_export_holds_exactly_the_columns_asked(dr5_derived, tmp_path, columns, where):
+    output = str(tmp_path / "some.fits")
+    export_fits(dr5_derived, output, columns=columns, where=where, batch_rows=100)
+    with obiwan_h5.open(dr5_derived) as derived:
+        want = derived.read(columns, where=where, as_="numpy")
+    with fitsio.FITS(output) as fits:
+        assert fits["RANDOMS"].get_colnames() == list(want)
+        assert fits["RANDOMS"].get_nrows() == len(want["ra"]) > 0
