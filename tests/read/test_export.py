@@ -203,3 +203,15 @@ def test_fits_export_holds_exactly_the_columns_asked(dr5_derived, tmp_path, colu
     with fitsio.FITS(output) as fits:
         assert fits["RANDOMS"].get_colnames() == list(want)
         assert fits["RANDOMS"].get_nrows() == len(want["ra"]) > 0
+
+
+def test_export_sample_is_the_documented_draw_of_the_chosen_bricks(dr5_derived, tmp_path):
+    """docs/reading.md: ``--sample F --seed S`` keeps the chosen bricks at the positions
+    ``numpy.random.default_rng(S).choice(B, k, replace=False)``, k = max(1, floor(F * B + 0.5))."""
+    with obiwan_h5.open(dr5_derived) as derived:
+        chosen = derived.bricknames[1:]
+    drawn = np.random.default_rng(11).choice(len(chosen), 3, replace=False)  # k = floor(2.5 + 0.5)
+    output = str(tmp_path / "sample.fits")
+    export_fits(dr5_derived, output, columns="ra", bricks=",".join(chosen[::-1]), sample=0.5, seed=11, summary=True)
+    exported = [name.strip() for name in fitsio.read(output, ext="SUMMARY")["brickname"]]
+    assert exported == [chosen[i] for i in np.sort(drawn)]
