@@ -196,9 +196,9 @@ def test_eboss_caps_differ():
 
 
 def test_eboss_unknown_region():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="region must be 'ngc' or 'sgc', got 'south'"):
         sel.eboss_elg(1.0, 1.0, 1.0, "south")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="region must be 'ngc' or 'sgc', got 'north'"):
         sel.eboss_quality("north", 100.0, 100.0, 100.0)
 
 
@@ -240,7 +240,7 @@ def test_eboss_quality_masks():
     primary = np.array([True, True, True, True, False])
     got = sel.eboss_quality("ngc", *depth, mg, mr, mz, primary=primary)
     assert got.tolist() == [True, False, False, False, False]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="give all three of mask_g, mask_r, mask_z or none of them"):
         sel.eboss_quality("ngc", *depth, mask_g=mg)
 
 
@@ -341,7 +341,7 @@ def test_true_bits_ignore_depth_mask_primary():
 
 def test_targets_mask_bad_dict():
     n = 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="true_flux must be a mapping with keys 'g', 'r', 'z'"):
         sel.targets_mask({"g": np.ones(n), "r": np.ones(n)}, _rows(n), np.ones(n, bool),
                          _good_depth(n))
 
@@ -370,7 +370,7 @@ def test_selection_definitions_mask_columns(cols):
     text = defs["eboss_ngc"]["mask_columns"]
     assert (cols in text) if cols else ("no mask cut" in text)
     assert "mask_columns" not in sel.SELECTION_DEFINITIONS["eboss_ngc"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mask_columns must be 'anymask', 'allmask' or None, got 'bogus'"):
         sel.selection_definitions("bogus")
 
 

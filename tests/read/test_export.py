@@ -188,9 +188,15 @@ def test_astropy_reads_the_export_without_warnings_with_the_documented_recipe(dr
         # every standard unit parses; the nanomaggy ones parse with astropy's generic parser
         assert table["ra"].unit == u.deg and table["tractor_ra_ivar"].unit == u.deg ** -2
         assert summary["brick_area"].unit == u.deg ** 2
+        with h5py.File(dr5_derived, "r") as source:
+            stored = {name: source["randoms"][name].attrs.get("unit", "") for name in table.colnames}
+        assert sum(bool(unit) for unit in stored.values()) > 40
         for column in table.itercols():
-            if column.unit is not None:
-                assert u.Unit(str(column.unit)) is not None
+            if not stored[column.name]:
+                assert column.unit is None, column.name
+                continue
+            parsed = u.Unit(str(column.unit))  # raises if astropy's generic parser cannot read it
+            assert not isinstance(parsed, u.UnrecognizedUnit) and parsed == u.Unit(stored[column.name]), column.name
         assert u.Unit(str(table["tractor_flux_ivar_g"].unit)) == u.nanomaggy ** -2
 
 

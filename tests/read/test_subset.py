@@ -175,7 +175,7 @@ def test_no_partial_output_is_left_behind(dr5_derived, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("obiwan_h5.read.subset._copy_rows", broken)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^disk full$"):
         make_subset(dr5_derived, output, columns="dec", overwrite=True)
     assert not os.path.exists(output + ".partial")
     with h5py.File(output, "r") as out:  # the earlier, complete output is untouched
