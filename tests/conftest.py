@@ -79,9 +79,9 @@ def pytest_ignore_collect(collection_path, config):
     tests`` does not collect them."""
     if str(collection_path) != MPI_TESTS:
         return None
-    if config.args_source == pytest.Config.ArgsSource.ARGS:
-        for arg in config.args:
-            path = os.path.abspath(os.path.join(config.invocation_params.dir, arg.split("::")[0]))
-            if path == MPI_TESTS or path.startswith(MPI_TESTS + os.sep):
-                return None
+    # the paths given, or testpaths (["tests"], used only when run from the root directory)
+    for arg in config.args:
+        path = os.path.abspath(os.path.join(config.invocation_params.dir, arg.split("::")[0]))
+        if path == MPI_TESTS or path.startswith(MPI_TESTS + os.sep):
+            return None
     return True
