@@ -68,3 +68,20 @@ def pg_server():
     server = make_server().start()
     yield server
     server.stop()
+
+
+MPI_TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave tests/mpi out unless it is named on the command line: those tests need MPI
+    ranks (`make test-mpi` runs them under mpiexec), so a plain ``pytest`` or ``pytest
+    tests`` does not collect them."""
+    if str(collection_path) != MPI_TESTS:
+        return None
+    # the paths given, or testpaths (["tests"], used only when run from the root directory)
+    for arg in config.args:
+        path = os.path.abspath(os.path.join(config.invocation_params.dir, arg.split("::")[0]))
+        if path == MPI_TESTS or path.startswith(MPI_TESTS + os.sep):
+            return None
+    return True

@@ -107,8 +107,11 @@ def match_nearest(ra1, dec1, ra2, dec2, radius_arcsec: float
     sorted_dec = dec2[order]
     units2 = radec_to_unit(ra2[order], sorted_dec)
     units1 = radec_to_unit(ra1[good1], dec1[good1])
-    lo = np.searchsorted(sorted_dec, dec1[good1] - radius_deg, side="left")
-    hi = np.searchsorted(sorted_dec, dec1[good1] + radius_deg, side="right")
+    # the window is widened by a hair like the chord bound below: a source due north or
+    # south whose computed angle is exactly the radius may lie a rounding error beyond it in dec
+    window = radius_deg * (1.0 + 1e-9) + 1e-12
+    lo = np.searchsorted(sorted_dec, dec1[good1] - window, side="left")
+    hi = np.searchsorted(sorted_dec, dec1[good1] + window, side="right")
     counts = hi - lo
     # bounded memory however dense the catalogs: pairs are built in chunks of sources
     bounds = _chunks(counts, MAX_PAIRS)

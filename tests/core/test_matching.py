@@ -240,3 +240,39 @@ def test_property_nearest_match_equals_brute_force(seed, ra0, dec0, n1, n2, radi
         if np.any(seps < radius * (1 - 1e-9)):
             assert index[i] >= 0 and np.isclose(seps[index[i]], seps.min(), rtol=0, atol=1e-6)
             assert np.isclose(separation[i], seps[index[i]], rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------ the radius is inclusive, exactly
+# The separation `match_nearest` reports is the angle it compares with the radius. A source
+# whose reported separation is exactly the radius must match, and one float64 step less of
+# radius must lose it: pairs in every direction (due north and south, where the candidate
+# window in dec is as tight as the radius, east-west, oblique), over the sky, at several radii.
+
+def _pairs_at_many_angles():
+    rng = np.random.default_rng(27)
+    cases = []
+    for ra, dec in [(229.3, -36.8), (0.0, 0.0), (359.9999, 45.0), (120.0, 89.99), (200.0, -89.99)]:
+        for pa in (0.0, np.pi, 0.5 * np.pi, 1.5 * np.pi, 0.25 * np.pi, 2.0):
+            for sep in rng.uniform(0.3, 2.0, 4):
+                ra1, dec1 = offset(ra, dec, sep, pa)
+                cases.append((float(ra1), float(dec1), ra, dec))
+    for _ in range(60):  # sources due north or south, where the dec window is the limit
+        ra, dec, sep = rng.uniform(0, 360), rng.uniform(-80, 80), rng.uniform(0.5, 2.0)
+        cases.append((ra, dec + rng.choice([-1, 1]) * sep * ARCSEC, ra, dec))
+    return cases
+
+
+def test_a_source_at_exactly_the_radius_matches_and_one_step_less_loses_it():
+    for ra1, dec1, ra2, dec2 in _pairs_at_many_angles():
+        one = ([ra1], [dec1], [ra2], [dec2])
+        _, wide = match_nearest(*one, 10.0)
+        radius = wide[0]      # the code's own angle arithmetic: the separation it reports
+        assert 0.29 < radius < 2.01
+        index, separation = match_nearest(*one, radius)
+        assert index.tolist() == [0] and separation[0] == radius, (one, radius)
+        assert has_neighbour(*one, radius).tolist() == [True], (one, radius)
+        below = np.nextafter(radius, 0.0)
+        index, separation = match_nearest(*one, below)
+        assert index.tolist() == [-1] and np.isnan(separation[0]), (one, radius)
+        assert has_neighbour(*one, below).tolist() == [False], (one, radius)
+        assert match_nearest(*one, np.nextafter(radius, np.inf))[0].tolist() == [0]

@@ -196,9 +196,9 @@ def test_eboss_caps_differ():
 
 
 def test_eboss_unknown_region():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="region must be 'ngc' or 'sgc', got 'south'"):
         sel.eboss_elg(1.0, 1.0, 1.0, "south")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="region must be 'ngc' or 'sgc', got 'north'"):
         sel.eboss_quality("north", 100.0, 100.0, 100.0)
 
 
@@ -240,7 +240,7 @@ def test_eboss_quality_masks():
     primary = np.array([True, True, True, True, False])
     got = sel.eboss_quality("ngc", *depth, mg, mr, mz, primary=primary)
     assert got.tolist() == [True, False, False, False, False]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="give all three of mask_g, mask_r, mask_z or none of them"):
         sel.eboss_quality("ngc", *depth, mask_g=mg)
 
 
@@ -341,7 +341,7 @@ def test_true_bits_ignore_depth_mask_primary():
 
 def test_targets_mask_bad_dict():
     n = 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="true_flux must be a mapping with keys 'g', 'r', 'z'"):
         sel.targets_mask({"g": np.ones(n), "r": np.ones(n)}, _rows(n), np.ones(n, bool),
                          _good_depth(n))
 
@@ -370,7 +370,7 @@ def test_selection_definitions_mask_columns(cols):
     text = defs["eboss_ngc"]["mask_columns"]
     assert (cols in text) if cols else ("no mask cut" in text)
     assert "mask_columns" not in sel.SELECTION_DEFINITIONS["eboss_ngc"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mask_columns must be 'anymask', 'allmask' or None, got 'bogus'"):
         sel.selection_definitions("bogus")
 
 
@@ -501,3 +501,171 @@ def test_desi_rejects_an_infinite_g_flux_from_a_zero_transmission(prefix, bit):
     other = "desi_elg_true" if prefix else "desi_elg"
     assert all(b >> sel.TARGET_BITS[other] & 1 for b in bits)
     assert [bool(b >> sel.TARGET_BITS[bit] & 1) for b in bits] == [True, False, False]
+
+
+
+# ------------------------------------------------- every cut at its exact float64 boundary
+# Each cut is met with equality in the code's own arithmetic (eBOSS: magnitudes from
+# `flux_to_mag`, colours as their differences; DESI: the documented flux form as written;
+# bounds evaluated in float64 on arrays, as the code does). Then the input that moves is
+# stepped by one float64 either side (a magnitude for eBOSS, which compares magnitudes, a
+# flux for DESI): all cuts are strict, so on the boundary the source fails, one step inside
+# it passes, one step outside it fails.
+
+def _first_reaching(f, target, guess):
+    """The smallest float64 x within 1e-9 of positive `guess` where non-decreasing `f`
+    reaches `target` (bisection on the bit patterns, which order positive floats)."""
+    def as_float(bits):
+        return np.int64(bits).view(np.float64)
+
+    lo = int(np.float64(guess * (1 - 1e-9)).view(np.int64))
+    hi = int(np.float64(guess * (1 + 1e-9)).view(np.int64))
+    assert f(as_float(lo)) < target <= f(as_float(hi))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if f(as_float(mid)) >= target else (mid, hi)
+    return as_float(hi)
+
+
+def _meeting_point(lhs, rhs, guess, slope):
+    """The float64 x near `guess` where ``lhs(x) == rhs`` with both neighbours of x strictly
+    on either side, or None; `lhs` is monotone, increasing when `slope` is +1."""
+    x = _first_reaching(lambda v: slope * lhs(v), slope * rhs, guess)
+    up, down = lhs(np.nextafter(x, np.inf)), lhs(np.nextafter(x, 0.0))
+    if lhs(x) == rhs and slope * up > slope * rhs > slope * down:
+        return x
+    return None
+
+
+def flux_at_mag(mag):
+    """A float64 flux whose `flux_to_mag` is exactly the float64 `mag` (a flux step moves the
+    magnitude by far less than a magnitude step, so every magnitude near 22 is reached)."""
+    def mag_of(flux):
+        return sel.flux_to_mag(np.array([flux]))[0]
+
+    flux = _first_reaching(lambda f: -mag_of(f), -mag, 10 ** ((22.5 - mag) / 2.5))
+    assert mag_of(flux) == mag
+    return flux
+
+
+# the documented eBOSS cuts, as functions of magnitude arrays: name -> (lhs, relation, rhs,
+# moved band, d lhs / d moved, a point (g, g-r, r-z) near the cut, well inside the others)
+def _eboss_exact_cuts(cap):
+    a, b = {"ngc": (0.637, 0.399), "sgc": (0.218, 0.571)}[cap]
+    return {
+        "g > 21.825": (lambda g, r, z: g, ">", lambda g, r, z: 21.825, "g", +1, (21.825, 0.6, 1.2)),
+        "g < g_high": (lambda g, r, z: g, "<", lambda g, r, z: G_HIGH[cap], "g", +1, (G_HIGH[cap], 0.6, 1.2)),
+        "gr > low(rz)": (lambda g, r, z: g - r, ">", lambda g, r, z: -0.068 * (r - z) + 0.457, "g", +1,
+                         (22.4, ngc_gr_low(1.2), 1.2)),
+        "gr < high(rz)": (lambda g, r, z: g - r, "<", lambda g, r, z: 0.112 * (r - z) + 0.773, "g", +1,
+                          (22.4, ngc_gr_high(1.2), 1.2)),
+        "rz > low(gr)": (lambda g, r, z: r - z, ">", lambda g, r, z: a * (g - r) + b, "z", -1,
+                         (22.4, 0.6, RZ_LOW[cap](0.6))),
+        "rz < high(gr)": (lambda g, r, z: r - z, "<", lambda g, r, z: -0.555 * (g - r) + 1.901, "z", -1,
+                          (22.4, 0.6, rz_high(0.6))),
+    }
+
+
+# the documented DESI flux form as functions of flux arrays (rflux, zflux clipped at 0 as
+# the definition says); each strict cut written as lhs > rhs or lhs < rhs with lhs the side
+# holding the moved flux: name -> (lhs, relation, rhs, moved band, d lhs / d moved, fluxes)
+DESI_EXACT_CUTS = {
+    "rflux > 10**((22.5 - 23.4)/2.5)": (lambda g, r, z: np.clip(r, 0, None), ">",
+                                        lambda g, r, z: 10 ** ((22.5 - 23.4) / 2.5), "r", +1,
+                                        _desi_at_r(10 ** ((22.5 - 23.4) / 2.5))),
+    "zflux > rflux*10**(0.3/2.5)": (lambda g, r, z: np.clip(z, 0, None), ">",
+                                    lambda g, r, z: np.clip(r, 0, None) * 10 ** (0.3 / 2.5), "z", +1,
+                                    (1.0, 1.0, 10 ** (0.3 / 2.5))),
+    "zflux < rflux*10**(1.6/2.5)": (lambda g, r, z: np.clip(z, 0, None), "<",
+                                    lambda g, r, z: np.clip(r, 0, None) * 10 ** (1.6 / 2.5), "z", +1,
+                                    (10 ** (0.5 / 2.5), 1.0, 10 ** (1.6 / 2.5))),
+    # g exactly on the two colour cuts of the magnitude form (as in DESI_BOUNDARIES)
+    "rflux**2.15 < gflux*zflux**1.15*10**(-0.15/2.5)": (
+        lambda g, r, z: g * np.clip(z, 0, None) ** 1.15 * 10 ** (-0.15 / 2.5), ">",
+        lambda g, r, z: np.clip(r, 0, None) ** 2.15, "g", +1,
+        fluxes_from_colours(23.0 + 1.15 * 0.5 - 0.15, 1.15 * 0.5 - 0.15, 0.5)),
+    "zflux**1.2 < gflux*rflux**0.2*10**(1.6/2.5)": (
+        lambda g, r, z: g * np.clip(r, 0, None) ** 0.2 * 10 ** (1.6 / 2.5), ">",
+        lambda g, r, z: np.clip(z, 0, None) ** 1.2, "g", +1,
+        fluxes_from_colours(23.0 + 1.6 - 1.2, 1.6 - 1.2, 1.0)),
+}
+
+
+def _on_the_cut(cut, start):
+    """Values (g, r, z) on which `cut` holds with equality: the moved one solved for, the
+    others nudged from `start` until a solution is exact with strict neighbours."""
+    lhs, _, rhs, moved, slope, _ = cut
+    column = "grz".index(moved)
+    fixed = [c for c in range(3) if c != column][-1]
+
+    def at(values, x):
+        values = [np.array([v]) for v in values]
+        values[column] = np.array([x])
+        return values
+
+    for nudge in range(200):
+        values = list(start)
+        values[fixed] = values[fixed] * (1 + nudge * 1e-12)
+        bound = np.broadcast_to(rhs(*at(values, values[column])), (1,))[0]
+        x = _meeting_point(lambda v: lhs(*at(values, v))[0], bound, values[column], slope)
+        if x is not None:
+            values[column] = x
+            return values
+    raise AssertionError("no exact point found")
+
+
+def _three_rows(cut, on):
+    """The point on the cut, then one float64 step of the moved value inside, then outside."""
+    _, relation, _, moved, slope, _ = cut
+    column = "grz".index(moved)
+    inward = slope if relation == ">" else -slope
+    rows = [list(on), list(on), list(on)]
+    rows[1][column] = np.nextafter(on[column], inward * np.inf)
+    rows[2][column] = np.nextafter(on[column], -inward * np.inf)
+    values = [np.array(band, np.float64) for band in zip(*rows)]
+    lhs = cut[0](*values)
+    rhs = np.broadcast_to(cut[2](*values), lhs.shape)
+    holds = lhs > rhs if relation == ">" else lhs < rhs
+    assert lhs[0] == rhs[0] and holds.tolist() == [False, True, False]
+    return values
+
+
+EBOSS_EXACT = [(cap, name) for cap in ("ngc", "sgc") for name in _eboss_exact_cuts("ngc")]
+
+
+@pytest.mark.parametrize("cap,name", EBOSS_EXACT, ids=[f"{c}:{n}" for c, n in EBOSS_EXACT])
+def test_eboss_cuts_at_their_exact_boundary_and_one_float_either_side(cap, name):
+    cut = _eboss_exact_cuts(cap)[name]
+    g, gr, rz = cut[5]
+    mags = _three_rows(cut, _on_the_cut(cut, (g, g - gr, g - gr - rz)))
+    fluxes = [np.array([flux_at_mag(m) for m in band]) for band in mags]
+    assert all(np.array_equal(sel.flux_to_mag(f), m) for f, m in zip(fluxes, mags))
+    assert sel.eboss_elg(*fluxes, cap).tolist() == [False, True, False]
+    flux = dict(zip("grz", fluxes))   # the same through the true-flux bit of targets_mask
+    bits = sel.targets_mask(flux, flux, np.ones(3, bool), _good_depth(3))
+    assert [bool(b >> sel.TARGET_BITS[f"eboss_{cap}_true"] & 1) for b in bits] == [False, True, False]
+
+
+@pytest.mark.parametrize("name", list(DESI_EXACT_CUTS))
+def test_desi_cuts_at_their_exact_boundary_and_one_float_either_side(name):
+    cut = DESI_EXACT_CUTS[name]
+    fluxes = _three_rows(cut, _on_the_cut(cut, [float(f) for f in cut[5]]))
+    assert sel.desi_elg(*fluxes).tolist() == [False, True, False]
+    flux = dict(zip("grz", fluxes))
+    bits = sel.targets_mask(flux, flux, np.ones(3, bool), _good_depth(3))
+    assert [bool(b >> sel.TARGET_BITS["desi_elg_true"] & 1) for b in bits] == [False, True, False]
+    assert [bool(b >> sel.TARGET_BITS["desi_elg"] & 1) for b in bits] == [False, True, False]
+
+
+@pytest.mark.parametrize("cap", ["ngc", "sgc"])
+@pytest.mark.parametrize("band", "grz")
+def test_eboss_depth_and_mask_cuts_at_their_exact_boundary(cap, band):
+    """psfdepth > limit is strict: the limit fails, the next float64 above passes, the one
+    below fails; the mask cut passes 0 only (not -1, not 1)."""
+    limit = sel.EBOSS_DEPTH_MIN[cap][band]
+    depth = {b: np.full(3, 1e4) for b in "grz"}
+    depth[band] = np.array([limit, np.nextafter(limit, np.inf), np.nextafter(limit, 0.0)])
+    assert sel.eboss_quality(cap, *depth.values()).tolist() == [False, True, False]
+    masks = {b: np.zeros(3, np.int16) for b in "grz"}
+    masks[band] = np.array([-1, 0, 1], np.int16)
+    assert sel.eboss_quality(cap, *[np.full(3, 1e4)] * 3, *masks.values()).tolist() == [False, True, False]

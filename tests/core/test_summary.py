@@ -127,3 +127,64 @@ def test_depth_at_half_recovered_nan_when_no_bin_falls_to_half_and_the_last_is_e
     """docs/migration.md: the old code returned the last bin's centre, 25.8, here."""
     mags = np.array([18.1, 20.5, 23.0, 25.0])
     assert np.isnan(depth_at_half_recovered(mags, np.ones(4, bool)))
+
+
+# ------------------------------------------------------------------ bin edges, exactly
+# Every edge of the magnitude bins, and one float64 step either side of it, must fall in
+# the bin `numpy.histogram` puts it in with the same edges (the docstring's promise); the
+# bin whose recovered fraction is exactly 0.5 is the one reported (<= 0.5).
+
+def _histogram_bin(mag, bins):
+    """The bin `numpy.histogram` counts `mag` in, or None."""
+    counts, _ = np.histogram([mag], bins=bins)
+    return int(np.argmax(counts)) if counts.any() else None
+
+
+def test_depth_at_half_recovered_puts_every_edge_where_numpy_histogram_does():
+    from obiwan_h5.core.summary import MAG_BINS
+
+    mags = [m for edge in MAG_BINS for m in (np.nextafter(edge, -np.inf), edge, np.nextafter(edge, np.inf))]
+    sides = []
+    for mag in mags:
+        expected = _histogram_bin(mag, MAG_BINS)
+        got = depth_at_half_recovered(np.array([mag]), np.array([False]))
+        if expected is None:
+            assert np.isnan(got), mag
+        else:
+            assert got == 0.5 * (MAG_BINS[expected] + MAG_BINS[expected + 1]), (mag, expected, got)
+        sides.append(expected)
+    # the inputs exercise both sides of every edge: below, on and above the first and last
+    assert sides[:3] == [None, 0, 0] and sides[-3:] == [19, 19, None]
+    assert sides[3:6] == [0, 1, 1]
+
+
+def test_depth_at_half_recovered_takes_a_fraction_of_exactly_one_half():
+    from obiwan_h5.core.summary import MAG_BINS
+
+    edge = MAG_BINS[8]
+    # two bright bins all recovered, then [edge, next edge): 1 of 2 recovered, then 0 of 1
+    mags = np.array([18.1, 18.5, edge, np.nextafter(MAG_BINS[9], 0), MAG_BINS[9]])
+    recovered = np.array([True, True, True, False, False])
+    assert depth_at_half_recovered(mags, recovered) == 0.5 * (MAG_BINS[8] + MAG_BINS[9])
+    # one more recovered source in that bin: 2 of 3 > 0.5, so the next bin
+    mags, recovered = np.append(mags, edge), np.append(recovered, True)
+    assert depth_at_half_recovered(mags, recovered) == 0.5 * (MAG_BINS[9] + MAG_BINS[10])
+
+
+def test_nobs_histogram_agrees_with_numpy_histogram_on_every_value():
+    nobs = np.arange(-3, 40, dtype=np.int16)
+    # values 0..14 each their own bin, >= 15 the last; negative count as 0
+    edges = np.append(np.arange(16), np.inf)
+    expected, _ = np.histogram(np.maximum(nobs, 0), bins=edges)
+    assert nobs_histogram(nobs).tolist() == expected.tolist()
+    for value in nobs:
+        assert nobs_histogram(np.array([value])).tolist() == np.histogram(max(value, 0), bins=edges)[0].tolist()
+    # the summary's nexphist, of recovered rows only: the same bins
+    n = len(nobs)
+    columns = {"unique_id": np.arange(n).astype("S4"), "obiwan_mask": np.ones(n, np.uint8),
+               "targets_mask": np.zeros(n, np.uint8), "tractor_nobs_g": nobs}
+    for band in "grz":
+        columns[f"{band}flux"] = np.ones(n, np.float32)
+        columns[f"mw_transmission_{band}"] = np.ones(n, np.float32)
+    row = summarise_brick("0101p000", columns, (0, 0, 0, 1, 0, 1), nobjs=0)
+    assert row["nexphist_g"].tolist() == expected.tolist()

@@ -287,18 +287,22 @@ def test_resume_redoes_only_unfinished_bricks(dr5_production, dr5_derived, tmp_p
 
 
 def test_resume_with_other_options_is_refused(dr5_production, dr5_derived, tmp_path):
+    from obiwan_h5.errors import JobError
+
     output = str(tmp_path / "resume.h5")
     shutil.copy(dr5_derived, output)
-    with pytest.raises(Exception, match="match_radius_arcsec"):
+    with pytest.raises(JobError, match="made with match_radius_arcsec=1.0, now 2.0; cannot resume"):
         derive(DeriveOptions(dr5_production, output, resume=True, match_radius=2.0), SerialComm())
 
 
 def test_resume_of_a_file_with_other_summary_columns_is_refused(dr5_production, dr5_derived, tmp_path):
+    from obiwan_h5.errors import JobError
+
     output = str(tmp_path / "old.h5")
     shutil.copy(dr5_derived, output)
     with h5py.File(output, "r+") as derived:
         del derived["summary/nexphist_g"]  # as a file made before the parity columns
-    with pytest.raises(Exception, match="summary columns"):
+    with pytest.raises(JobError, match="made by a version with other summary columns; cannot resume"):
         derive(DeriveOptions(dr5_production, output, resume=True), SerialComm())
 
 

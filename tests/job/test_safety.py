@@ -345,7 +345,9 @@ def test_rsdir_order_is_total():
 
 
 def test_library_refuses_bad_options_naming_the_parameter(dr5_production, tmp_path):
-    with pytest.raises(Exception, match="`match_radius` -1.0"):
+    from obiwan_h5.errors import JobError
+
+    with pytest.raises(JobError, match="`match_radius` -1.0: must be a positive number of arcsec"):
         derive(DeriveOptions(dr5_production, str(tmp_path / "x.h5"), match_radius=-1), SerialComm())
     assert DeriveOptions(dr5_production, str(tmp_path / "x.h5"), chunk_kb=-4).check() == "`chunk_kb` -4: must be 0 " \
         "(contiguous) or positive"

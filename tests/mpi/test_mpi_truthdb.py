@@ -120,8 +120,6 @@ def test_more_connections_than_the_server_allows_is_refused(setup):
     """The connection limit is real: every rank connecting where one is allowed fails the
     job cleanly, on every rank, before any output."""
     workdir, production, _, sockdir = setup
-    if comm.size < 2:
-        pytest.skip("needs at least two ranks")
     conninfo = _limited_role(sockdir, "limited_one", 1)
     output = os.path.join(workdir, f"refused-{comm.size}.h5")
     options = DeriveOptions(production, output, randoms_db=conninfo, randoms_table=TABLE,

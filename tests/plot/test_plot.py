@@ -566,3 +566,32 @@ def test_bricks_from_standard_input(dr5_derived, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(names) + "\n"))
     numbers = make_figures(dr5_derived, str(tmp_path / "figs"), only="recovery", bricks="-")
     assert numbers["bricks"]["n_bricks_used"] == 2
+
+
+def test_the_brick_sample_is_the_documented_draw_of_the_done_bricks(dr5_derived, tmp_path):
+    """The done bricks at ``numpy.random.default_rng(S).choice(B, k, replace=False)``,
+    k = max(1, floor(F * B + 0.5)), in file order (docs/reading.md); bricks not done are
+    never drawn."""
+    from obiwan_h5.fileformat import FAILED
+
+    path = str(tmp_path / "some-failed.h5")
+    shutil.copy(dr5_derived, path)
+    with h5py.File(path, "r+") as handle:
+        status = handle["bricks/status"][:]
+        status[[0, 3]] = FAILED
+        handle["bricks/status"][:] = status
+    with obiwan_h5.open(path) as derived:
+        done = [name for index, name in enumerate(derived.bricknames) if index not in (0, 3)]
+        for seed in (1, 2, 3, 40):
+            drawn = np.random.default_rng(seed).choice(len(done), 2, replace=False)  # k = floor(2.4 + 0.5)
+            assert select_bricks(derived, sample=0.6, seed=seed)[0] == [done[i] for i in np.sort(drawn)], seed
+
+
+def test_reservoir_keeps_the_rows_of_the_smallest_seeded_keys():
+    """docs/plot.md: bottom-k on seeded random keys, one uniform key per row drawn from the
+    generator in row order, batch after batch; the rows of the `capacity` smallest keys stay."""
+    sample = Reservoir(50, np.random.default_rng(8), ("x",))
+    for start in range(0, 1000, 70):
+        sample.add(x=np.arange(start, min(start + 70, 1000)))
+    keys = np.random.default_rng(8).random(1000)
+    assert sorted(sample.data["x"]) == sorted(np.argsort(keys)[:50])

@@ -188,7 +188,36 @@ def test_astropy_reads_the_export_without_warnings_with_the_documented_recipe(dr
         # every standard unit parses; the nanomaggy ones parse with astropy's generic parser
         assert table["ra"].unit == u.deg and table["tractor_ra_ivar"].unit == u.deg ** -2
         assert summary["brick_area"].unit == u.deg ** 2
+        with h5py.File(dr5_derived, "r") as source:
+            stored = {name: source["randoms"][name].attrs.get("unit", "") for name in table.colnames}
+        assert sum(bool(unit) for unit in stored.values()) > 40
         for column in table.itercols():
-            if column.unit is not None:
-                assert u.Unit(str(column.unit)) is not None
+            if not stored[column.name]:
+                assert column.unit is None, column.name
+                continue
+            parsed = u.Unit(str(column.unit))  # raises if astropy's generic parser cannot read it
+            assert not isinstance(parsed, u.UnrecognizedUnit) and parsed == u.Unit(stored[column.name]), column.name
         assert u.Unit(str(table["tractor_flux_ivar_g"].unit)) == u.nanomaggy ** -2
+
+
+@pytest.mark.parametrize("columns, where", [(["ra"], "psql_g < 23"), ("dec,ra", "obiwan_mask & 1 and psql_g < 23")])
+def test_fits_export_holds_exactly_the_columns_asked(dr5_derived, tmp_path, columns, where):
+    output = str(tmp_path / "some.fits")
+    export_fits(dr5_derived, output, columns=columns, where=where, batch_rows=100)
+    with obiwan_h5.open(dr5_derived) as derived:
+        want = derived.read(columns, where=where, as_="numpy")
+    with fitsio.FITS(output) as fits:
+        assert fits["RANDOMS"].get_colnames() == list(want)
+        assert fits["RANDOMS"].get_nrows() == len(want["ra"]) > 0
+
+
+def test_export_sample_is_the_documented_draw_of_the_chosen_bricks(dr5_derived, tmp_path):
+    """docs/reading.md: ``--sample F --seed S`` keeps the chosen bricks at the positions
+    ``numpy.random.default_rng(S).choice(B, k, replace=False)``, k = max(1, floor(F * B + 0.5))."""
+    with obiwan_h5.open(dr5_derived) as derived:
+        chosen = derived.bricknames[1:]
+    drawn = np.random.default_rng(11).choice(len(chosen), 3, replace=False)  # k = floor(2.5 + 0.5)
+    output = str(tmp_path / "sample.fits")
+    export_fits(dr5_derived, output, columns="ra", bricks=",".join(chosen[::-1]), sample=0.5, seed=11, summary=True)
+    exported = [name.strip() for name in fitsio.read(output, ext="SUMMARY")["brickname"]]
+    assert exported == [chosen[i] for i in np.sort(drawn)]

@@ -130,3 +130,29 @@ def test_importing_the_package_does_not_import_astropy():
     code = "import sys, obiwan_h5; print('astropy.table' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# every reading entry point that takes `where`: (columns asked, where), the where naming
+# columns not asked, some asked, or all asked; globs too
+WHERE_CASES = [(["ra"], "psql_g < 23"), ("dec, ra", "obiwan_mask & 1 and psql_g < 23"),
+               (["ra", "psql_g"], "psql_g < 23"), ("tractor_flux_*", "psql_g < 23 and tractor_flux_g > 0"),
+               (["ra"], None)]
+
+
+@pytest.mark.parametrize("columns, where", WHERE_CASES)
+def test_every_reading_entry_point_gives_exactly_the_columns_asked(dr5_derived, columns, where):
+    from obiwan_h5.read.astropy_io import read_table
+
+    with obiwan_h5.open(dr5_derived) as derived:
+        expected = parse_columns(columns, derived.columns)
+        batches = list(derived.iter_batches(columns, where=where, batch_rows=100))
+        assert len(batches) > 2
+        assert all(list(batch) == expected for batch in batches), [list(batch) for batch in batches]
+        rows = sum(len(batch[expected[0]]) for batch in batches)
+        assert 0 < rows <= derived.nrows and (where is None) == (rows == derived.nrows)
+        as_numpy = derived.read(columns, where=where, as_="numpy")
+        assert list(as_numpy) == expected and len(as_numpy[expected[0]]) == rows
+        assert derived.read(columns, where=where).colnames == expected
+        assert list(derived.to_pandas(columns, where=where).columns) == expected
+    assert read_table(dr5_derived, columns=columns, where=where).colnames == expected
+    assert Table.read(dr5_derived, format="obiwan_h5", columns=columns, where=where).colnames == expected

@@ -175,7 +175,7 @@ def test_no_partial_output_is_left_behind(dr5_derived, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("obiwan_h5.read.subset._copy_rows", broken)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^disk full$"):
         make_subset(dr5_derived, output, columns="dec", overwrite=True)
     assert not os.path.exists(output + ".partial")
     with h5py.File(output, "r") as out:  # the earlier, complete output is untouched
@@ -214,3 +214,19 @@ def test_demo_makes_a_view_a_sample_and_an_export(dr5_derived, tmp_path, capsys)
     assert validate(str(tmp_path / "sample.h5")) == []
     with fitsio.FITS(str(tmp_path / "view.fits")) as fits:
         assert fits["RANDOMS"].get_nrows() == view.nrows and fits["SUMMARY"].get_nrows() == 6
+
+
+def test_the_sample_is_the_documented_draw(dr5_derived, tmp_path):
+    """docs/reading.md: the bricks at ``numpy.random.default_rng(S).choice(B, k, replace=False)``,
+    k = max(1, floor(F * B + 0.5)), in file order; recomputed here for many seeds."""
+    names = [f"{i:04d}{'pm'[i % 2]}{i % 7:03d}" for i in range(50)][::-1]  # not in sorted order
+    for fraction, seed in [(0.1, 1), (0.1, 2), (0.25, 3), (0.5, 0), (0.37, 12345), (0.01, 7), (0.99, 4)]:
+        k = max(1, int(np.floor(fraction * len(names) + 0.5)))
+        drawn = np.random.default_rng(seed).choice(len(names), k, replace=False)
+        assert sample_bricks(names, fraction, seed) == [names[i] for i in np.sort(drawn)], (fraction, seed)
+    output = str(tmp_path / "sample.h5")
+    make_subset(dr5_derived, output, sample=0.5, seed=9)
+    with obiwan_h5.open(dr5_derived) as derived, obiwan_h5.open(output) as sample:
+        every = derived.bricknames
+        drawn = np.random.default_rng(9).choice(len(every), int(np.floor(0.5 * len(every) + 0.5)), replace=False)
+        assert sample.bricknames == [every[i] for i in np.sort(drawn)]

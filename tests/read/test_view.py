@@ -121,7 +121,7 @@ def test_virtual_datasets_would_hide_a_missing_input(tmp_path):
     os.remove(tmp_path / "src.h5")
     with h5py.File(tmp_path / "vds.h5", "r") as out:
         assert np.all(out["x"][:] == -1.0)  # silently made up
-        with pytest.raises(KeyError):
+        with pytest.raises(KeyError, match="unable to open external file"):
             out["linked"][:]
 
 

@@ -26,7 +26,10 @@ def test_every_column_says_where_it_is_computed():
 
 
 def test_a_column_of_unknown_origin_is_refused():
-    for group, name in [("randoms", "gflux"), ("randoms", "mystery"), ("summary", "mystery"), ("bricks", "mystery"),
-                        ("elsewhere", "ra")]:
-        with pytest.raises(KeyError):
+    for group, name, reason in [("randoms", "gflux", "randoms column 'gflux': not derived"),
+                                ("randoms", "mystery", "randoms column 'mystery': not derived"),
+                                ("summary", "mystery", "summary column 'mystery' is not in"),
+                                ("bricks", "mystery", "index dataset 'mystery' is not in"),
+                                ("elsewhere", "ra", "no group 'elsewhere' in the format")]:
+        with pytest.raises(KeyError, match=reason):
             where_computed(group, name)
