@@ -110,7 +110,7 @@ def draw_selmap(acc, numbers, path, subtitle):
 
     fig = new_figure(13, 10.5, f"Selection function per HEALPix pixel (nside {numbers['nside']}, from injected "
                      "positions)", subtitle)
-    axes = grid(fig, 2, 2, left=0.9, right=0.4, top=1.0, bottom=0.7, wspace=1.4, hspace=0.9).ravel()
+    axes = grid(fig, 2, 2, left=0.9, right=0.9, top=1.0, bottom=0.7, wspace=1.6, hspace=0.9).ravel()
     corners = _polygons(acc.nside, acc.pixels)
     pad = 0.5 * np.degrees(np.sqrt(4 * np.pi / (12 * acc.nside ** 2)))
     dec_mid = np.radians(np.mean(corners[..., 1]))
@@ -133,7 +133,7 @@ def draw_selmap(acc, numbers, path, subtitle):
             shown = shown or artist
         ax.set_xlim(corners[..., 0].max() + pad, corners[..., 0].min() - pad)  # east to the left
         ax.set_ylim(corners[..., 1].min() - pad, corners[..., 1].max() + pad)
-        ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05), adjustable="datalim")
+        ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05))
         ax.set_title(f"{label}: median {fmt(numbers['panels'][name]['median'])}", fontsize=11.5)
         ax.set_xlabel("RA [deg]", fontsize=10)
         ax.set_ylabel("Dec [deg]", fontsize=10)
