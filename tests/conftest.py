@@ -68,3 +68,22 @@ def pg_server():
     server = make_server().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(kib)``: a file system of our own of `kib` KiB (a full disk made to order;
+    mounting needs root, as in CI), unmounted at the end of the test."""
+    mounts = []
+
+    def mount(kib):
+        where = tmp_path / f"tmpfs{len(mounts)}"
+        where.mkdir()
+        if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size={int(kib)}k tmpfs {where} 2>/dev/null") != 0:
+            pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        os.system(f"umount {where}")
