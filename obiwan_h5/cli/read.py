@@ -18,11 +18,13 @@ from .options import (
     add_deprecated_alias,
     add_output_argument,
     add_progress_arguments,
+    add_quiet_argument,
     add_sample_arguments,
     bricks_arg,
     column_spec,
     flag_text,
     progress_arg,
+    say,
     seed_arg,
     set_examples,
 )
@@ -111,6 +113,7 @@ def add_view_arguments(parser):
     add_output_argument(parser, "view file to write")
     add_column_arguments(parser, default="none: a view needs a column list")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_quiet_argument(parser)
 
 
 def run_view(args):
@@ -118,8 +121,8 @@ def run_view(args):
     if spec is None:
         raise InputError("choose the columns of the view with `columns` or `columns_file`")
     info = make_view(args.input, args.output, spec, overwrite=args.overwrite)
-    print(f"wrote {args.output}: view of {info['view_of']} with {len(info['columns'])} column(s), "
-          f"{os.path.getsize(args.output)} bytes")
+    say(args, f"wrote {args.output}: view of {info['view_of']} with {len(info['columns'])} column(s), "
+              f"{os.path.getsize(args.output)} bytes")
     return 0
 
 
@@ -148,8 +151,8 @@ def run_subset(args):
     result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks_arg(args),
                          sample=args.sample, seed=seed_arg(args),
                          batch_rows=args.batch_rows, overwrite=args.overwrite, progress=progress_arg(args))
-    print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
-          f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
+    say(args, f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
+              f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
     return 0
 
 
@@ -206,14 +209,14 @@ def run_export(args):
     size = os.path.getsize(args.output)
     if form == "fits":
         extra = f" + SUMMARY ({result['summary_rows']} bricks)" if args.summary else ""
-        print(f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
-              f"{size} bytes")
+        say(args, f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
+                  f"{size} bytes")
     else:
-        print(f"wrote {args.output}: {result['rows']} rows x {len(result['columns'])} columns in "
-              f"{result['row_groups']} row group(s), {size} bytes")
+        say(args, f"wrote {args.output}: {result['rows']} rows x {len(result['columns'])} columns in "
+                  f"{result['row_groups']} row group(s), {size} bytes")
         if args.summary:
-            print(f"wrote {result['summary_output']}: summary of {result['summary_rows']} bricks, "
-                  f"{os.path.getsize(result['summary_output'])} bytes")
+            say(args, f"wrote {result['summary_output']}: summary of {result['summary_rows']} bricks, "
+                      f"{os.path.getsize(result['summary_output'])} bytes")
     return 0
 
 

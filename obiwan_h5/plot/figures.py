@@ -33,8 +33,9 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import DONE
+from ..outputs import writing
 from ..progress import start_progress
-from ..read.common import check_fraction, open_derived, sample_bricks
+from ..read.common import check_fraction, check_output, open_derived, sample_bricks
 from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
 from .accumulate import ACCUMULATORS, INJECTED_CLASSES, TYPE_COLUMNS
@@ -167,7 +168,8 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         Derived file (or a view or subset of one).
     output : str
         Output directory, created if needed; existing figures of the same names are
-        overwritten. Formerly ``out_dir``, still accepted with a `DeprecationWarning`.
+        replaced, once every new one is written. Formerly ``out_dir``, still accepted
+        with a `DeprecationWarning`.
     only : str or list of str, optional
         Figure names out of `FIGURES` (default all).
     bricks, sample, seed
@@ -193,7 +195,17 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
     ------
     InputError
         Unreadable or non-derived input, unknown figure or brick, bad sample fraction.
+    OutputError
+        No space (or quota) left for the figures: nothing of them is left behind.
     """
+    check_output(output, True, directory=True)
+    # built in a partial directory, moved into place only when every file is written
+    with writing(output, directory=True) as partial:
+        return _make_figures(path, output, partial.path, only, bricks, sample, seed, batch_rows, max_sample,
+                             progress)
+
+
+def _make_figures(path, output, folder, only, bricks, sample, seed, batch_rows, max_sample, progress):
     names = _parse_only(only)
     if int(batch_rows) < 1:
         raise InputError(f"`batch_rows` must be positive, not {batch_rows}")
@@ -225,7 +237,6 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
                 _load_summary(derived, acc, chosen)
         input_attrs = {"software_version": str(derived.attrs.get("software_version", "")),
                        "nrows": derived.nrows}
-    os.makedirs(output, exist_ok=True)
     subtitle = (f"{os.path.basename(path)}: {brick_info['n_bricks_used']} bricks"
                 f"{f' (sample {sample:g})' if sample is not None else ''}, {rows} rows")
     figures, files, skipped = {}, {}, {}
@@ -236,7 +247,7 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
             # drawn as a "no data" page all the same, so that links never break
             figures[name]["missing"] = skipped[name] = reason
         files[name] = f"{name}.png"
-        ALL_DRAWERS[name](acc, figures[name], os.path.join(output, files[name]), subtitle)
+        ALL_DRAWERS[name](acc, figures[name], os.path.join(folder, files[name]), subtitle)
     numbers = {
         "input": os.path.abspath(path), "input_rows": input_attrs["nrows"],
         "input_software_version": input_attrs["software_version"], "software_version": __version__,
@@ -248,9 +259,9 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         "drawn": [name for name in figures if name not in skipped],
     }
     numbers = _jsonable(numbers)
-    numbers_path = os.path.join(output, "numbers.json")
-    index_path = os.path.join(output, "index.html")
-    numbers["index"] = os.path.abspath(index_path)
+    numbers_path = os.path.join(folder, "numbers.json")
+    index_path = os.path.join(folder, "index.html")
+    numbers["index"] = os.path.abspath(os.path.join(output, "index.html"))
     with open(numbers_path, "w") as handle:
         json.dump(numbers, handle, indent=1, allow_nan=False)
     with open(index_path, "w") as handle:

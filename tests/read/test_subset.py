@@ -15,6 +15,7 @@ from obiwan_h5.fileformat import DONE, FAILED, INCOMPLETE
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job.mpi import SerialComm
 from obiwan_h5.production.layout import Production
+from obiwan_h5.progress import ProgressStyle
 from obiwan_h5.read.common import sample_bricks
 from obiwan_h5.read.subset import make_subset
 from obiwan_h5.read.validate import validate
@@ -214,3 +215,16 @@ def test_demo_makes_a_view_a_sample_and_an_export(dr5_derived, tmp_path, capsys)
     assert validate(str(tmp_path / "sample.h5")) == []
     with fitsio.FITS(str(tmp_path / "view.fits")) as fits:
         assert fits["RANDOMS"].get_nrows() == view.nrows and fits["SUMMARY"].get_nrows() == 6
+
+
+def test_progress_counts_the_rows_of_the_output_not_rows_times_columns(dr5_derived, tmp_path):
+    stream = io.StringIO()
+    result = make_subset(dr5_derived, str(tmp_path / "p.h5"), columns="ra,dec,psql_*", sample=0.5, seed=2,
+                         batch_rows=100, progress=ProgressStyle(stream=stream, every=0, bar=False))
+    lines = stream.getvalue().splitlines()
+    assert len(result["columns"]) > 2
+    assert lines[-1].startswith(f"subset: {len(result['columns'])}/{len(result['columns'])} columns (100%), "
+                                f"{result['rows']} rows,")
+    # rows grow with the columns copied, up to the output's rows, never beyond
+    counts = [int(line.split(", ")[1].split()[0]) for line in lines]
+    assert counts == sorted(counts) and counts[-1] == result["rows"] and counts[0] < result["rows"]
