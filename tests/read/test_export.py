@@ -168,7 +168,7 @@ def test_the_fits_header_defines_the_bits_and_the_provenance(dr5_derived, tmp_pa
         "eboss_ngc", "eboss_sgc", "desi_elg", "eboss_ngc_true", "eboss_sgc_true", "desi_elg_true"]
     comments = " ".join(str(record["comment"]) for record in header.records() if record["name"] == "COMMENT")
     comments = " ".join(comments.split())
-    assert "obiwan_mask bit 0 (value 1) recovered: a Tractor source lies within the match radius" in comments
+    assert "obiwan_mask bit 0 (value 1) recovered: a brick_primary Tractor source" in comments
     assert "targets_mask bit 2 (value 4) desi_elg: recovered source passing the DESI ELG" in comments
     # the masks' descriptions point to what the FITS file holds, not to an HDF5 attribute
     assert "OBWBITn" in header["TCOMM2"] and "TGTBITn" in header["TCOMM3"]
