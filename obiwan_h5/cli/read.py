@@ -162,13 +162,14 @@ def add_export_arguments(parser, alias=False):
         "Stream a derived file, or chosen columns, bricks and rows of it, into a FITS binary "
         "table (HDU RANDOMS) or a Parquet file (zstd, one row group per --batch-rows rows), with "
         "memory bounded by --batch-rows. The format comes from the suffix of OUT (.fits, .fit, "
-        ".parquet, .pq) or --format. --summary adds the per-brick summary: HDU SUMMARY of the "
-        "FITS file, or OUT's stem + '.summary.parquet' (with the brick index). Column names, "
+        ".parquet, .pq) or --format, which must agree with such a suffix. --summary adds the per-brick summary: HDU SUMMARY of the "
+        "FITS file, or OUT's stem + '.summary.parquet', both with the brick index. Column names, "
         "dtypes, units and descriptions are those of the HDF5 file; bit definitions and "
         "provenance go to the FITS header or the Parquet schema metadata.")
     if alias:
-        parser.description = ("Alias of 'obiwan-h5 export' that writes FITS whatever the suffix "
-                              "(kept for existing scripts). " + parser.description)
+        parser.description = ("Alias of 'obiwan-h5 export --format fits' (kept for existing scripts): "
+                              "it writes FITS, and refuses an OUT whose suffix names another format. "
+                              + parser.description)
     if alias:
         set_examples(parser, "obiwan-h5 export-fits demo/derived.h5 -o recovered-again.fits "
                              "--columns 'unique_id,ra,dec' --where 'obiwan_mask & 1'")
@@ -179,8 +180,8 @@ def add_export_arguments(parser, alias=False):
     parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
     add_output_argument(parser, "FITS file to write" if alias else "file to write: .fits or .parquet")
     parser.add_argument("--format", choices=FORMATS, default="fits" if alias else None,
-                        help="output format (default: from the suffix of OUT" + (
-                            "; fits for export-fits)" if alias else ")"))
+                        help="output format, which must agree with a suffix of OUT that names one (default: "
+                             "from the suffix" + ("; fits for export-fits)" if alias else ")"))
     add_column_arguments(parser)
     add_bricks_argument(parser)
     add_sample_arguments(parser, "the chosen bricks")

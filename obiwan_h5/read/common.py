@@ -1,8 +1,8 @@
 """Helpers shared by the reading side (view, subset, export, info, validate, plot).
 
 Opening an input with one-line errors, column and brick choices checked against the file,
-brick samples, and outputs written under a temporary name so that a partial file is never
-passed off as complete.
+brick samples, output checks, and new HDF5 outputs that survive a full disk (`new_hdf5`;
+every output is written under a partial name by `outputs.writing`).
 """
 
 import contextlib

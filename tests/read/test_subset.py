@@ -178,7 +178,7 @@ def test_no_partial_output_is_left_behind(dr5_derived, tmp_path, monkeypatch):
     monkeypatch.setattr("obiwan_h5.read.subset._copy_rows", broken)
     with pytest.raises(RuntimeError):
         make_subset(dr5_derived, output, columns="dec", overwrite=True)
-    assert not os.path.exists(output + ".partial")
+    assert sorted(os.listdir(tmp_path)) == ["out.h5"]  # no partial, no reserve
     with h5py.File(output, "r") as out:  # the earlier, complete output is untouched
         assert list(out["randoms"]) == ["ra"]
 
