@@ -141,7 +141,7 @@ def _lock(fd, is_dir):
 
 
 def _open_for_lock(path, is_dir):
-    return os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if is_dir else os.O_RDWR)
+    return os.open(path, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if is_dir else os.O_RDWR)
 
 
 def _plain_mode(path, is_dir, like=None):
@@ -280,7 +280,10 @@ def clean_stale_partials(output, keep=()):
     for path in stale_partials(output, (PARTIAL_MARK, RESERVE_MARK)):
         if path in keep:
             continue
-        partial = Partial.adopt(output, path)  # locked while removed: a new writer cannot take it
+        try:
+            partial = Partial.adopt(output, path)  # locked while removed: a new writer cannot take it
+        except OSError:
+            continue  # gone meanwhile (another run cleaned it)
         if partial is not None:
             partial.discard()
 
@@ -296,7 +299,7 @@ def write_failure(output, err, directory=None):
         # some of them RuntimeErrors, without errno)
         found = _HDF5_ERRNO.search(str(err))
         code = int(found.group(1)) if found else None
-    if code not in PLACE_ERRORS and _nearly_full(directory or os.path.dirname(os.path.abspath(output))):
+    if code is None and _nearly_full(directory or os.path.dirname(os.path.abspath(output))):
         code = errno.ENOSPC  # a writer that lost errno on the way up (cfitsio)
     if code not in PLACE_ERRORS:
         return None
@@ -321,11 +324,29 @@ def reserve_space(output, nbytes):
     1.10 crashes). Raises `OutputError` when there is not that much room."""
     reserve = Partial.create(output, mark=RESERVE_MARK)
     try:
-        os.posix_fallocate(reserve._fd, 0, int(nbytes))
+        _allocate(reserve._fd, int(nbytes))
     except OSError as err:
         reserve.discard()
         raise write_failure(output, err) or err from None
     return reserve
+
+
+def _allocate(fd, nbytes):
+    """Give the file `fd` `nbytes` of real blocks (written zeros where the system has no
+    ``posix_fallocate``, as on macOS, or the file system refuses it)."""
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+        return
+    except AttributeError:
+        pass
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+    block = bytes(1 << 20)
+    os.lseek(fd, 0, os.SEEK_SET)
+    for start in range(0, nbytes, len(block)):
+        os.write(fd, block[: min(len(block), nbytes - start)])
+    os.fsync(fd)
 
 
 def check_free_space(output, nbytes):

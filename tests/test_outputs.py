@@ -185,3 +185,11 @@ def test_only_regular_files_are_read(tmp_path):
         check_regular_file(str(tmp_path / "missing.h5"))
     with pytest.raises(InputError, match="not a regular file"):
         check_regular_file("/dev/null")
+
+
+def test_reserve_space_without_posix_fallocate_writes_its_blocks(tmp_path, monkeypatch):
+    """As on macOS, which has no posix_fallocate."""
+    monkeypatch.delattr(os, "posix_fallocate")
+    reserve = reserve_space(str(tmp_path / "x.h5"), 3 << 20)
+    assert os.path.getsize(reserve.path) == 3 << 20 and os.stat(reserve.path).st_blocks * 512 >= 3 << 20
+    reserve.discard()
