@@ -136,42 +136,46 @@ def test_long_output_names_work_and_too_long_ones_are_one_line(dr5_derived, tmp_
 # ----------------------------------------------------------------------------- FIFOs
 
 READ_FIFOS = textwrap.dedent("""
-    import sys
+    import os, sys
     from obiwan_h5.cli import main
-    for argv in [["info", sys.argv[1]], ["validate", sys.argv[1]], ["export", sys.argv[1], "-o", "o.fits"],
-                 ["view", sys.argv[1], "-o", "o.h5", "--columns", "ra"], ["subset", sys.argv[1], "-o", "s.h5"],
-                 ["plot", sys.argv[1], "-o", "figures"]]:
-        print(argv[0], main(argv + ["-q"] if argv[0] != "info" else argv), flush=True)
     import obiwan_h5
     from astropy.table import Table
-    for name, read in (("open", obiwan_h5.open), ("Table.read", lambda p: Table.read(p, format="obiwan_h5"))):
-        try:
-            read(sys.argv[1])
-        except ValueError as err:
-            print(name, "refused:", err, flush=True)
+    for path in sys.argv[1:]:
+        os.chdir(os.path.dirname(path))
+        for argv in [["info", path], ["validate", path], ["export", path, "-o", "o.fits"],
+                     ["view", path, "-o", "o.h5", "--columns", "ra"], ["subset", path, "-o", "s.h5"],
+                     ["plot", path, "-o", "figures"]]:
+            print(argv[0], main(argv + ["-q"] if argv[0] != "info" else argv), flush=True)
+        for name, read in (("open", obiwan_h5.open), ("Table.read", lambda p: Table.read(p, format="obiwan_h5"))):
+            try:
+                read(path)
+            except ValueError as err:
+                print(name, "refused:", err, flush=True)
 """)
 
 
-@pytest.mark.parametrize("which", ["the file", "a view's data file"])
-def test_no_reader_blocks_on_a_fifo(dr5_derived, tmp_path, which):
-    if which == "the file":
-        path = tmp_path / "f.h5"
-        os.mkfifo(path)
-    else:
-        data = tmp_path / "derived.h5"
-        data.write_bytes(open(dr5_derived, "rb").read())
-        path = tmp_path / "v.h5"
-        assert main(["view", str(data), "-o", str(path), "--columns", "ra,dec", "-q"]) == 0
-        os.remove(data)
-        os.mkfifo(data)
-    run = subprocess.run([sys.executable, "-c", READ_FIFOS, str(path)], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
-    assert run.stdout.split("\n")[:6] == [f"{command} 2" for command in
-                                          ("info", "validate", "export", "view", "subset", "plot")], run.stderr
-    assert run.stdout.count("refused:") == 2 and run.stdout.count("is not a regular file (a FIFO") == 2
+def test_no_reader_blocks_on_a_fifo(dr5_derived, tmp_path):
+    """The file a FIFO, and a view whose data file is a FIFO: every reader refuses at once."""
+    (tmp_path / "alone").mkdir()
+    fifo = tmp_path / "alone" / "f.h5"
+    os.mkfifo(fifo)
+    (tmp_path / "view").mkdir()
+    data, view = tmp_path / "view" / "derived.h5", tmp_path / "view" / "v.h5"
+    data.write_bytes(open(dr5_derived, "rb").read())
+    assert main(["view", str(data), "-o", str(view), "--columns", "ra,dec", "-q"]) == 0
+    os.remove(data)
+    os.mkfifo(data)
+    run = subprocess.run([sys.executable, "-c", READ_FIFOS, str(fifo), str(view)], capture_output=True, text=True,
+                         timeout=300)
+    commands = ("info", "validate", "export", "view", "subset", "plot")
+    lines = run.stdout.splitlines()
+    assert [line for line in lines if not line.startswith(("open", "Table"))] == [
+        f"{command} 2" for command in commands] * 2, run.stderr
+    assert run.stdout.count("refused:") == 4 and run.stdout.count("is not a regular file (a FIFO") == 4
     errors = run.stderr.strip().splitlines()
-    assert len(errors) == 6 and all("is not a regular file (a FIFO, socket or device)" in line for line in errors)
-    assert glob.glob(str(tmp_path / "o.*")) == [] and not os.path.exists(tmp_path / "figures")
+    assert len(errors) == 12 and all("is not a regular file (a FIFO, socket or device)" in line for line in errors)
+    assert sorted(os.listdir(tmp_path / "alone")) == ["f.h5"]
+    assert sorted(os.listdir(tmp_path / "view")) == ["derived.h5", "v.h5"]
 
 
 def test_an_output_that_is_not_a_regular_file_is_never_replaced(dr5_derived, tmp_path, capsys):
