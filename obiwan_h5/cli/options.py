@@ -21,7 +21,8 @@ from ..errors import InputError
 from ..progress import DEFAULT_EVERY, ProgressStyle
 
 __all__ = [
-    "DeprecatedAlias", "HelpFormatter", "Parser", "add_batch_rows_argument", "add_bricks_argument", "add_column_arguments",
+    "DeprecatedAlias", "HelpFormatter", "Parser", "add_batch_rows_argument", "add_bricks_argument",
+    "add_column_arguments",
     "add_common_arguments", "add_deprecated_alias", "add_output_argument", "add_progress_arguments",
     "add_quiet_argument", "add_sample_arguments", "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg",
     "column_spec", "deprecation_line", "flag_text", "progress_arg", "say", "seed_arg", "set_examples",

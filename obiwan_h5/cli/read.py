@@ -162,7 +162,8 @@ def add_export_arguments(parser, alias=False):
         "Stream a derived file, or chosen columns, bricks and rows of it, into a FITS binary "
         "table (HDU RANDOMS) or a Parquet file (zstd, one row group per --batch-rows rows), with "
         "memory bounded by --batch-rows. The format comes from the suffix of OUT (.fits, .fit, "
-        ".parquet, .pq) or --format, which must agree with such a suffix. --summary adds the per-brick summary: HDU SUMMARY of the "
+        ".parquet, .pq) or --format, which must agree with such a suffix. --summary adds the per-brick "
+        "summary: HDU SUMMARY of the "
         "FITS file, or OUT's stem + '.summary.parquet', both with the brick index. Column names, "
         "dtypes, units and descriptions are those of the HDF5 file; bit definitions and "
         "provenance go to the FITS header or the Parquet schema metadata.")

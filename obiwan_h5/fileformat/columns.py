@@ -73,7 +73,8 @@ _TRACTOR_DOCS = [
     (r"decam_(any|all)mask", "pixel mask bits ({band} exposures) over DECam ugrizY", ""),
     (r"nobs_([grz]|w\d)", "number of exposures in band {band}", ""),
     (r"(decam|wise|wise_lc)_nobs", "number of exposures over the {band} bands", ""),
-    (r"(rchisq|rchi2)_([grz]|w\d)", "profile-weighted reduced chi-squared of the model in band {band}" + DIMENSIONLESS, ""),
+    (r"(rchisq|rchi2)_([grz]|w\d)", "profile-weighted reduced chi-squared of the model in band {band}"
+     + DIMENSIONLESS, ""),
     (r"(decam|wise|wise_lc)_rchi2", "profile-weighted reduced chi-squared over the {band} bands" + DIMENSIONLESS, ""),
     (r"dchisq", "chi-squared differences between successively more complex model fits" + DIMENSIONLESS, ""),
     (r"fracflux_([grz]|w\d)", "profile-weighted flux fraction from other sources in band {band}" + DIMENSIONLESS,

@@ -1,7 +1,6 @@
 """The reading commands' outputs are written whole or not at all, and their inputs are only
 regular files: two runs on one output, a full disk, long names, FIFOs."""
 
-import glob
 import os
 import subprocess
 import sys
