@@ -85,3 +85,22 @@ def pytest_ignore_collect(collection_path, config):
         if path == MPI_TESTS or path.startswith(MPI_TESTS + os.sep):
             return None
     return True
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(kib)``: a file system of our own of `kib` KiB (a full disk made to order;
+    mounting needs root, as in CI), unmounted at the end of the test."""
+    mounts = []
+
+    def mount(kib):
+        where = tmp_path / f"tmpfs{len(mounts)}"
+        where.mkdir()
+        if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size={int(kib)}k tmpfs {where} 2>/dev/null") != 0:
+            pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        os.system(f"umount {where}")

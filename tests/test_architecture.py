@@ -19,24 +19,28 @@ SUBPACKAGES = ("fileformat", "core", "production", "job", "read", "plot", "sim",
 MAX_LINES = 500
 
 # subpackage -> subpackages (and top-level modules) it may import
-# (`progress`, the one reporter of the long commands, serves both the job and the reading
-# side, so it may import nothing of either)
+# (`progress`, the one reporter of the long commands, and `outputs`, the files every
+# command opens and writes, serve both the job and the reading side, so they may import
+# nothing of either)
 ALLOWED = {
     "errors": set(),
     "progress": {"errors"},
+    "outputs": {"errors"},
     "fileformat": {"errors"},
     "core": {"errors", "fileformat"},
-    "production": {"errors", "fileformat", "core"},
-    "job": {"errors", "fileformat", "core", "production", "progress", "read"},
-    "read": {"errors", "fileformat", "core", "progress"},
-    "plot": {"errors", "fileformat", "core", "read", "progress"},
-    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot", "progress"},
-    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim", "progress"},
+    "production": {"errors", "fileformat", "core", "outputs"},
+    "job": {"errors", "fileformat", "core", "production", "progress", "read", "outputs"},
+    "read": {"errors", "fileformat", "core", "progress", "outputs"},
+    "plot": {"errors", "fileformat", "core", "read", "progress", "outputs"},
+    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot", "progress", "outputs"},
+    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim", "progress", "outputs"},
+    "__main__": {"cli"},
 }
 # third-party modules a layer must never import
 FORBIDDEN_EXTERNAL = {
     "errors": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "progress": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
+    "outputs": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "fileformat": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "core": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "argparse"},
     "production": {"mpi4py", "matplotlib", "argparse"},
@@ -183,6 +187,39 @@ def test_read_side_never_loads_the_job_side(module):
                                                    f"{PACKAGE}.cli"))}, module
 
 
+def test_the_outputs_module_loads_only_the_errors_and_the_standard_library():
+    loaded = _loaded_by(f"{PACKAGE}.outputs") - _loaded_by(PACKAGE)
+    assert {name for name in loaded if name.startswith(PACKAGE)} <= {f"{PACKAGE}.outputs", f"{PACKAGE}.errors"}
+    assert not {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib"} & loaded
+
+
+def _assert_no_cycle(graph):
+    """Depth-first search of `graph` (node -> nodes it imports); fails naming a cycle."""
+    done, stack = set(), []
+
+    def visit(node):
+        assert node not in stack, f"import cycle: {' -> '.join(stack[stack.index(node):] + [node])}"
+        if node in done:
+            return
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            visit(other)
+        stack.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+
+
+def test_no_import_cycles_between_modules():
+    """Not even inside a subpackage (the two export writers once imported each other)."""
+    graph = {dotted: {name for name in imports_of(dotted, path) if name in dict(modules())} - {dotted}
+             for dotted, path in modules()}
+    for dotted in graph:  # a module importing its own package's __init__ is no cycle
+        graph[dotted] = {name for name in graph[dotted] if not dotted.startswith(name + ".")}
+    _assert_no_cycle(graph)
+
+
 def test_no_import_cycles_between_subpackages():
     graph = {}
     for dotted, path in modules():
@@ -191,20 +228,7 @@ def test_no_import_cycles_between_subpackages():
             other = layer(name) if name.startswith(PACKAGE + ".") else None
             if other in SUBPACKAGES + ("errors",) and mine and other != mine:
                 graph.setdefault(mine, set()).add(other)
-    seen, stack = set(), []
-
-    def visit(node):
-        assert node not in stack, f"import cycle: {' -> '.join(stack + [node])}"
-        if node in seen:
-            return
-        stack.append(node)
-        for other in graph.get(node, ()):
-            visit(other)
-        stack.pop()
-        seen.add(node)
-
-    for node in list(graph):
-        visit(node)
+    _assert_no_cycle(graph)
 
 
 def test_the_checker_catches_a_violation(tmp_path):

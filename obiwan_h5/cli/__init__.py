@@ -4,17 +4,17 @@ Each command family module (`derive`, `sim`, `read`, `maps`, `plot`) provides, p
 ``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int``. This module wires them
 together and turns the library's errors into one line on stderr (parameters shown as
 their flags, `options.flag_text`) and an exit status: 2 for bad input or a missing package
-(one line saying what to install), 130 when interrupted.
+(one line saying what to install) or an output that cannot be written (no space, quota, ...),
+130 when interrupted.
 """
 
-import argparse
 import importlib
 import logging
 import os
 import sys
 
-from ..errors import InputError, JobError
-from .options import HelpFormatter, add_common_arguments, flag_text
+from ..errors import InputError, JobError, OutputError
+from .options import HelpFormatter, Parser, add_common_arguments, flag_text
 
 # command -> (family module, one-line help)
 COMMANDS = {
@@ -44,14 +44,16 @@ def build_parser(argv=None, every_command=False):
     `every_command` (for the generated reference)."""
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((arg for arg in argv if arg in COMMANDS), None)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="obiwan-h5",
         description="Post-process obiwan image-simulation productions into one parallel HDF5 file.",
     )
     add_common_arguments(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = {}
     for name, (_, help_text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        sub = parser.commands[name] = commands.add_parser(name, help=help_text, description=help_text,
+                                                          formatter_class=HelpFormatter)
         add_common_arguments(sub)
         if name == chosen or every_command:
             add_arguments, run = _entry(name)
@@ -88,15 +90,18 @@ def main(argv=None):
         argv_ = sys.argv[1:] if argv is None else argv
         print(missing_package_message(err, next((arg for arg in argv_ if arg in COMMANDS), None)), file=sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # said by the command's parser, which knows its options
+        parser.commands[args.command].unknown(extras)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        # --quiet: warnings and errors only, for every command
+        level=logging.DEBUG if args.verbose else logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
         return args.run(args)
-    except (InputError, JobError) as err:
+    except (InputError, JobError, OutputError) as err:
         print(f"obiwan-h5 {args.command}: error: {flag_text(str(err))}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:

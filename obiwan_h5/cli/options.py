@@ -11,6 +11,7 @@ each with one line on standard error (`DeprecatedAlias`).
 """
 
 import argparse
+import difflib
 import re
 import sys
 
@@ -20,10 +21,11 @@ from ..errors import InputError
 from ..progress import DEFAULT_EVERY, ProgressStyle
 
 __all__ = [
-    "DeprecatedAlias", "HelpFormatter", "add_batch_rows_argument", "add_bricks_argument", "add_column_arguments",
+    "DeprecatedAlias", "HelpFormatter", "Parser", "add_batch_rows_argument", "add_bricks_argument",
+    "add_column_arguments",
     "add_common_arguments", "add_deprecated_alias", "add_output_argument", "add_progress_arguments",
-    "add_sample_arguments", "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg", "column_spec",
-    "deprecation_line", "flag_text", "progress_arg", "seed_arg", "set_examples",
+    "add_quiet_argument", "add_sample_arguments", "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg",
+    "column_spec", "deprecation_line", "flag_text", "progress_arg", "say", "seed_arg", "set_examples",
 ]
 
 # library parameter -> command-line flag, where the names differ in more than '_' vs '-'
@@ -48,6 +50,30 @@ class HelpFormatter(argparse.HelpFormatter):
     def _fill_text(self, text, width, indent):
         return "\n".join(indent + line if line.startswith("  ") else super(HelpFormatter, self)._fill_text(
             line, width, indent) for line in text.splitlines())
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake on the command line is one line, as every other
+    error of the command: what is wrong (an unknown option with the closest known one, a
+    missing option by name) and where to look (``--help``), not the whole usage block."""
+
+    def error(self, message):
+        found = re.fullmatch(r"one of the arguments (\S+) is required", message)
+        if found:  # an option required through a group of its former spellings
+            message = f"the option {found.group(1)} is required"
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def unknown(self, extras):
+        """Stop on the arguments `extras` this parser does not know, suggesting the
+        closest options."""
+        known = [option for action in self._actions for option in action.option_strings
+                 if action.help != argparse.SUPPRESS]
+        hints = []
+        for extra in extras:
+            if extra.startswith("-"):
+                close = difflib.get_close_matches(extra.split("=")[0], known, n=1, cutoff=0.75)
+                hints += [f"did you mean {close[0]}?"] if close else []
+        self.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def set_examples(parser, *commands):
@@ -252,13 +278,26 @@ def add_batch_rows_argument(parser, what="rows read at a time"):
                         help=f"{what} (bounds memory; default %(default)s)")
 
 
+QUIET_HELP = "print only warnings and errors"
+
+
+def add_quiet_argument(parser, quiet_help=QUIET_HELP):
+    """``-q/--quiet``: warnings and errors only (no progress, no INFO lines, no report of
+    what was written); `say` prints what the command reports otherwise."""
+    parser.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
+def say(args, text):
+    """Print what a command reports (``wrote x.h5: ...``), unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
 def add_progress_arguments(parser, quiet_help=None):
     """``-q/--quiet`` and ``--progress-every``: the progress of a long command on stderr
     (a bar on a terminal, else a line at most every SECONDS; `obiwan_h5.progress`)."""
-    parser.add_argument(
-        "-q", "--quiet", action="store_true",
-        help=quiet_help or "no progress on stderr (by default: a bar on a terminal, else a line every "
-                           "--progress-every seconds)")
+    add_quiet_argument(parser, quiet_help or QUIET_HELP + " (by default, progress goes to stderr: a bar on a "
+                                              "terminal, else a line every --progress-every seconds)")
     parser.add_argument(
         "--progress-every", type=float, default=DEFAULT_EVERY, metavar="SECONDS",
         help="when stderr is not a terminal (a batch log), write a progress line (done/total, rows/s, ETA) "

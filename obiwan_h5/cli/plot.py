@@ -10,6 +10,7 @@ from .options import (
     add_progress_arguments,
     add_sample_arguments,
     progress_arg,
+    say,
     seed_arg,
     set_examples,
 )
@@ -48,7 +49,7 @@ def run_plot(args):
     numbers = make_figures(args.input, args.output, only=args.only, bricks=args.bricks, sample=args.sample,
                            seed=seed_arg(args), batch_rows=args.batch_rows, max_sample=args.max_sample,
                            progress=progress_arg(args))
-    print(numbers["index"])
+    say(args, numbers["index"])
     for name, reason in numbers["skipped"].items():
         print(f"obiwan-h5 plot: skipped {name}: {reason}", file=sys.stderr)
     if not numbers["drawn"]:

@@ -18,11 +18,13 @@ from .options import (
     add_deprecated_alias,
     add_output_argument,
     add_progress_arguments,
+    add_quiet_argument,
     add_sample_arguments,
     bricks_arg,
     column_spec,
     flag_text,
     progress_arg,
+    say,
     seed_arg,
     set_examples,
 )
@@ -111,6 +113,7 @@ def add_view_arguments(parser):
     add_output_argument(parser, "view file to write")
     add_column_arguments(parser, default="none: a view needs a column list")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_quiet_argument(parser)
 
 
 def run_view(args):
@@ -118,8 +121,8 @@ def run_view(args):
     if spec is None:
         raise InputError("choose the columns of the view with `columns` or `columns_file`")
     info = make_view(args.input, args.output, spec, overwrite=args.overwrite)
-    print(f"wrote {args.output}: view of {info['view_of']} with {len(info['columns'])} column(s), "
-          f"{os.path.getsize(args.output)} bytes")
+    say(args, f"wrote {args.output}: view of {info['view_of']} with {len(info['columns'])} column(s), "
+              f"{os.path.getsize(args.output)} bytes")
     return 0
 
 
@@ -148,8 +151,8 @@ def run_subset(args):
     result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks_arg(args),
                          sample=args.sample, seed=seed_arg(args),
                          batch_rows=args.batch_rows, overwrite=args.overwrite, progress=progress_arg(args))
-    print(f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
-          f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
+    say(args, f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
+              f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
     return 0
 
 
@@ -159,13 +162,15 @@ def add_export_arguments(parser, alias=False):
         "Stream a derived file, or chosen columns, bricks and rows of it, into a FITS binary "
         "table (HDU RANDOMS) or a Parquet file (zstd, one row group per --batch-rows rows), with "
         "memory bounded by --batch-rows. The format comes from the suffix of OUT (.fits, .fit, "
-        ".parquet, .pq) or --format. --summary adds the per-brick summary: HDU SUMMARY of the "
-        "FITS file, or OUT's stem + '.summary.parquet' (with the brick index). Column names, "
+        ".parquet, .pq) or --format, which must agree with such a suffix. --summary adds the per-brick "
+        "summary: HDU SUMMARY of the "
+        "FITS file, or OUT's stem + '.summary.parquet', both with the brick index. Column names, "
         "dtypes, units and descriptions are those of the HDF5 file; bit definitions and "
         "provenance go to the FITS header or the Parquet schema metadata.")
     if alias:
-        parser.description = ("Alias of 'obiwan-h5 export' that writes FITS whatever the suffix "
-                              "(kept for existing scripts). " + parser.description)
+        parser.description = ("Alias of 'obiwan-h5 export --format fits' (kept for existing scripts): "
+                              "it writes FITS, and refuses an OUT whose suffix names another format. "
+                              + parser.description)
     if alias:
         set_examples(parser, "obiwan-h5 export-fits demo/derived.h5 -o recovered-again.fits "
                              "--columns 'unique_id,ra,dec' --where 'obiwan_mask & 1'")
@@ -176,8 +181,8 @@ def add_export_arguments(parser, alias=False):
     parser.add_argument("input", metavar="IN", help="derived file (or a view of one)")
     add_output_argument(parser, "FITS file to write" if alias else "file to write: .fits or .parquet")
     parser.add_argument("--format", choices=FORMATS, default="fits" if alias else None,
-                        help="output format (default: from the suffix of OUT" + (
-                            "; fits for export-fits)" if alias else ")"))
+                        help="output format, which must agree with a suffix of OUT that names one (default: "
+                             "from the suffix" + ("; fits for export-fits)" if alias else ")"))
     add_column_arguments(parser)
     add_bricks_argument(parser)
     add_sample_arguments(parser, "the chosen bricks")
@@ -206,14 +211,14 @@ def run_export(args):
     size = os.path.getsize(args.output)
     if form == "fits":
         extra = f" + SUMMARY ({result['summary_rows']} bricks)" if args.summary else ""
-        print(f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
-              f"{size} bytes")
+        say(args, f"wrote {args.output}: RANDOMS {result['rows']} rows x {len(result['columns'])} columns{extra}, "
+                  f"{size} bytes")
     else:
-        print(f"wrote {args.output}: {result['rows']} rows x {len(result['columns'])} columns in "
-              f"{result['row_groups']} row group(s), {size} bytes")
+        say(args, f"wrote {args.output}: {result['rows']} rows x {len(result['columns'])} columns in "
+                  f"{result['row_groups']} row group(s), {size} bytes")
         if args.summary:
-            print(f"wrote {result['summary_output']}: summary of {result['summary_rows']} bricks, "
-                  f"{os.path.getsize(result['summary_output'])} bytes")
+            say(args, f"wrote {result['summary_output']}: summary of {result['summary_rows']} bricks, "
+                      f"{os.path.getsize(result['summary_output'])} bytes")
     return 0
 
 

@@ -53,17 +53,22 @@ INTRO = """\
   comments, `-` for standard input);
 - `--batch-rows N` bounds the memory of every command that streams rows (default {batch_rows});
 - `--version` prints the version and `-v`/`--verbose` logs debug messages, before or after
-  the command (`obiwan-h5 -v derive ...`, `obiwan-h5 export --version`).
+  the command (`obiwan-h5 -v derive ...`, `obiwan-h5 export --version`); `-q`/`--quiet`
+  prints only warnings and errors (no progress, no INFO line, no `wrote ...` report).
+
+`python -m obiwan_h5 ...` is the same command (for `srun python -m obiwan_h5 derive ...`).
 
 `obiwan-h5 COMMAND --help` lists the options of a command; this page, generated from the
 same parsers, lists them all, and the page in the last column of the table explains them.
 
 **Exit status.** 0 success; 1 when `derive` (or `demo`) had a failed brick, when
 `validate` found problems, or when `plot` could draw none of the chosen figures; 2 for bad
-input — a missing or unreadable file, an unknown column or brick, a malformed option, an
-output that exists without `--overwrite` — or a missing Python package (h5py, pyarrow, ...),
-with a one-line message `obiwan-h5 COMMAND: error: ...` on standard error (for a missing
-package: what to install); 130 when interrupted.
+input — a missing or unreadable file, an unknown column or brick, a malformed option (with
+the closest option for a misspelt one), an output that exists without `--overwrite` — for
+an output that cannot be written (no space left, a quota, a name too long, a read-only file
+system), or for a missing Python package (h5py, pyarrow, ...), with a one-line message
+`obiwan-h5 COMMAND: error: ...` on standard error (for a missing package: what to install);
+130 when interrupted.
 
 **Files are not replaced silently.** `derive`, `view`, `subset`, `export` and `maps` refuse
 an existing output file unless given `--overwrite` (`derive` also accepts `--resume`);

@@ -1,5 +1,7 @@
 """``obiwan-h5 simulate`` and ``obiwan-h5 demo``: synthetic productions."""
 
+import contextlib
+import io
 import os
 
 from ..errors import InputError
@@ -11,6 +13,7 @@ from .options import (
     add_seed_argument,
     add_simulated_bricks_arguments,
     progress_arg,
+    say,
     seed_arg,
     set_examples,
 )
@@ -68,14 +71,14 @@ def run_simulate(args):
                      per_rsdir=args.per_rsdir, schema=args.schema, objtype=args.objtype,
                      seed=seed_arg(args), processes=processes, progress=progress_arg(args),
                      overwrite=args.overwrite)
-    print(f"wrote {len(names)} bricks to {args.output}")
+    say(args, f"wrote {len(names)} bricks to {args.output}")
     if args.randoms_db is not None:
         from ..production.truthdb import redact
         from ..sim.database import load_randoms_table
 
         loaded = load_randoms_table(args.randoms_db, args.randoms_table, os.path.join(args.output, "randoms.fits"),
                                     replace=args.overwrite)
-        print(f"loaded {loaded} randoms into {args.randoms_table} ({redact(args.randoms_db)})")
+        say(args, f"loaded {loaded} randoms into {args.randoms_table} ({redact(args.randoms_db)})")
     return 0
 
 
@@ -99,7 +102,9 @@ def add_demo_arguments(parser):
 
 
 def run_demo(args):
-    """Simulate (once per set of parameters) and run the whole chain on it."""
-    return run_demo_chain(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=args.rsdirs,
-                          per_rsdir=args.per_rsdir, schema=args.schema, seed=seed_arg(args),
-                          progress=progress_arg(args))
+    """Simulate (once per set of parameters) and run the whole chain on it; with
+    ``--quiet``, without its report of what it made."""
+    with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
+        return run_demo_chain(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=args.rsdirs,
+                              per_rsdir=args.per_rsdir, schema=args.schema, seed=seed_arg(args),
+                              progress=progress_arg(args))

@@ -8,6 +8,7 @@ names, numbers and strings, arithmetic, comparisons (chains too), bitwise ``& | 
 
 import ast
 import operator
+import re
 
 import numpy as np
 
@@ -42,6 +43,11 @@ def _unpadded(value):
 
 # the largest constant an expression may build (digits of a number, characters of a string)
 MAX_CONSTANT_DIGITS = 4096
+# the deepest nesting of operations (``-(-(-x))``, ``a + b + c`` ...) an expression may have:
+# far beyond any row filter, far below what would exhaust Python's parser or recursion
+MAX_DEPTH = 100
+# a single "=" (not part of ==, <=, >=, !=): an assignment where a comparison was meant
+_LONE_EQUALS = re.compile(r"(?<![=<>!])=(?!=)")
 
 
 def _constant(node):
@@ -83,6 +89,32 @@ def _result_size(op, left, right):
     return digits(left) + digits(right)
 
 
+def _nesting(text):
+    """A lower bound of the depth of `text`, from its characters alone: the deepest
+    parentheses plus the longest run of unary operators (``- - -x``, ``~~x``, ``not not
+    x``). Python's own parser runs out of stack on some ten thousand of either."""
+    deepest = level = run = 0
+    for token in re.findall(r"\bnot\b|[()\[\]]|[-+~]|\S", text):
+        if token in "([":
+            level += 1
+        elif token in ")]":
+            level -= 1
+        run = run + 1 if token in ("-", "+", "~", "not") else 0
+        deepest = max(deepest, level + run)
+    return deepest
+
+
+def _depth(tree):
+    """The depth of a parsed expression, without recursion (a chain ``a+a+...+a`` is as
+    deep as it is long)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+    return deepest
+
+
 class Expression:
     """A parsed row filter.
 
@@ -94,12 +126,23 @@ class Expression:
 
     def __init__(self, text):
         self.text = text
+        if _nesting(text) > MAX_DEPTH:
+            raise self._too_deep()
         try:
             self._tree = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as err:
-            raise ExpressionError(f"cannot parse `where` {text!r}: {err.msg}") from None
+            hint = "; compare with == (a single = assigns)" if _LONE_EQUALS.search(text) else ""
+            raise ExpressionError(f"cannot parse `where` {text!r}: {err.msg}{hint}") from None
+        except (RecursionError, MemoryError):  # nesting the pre-scan cannot see
+            raise self._too_deep() from None
+        if _depth(self._tree) > MAX_DEPTH:
+            raise self._too_deep()
         self.names = []
         self._check(self._tree)
+
+    def _too_deep(self):
+        shown = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return ExpressionError(f"`where` {shown!r}: nested more than {MAX_DEPTH} levels deep")
 
     def _check(self, node):
         if isinstance(node, ast.Name):

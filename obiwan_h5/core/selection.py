@@ -29,7 +29,6 @@ import numpy as np
 from ..fileformat import BANDS, TARGET_BITS
 
 __all__ = [
-    "BIT_DEFINITIONS",
     "EBOSS_DEPTH_MIN",
     "EBOSS_REGIONS",
     "MAGNITUDE_LIMITS",
@@ -67,23 +66,6 @@ MAGNITUDE_LIMITS = {"desi_elg": ("r", -np.inf, _DESI_RMAG_MAX),
                     "eboss_ngc": ("g", *_EBOSS_G_RANGE["ngc"]),
                     "eboss_sgc": ("g", *_EBOSS_G_RANGE["sgc"])}
 
-
-BIT_DEFINITIONS = {
-    "0": "eboss_ngc: recovered source passing the eBOSS ELG NGC selection on "
-         "Tractor-measured de-extincted fluxes, including the measured-only depth, mask "
-         "and brick_primary cuts",
-    "1": "eboss_sgc: recovered source passing the eBOSS ELG SGC selection on "
-         "Tractor-measured de-extincted fluxes, including the measured-only depth, mask "
-         "and brick_primary cuts",
-    "2": "desi_elg: recovered source passing the DESI ELG (FDR) selection on "
-         "Tractor-measured de-extincted fluxes, including brick_primary",
-    "3": "eboss_ngc_true: eBOSS ELG NGC colour-magnitude cuts on the true (injected, "
-         "de-extincted) fluxes; no depth, mask or primary cut; set whether or not recovered",
-    "4": "eboss_sgc_true: eBOSS ELG SGC colour-magnitude cuts on the true (injected, "
-         "de-extincted) fluxes; no depth, mask or primary cut; set whether or not recovered",
-    "5": "desi_elg_true: DESI ELG (FDR) colour-magnitude cuts on the true (injected, "
-         "de-extincted) fluxes; no primary cut; set whether or not recovered",
-}
 
 _COMMON_NOTES = [
     "fluxes in nanomaggies, de-extincted: flux / mw_transmission",
@@ -374,7 +356,7 @@ def targets_mask(true_flux, measured_flux, matched, psfdepth, mask=None,
     -------
     numpy.ndarray of uint8
         Bit ``TARGET_BITS[name]`` set where selection ``name`` passes; see
-        `BIT_DEFINITIONS`. True-flux bits use only the colour-magnitude cuts.
+        `fileformat.TARGET_MASK_BITS`. True-flux bits use only the colour-magnitude cuts.
     """
     tg, tr, tz = _bands(true_flux, "true_flux")
     mg, mr, mz = _bands(measured_flux, "measured_flux")

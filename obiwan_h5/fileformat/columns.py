@@ -36,28 +36,68 @@ class Column:
         return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64)))
 
 
-# (pattern, description, unit) for Tractor columns, first match wins; {band} fills in
+# a ratio, a count of nothing physical, a fraction: no unit, and the description says so
+# (the format writes no unit attribute for it, which alone could mean "unknown")
+DIMENSIONLESS = " (dimensionless)"
+
+# (pattern, description, unit) for Tractor columns, first match wins; {band} fills in.
+# Units as the Legacy Survey DR3/DR5 catalog pages give them, in the spelling of
+# `metadata.fits_unit` (``nanomaggy``, ``1/nanomaggy^2``, ``1/arcsec^2``).
 _TRACTOR_DOCS = [
     (r"ra|dec", "position of the matched Tractor source", "deg"),
     (r"(ra|dec)_ivar", "inverse variance of the position", "1/deg^2"),
+    (r"b([xy])", "{band} position (0-indexed) in the brick's image stack", "pix"),
     (r"flux_([grz]|w\d)", "model flux in band {band}", NANOMAGGY),
     (r"flux_ivar_([grz]|w\d)", "inverse variance of flux in band {band}", IVAR),
+    (r"(fiber|fibertot)flux_([grz])", "flux in a 1.5 arcsec fiber ({band} band; fibertot: all sources)", NANOMAGGY),
     (r"decam_flux", "model fluxes over DECam ugrizY", NANOMAGGY),
     (r"decam_flux_ivar", "inverse variances of fluxes over DECam ugrizY", IVAR),
+    (r"wise_flux", "model fluxes in WISE W1-W4", NANOMAGGY),
+    (r"wise_flux_ivar", "inverse variances of WISE W1-W4 fluxes", IVAR),
+    (r"wise_lc_flux", "WISE light curve fluxes (W1, W2 per epoch)", NANOMAGGY),
+    (r"wise_lc_flux_ivar", "inverse variances of the WISE light curve fluxes", IVAR),
+    (r"wise_lc_mjd", "Modified Julian Dates of the WISE light curve epochs", "d"),
+    (r"mjd_(min|max)", "{band}imum Modified Julian Date of the observations used", "d"),
     (r"apflux(_resid)?_([grz])", "aperture fluxes (residual image when _resid) in band {band}", NANOMAGGY),
-    (r"mw_transmission_([grz]|w\d)", "Milky Way dust transmission in band {band}", ""),
-    (r"decam_mw_transmission", "Milky Way dust transmission over DECam ugrizY", ""),
+    (r"apflux_ivar_([grz])", "inverse variances of the aperture fluxes in band {band}", IVAR),
+    (r"decam_apflux(_resid)?", "aperture fluxes over DECam ugrizY (residual image when _resid)", NANOMAGGY),
+    (r"decam_apflux_ivar", "inverse variances of the aperture fluxes over DECam ugrizY", IVAR),
+    (r"mw_transmission_([grz]|w\d)", "Milky Way dust transmission in band {band}" + DIMENSIONLESS, ""),
+    (r"(decam|wise)_mw_transmission", "Milky Way dust transmission over the {band} bands" + DIMENSIONLESS, ""),
     (r"psfdepth_([grz])", "PSF detection inverse variance (5 sigma depth) in band {band}", IVAR),
     (r"galdepth_([grz])", "galaxy detection inverse variance in band {band}", IVAR),
     (r"decam_(gal)?depth", "detection inverse variance over DECam ugrizY", IVAR),
     (r"psfsize_([grz])", "PSF FWHM in band {band}", "arcsec"),
+    (r"decam_psfsize", "PSF FWHM over DECam ugrizY", "arcsec"),
     (r"(any|all)mask_([grz])", "pixel mask bits (any/all exposures) in band {band}", ""),
+    (r"decam_(any|all)mask", "pixel mask bits ({band} exposures) over DECam ugrizY", ""),
     (r"nobs_([grz]|w\d)", "number of exposures in band {band}", ""),
+    (r"(decam|wise|wise_lc)_nobs", "number of exposures over the {band} bands", ""),
+    (r"(rchisq|rchi2)_([grz]|w\d)", "profile-weighted reduced chi-squared of the model in band {band}"
+     + DIMENSIONLESS, ""),
+    (r"(decam|wise|wise_lc)_rchi2", "profile-weighted reduced chi-squared over the {band} bands" + DIMENSIONLESS, ""),
+    (r"dchisq", "chi-squared differences between successively more complex model fits" + DIMENSIONLESS, ""),
+    (r"fracflux_([grz]|w\d)", "profile-weighted flux fraction from other sources in band {band}" + DIMENSIONLESS,
+     ""),
+    (r"fracmasked_([grz]|w\d)", "profile-weighted fraction of masked pixels in band {band}" + DIMENSIONLESS, ""),
+    (r"fracin_([grz])", "fraction of the model flux within the blob in band {band}" + DIMENSIONLESS, ""),
+    (r"(decam|wise|wise_lc)_frac(flux|masked|in)", "profile-weighted frac{band} per band" + DIMENSIONLESS,
+     ""),
     (r"type", "Tractor morphological model (PSF, SIMP, REX, EXP, DEV, COMP)", ""),
     (r"brick_primary", "source is inside the brick's unique area", ""),
     (r"ebv", "SFD E(B-V) at the source", "mag"),
+    (r"fracdev", "fraction of the model flux in the deVaucouleurs component" + DIMENSIONLESS, ""),
+    (r"fracdev_ivar", "inverse variance of fracdev" + DIMENSIONLESS, ""),
     (r"shape(exp|dev)_r", "half-light radius of the {band} profile", "arcsec"),
-    (r"shape(exp|dev)_e[12]", "ellipticity component of the {band} profile", ""),
+    (r"shape(exp|dev)_r_ivar", "inverse variance of the half-light radius of the {band} profile", "1/arcsec^2"),
+    (r"shape(exp|dev)_e[12]", "ellipticity component of the {band} profile" + DIMENSIONLESS, ""),
+    (r"shape(exp|dev)_e[12]_ivar", "inverse variance of an ellipticity component of the {band} profile"
+     + DIMENSIONLESS, ""),
+    (r"parallax", "Gaia parallax", "mas"),
+    (r"parallax_ivar", "inverse variance of the Gaia parallax", "1/mas^2"),
+    (r"pm(ra|dec)", "Gaia proper motion in {band}", "mas/yr"),
+    (r"pm(ra|dec)_ivar", "inverse variance of the Gaia proper motion in {band}", "yr^2/mas^2"),
+    (r"gaia_phot_(g|bp|rp)_mean_mag", "Gaia {band} mean magnitude (Vega)", "mag"),
 ]
 
 
@@ -79,13 +119,16 @@ _SIMCAT_DOCS = {
     "gflux": ("g flux added to the images (extincted)", NANOMAGGY),
     "rflux": ("r flux added to the images (extincted)", NANOMAGGY),
     "zflux": ("z flux added to the images (extincted)", NANOMAGGY),
-    "n": ("Sersic index of the injected profile", ""),
+    "n": ("Sersic index of the injected profile" + DIMENSIONLESS, ""),
     "rhalf": ("half-light radius of the injected profile", "arcsec"),
-    "e1": ("ellipticity component 1 of the injected profile", ""),
-    "e2": ("ellipticity component 2 of the injected profile", ""),
+    "e1": ("ellipticity component 1 of the injected profile" + DIMENSIONLESS, ""),
+    "e2": ("ellipticity component 2 of the injected profile" + DIMENSIONLESS, ""),
 }
 
 _TRUTH_UNITS = {"ra": "deg", "dec": "deg", "g": "mag", "r": "mag", "z": "mag", "rhalf": "arcsec", "pa": "deg"}
+# truth columns with no unit whose meaning is known
+_TRUTH_DIMENSIONLESS = {"n": "Sersic index", "ba": "axis ratio", "e1": "ellipticity component 1",
+                        "e2": "ellipticity component 2", "redshift": "redshift"}
 
 DERIVED_DOCS = {
     "unique_id": ("'<id>_<brickname>_<rsdir>', unique over the file", ""),
@@ -104,9 +147,10 @@ def describe(name):
         return _tractor_doc(name[len("tractor_"):])
     if name.startswith("psql_"):
         stem = name[len("psql_"):]
-        return f"truth from the randoms table: {stem}", _TRUTH_UNITS.get(stem, "")
+        meaning = f" ({_TRUTH_DIMENSIONLESS[stem]}, dimensionless)" if stem in _TRUTH_DIMENSIONLESS else ""
+        return f"truth from the randoms table: {stem}{meaning}", _TRUTH_UNITS.get(stem, "")
     if name.startswith("mw_transmission_"):
-        return f"Milky Way transmission applied to the injected {name[-1]} flux", ""
+        return f"Milky Way transmission applied to the injected {name[-1]} flux" + DIMENSIONLESS, ""
     return _SIMCAT_DOCS.get(name, (f"simcat: {name}", ""))
 
 
@@ -154,7 +198,7 @@ def _summary_columns():
         "brick_area": ("f8", "area inside the brick's ra/dec bounds", "deg^2"),
         "n_inj": ("i8", "injected sources that touched at least one CCD (rows of the brick)", ""),
         "n_rec": ("i8", "injected sources recovered (obiwan_mask bit 0)", ""),
-        "frac_recovered": ("f8", "n_rec / n_inj", ""),
+        "frac_recovered": ("f8", "n_rec / n_inj" + DIMENSIONLESS, ""),
     }
     for sel in SELECTIONS:
         cols[f"n_true_{sel}"] = ("i8", f"sources whose true fluxes pass {sel}", "")
@@ -168,7 +212,8 @@ def _summary_columns():
         cols[f"psfsize_{band}"] = ("f8", f"median PSF FWHM of recovered sources in {band}", "arcsec")
     cols["ebv"] = ("f8", "median E(B-V) of recovered sources", "mag")
     for band in BANDS:
-        cols[f"trans_{band}"] = ("f8", f"median Tractor Milky Way transmission of recovered sources in {band}", "")
+        cols[f"trans_{band}"] = (
+            "f8", f"median Tractor Milky Way transmission of recovered sources in {band}" + DIMENSIONLESS, "")
     for band in BANDS:
         cols[f"ext_{band}"] = ("f8", f"Milky Way extinction in {band}, -2.5 log10(trans_{band})", "mag")
     cols["nobjs"] = ("i8", "brick_primary sources of the brick's Tractor catalogs, summed over its rsdirs", "")

@@ -15,8 +15,9 @@ from ..errors import InputError
 __all__ = [
     "ATTR_COMPLETE", "BANDS", "BRICKNAME_RE", "CREATION_ATTRS", "DONE", "FAILED", "FORMAT_NAME",
     "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "JSON_ATTRS",
-    "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TRACTOR_TYPES",
-    "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "index_problem", "truncate_message",
+    "MASK_BIT_ATTRS", "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TARGET_MASK_BITS",
+    "TRACTOR_TYPES", "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "index_problem",
+    "mask_bits_attributes", "truncate_message",
 ]
 
 FORMAT_NAME = "obiwan_h5"
@@ -48,19 +49,40 @@ BRICKNAME_RE = re.compile(r"^\d{4}[pm]\d{3}$", re.ASCII)
 BANDS = ("g", "r", "z")
 TRACTOR_TYPES = ("PSF", "SIMP", "REX", "EXP", "DEV", "COMP")
 
+# the bits of the two masks: name -> (bit, meaning); the one wording of each meaning,
+# written into every file (`mask_bits_attributes`) and shown by docs/format.md
 OBIWAN_BITS = {
-    "recovered": (0, "a Tractor source lies within the match radius of the injected position"),
+    "recovered": (0, "a brick_primary Tractor source (any Tractor source when the catalogs have no "
+                     "brick_primary) lies within the match radius of the injected position"),
     "on_real_source": (1, "recovered, and the injected position lies within the match radius "
                           "of a source of the real (unmodified) DR catalog of the brick"),
 }
-TARGET_BITS = {
-    "eboss_ngc": 0,
-    "eboss_sgc": 1,
-    "desi_elg": 2,
-    "eboss_ngc_true": 3,
-    "eboss_sgc_true": 4,
-    "desi_elg_true": 5,
+_MEASURED = ("recovered source passing the {} selection on Tractor-measured de-extincted fluxes, including "
+             "{}brick_primary")
+_TRUE = ("{} colour-magnitude cuts on the true (injected, de-extincted) fluxes; no {}primary cut; set whether or "
+         "not recovered")
+TARGET_MASK_BITS = {
+    "eboss_ngc": (0, _MEASURED.format("eBOSS ELG NGC", "the measured-only depth and mask cuts and ")),
+    "eboss_sgc": (1, _MEASURED.format("eBOSS ELG SGC", "the measured-only depth and mask cuts and ")),
+    "desi_elg": (2, _MEASURED.format("DESI ELG (FDR)", "")),
+    "eboss_ngc_true": (3, _TRUE.format("eBOSS ELG NGC", "depth, mask or ")),
+    "eboss_sgc_true": (4, _TRUE.format("eBOSS ELG SGC", "depth, mask or ")),
+    "desi_elg_true": (5, _TRUE.format("DESI ELG (FDR)", "")),
 }
+TARGET_BITS = {name: bit for name, (bit, _) in TARGET_MASK_BITS.items()}
+# the file attribute that holds the bits of each mask column
+MASK_BIT_ATTRS = {"obiwan_mask": "obiwan_mask_bits", "targets_mask": "targets_mask_bits"}
+
+
+def mask_bits_attributes():
+    """The bit definitions as the file stores them, the same convention for both masks:
+    ``{attribute: {bit name: {"bit": b, "meaning": m}}}``.
+
+    (Files of earlier development versions keyed ``targets_mask_bits`` by bit number,
+    ``{"2": "desi_elg: meaning"}``; `read.metadata.bit_definitions` reads both.)
+    """
+    return {MASK_BIT_ATTRS[mask]: {name: {"bit": bit, "meaning": meaning} for name, (bit, meaning) in bits.items()}
+            for mask, bits in (("obiwan_mask", OBIWAN_BITS), ("targets_mask", TARGET_MASK_BITS))}
 
 # root attributes: those the derive job always writes, those stored as JSON text, and
 # those that describe a view (a physical copy of a view drops them)

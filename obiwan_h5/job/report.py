@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..core import selection
-from ..fileformat import FORMAT_NAME, FORMAT_VERSION, OBIWAN_BITS, STATUS_NAMES
+from ..fileformat import FORMAT_NAME, FORMAT_VERSION, STATUS_NAMES, mask_bits_attributes
 from ..progress import start_progress
 
 __all__ = ["Clock", "JobProgress", "file_attrs", "final_report"]
@@ -58,8 +58,7 @@ def file_attrs(options, comm, command_line, plan):
         "command_line": command_line,
         "inputs": options.recorded_inputs(),
         "match_radius_arcsec": options.match_radius,
-        "obiwan_mask_bits": {name: {"bit": bit, "meaning": text} for name, (bit, text) in OBIWAN_BITS.items()},
-        "targets_mask_bits": selection.BIT_DEFINITIONS,
+        **mask_bits_attributes(),
         "selections": selection.selection_definitions(mask_columns),
         "nranks": comm.size,
         "fingerprint_kind": options.fingerprint_kind,

@@ -34,8 +34,9 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import DONE
+from ..outputs import writing
 from ..progress import start_progress
-from ..read.common import check_fraction, open_derived, sample_bricks
+from ..read.common import check_fraction, check_output, open_derived, sample_bricks
 from ..read.common import select_bricks as select_known_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
 from .accumulate import BRICK_INDEX
@@ -100,8 +101,8 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         Derived file (or a view or subset of one).
     output : str
         Output directory, created if needed; existing figures of the same names are
-        overwritten, and those of skipped figures removed. Formerly ``out_dir``, still
-        accepted with a `DeprecationWarning`.
+        replaced once every new one is written, and those of skipped figures removed.
+        Formerly ``out_dir``, still accepted with a `DeprecationWarning`.
     only : str or list of str, optional
         Figure names out of `FIGURES` (default all).
     bricks, sample, seed
@@ -127,7 +128,17 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
     ------
     InputError
         Unreadable or non-derived input, unknown figure or brick, bad sample fraction.
+    OutputError
+        No space (or quota) left for the figures: nothing of them is left behind.
     """
+    check_output(output, True, directory=True)
+    # built in a partial directory, moved into place only when every file is written
+    with writing(output, directory=True) as partial:
+        return _make_figures(path, output, partial.path, only, bricks, sample, seed, batch_rows, max_sample,
+                             progress)
+
+
+def _make_figures(path, output, folder, only, bricks, sample, seed, batch_rows, max_sample, progress):
     names = _parse_only(only)
     if int(batch_rows) < 1:
         raise InputError(f"`batch_rows` must be positive, not {batch_rows}")
@@ -161,10 +172,9 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         if reason:
             figures[name]["missing"] = skipped[name] = reason
     drawn = [name for name in figures if name not in skipped]
-    os.makedirs(output, exist_ok=True)
     subtitle = (f"{os.path.basename(path)}: {brick_info['n_bricks_used']} bricks"
                 f"{f' (sample {sample:g})' if sample is not None else ''}, {rows} rows")
-    files = _draw(accumulators, figures, drawn, output, subtitle, progress)
+    files = _draw(accumulators, figures, drawn, folder, subtitle, progress)
     for name in skipped:  # a PNG an earlier run left would pass for this run's figure
         stale = os.path.join(output, f"{name}.png")
         if os.path.exists(stale):
@@ -179,9 +189,9 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
         "files": files, "figures": figures, "skipped": skipped, "drawn": drawn,
     }
     numbers = _jsonable(numbers)
-    index_path = os.path.join(output, "index.html")
-    numbers["index"] = os.path.abspath(index_path)
-    with open(os.path.join(output, "numbers.json"), "w") as handle:
+    index_path = os.path.join(folder, "index.html")
+    numbers["index"] = os.path.abspath(os.path.join(output, "index.html"))
+    with open(os.path.join(folder, "numbers.json"), "w") as handle:
         json.dump(numbers, handle, indent=1, allow_nan=False)
     with open(index_path, "w") as handle:
         handle.write(index_html(numbers))

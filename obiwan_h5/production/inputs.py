@@ -7,13 +7,13 @@ form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 
 import functools
 import os
-import stat
 
 import fitsio
 import numpy as np
 
 from ..core.schema import as_records
 from ..errors import InputError
+from ..outputs import check_regular_file
 from .fitstable import BinaryTable, Unsupported
 
 __all__ = [
@@ -140,21 +140,6 @@ class FitsTable:
             except (OSError, ValueError) as err:
                 raise InputError(f"{self.path}: cannot read table ({first_line(err)})") from None
         return as_records(self.read())
-
-
-def check_regular_file(path, what="file"):
-    """Refuse, without opening it, what is not a regular file: a missing path, a directory,
-    a FIFO or a device (opening a FIFO for reading would block the job forever)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
-    if stat.S_ISDIR(mode):
-        raise InputError(f"{path}: is a directory, not a {what}")
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path}: is not a regular {what} (a FIFO, socket or device)")
 
 
 def first_line(err):

@@ -1,5 +1,6 @@
 """Reading a derived file (docs/reading.md): `reader` (open, columns, bricks, filters, batches,
-pandas), `view`, `subset`, `export` (FITS, and the format choice) and `export_parquet`,
+pandas), `view`, `subset`, `export` (the format choice; `export_common` the rows and the
+summary both writers take, `export_fits` and `export_parquet` the writers),
 `info`, `validate`, the astropy format (`astropy_io`) and `metadata` (the file's attributes,
 bit definitions and units in the forms other tools take).
 

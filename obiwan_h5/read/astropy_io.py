@@ -10,6 +10,7 @@ picks it without an "ambiguous format" error.
 
 import importlib.abc
 import os
+import stat
 import sys
 
 from ..fileformat import FORMAT_NAME
@@ -44,6 +45,8 @@ def identify(origin, filepath, fileobj, *args, **kwargs):
     if not isinstance(filepath, (str, os.PathLike)):
         return False
     try:
+        if not stat.S_ISREG(os.stat(filepath).st_mode):
+            return False  # reading a FIFO or a device to identify it could block forever
         with open(filepath, "rb") as handle:
             if handle.read(8) != HDF5_SIGNATURE:
                 return False

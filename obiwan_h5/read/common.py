@@ -1,14 +1,15 @@
 """Helpers shared by the reading side (view, subset, export, info, validate, plot).
 
 Opening an input with one-line errors, column and brick choices checked against the file,
-brick samples, and outputs written under a temporary name so that a partial file is never
-passed off as complete.
+brick samples, output checks, and new HDF5 outputs that survive a full disk (`new_hdf5`;
+every output is written under a partial name by `outputs.writing`).
 """
 
 import contextlib
 import logging
 import math
 import os
+import stat
 import warnings
 from datetime import datetime, timezone
 
@@ -17,7 +18,8 @@ import numpy as np
 
 from ..errors import IncompleteFileWarning, InputError
 from ..fileformat import VIEW_ATTRS  # noqa: F401 (re-exported for the reading commands)
-from .reader import DerivedFile, parse_columns
+from ..outputs import check_output_name, check_regular_file, reserve_space
+from .reader import DerivedFile, external_links, parse_columns
 
 log = logging.getLogger("obiwan_h5")
 
@@ -127,22 +129,32 @@ def sample_bricks(bricknames, fraction, seed, option="sample"):
     return [bricknames[i] for i in np.sort(chosen)]
 
 
-def check_output(output, overwrite, inputs=()):
-    """Refuse an output that exists (without `overwrite`), that is an input, or that
-    cannot be written."""
+def check_output(output, overwrite, inputs=(), directory=False):
+    """Refuse an output that exists (without `overwrite`), that is an input, that is not
+    a regular file (or, with `directory`, a directory), whose name is too long, or whose
+    directory is missing or not writable."""
     real = os.path.realpath(output)
     for path in inputs:
         if path and os.path.exists(path) and os.path.realpath(path) == real:
             raise InputError(f"{output}: is an input of this command; choose another output name")
-    if os.path.isdir(output):
-        raise InputError(f"{output}: is a directory")
-    if os.path.exists(output) and not overwrite:
-        raise InputError(f"{output}: exists; use `overwrite` to replace it")
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise InputError(f"{directory}: output directory does not exist")
-    if not os.access(directory, os.W_OK):
-        raise InputError(f"{directory}: output directory is not writable")
+    check_output_name(output)
+    if os.path.lexists(output):
+        mode = os.stat(output).st_mode if os.path.exists(output) else 0
+        if directory and not stat.S_ISDIR(mode):
+            raise InputError(f"{output}: exists and is not a directory")
+        if not directory and stat.S_ISDIR(mode):
+            raise InputError(f"{output}: is a directory")
+        if not directory and not stat.S_ISREG(mode):
+            # renaming over it would replace a FIFO, a device or a dangling link
+            raise InputError(f"{output}: exists and is not a regular file (a FIFO, socket, device or broken "
+                             "link); choose another output name")
+        if not directory and not overwrite:
+            raise InputError(f"{output}: exists; use `overwrite` to replace it")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder}: output directory does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{folder}: output directory is not writable")
 
 
 def linked_files(path):
@@ -154,19 +166,9 @@ def linked_files(path):
         The file name as stored in the link, and that name resolved against the directory
         of `path` (the place HDF5 looks first when no prefix is set).
     """
-    found = {}
+    check_regular_file(path)
     with h5py.File(path, "r") as handle:
-        places = [("/", name) for name in ("randoms", "summary", "bricks")]
-        if isinstance(handle.get("randoms", getlink=True), h5py.HardLink):
-            places += [("/randoms", name) for name in handle["randoms"]]
-        for parent, name in places:
-            link = handle[parent].get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink) and link.filename not in found:
-                resolved = link.filename
-                if not os.path.isabs(resolved):
-                    resolved = os.path.join(os.path.dirname(os.path.abspath(path)), resolved)
-                found[link.filename] = os.path.normpath(resolved)
-    return list(found.items())
+        return external_links(handle, path)
 
 
 def input_files(path):
@@ -176,23 +178,48 @@ def input_files(path):
     return [path] + [resolved for _, resolved in linked_files(path)]
 
 
-@contextlib.contextmanager
-def partial_output(output):
-    """Write under ``output + ".partial"``; rename to `output` only when the block succeeds.
+# room held for HDF5's metadata until the final flush (`new_hdf5`): a base (root
+# attributes), per dataset (about 2.6 KiB each in a derived file: object header,
+# attributes) and per chunk (the chunk index: about 2 KiB per 32 chunks)
+METADATA_RESERVE_BYTES = 64 << 10
+METADATA_RESERVE_PER_DATASET = 4 << 10
+METADATA_RESERVE_PER_CHUNK = 64
 
-    A failed or interrupted command thus never leaves a file under the final name that
-    looks complete; its partial file is removed. Close the file inside the block.
+
+@contextlib.contextmanager
+def new_hdf5(partial, datasets=0, chunks=0):
+    """A new HDF5 file at ``partial.path`` (an `outputs.Partial`), open for the block.
+
+    HDF5 1.10 cannot close a file after a failed write of its metadata (it crashes then,
+    or at exit), so that write must never fail, and a failed write of data must be seen
+    when it happens. Hence: the file has no raw-data caches (no chunk cache, no sieve
+    buffer), so each data write reaches the disk in the call that makes it and a full disk
+    fails there; room for the metadata of `datasets` datasets of `chunks` chunks in all is
+    held aside until the final flush (`outputs.reserve_space`: refused at once when there
+    is not that much); and after a failure the partial gives its space back before HDF5
+    closes the file. Write chunked datasets a whole chunk at a time: without a chunk cache
+    a compressed chunk written in pieces is decompressed and compressed again for each.
     """
-    partial = output + ".partial"
-    if os.path.exists(partial):
-        os.remove(partial)  # left by a killed run: never resumed, so start afresh
+    reserve = reserve_space(partial.output, METADATA_RESERVE_BYTES + datasets * METADATA_RESERVE_PER_DATASET
+                            + chunks * METADATA_RESERVE_PER_CHUNK)
+    handle = None
     try:
-        yield partial
+        access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        _, slots, _, preemption = access.get_cache()
+        access.set_cache(0, slots, 0, preemption)
+        access.set_sieve_buf_size(0)
+        handle = h5py.File(h5py.h5f.create(os.fsencode(partial.path), h5py.h5f.ACC_TRUNC, fapl=access))
+        yield handle
+        reserve.discard()
+        handle.flush()
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(partial)
+        reserve.discard()
+        partial.release_space()
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
         raise
-    os.replace(partial, output)
+    handle.close()
 
 
 def utc_now():

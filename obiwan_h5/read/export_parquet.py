@@ -1,14 +1,10 @@
-"""`obiwan-h5 export IN -o OUT.parquet`: stream a derived file (or part of it) into Parquet.
-
-    obiwan-h5 export derived.h5 -o derived.parquet --summary
-    obiwan-h5 export derived.h5 -o elg.parquet --columns 'unique_id,ra,dec,psql_*,tractor_flux_*' \\
-        --where 'targets_mask & 4'
+"""The Parquet writer of `export` (`export.export` picks it for ``.parquet``/``.pq`` or
+``format="parquet"``).
 
 For pandas, polars, DuckDB, Spark, TOPCAT and the LSDB/HATS tools. Needs pyarrow (the
-``parquet`` extra: ``pip install 'obiwan_h5[parquet]'``). Rows are read batch by batch
-(`reader.DerivedFile.iter_batches`) and each batch of ``batch_rows`` rows becomes one
-Parquet row group, written at once by ``pyarrow.parquet.ParquetWriter``: memory is bounded
-by ``batch_rows`` whatever the size of the table. Compression is zstd.
+``parquet`` extra: ``pip install 'obiwan_h5[parquet]'``). Each batch of ``batch_rows``
+rows becomes one Parquet row group, written at once by ``pyarrow.parquet.ParquetWriter``:
+memory is bounded by ``batch_rows`` whatever the size of the table. Compression is zstd.
 
 Columns keep the HDF5 names and dtypes: integers of the same width and signedness,
 booleans, float32/float64; ``S<n>`` text becomes Parquet strings (UTF-8; the bytes as
@@ -19,10 +15,8 @@ metadata key ``obiwan_h5`` holds one JSON document: ``attributes`` (the file att
 provenance, match radius, bit definitions), ``bit_definitions`` (a list of ``{mask, bit,
 name, meaning}``), ``units``, ``descriptions`` and ``export`` (what was exported).
 
-With ``summary``, the per-brick summary and the brick index (status, message, count,
-offset, checksum of each brick, as in the HDF5 file: offset and count refer to its rows)
-go to a second file beside the first, ``<stem>.summary.parquet``
-(`summary_path`), written the same way. Only rows of bricks that are done are exported.
+With ``summary``, the per-brick table (`export_common.summary_table`) goes to a second
+file beside the first, ``<stem>.summary.parquet`` (`summary_path`), written the same way.
 """
 
 import json
@@ -32,9 +26,8 @@ import numpy as np
 
 from .. import __version__
 from ..core.bricks import DEFAULT_SEED
-from ..fileformat import INDEX_DESCRIPTIONS
-from .common import partial_output
-from .export import export_source
+from ..outputs import writing
+from .export_common import FORMATS, export_source, summary_table
 from .metadata import bit_definitions, plain, table_meta
 from .reader import DEFAULT_BATCH_ROWS
 
@@ -42,13 +35,12 @@ __all__ = ["COMPRESSION", "METADATA_KEY", "export_parquet", "summary_path"]
 
 COMPRESSION = "zstd"
 METADATA_KEY = "obiwan_h5"
-SUFFIXES = (".parquet", ".pq")
 
 
 def summary_path(output):
     """Where the summary of an export to `output` goes: ``x.parquet`` -> ``x.summary.parquet``."""
     stem = str(output)
-    for suffix in SUFFIXES:
+    for suffix in FORMATS["parquet"]:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -69,31 +61,9 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
                    batch_rows=DEFAULT_BATCH_ROWS, overwrite=False, sample=None, seed=DEFAULT_SEED, progress=False):
     """Write chosen rows and columns of `path` to the Parquet file `output`.
 
-    Parameters
-    ----------
-    path : str
-        Derived file (or a view of one).
-    output : str
-        Parquet file, written through ``output + ".partial"``.
-    columns : str or list of str, optional
-        Names or globs; every column when None.
-    bricks : str or list of str, optional
-        Only these bricks (and, with `summary`, only their summary rows): names, or a
-        brick-list file (`core.bricks.brick_names`).
-    where : str, optional
-        Row filter (`expression.Expression`).
-    summary : bool
-        Also write the summary and brick index to `summary_path` (output).
-    batch_rows : int
-        Rows per row group (the last one may be shorter); bounds memory.
-    overwrite : bool
-    sample : float, optional
-        Only a random fraction (0 < sample <= 1, at least one brick) of the chosen bricks.
-    seed : int
-        Seed of `sample`: the same seed gives the same bricks.
-    progress : bool or progress.ProgressStyle
-        Show the rows read out of those of the chosen bricks on stderr
-        (`obiwan_h5.progress`); off by default.
+    The parameters are those of `export.export`; `batch_rows` is also the size of a row
+    group (the last one may be shorter); `summary` writes the per-brick table to
+    `summary_path` (output).
 
     Returns
     -------
@@ -109,17 +79,15 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
         infos = {name: derived.column_info(name) for name in chosen}
         schema = _schema(pa, infos, _metadata(path, derived, infos, where, bricks))
         rows = groups = 0
-        with partial_output(output) as partial:
-            with pq.ParquetWriter(partial, schema, compression=COMPRESSION) as writer:
+        with writing(output) as partial:
+            with pq.ParquetWriter(partial.path, schema, compression=COMPRESSION) as writer:
                 for chunk in _rechunk(batches, chosen, batch_rows):
                     writer.write_table(_table(pa, schema, chunk), row_group_size=len(chunk[chosen[0]]))
                     rows += len(chunk[chosen[0]])
                     groups += 1
                 if not groups:
                     writer.write_table(schema.empty_table())
-            summary_rows = 0
-            if summary:
-                summary_rows = _write_summary(pa, pq, extra[0], path, derived, bricks)
+            summary_rows = _write_summary(pa, pq, extra[0], path, derived, bricks) if summary else 0
     return {"columns": chosen, "rows": rows, "row_groups": groups, "summary_rows": summary_rows,
             "summary_output": extra[0] if summary else None}
 
@@ -210,26 +178,13 @@ def _metadata(path, derived, infos, where, bricks):
 
 
 def _write_summary(pa, pq, output, path, derived, bricks):
-    """The summary rows of the chosen bricks, with their brick index entries (small: one go)."""
-    names = derived.summary_columns
-    data = dict(derived.summary(names, bricks=bricks, as_="numpy"))
-    infos = {name: derived.column_info(name, group="summary") for name in names}
-    index = derived.bricks
-    chosen = np.ones(len(derived.bricknames), bool) if bricks is None else np.isin(
-        np.array(derived.bricknames, dtype=object), np.array(list(bricks), dtype=object))
-    for name in ("status", "message", "count", "offset", "checksum"):
-        if name in index and name not in data:
-            values = np.asarray(index[name])[chosen]
-            data[name] = values
-            text = INDEX_DESCRIPTIONS.get(name, "")
-            if name in ("count", "offset"):
-                text += " (of the HDF5 file)"
-            infos[name] = {"dtype": values.dtype, "shape": values.shape[1:], "unit": "", "description": text}
+    """The per-brick table of the chosen bricks (`export_common.summary_table`; small: one go)."""
+    data, infos = summary_table(derived, bricks)
     metadata = {"attributes": table_meta(derived.attrs),
                 "descriptions": {name: str(info["description"]) for name, info in infos.items()},
                 "units": {name: str(info["unit"]) for name, info in infos.items() if info["unit"]},
                 "export": {"software": f"obiwan_h5 {__version__}", "source": os.path.basename(path)}}
     schema = _schema(pa, infos, plain(metadata))
-    with partial_output(output) as partial:
-        pq.write_table(_table(pa, schema, data), partial, compression=COMPRESSION)
-    return int(chosen.sum())
+    with writing(output) as partial:
+        pq.write_table(_table(pa, schema, data), partial.path, compression=COMPRESSION)
+    return len(next(iter(data.values()))) if data else 0

@@ -25,8 +25,9 @@ import numpy as np
 from .. import __version__
 from ..core.maps import MAP_COLUMNS
 from ..fileformat import attr_value
-from .common import partial_output, utc_now
-from .export import COMMENT_TEXT, _bits, _card_text, _describe, _provenance
+from ..outputs import writing
+from .common import new_hdf5, utc_now
+from .export_fits import COMMENT_TEXT, _bits, _card_text, _describe, _empty_primary, _provenance
 from .metadata import fits_unit
 
 __all__ = ["MAPS_FORMAT", "healpix_keywords", "write_fits", "write_hdf5"]
@@ -67,8 +68,9 @@ def write_fits(plan, pixels, columns, meta):
 
     layout = _layout(columns)
     dtype = np.dtype([(name, dtype.str) for name, dtype, _, _ in layout])
-    with partial_output(plan.output) as partial:
-        with fitsio.FITS(partial, "rw", clobber=True) as fits:
+    with writing(plan.output) as partial:
+        _empty_primary(partial.path)
+        with fitsio.FITS(partial.path, "rw") as fits:
             fits.create_table_hdu(dtype=dtype, extname="MAPS", units=[fits_unit(unit) for _, _, unit, _ in layout])
             hdu = fits["MAPS"]
             for keyword, value, comment in healpix_keywords(plan, len(pixels)):
@@ -118,8 +120,8 @@ def write_hdf5(plan, pixels, columns, meta):
     import h5py
 
     layout = _layout(columns)
-    with partial_output(plan.output) as partial:
-        with h5py.File(partial, "w") as out:
+    with writing(plan.output) as partial:
+        with new_hdf5(partial, datasets=len(layout)) as out:
             for key, value in sorted(provenance_attrs(plan, meta).items()):
                 out.attrs[key] = attr_value(value)
             out.attrs["column_order"] = ",".join(name.lower() for name, *_ in layout)

@@ -11,12 +11,9 @@ import re
 
 import numpy as np
 
-from ..fileformat import decode_attrs
+from ..fileformat import MASK_BIT_ATTRS, decode_attrs
 
 __all__ = ["astropy_unit", "bit_definitions", "fits_unit", "plain", "table_meta"]
-
-# the mask columns and the file attribute holding the meaning of their bits
-MASK_ATTRS = {"obiwan_mask": "obiwan_mask_bits", "targets_mask": "targets_mask_bits"}
 
 
 def plain(value):
@@ -43,13 +40,14 @@ def table_meta(attrs):
 def bit_definitions(attrs):
     """``[(mask, bit, name, meaning), ...]`` of both mask columns, in bit order.
 
-    Reads the file attributes ``obiwan_mask_bits`` (``{name: {"bit": b, "meaning": m}}``)
-    and ``targets_mask_bits`` (``{"b": "name: meaning"}``); a mask whose attribute is
-    missing contributes nothing.
+    Reads the file attributes ``obiwan_mask_bits`` and ``targets_mask_bits``, both
+    ``{name: {"bit": b, "meaning": m}}`` (`fileformat.mask_bits_attributes`), and the
+    form earlier development versions wrote for ``targets_mask_bits``, ``{"b": "name:
+    meaning"}``; a mask whose attribute is missing contributes nothing.
     """
     attrs = decode_attrs(attrs) if not isinstance(attrs, dict) else attrs
     found = []
-    for mask, key in MASK_ATTRS.items():
+    for mask, key in MASK_BIT_ATTRS.items():
         value = attrs.get(key)
         if isinstance(value, str):
             try:
@@ -64,7 +62,7 @@ def bit_definitions(attrs):
             else:  # {"b": "name: meaning"}
                 label, _, meaning = str(item).partition(": ")
                 found.append((mask, int(name), label, meaning))
-    return sorted(found, key=lambda entry: (list(MASK_ATTRS).index(entry[0]), entry[1]))
+    return sorted(found, key=lambda entry: (list(MASK_BIT_ATTRS).index(entry[0]), entry[1]))
 
 
 def astropy_unit(text):

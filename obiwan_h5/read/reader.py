@@ -11,6 +11,7 @@ Works with a serial h5py; MPI is never needed to read.
 
 import difflib
 import fnmatch
+import os
 import warnings
 
 import h5py
@@ -19,6 +20,7 @@ import numpy as np
 from ..core.expression import Expression
 from ..errors import FormatError, IncompleteFileWarning
 from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs, index_problem
+from ..outputs import check_regular_file
 from .metadata import astropy_unit, table_meta
 
 __all__ = ["DEFAULT_BATCH_ROWS", "ROW_NUMBERS", "DerivedFile", "open", "parse_columns"]
@@ -68,6 +70,30 @@ def parse_columns(spec, available, what="column"):
     return chosen
 
 
+def external_links(handle, path):
+    """The files that external links of the open file `handle` (at `path`) point to (a
+    view's data), one entry each, without following them.
+
+    Returns
+    -------
+    list of (str, str)
+        The file name as stored in the link, and that name resolved against the directory
+        of `path` (the place HDF5 looks first when no prefix is set).
+    """
+    found = {}
+    places = [("/", name) for name in ("randoms", "summary", "bricks")]
+    if isinstance(handle.get("randoms", getlink=True), h5py.HardLink) and isinstance(handle["randoms"], h5py.Group):
+        places += [("/randoms", name) for name in handle["randoms"]]
+    for parent, name in places:
+        link = handle[parent].get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink) and link.filename not in found:
+            resolved = link.filename
+            if not os.path.isabs(resolved):
+                resolved = os.path.join(os.path.dirname(os.path.abspath(path)), resolved)
+            found[link.filename] = os.path.normpath(resolved)
+    return list(found.items())
+
+
 class DerivedFile:
     """An open derived file. Use `open`.
 
@@ -83,6 +109,8 @@ class DerivedFile:
 
     def __init__(self, path):
         self.path = path
+        # a FIFO or a device would block HDF5's open (and a view's links) forever
+        check_regular_file(path)
         try:
             self._file = h5py.File(path, "r")
         except OSError as err:
@@ -90,6 +118,13 @@ class DerivedFile:
         if self._file.attrs.get("format") != FORMAT_NAME:
             self._file.close()
             raise ValueError(f"{path}: not an obiwan_h5 derived file (no format='obiwan_h5' attribute)")
+        try:
+            for _, linked in external_links(self._file, path):
+                if os.path.lexists(linked):  # a missing one is reported when its group is opened
+                    check_regular_file(linked, "linked data file")
+        except BaseException:
+            self._file.close()
+            raise
         if not self._file.attrs.get(ATTR_COMPLETE, False):
             warnings.warn(f"{path}: the job that wrote this file has not finished; bricks not done "
                           "have no valid rows (see .bricks['status'])", IncompleteFileWarning, stacklevel=3)

@@ -27,12 +27,13 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import VIEW_ATTRS
+from ..outputs import check_free_space, writing
 from ..progress import start_progress
 from .common import (
     check_output,
     input_files,
+    new_hdf5,
     open_derived,
-    partial_output,
     sample_bricks,
     select_bricks,
     select_columns,
@@ -57,7 +58,7 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
     path : str
         Derived file (or a view of one).
     output : str
-        Written through ``output + ".partial"``.
+        Written under a partial name and renamed when complete (`outputs.writing`).
     columns : str or list of str, optional
         Names or globs; every column when None.
     bricks : str or list of str, optional
@@ -72,7 +73,7 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
         Rows per read and write.
     overwrite : bool
     progress : bool or progress.ProgressStyle
-        Show the columns copied (and the rows of each, batch by batch) on stderr
+        Show the columns copied, and the rows of the output copied so far, on stderr
         (`obiwan_h5.progress`); off by default.
 
     Returns
@@ -118,8 +119,10 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
             listed = f"{len(kept)} bricks, listed in bricks/name"
         provenance["subset_bricks"] = listed
 
-    with partial_output(output) as partial:
-        with h5py.File(path, "r") as source, h5py.File(partial, "w") as out:
+    with writing(output) as partial, h5py.File(path, "r") as source:
+        check_free_space(output, _expected_bytes(source, chosen, nrows, keep))
+        chunks = sum(-(-nrows // _chunk_rows(source["randoms"][name], nrows)) for name in chosen) if nrows else 0
+        with new_hdf5(partial, datasets=len(chosen) + len(summary_columns) + len(index), chunks=chunks) as out:
             for key, value in source.attrs.items():
                 if key not in VIEW_ATTRS and key not in ("sample_fraction", "seed", "subset_bricks"):
                     out.attrs[key] = value
@@ -127,11 +130,13 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
                 out.attrs[key] = value
             randoms = out.create_group("randoms")
             randoms.attrs["column_order"] = ",".join(chosen)
-            # rows are copied column by column: the unit is a column, the rows are those copied
-            shown = start_progress(progress, len(chosen), "columns", "subset", rows_total=nrows * len(chosen))
-            for name in chosen:
-                _copy_rows(source["randoms"][name], randoms, name, ranges, nrows, batch_rows, shown)
-                shown.update(1)
+            # copied column by column; the rows shown are the rows of the output copied so
+            # far (row copies over the number of columns), not rows times columns
+            shown = start_progress(progress, len(chosen), "columns", "subset", rows_total=nrows)
+            for done, name in enumerate(chosen, 1):
+                src = source["randoms"][name]
+                _copy_rows(src, _create_like(src, randoms, name, nrows), ranges, batch_rows)
+                shown.moveto(done, rows=nrows * done // len(chosen))
             summary = out.create_group("summary")
             _copy_group_attrs(source["summary"], summary)
             for name in summary_columns:
@@ -142,11 +147,30 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
             _copy_group_attrs(source["bricks"], bricks_group)
             for name in source["bricks"]:
                 src = source["bricks"][name]
-                dset = bricks_group.create_dataset(name, data=new_index[name].astype(src.dtype),
-                                                   track_times=False)
+                dset = bricks_group.create_dataset(name, data=new_index[name].astype(src.dtype), track_times=False)
                 dset.attrs.update(src.attrs)
     shown.close()
     return {"columns": chosen, "bricks": kept, "rows": nrows}
+
+
+def _expected_bytes(source, chosen, nrows, keep):
+    """About the bytes of the subset: its share of the stored size of each kept column
+    (compressed as stored: the subset keeps the filters), and the summary and index."""
+    total = 0
+    for name in chosen:
+        dset = source["randoms"][name]
+        stored = dset.id.get_storage_size() if dset.chunks is not None else dset.size * dset.dtype.itemsize
+        total += stored * nrows // max(len(dset), 1)
+    for group in ("summary", "bricks"):
+        for name in source[group]:
+            dset = source[group][name]
+            total += dset.size * dset.dtype.itemsize * int(keep.sum()) // max(len(dset), 1)
+    return total
+
+
+def _chunk_rows(src, nrows):
+    """Rows per chunk of the copy of `src` with `nrows` rows (None: contiguous)."""
+    return min(src.chunks[0], nrows) if src.chunks is not None and nrows > 0 else None
 
 
 def _copy_group_attrs(source, target):
@@ -157,8 +181,8 @@ def _copy_group_attrs(source, target):
 def _create_like(src, group, name, nrows):
     """A dataset like `src` (dtype, row shape, attributes, chunks, filters) with `nrows` rows."""
     options = {}
-    if src.chunks is not None and nrows > 0:
-        options["chunks"] = (min(src.chunks[0], nrows),) + tuple(src.chunks[1:])
+    if _chunk_rows(src, nrows):
+        options["chunks"] = (_chunk_rows(src, nrows),) + tuple(src.chunks[1:])
         for key in ("compression", "compression_opts", "shuffle", "fletcher32", "scaleoffset"):
             value = getattr(src, key)
             if value:
@@ -169,16 +193,30 @@ def _create_like(src, group, name, nrows):
     return dset
 
 
-def _copy_rows(src, group, name, ranges, nrows, batch_rows, shown):
-    """Copy the row `ranges` of `src` one after the other, `batch_rows` rows at a time
-    (each batch counted as rows by the `progress.Progress` `shown`)."""
-    dset = _create_like(src, group, name, nrows)
-    at = 0
+def _copy_rows(src, dset, ranges, batch_rows):
+    """Copy the row `ranges` of `src` one after the other into `dset`, `batch_rows` rows at
+    a time; into a compressed `dset`, whole chunks at a time (at least one chunk): the
+    output has no chunk cache (`common.new_hdf5`), so a compressed chunk written in pieces
+    would be read, decompressed and compressed again for each piece."""
+    if not len(dset):
+        return
+    step = batch_rows
+    if dset.chunks and dset.id.get_create_plist().get_nfilters():
+        step = dset.chunks[0] * max(1, batch_rows // dset.chunks[0])
+    buffer = np.empty((step,) + dset.shape[1:], dtype=dset.dtype)
+    at = filled = 0
     for start, stop in ranges:
-        for lo in range(start, stop, batch_rows):
-            hi = min(lo + batch_rows, stop)
-            dset[at:at + hi - lo] = src[lo:hi]
-            at += hi - lo
-            shown.update(0, rows=hi - lo)
-    if at != nrows:
-        raise RuntimeError(f"randoms/{name}: copied {at} rows, expected {nrows}")
+        lo = start
+        while lo < stop:
+            hi = min(lo + batch_rows, stop, lo + step - filled)
+            src.read_direct(buffer, np.s_[lo:hi], np.s_[filled:filled + hi - lo])
+            filled += hi - lo
+            lo = hi
+            if filled == step:
+                dset[at:at + step] = buffer
+                at, filled = at + step, 0
+    if filled:
+        dset[at:at + filled] = buffer[:filled]
+        at += filled
+    if at != len(dset):
+        raise RuntimeError(f"{dset.name}: copied {at} rows, expected {len(dset)}")

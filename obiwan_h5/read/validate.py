@@ -50,7 +50,8 @@ from ..fileformat import (
     PENDING,
     STATUS_NAMES,
 )
-from .reader import DEFAULT_BATCH_ROWS
+from ..outputs import check_regular_file
+from .reader import DEFAULT_BATCH_ROWS, external_links
 from .validate_rows import RowChecks, show
 
 __all__ = ["DEFAULT_MAX_PER_CHECK", "validate"]
@@ -98,12 +99,16 @@ def validate(path, batch_rows=DEFAULT_BATCH_ROWS, max_per_check=DEFAULT_MAX_PER_
     """
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    check_regular_file(path)
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
         raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
     report = _Report(max_per_check, notes)
     with handle:
+        for _, linked in external_links(handle, path):
+            if os.path.lexists(linked):
+                check_regular_file(linked, "linked data file")
         _Validator(handle, report, max(1, int(batch_rows)), deep, progress).run()
     return report.finish()
 
@@ -152,6 +157,7 @@ class _Validator(RowChecks):
             self.check_index_layout(groups["bricks"])
         if groups["randoms"] is not None:
             self.randoms, self.nrows = self.check_group(groups["randoms"], "randoms", None)
+            self.check_columns_kept(groups["randoms"], groups["bricks"])
         if groups["summary"] is not None:
             self.summary, _ = self.check_group(groups["summary"], "summary", self.nbricks)
         if self.index is None:
@@ -265,6 +271,23 @@ class _Validator(RowChecks):
                 self.add("length", f"{where}/{name}: {len(dset)} rows, expected {expected_rows} ({reference})")
         return {name: dset for name, dset in datasets.items() if len(dset) == expected_rows}, expected_rows
 
+    def check_columns_kept(self, randoms, bricks):
+        """Every column the file says it holds is there: those a view or a subset was made
+        with, else those of the derive (the columns its checksums cover). A column lost
+        with its name in column_order too leaves no other trace."""
+        attrs = self.file.attrs
+        if "view_columns" in attrs:
+            said, source = str(attrs["view_columns"]).split(","), "view_columns"
+        elif "subset_columns" in attrs:
+            said, source = str(attrs["subset_columns"]).split(","), "subset_columns"
+        elif bricks is not None and "checksum" in bricks:
+            said, source = str(bricks["checksum"].attrs.get("columns", "")).split(","), "bricks/checksum columns"
+        else:
+            return
+        listed = str(randoms.attrs.get("column_order", "")).split(",")  # reported as such already
+        for name in sorted(set(filter(None, said)) - set(randoms) - set(listed)):
+            self.add("layout", f"randoms/{name}: missing, though {source} lists it")
+
     def check_index_layout(self, group):
         index, ok = {}, True
         for name in INDEX_COLUMNS:
@@ -317,8 +340,10 @@ class _Validator(RowChecks):
                 self.add("brick name", f"bricks/name rows {i - 1}-{i}: {names[i - 1]} before {name}, not sorted")
         if "brickname" in self.summary:
             stored = [value.decode("utf-8", "replace") for value in self.summary["brickname"][:]]
+            status = self.index["status"]
             for i, (name, value) in enumerate(zip(names, stored)):
-                if name != value:
+                # a pending brick (an interrupted job) has no summary row yet
+                if name != value and status[i] != PENDING:
                     self.add("summary", f"summary/brickname row {i}: {value!r}, but bricks/name is {name!r}")
 
     def check_offsets(self):

@@ -33,12 +33,13 @@ import h5py
 
 from .. import __version__
 from ..errors import InputError
+from ..outputs import check_regular_file, writing
 from .common import (
     MAX_LINK_DEPTH,
     check_output,
     key_message,
+    new_hdf5,
     open_derived,
-    partial_output,
     select_columns,
     utc_now,
 )
@@ -60,7 +61,7 @@ def make_view(path, output, columns, overwrite=False):
         Derived file, or a view of one (the new view then links to the original data,
         not to the intermediate view).
     output : str
-        View file to write (through ``output + ".partial"``).
+        View file to write (under a partial name, renamed when complete: `outputs.writing`).
     columns : str or list of str
         Names or globs, as for `reader.parse_columns`.
     overwrite : bool
@@ -89,8 +90,8 @@ def make_view(path, output, columns, overwrite=False):
         with h5py.File(path, "r") as source:
             root_attrs = dict(source.attrs.items())
     relative = {file: os.path.relpath(file, out_dir) for file in data_files}
-    with partial_output(output) as partial:
-        with h5py.File(partial, "w") as view:
+    with writing(output) as partial:
+        with new_hdf5(partial) as view:
             for key, value in root_attrs.items():
                 view.attrs[key] = value
             view.attrs["view_of"] = ",".join(relative[file] for file in data_files)
@@ -105,18 +106,18 @@ def make_view(path, output, columns, overwrite=False):
             for group in ("bricks", "summary"):
                 file, obj = targets[group]
                 view[group] = h5py.ExternalLink(relative[file], obj)
-        _check_links(partial, chosen)
+        _check_links(partial.path, chosen, output)
     return {"view_of": ",".join(relative[file] for file in data_files), "columns": chosen}
 
 
-def _check_links(path, chosen):
-    """Every link of a new view must reach its object (else the view is not written)."""
+def _check_links(path, chosen, output):
+    """Every link of the new view at `path` must reach its object (else `output` is not written)."""
     with h5py.File(path, "r") as view:
         for name in [f"randoms/{column}" for column in chosen] + ["bricks", "summary"]:
             try:
                 view[name]
             except KeyError as err:
-                raise InputError(f"{path}: link {name} does not resolve ({key_message(err)})") from None
+                raise InputError(f"{output}: link {name} does not resolve ({key_message(err)})") from None
 
 
 class _LinkResolver:
@@ -131,6 +132,7 @@ class _LinkResolver:
 
     def _open(self, path):
         if path not in self._files:
+            check_regular_file(path, "linked data file" if self._files else "file")
             try:
                 self._files[path] = h5py.File(path, "r")
             except OSError as err:

@@ -92,6 +92,17 @@ def _table(handle, group, order=None, simcat_columns=()):
     return "\n".join(lines)
 
 
+def _bits_table(attrs):
+    from ..read.metadata import bit_definitions
+
+    lines = []
+    for mask in ("obiwan_mask", "targets_mask"):
+        lines += ["", f"`{mask}`:", "", "| bit | value | name | meaning |", "|---|---|---|---|"]
+        lines += [f"| {bit} | {1 << bit} | `{name}` | {meaning} |"
+                  for column, bit, name, meaning in bit_definitions(attrs) if column == mask]
+    return "\n".join(lines[1:])
+
+
 def format_reference():
     """The Markdown text of docs/format.md."""
     import logging
@@ -117,6 +128,14 @@ def format_reference():
                 "## File attributes",
                 "",
                 ", ".join(f"`{name}`" for name in attrs),
+                "",
+                "## Mask bits",
+                "",
+                "As the attributes `obiwan_mask_bits` and `targets_mask_bits` store them (both",
+                "`{name: {\"bit\": b, \"meaning\": m}}`, from `fileformat.mask_bits_attributes`); a row has",
+                "bit b when `(mask & 2**b) != 0`.",
+                "",
+                _bits_table(five.attrs),
                 "",
                 "## `/randoms` (one row per injected source; DR5 schema, derivation order)",
                 "",

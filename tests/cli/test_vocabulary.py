@@ -181,7 +181,9 @@ def test_former_and_new_spelling_together_are_refused(capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit):
         parse(["simulate", "--n-bricks", "2"])
-    assert "one of the arguments -o/--output is required" in capsys.readouterr().err
+    # one line naming the missing option and where to look, not the usage block
+    err = capsys.readouterr().err
+    assert err == "obiwan-h5 simulate: error: the option -o/--output is required (see 'obiwan-h5 simulate --help')\n"
 
 
 def test_former_spellings_run(dr5_derived, tmp_path, capsys):

@@ -112,7 +112,7 @@ def test_meta_units_and_descriptions_without_warnings(dr5_derived):
         assert meta["format"] == "obiwan_h5" and meta["match_radius_arcsec"] == float(attrs["match_radius_arcsec"])
         assert meta["software_version"] == attrs["software_version"]
         assert meta["obiwan_mask_bits"]["recovered"]["bit"] == 0  # JSON decoded
-        assert meta["targets_mask_bits"]["2"].startswith("desi_elg")
+        assert meta["targets_mask_bits"]["desi_elg"]["bit"] == 2
         assert isinstance(meta["inputs"], dict)
     assert str(via_astropy["tractor_flux_g"].unit) == "nmgy"
     assert via_astropy["tractor_flux_ivar_g"].unit.to_string() == "1 / nmgy2"

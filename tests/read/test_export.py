@@ -59,14 +59,18 @@ def test_round_trip_of_every_column_and_the_summary(dr5_derived, tmp_path):
         header = summary.read_header()
         rows = summary.read()
         names = src["summary"].attrs["column_order"].split(",")
-        assert summary.get_colnames() == names and len(rows) == len(src["bricks/name"]) == result["summary_rows"]
-        for number, name in enumerate(names, 1):
-            dset = src["summary"][name]
+        # the summary columns, then the brick index of each brick, as in the Parquet summary
+        index = ["status", "message", "count", "offset", "checksum"]
+        assert summary.get_colnames() == names + index
+        assert len(rows) == len(src["bricks/name"]) == result["summary_rows"]
+        for number, name in enumerate(names + index, 1):
+            dset = src["summary"][name] if name in names else src["bricks"][name]
             if dset.dtype.kind == "S":
                 assert np.array_equal(np.char.encode(rows[name]), dset[:])
             else:
                 assert np.array_equal(rows[name], dset[:], equal_nan=True)
             assert header.get(f"TUNIT{number}", "").strip() == fits_unit(dset.attrs.get("unit", ""))
+        assert header[f"TCOMM{len(names) + index.index('status') + 1}"].startswith("0 pending, 1 done")
 
 
 def test_where_and_bricks_select_rows(dr5_derived, tmp_path):
@@ -164,7 +168,7 @@ def test_the_fits_header_defines_the_bits_and_the_provenance(dr5_derived, tmp_pa
         "eboss_ngc", "eboss_sgc", "desi_elg", "eboss_ngc_true", "eboss_sgc_true", "desi_elg_true"]
     comments = " ".join(str(record["comment"]) for record in header.records() if record["name"] == "COMMENT")
     comments = " ".join(comments.split())
-    assert "obiwan_mask bit 0 (value 1) recovered: a Tractor source lies within the match radius" in comments
+    assert "obiwan_mask bit 0 (value 1) recovered: a brick_primary Tractor source" in comments
     assert "targets_mask bit 2 (value 4) desi_elg: recovered source passing the DESI ELG" in comments
     # the masks' descriptions point to what the FITS file holds, not to an HDF5 attribute
     assert "OBWBITn" in header["TCOMM2"] and "TGTBITn" in header["TCOMM3"]

@@ -1,6 +1,7 @@
 """`obiwan-h5 export -o OUT.parquet`: streamed Parquet with the HDF5 names, values, units,
 descriptions and bit definitions; `DerivedFile.to_pandas`."""
 
+import glob
 import json
 import os
 import sys
@@ -65,7 +66,7 @@ def test_every_column_read_with_pyarrow_and_pandas_equals_the_hdf5_file(dr5_deri
     metadata = json.loads(table.schema.metadata[b"obiwan_h5"])
     assert metadata["attributes"]["match_radius_arcsec"] == float(file_attrs["match_radius_arcsec"])
     assert metadata["attributes"]["software_version"] == file_attrs["software_version"]
-    assert metadata["attributes"]["targets_mask_bits"]["2"].startswith("desi_elg")
+    assert metadata["attributes"]["targets_mask_bits"]["desi_elg"]["bit"] == 2
     bits = {(b["mask"], b["bit"]): b["name"] for b in metadata["bit_definitions"]}
     assert bits[("obiwan_mask", 0)] == "recovered" and bits[("targets_mask", 2)] == "desi_elg"
     assert metadata["units"]["tractor_flux_g"] == "nanomaggy"
@@ -133,7 +134,7 @@ def test_summary_and_brick_index_beside_the_export(dr5_derived, tmp_path):
         assert summary[name].to_pylist() == index[name][rows].tolist(), name
     assert summary.schema.field("count").metadata[b"description"].startswith(b"rows of the brick")
     assert summary.schema.field("brick_area").metadata[b"unit"] == b"deg^2"
-    assert not os.path.exists(output + ".partial")
+    assert not glob.glob(str(tmp_path / ".*.partial-*"))
 
 
 def test_command_line_format_choice_alias_and_refusals(dr5_derived, tmp_path, capsys):
@@ -154,18 +155,24 @@ def test_command_line_format_choice_alias_and_refusals(dr5_derived, tmp_path, ca
     assert main(["export-fits", dr5_derived, "-o", str(tmp_path / "y.fits"), "--columns", "ra"]) == 0
     with open(fits, "rb") as handle:
         assert handle.read(6) == b"SIMPLE"
-    # the alias writes FITS whatever the suffix, unless told otherwise
+    # a format that contradicts the suffix is refused: no FITS in a .parquet file, no
+    # Parquet in a .fits file (the alias writes FITS, so it refuses a .parquet name)
     odd = str(tmp_path / "odd.parquet")
-    assert main(["export-fits", dr5_derived, "-o", odd, "--columns", "ra"]) == 0
-    with open(odd, "rb") as handle:
-        assert handle.read(6) == b"SIMPLE"
-    assert main(["export-fits", dr5_derived, "-o", odd, "--columns", "ra", "--format", "parquet", "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["export-fits", dr5_derived, "-o", odd, "--columns", "ra"]) == 2
+    assert "the suffix says parquet, but --format is fits" in capsys.readouterr().err
+    wrong = str(tmp_path / "wrong.fits")
+    assert main(["export-fits", dr5_derived, "-o", wrong, "--columns", "ra", "--format", "parquet"]) == 2
+    assert main(["export", dr5_derived, "-o", wrong, "--columns", "ra", "--format", "parquet"]) == 2
+    assert "name the output" in capsys.readouterr().err
+    assert not os.path.exists(odd) and not os.path.exists(wrong) and not glob.glob(str(tmp_path / ".*partial*"))
+    assert main(["export-fits", dr5_derived, "-o", odd, "--columns", "ra", "--format", "parquet"]) == 0
     assert pq.read_table(odd).column_names == ["ra"]
     assert main(["export", dr5_derived, "-o", str(tmp_path / "x.txt")]) == 2
     assert "--format" in capsys.readouterr().err
     assert main(["export", dr5_derived, "-o", str(tmp_path / "x.fits.gz")]) == 2
     assert main(["export", dr5_derived, "-o", str(tmp_path / "bad.parquet"), "--where", "psql_gg < 3"]) == 2
-    assert not os.path.exists(str(tmp_path / "bad.parquet")) and not os.path.exists(str(tmp_path / "bad.parquet.partial"))
+    assert not os.path.exists(str(tmp_path / "bad.parquet")) and not glob.glob(str(tmp_path / ".bad.parquet*"))
     empty = str(tmp_path / "empty.parquet")
     assert main(["export", dr5_derived, "-o", empty, "--columns", "ra,tractor_apflux_g", "--where", "ra > 1000"]) == 0
     assert pq.read_table(empty).num_rows == 0 and pq.read_table(empty).column_names == ["ra", "tractor_apflux_g"]

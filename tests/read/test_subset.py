@@ -15,6 +15,7 @@ from obiwan_h5.fileformat import DONE, FAILED, INCOMPLETE
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job.mpi import SerialComm
 from obiwan_h5.production.layout import Production
+from obiwan_h5.progress import ProgressStyle
 from obiwan_h5.read.common import sample_bricks
 from obiwan_h5.read.subset import make_subset
 from obiwan_h5.read.validate import validate
@@ -177,7 +178,7 @@ def test_no_partial_output_is_left_behind(dr5_derived, tmp_path, monkeypatch):
     monkeypatch.setattr("obiwan_h5.read.subset._copy_rows", broken)
     with pytest.raises(RuntimeError, match="^disk full$"):
         make_subset(dr5_derived, output, columns="dec", overwrite=True)
-    assert not os.path.exists(output + ".partial")
+    assert sorted(os.listdir(tmp_path)) == ["out.h5"]  # no partial, no reserve
     with h5py.File(output, "r") as out:  # the earlier, complete output is untouched
         assert list(out["randoms"]) == ["ra"]
 
@@ -230,3 +231,16 @@ def test_the_sample_is_the_documented_draw(dr5_derived, tmp_path):
         every = derived.bricknames
         drawn = np.random.default_rng(9).choice(len(every), int(np.floor(0.5 * len(every) + 0.5)), replace=False)
         assert sample.bricknames == [every[i] for i in np.sort(drawn)]
+
+
+def test_progress_counts_the_rows_of_the_output_not_rows_times_columns(dr5_derived, tmp_path):
+    stream = io.StringIO()
+    result = make_subset(dr5_derived, str(tmp_path / "p.h5"), columns="ra,dec,psql_*", sample=0.5, seed=2,
+                         batch_rows=100, progress=ProgressStyle(stream=stream, every=0, bar=False))
+    lines = stream.getvalue().splitlines()
+    assert len(result["columns"]) > 2
+    assert lines[-1].startswith(f"subset: {len(result['columns'])}/{len(result['columns'])} columns (100%), "
+                                f"{result['rows']} rows,")
+    # rows grow with the columns copied, up to the output's rows, never beyond
+    counts = [int(line.split(", ")[1].split()[0]) for line in lines]
+    assert counts == sorted(counts) and counts[-1] == result["rows"] and counts[0] < result["rows"]

@@ -222,6 +222,45 @@ def test_missing_or_short_dataset(damaged):
     assert "group /summary is missing" in validate(path)
 
 
+def test_a_lost_column_is_invalid_even_when_column_order_forgets_it(damaged, tmp_path):
+    """Nothing else would show it: the checksums cover the columns present, the rows agree."""
+
+    def lose(handle):
+        randoms = handle["randoms"]
+        del randoms["psql_g"]
+        randoms.attrs["column_order"] = ",".join(n for n in randoms.attrs["column_order"].split(",") if n != "psql_g")
+
+    path = damaged(lose)
+    problem = "randoms/psql_g: missing, though bricks/checksum columns lists it"
+    assert validate(path) == [problem] and validate(path, deep=True) == [problem]
+    # a subset or a view holds the columns it was made with: one of them lost is as bad
+    subset, view = str(tmp_path / "s.h5"), str(tmp_path / "v.h5")
+    assert main(["subset", path, "-o", subset, "--columns", "ra,dec", "-q"]) == 0
+    assert main(["view", path, "-o", view, "--columns", "ra,dec", "-q"]) == 0
+    assert validate(subset) == [] and validate(view) == []
+    for made, attribute in ((subset, "subset_columns"), (view, "view_columns")):
+        with h5py.File(made, "r+") as handle:
+            del handle["randoms/dec"]
+            handle["randoms"].attrs["column_order"] = "ra"
+        assert validate(made) == [f"randoms/dec: missing, though {attribute} lists it"]
+
+
+def test_pending_bricks_of_an_interrupted_file_have_no_summary_yet(dr5_derived, damaged):
+    """A job stopped after its first bricks: the others are pending, with summary rows not
+    written yet. That is what an interrupted file is, not a list of summary problems."""
+
+    def interrupt(handle):
+        handle.attrs["complete"] = False
+        handle["bricks/status"][2:] = 0
+        handle["bricks/checksum"][2:] = 0
+        handle["summary/brickname"][2:] = b""
+        handle["summary/n_inj"][2:] = 0
+
+    path = damaged(interrupt)
+    assert validate(path) == ["attribute complete is false: the job that wrote the file has not finished "
+                              "(finish it with a derive given `resume`)"]
+
+
 def test_file_attributes_and_brick_names(dr5_derived, damaged):
     names = _names(_index(dr5_derived))
 
