@@ -15,6 +15,7 @@ BASE = {
     "info": ["info", "in.h5"], "validate": ["validate", "in.h5"], "view": ["view", "in.h5", "-o", "x"],
     "subset": ["subset", "in.h5", "-o", "x"], "export": ["export", "in.h5", "-o", "x"],
     "export-fits": ["export-fits", "in.h5", "-o", "x"], "plot": ["plot", "in.h5", "-o", "x"],
+    "maps": ["maps", "in.h5", "-o", "x", "--nside", "8"],
 }
 
 
@@ -42,7 +43,7 @@ def test_a_typo_gets_the_closest_option(capsys):
     assert "(did you mean --overwrite?)" in err
 
 
-@pytest.mark.parametrize("command", ["view", "subset", "export", "plot", "derive", "simulate"])
+@pytest.mark.parametrize("command", ["view", "subset", "export", "plot", "derive", "simulate", "maps"])
 def test_a_missing_output_is_one_line_naming_it(command, capsys):
     argv = [arg for arg in BASE[command] if arg not in ("-o", "x")]
     assert _error(capsys, argv) == (f"obiwan-h5 {command}: error: the option -o/--output is required "
