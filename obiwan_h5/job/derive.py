@@ -13,10 +13,8 @@ agreed first (`mpi.agree`), so no rank is ever left waiting for one that gave up
 """
 
 import contextlib
-import fcntl
 import logging
 import os
-import tempfile
 
 import numpy as np
 
@@ -41,9 +39,13 @@ from .output import (
     changed_bricks,
     check_free_space,
     find_partials,
+    locked,
     new_partial,
+    new_side_file,
+    remove_files,
     remove_partials,
     resume_problem,
+    side_files,
 )
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
 from .report import Clock, JobProgress, file_attrs, final_report
@@ -55,6 +57,10 @@ from .writer import DerivedWriter, parallel_filter_problem
 __all__ = ["derive"]
 
 log = logging.getLogger("obiwan_h5.derive")
+
+# the shared truth index: ``.OUT.truth-<random>-ids.npy`` and ``-rows.npy``
+TRUTH_INDEX_TAG = "truth-"
+TRUTH_INDEX_PARTS = ("ids", "rows")
 
 
 def derive(options, comm, command_line="", progress=False):
@@ -87,7 +93,7 @@ def derive(options, comm, command_line="", progress=False):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with _shared_truth(options, comm, bricknames) as (truth, bounds), _output_lock(options, comm):
+    with _output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds):
         ranges = assign_ranges(brick_weights(options, comm, production, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
@@ -97,8 +103,8 @@ def derive(options, comm, command_line="", progress=False):
             return _unchanged(options, comm, plan, clock)
         clock.lap("create")
         copies = {int(i): int(j) for i, j in enumerate(sources) if j >= 0 and ranges[comm.rank] <= i < ranges[comm.rank + 1]}
-        for brickname in [name for name in scanned if not todo[plan.bricknames.index(name)]
-                          or plan.bricknames.index(name) in copies]:
+        position = {name: i for i, name in enumerate(plan.bricknames)}
+        for brickname in [name for name in scanned if not todo[position[name]] or position[name] in copies]:
             del scanned[brickname]  # done bricks of a resumed file, copied ones of an update
         old = OldFile(options.output) if copies else None
         reader = BrickReader(production, truth, bounds, options, scanned, copies, old)
@@ -139,30 +145,24 @@ def _agree_bricks(options, comm):
 @contextlib.contextmanager
 def _output_lock(options, comm):
     """Rank 0 holds an exclusive lock on ``<output>.lock`` for the whole job, so that a
-    second job on the same output refuses instead of corrupting it.
+    second job on the same output refuses instead of corrupting it (`output.locked`).
 
     ``flock`` locks die with their process, so a crashed or killed job never leaves the
-    output locked; the small lock file itself stays beside the output (removing it could
-    let two jobs lock two different files of the same name).
+    output locked; the lock file is removed when the job ends (one left by a killed job is
+    taken over, and removed, by the next).
     """
-    handle, error = None, None
     lock = f"{options.output}.lock"
-    if comm.rank == 0:
-        try:
-            handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            error = f"{options.output}: another derive job is writing it (lock {lock} is held); wait for it to end"
-        except OSError as err:
-            error = f"{lock}: cannot lock the output ({err.strerror})"
-        if error and handle is not None:
-            os.close(handle)
-    agree(comm, error)
-    try:
+    error = None
+    with contextlib.ExitStack() as held:
+        if comm.rank == 0:
+            try:
+                held.enter_context(locked(lock))
+            except BlockingIOError:
+                error = f"{options.output}: another derive job is writing it (lock {lock} is held); wait for it to end"
+            except OSError as err:
+                error = f"{lock}: cannot lock the output ({err.strerror})"
+        agree(comm, error)
         yield
-    finally:
-        if handle is not None:
-            os.close(handle)  # closing releases the lock
 
 
 # ----------------------------------------------------------------------------- phase 2
@@ -172,20 +172,25 @@ def _shared_truth(options, comm, bricknames):
     """The truth table on every rank, indexed once, and the survey-bricks rows.
 
     With several ranks, rank 0 reads the id column and writes the sorted index to two
-    uniquely named files beside the output (created exclusively, never through a symlink);
-    every rank maps them, so the ranks of a node share one copy in the page cache instead
-    of each holding its own. The files are removed when the block ends, however it ends.
-    A PostgreSQL table (`randoms_db`) is indexed the same way; at most `db_connections`
-    ranks connect and the others get their rows over MPI (`truthshare`).
+    uniquely named files beside the output (``.OUT.truth-*.npy``, created exclusively,
+    never through a symlink); every rank maps them, so the ranks of a node share one copy
+    in the page cache instead of each holding its own. Rank 0 removes the files as soon as
+    every rank has mapped them (a mapping outlives its file name), so no later failure,
+    abort or signal can leave them behind; files of an earlier job on the same output that
+    was killed in between are removed first (the caller holds the output's lock, so no
+    live job owns them). A PostgreSQL table (`randoms_db`) is indexed the same way; at most
+    `db_connections` ranks connect and the others get their rows over MPI (`truthshare`).
     """
     truth, bounds, error, index_files = None, None, None, None
     if comm.rank == 0:
+        for part in TRUTH_INDEX_PARTS:
+            remove_files(side_files(options.output, TRUTH_INDEX_TAG, f"-{part}.npy"))
         try:
             truth = open_truth(options, comm)
             # only the job's bricks: the full survey-bricks table has 660,000 rows
             bounds = read_survey_bricks(options.survey_bricks, bricknames)
             if comm.size > 1:
-                index_files = _write_truth_index(truth, os.path.dirname(options.output))
+                index_files = _write_truth_index(truth, options.output)
         except InputError as err:
             error = str(err)
         except OSError as err:
@@ -201,29 +206,27 @@ def _shared_truth(options, comm, bricknames):
             except (InputError, OSError) as err:
                 error = str(err)
         agree(comm, error)
+        if comm.rank == 0:
+            remove_files(index_files or ())  # every rank has mapped them
         yield truth, bounds
     finally:
         with contextlib.suppress(Exception):
             getattr(truth, "close", lambda: None)()
         if comm.rank == 0:
-            for name in index_files or ():
-                with contextlib.suppress(OSError):
-                    os.remove(name)
+            remove_files(index_files or ())
 
 
-def _write_truth_index(truth, directory):
-    """Two new files (``mkstemp``: exclusive, unique, no symlink followed) holding the index."""
+def _write_truth_index(truth, output):
+    """Two new side files of `output` (`output.new_side_file`) holding the index."""
     names, handles = [], []
     try:
-        for part in ("ids", "rows"):
-            handle, name = tempfile.mkstemp(prefix=".obiwan-h5-truth-", suffix=f"-{part}.npy", dir=directory or ".")
+        for part in TRUTH_INDEX_PARTS:
+            name = new_side_file(output, TRUTH_INDEX_TAG, f"-{part}.npy")
             names.append(name)
-            handles.append(os.fdopen(handle, "wb"))
+            handles.append(open(name, "wb"))
         truth.save_index(*handles)
     except BaseException:
-        for name in names:
-            with contextlib.suppress(OSError):
-                os.remove(name)
+        remove_files(names)
         raise
     finally:
         for handle in handles:

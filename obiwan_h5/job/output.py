@@ -9,9 +9,11 @@ existing output (``overwrite``) is untouched. A job that dies leaves its partial
 ``resume`` finds the newest one and completes it.
 """
 
-import glob
+import contextlib
+import fcntl
 import json
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -19,8 +21,8 @@ import numpy as np
 from ..fileformat import DONE, FORMAT_NAME, SUMMARY_COLUMNS
 
 __all__ = [
-    "ATTR_CREATED", "changed_bricks", "changed_input", "check_free_space", "find_partials", "new_partial",
-    "remove_partials", "resume_problem",
+    "ATTR_CREATED", "changed_bricks", "changed_input", "check_free_space", "find_partials", "locked",
+    "new_partial", "new_side_file", "remove_files", "remove_partials", "resume_problem", "side_files",
 ]
 
 # set once every dataset of a new file exists; a partial file without it is discarded
@@ -50,16 +52,54 @@ def changed_input(attrs, options, action, skip=()):
     return None
 
 
-def _parts(output):
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive ``flock`` on the file `path` (created if needed, never through a
+    symlink) for the block, and remove the file when the block ends.
+
+    Raises `BlockingIOError` at once if another process holds it. Removing a lock file
+    is safe only because every holder checks, once it holds the lock, that `path` still
+    names the file it locked: a job that opened the file just before the previous holder
+    removed it would otherwise lock a file no one else can see, while a third job creates
+    and locks a new one. The holder removes the file while it still holds the lock.
+    """
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(handle)
+            try:
+                named = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                named = None
+        except BaseException:
+            os.close(handle)
+            raise
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(handle)  # the file we locked was removed meanwhile: lock the new one
+    try:
+        yield
+    finally:
+        try:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        finally:
+            os.close(handle)  # closing releases the lock
+
+
+# the unique part `tempfile.mkstemp` puts in a name: side files of one output are recognised
+# by an exact pattern, so that a job never takes another output's files for its own
+# (``a.h5`` and ``a.h5.x.h5`` share the prefix ``.a.h5.``)
+UNIQUE_PART = "[a-z0-9_]{8}"
+
+
+def new_side_file(output, tag, suffix):
+    """A new, empty, uniquely named file ``.<name>.<tag><random><suffix>`` beside `output`
+    (``mkstemp``: created exclusively, never through a symlink), with the permissions a
+    plain ``open`` would give (``mkstemp`` makes it private). Returns its path."""
     directory, name = os.path.split(os.path.abspath(output))
-    return directory, f".{name}.", ".partial"
-
-
-def new_partial(output):
-    """A new, empty, uniquely named file beside `output`, with the permissions a plain
-    ``open`` would give (``mkstemp`` makes it private)."""
-    directory, prefix, suffix = _parts(output)
-    handle, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    handle, path = tempfile.mkstemp(prefix=f".{name}.{tag}", suffix=suffix, dir=directory)
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
@@ -67,22 +107,50 @@ def new_partial(output):
     return path
 
 
+def side_files(output, tag, suffix):
+    """The files `new_side_file` made for `output` with this `tag` and `suffix`, by any job
+    (regular files only, never a symlink)."""
+    directory, name = os.path.split(os.path.abspath(output))
+    pattern = re.compile(re.escape(f".{name}.{tag}") + UNIQUE_PART + re.escape(suffix) + r"\Z")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for entry in names:
+        path = os.path.join(directory, entry)
+        if pattern.match(entry) and os.path.isfile(path) and not os.path.islink(path):
+            found.append(path)
+    return found
+
+
+def remove_files(paths, keep=None):
+    """Remove `paths` (but `keep`), ignoring those already gone."""
+    for path in paths:
+        if path != keep:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+def new_partial(output):
+    """A new partial file for `output` (see the module docstring)."""
+    return new_side_file(output, "", ".partial")
+
+
 def find_partials(output):
     """Partial files left by earlier jobs on `output`, newest first."""
-    directory, prefix, suffix = _parts(output)
-    found = [path for path in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*" + suffix))
-             if os.path.isfile(path) and not os.path.islink(path)]
-    return sorted(found, key=os.path.getmtime, reverse=True)
+    def modified(path):
+        try:
+            return os.path.getmtime(path)
+        except OSError:
+            return 0.0  # removed meanwhile
+
+    return sorted(side_files(output, "", ".partial"), key=modified, reverse=True)
 
 
 def remove_partials(output, keep=None):
     """Remove the partial files of earlier jobs on `output` (the caller holds its lock)."""
-    for path in find_partials(output):
-        if path != keep:
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+    remove_files(find_partials(output), keep)
 
 
 def check_free_space(directory, nbytes):

@@ -174,6 +174,51 @@ def test_a_second_job_on_the_same_output_is_refused(dr5_production, tmp_path, ca
         assert "another derive job is writing it" in capsys.readouterr().err
     assert not output.exists()
     assert _derive(dr5_production, output) == 0  # released (as by a crashed job): free again
+    assert not os.path.lexists(f"{output}.lock")  # and the job that took it over removed it
+
+
+def _hold_the_lock_repeatedly(path, marker, rounds, results):
+    """Take `path` with `output.locked` `rounds` times; inside, `marker` must not exist."""
+    import time
+
+    from obiwan_h5.job.output import locked
+
+    overlaps = taken = 0
+    while taken < rounds:
+        try:
+            with locked(path):
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    overlaps += 1  # another process holds the lock at the same time
+                    continue
+                time.sleep(0.0005)
+                os.remove(marker)
+                taken += 1
+        except BlockingIOError:
+            time.sleep(0.0001)
+    results.put(overlaps)
+
+
+def test_jobs_exclude_each_other_although_the_lock_file_is_removed(tmp_path):
+    """Four processes take and release one lock (which removes its file) 300 times each:
+    never two at once. Without the check that the locked file is still the one the path
+    names, a process that opened the file just before its holder removed it locks an
+    orphan while another creates and locks a new file."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    path, marker = str(tmp_path / "out.h5.lock"), str(tmp_path / "inside")
+    workers = [context.Process(target=_hold_the_lock_repeatedly, args=(path, marker, 300, results))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    overlaps = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+    assert overlaps == [0, 0, 0, 0]
+    assert not os.path.lexists(path)
 
 
 def test_side_files_never_follow_symlinks(dr5_production, tmp_path, capsys):
@@ -185,11 +230,22 @@ def test_side_files_never_follow_symlinks(dr5_production, tmp_path, capsys):
     assert _derive(dr5_production, output) == 0
     assert victim.read_text() == "precious"
     os.remove(output)
-    os.remove(f"{output}.lock")
+    assert not os.path.lexists(f"{output}.lock")  # removed when the job ended
     os.symlink(victim, f"{output}.lock")
     assert _derive(dr5_production, output) == 2
     assert "cannot lock the output" in capsys.readouterr().err
     assert victim.read_text() == "precious"
+
+
+def test_truth_index_files_of_a_killed_job_are_removed_by_the_next_job_on_that_output(dr5_production, tmp_path):
+    """A job killed (SIGKILL) while its ranks map the shared truth index leaves its files; the
+    next derive to the same output removes them, and never the files of another output."""
+    stale = [tmp_path / f".out.h5.truth-k1ll3d_0-{part}.npy" for part in ("ids", "rows")]
+    others = [tmp_path / ".other.h5.truth-l1ve0001-ids.npy", tmp_path / ".out.h5.x.h5.truth-l1ve0002-ids.npy"]
+    for path in stale + others:
+        path.write_bytes(b"index")
+    assert _derive(dr5_production, tmp_path / "out.h5") == 0
+    assert [path.exists() for path in stale + others] == [False, False, True, True]
 
 
 # ---------------------------------------------------------------- 4. resume cannot lie
@@ -261,7 +317,7 @@ def test_a_full_disk_is_a_clear_error_before_any_write(dr5_production, small_dis
     assert _derive(dr5_production, output) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MiB needed for the output" in err[0] and "free" in err[0]
-    assert sorted(os.listdir(small_disk)) == ["out.h5.lock"]
+    assert os.listdir(small_disk) == []
 
 
 # ------------------------------------------------------------------- 9. input hygiene

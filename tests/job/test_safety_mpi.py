@@ -50,10 +50,16 @@ def test_an_error_on_one_rank_ends_every_rank_and_resume_completes(dr5_productio
     # (the line saying why may be lost when mpiexec tears the job down: not asserted)
     assert not output.exists()
     assert len(glob.glob(str(tmp_path / ".out.h5.*.partial"))) == 1
+    assert _truth_index_files(tmp_path) == []  # removed as soon as every rank mapped it
     resumed = _derive(dr5_production, output, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same(output, dr5_derived)
     assert not glob.glob(str(tmp_path / ".out.h5.*.partial"))
+    assert _truth_index_files(tmp_path) == [] and not os.path.lexists(f"{output}.lock")
+
+
+def _truth_index_files(directory):
+    return glob.glob(str(directory / ".*.truth-*.npy"))
 
 
 @pytest.fixture
@@ -81,6 +87,7 @@ def test_disk_full_mid_job_is_a_clear_error_and_resume_completes(dr5_production,
     # the test above, not asserted then): the exit status, the untouched name and resume are
     assert full.returncode == 2 if ranks == 1 else full.returncode != 0
     assert not output.exists()
+    assert _truth_index_files(disk) == []
     os.remove(disk / FILLER_NAME)  # space freed
     resumed = _derive(dr5_production, output, "--resume", "--chunk-kb", "4", ranks=ranks)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
