@@ -6,7 +6,7 @@ import sys
 from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
-from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL
+from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_DB_CONNECTIONS, DEFAULT_GZIP_LEVEL
 from .options import (
     add_bricks_argument,
     add_output_argument,
@@ -36,9 +36,9 @@ def add_derive_arguments(parser):
                              "in ~/.pgpass or PGPASSWORD, never here (needs obiwan_h5[postgres])")
     parser.add_argument("--randoms-table", metavar="NAME",
                         help="the truth table in --randoms-db: TABLE or SCHEMA.TABLE")
-    parser.add_argument("--db-connections", type=int, default=4, metavar="K",
+    parser.add_argument("--db-connections", type=int, metavar="K",
                         help="at most K ranks connect to --randoms-db; the others get their rows over MPI "
-                             "(default 4)")
+                             f"(default {DEFAULT_DB_CONNECTIONS}; only with --randoms-db)")
     parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
     parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
     add_bricks_argument(parser, "the bricks to derive", default="DATA_DIR/bricks.txt")

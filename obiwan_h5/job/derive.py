@@ -134,8 +134,9 @@ def _agree_bricks(options, comm):
     bricknames, error = None, None
     if comm.rank == 0:
         try:
-            bricknames = options.brick_list()
             error = options.check() or parallel_filter_problem(options.compression, comm)
+            if error is None:
+                bricknames = options.brick_list()
         except InputError as err:
             error = str(err)
     agree(comm, error)

@@ -259,6 +259,15 @@ def test_options_need_both_database_and_table():
         DeriveOptions(".", "out.h5", randoms_db="host=x")
     with pytest.raises(InputError, match="`db_connections`"):
         DeriveOptions(".", "out.h5", randoms_db="", randoms_table="t", db_connections=0)
+    with pytest.raises(InputError, match="`db_connections` applies to a truth table in a database only"):
+        DeriveOptions(".", "out.h5", db_connections=2)
+
+
+def test_db_connections_without_a_database_is_refused_by_the_command(dr5_production, tmp_path, capsys):
+    assert main(["derive", "--data-dir", dr5_production, "-o", str(tmp_path / "out.h5"), "--db-connections", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--db-connections applies to a truth table in a database only" in err[0], err
+    assert os.listdir(tmp_path) == []
 
 
 def test_simulate_loads_the_randoms_into_a_table(loaded, tmp_path, capsys):
