@@ -12,7 +12,7 @@ import stat
 import fitsio
 import numpy as np
 
-from ..core.schema import as_records
+from ..core.schema import as_records, column_name_problem
 from ..errors import InputError
 from .fitstable import BinaryTable, Unsupported
 
@@ -83,6 +83,7 @@ class FitsTable:
             self.binary = BinaryTable(self.path)
         except Unsupported:
             names, dtypes = self._fitsio_describe()
+            problem = column_name_problem(names)
             self.by_lower = {name.lower(): name for name in names}
             self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
         except (OSError, KeyError, ValueError) as err:
@@ -90,6 +91,9 @@ class FitsTable:
         else:
             # shared by every file of the same schema: read-only
             self.nrows, self.by_lower, self.schema = self.binary.nrows, self.binary.by_lower, self.binary.lower_schema
+            problem = self.binary.name_problem
+        if problem:
+            raise InputError(f"{self.path}: {problem}")
 
     def _fitsio_describe(self):
         try:

@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from ..core.schema import column_name_problem
 from ..errors import InputError
 from .truth import build_index, rows_in_index
 
@@ -244,6 +245,9 @@ class DbTruthTable:
             " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
             " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             [qualified]).fetchall()
+        problem = column_name_problem([name for name, _ in columns])
+        if problem:
+            raise InputError(f"{self.path}: {problem} (in the table, or in a view of it)")
         names = {name.lower(): name for name, _ in columns}
         if "id" not in names:
             raise InputError(f"{self.path}: the randoms truth table has no 'id' column")

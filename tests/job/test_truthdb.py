@@ -137,6 +137,22 @@ def test_table_without_id_is_refused(loaded, production, tmp_path, capsys):
     assert "no 'id' column" in err
 
 
+def test_columns_differing_only_in_case_are_refused(loaded, production, tmp_path, capsys):
+    """Without the refusal, psql_g silently held the values of "G"."""
+    loaded.sql("DROP TABLE IF EXISTS obiwan.cased",
+               'CREATE TABLE obiwan.cased AS SELECT *, g + 1 AS "G" FROM obiwan.randoms_elg')
+    err = _refused(production, tmp_path, capsys, loaded.conninfo(), "obiwan.cased")
+    assert "columns 'g' and 'G' differ only in case" in err
+
+
+def test_an_empty_table_is_refused_up_front(loaded, production, tmp_path, capsys):
+    """As an empty truth file is: not every brick failing, one by one."""
+    loaded.sql("DROP TABLE IF EXISTS obiwan.empty",
+               "CREATE TABLE obiwan.empty AS SELECT * FROM obiwan.randoms_elg WHERE false")
+    err = _refused(production, tmp_path, capsys, loaded.conninfo(), "obiwan.empty")
+    assert "postgresql:obiwan.empty: the randoms truth table has no rows" in err
+
+
 @pytest.mark.slow
 def test_unreachable_server_is_refused(production, tmp_path, capsys):
     err = _refused(production, tmp_path, capsys, f"host={tmp_path}/nowhere dbname=postgres")
