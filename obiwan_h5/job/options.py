@@ -6,6 +6,7 @@ import os
 from ..core.bricks import brick_names, is_brick_list_file, read_brick_list
 from ..errors import InputError
 from ..production.inputs import check_regular_file
+from ..production.truthdb import DEFAULT_TIMEOUT_S
 from .writer import MAX_CALL_BYTES
 
 __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_DB_CONNECTIONS", "DeriveOptions"]
@@ -67,6 +68,9 @@ class DeriveOptions:
     db_connections : int, optional
         At most this many ranks connect to `randoms_db` (default `DEFAULT_DB_CONNECTIONS`);
         the others get their rows over MPI. Only with `randoms_db`.
+    db_timeout : float, optional
+        The longest wait for `randoms_db`, in seconds: to connect and for each reply
+        (default `production.truthdb.DEFAULT_TIMEOUT_S`). Only with `randoms_db`.
     """
 
     def __init__(self, data_dir, output, randoms=None, dr_dir=None, survey_bricks=None, bricks=None,
@@ -74,7 +78,7 @@ class DeriveOptions:
                  resume=False, overwrite=False, max_memory_mb=256, chunk_kb=4096,
                  mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES, update=False,
                  verify_inputs=False, randoms_db=None, randoms_table=None, db_connections=None,
-                 compression=DEFAULT_COMPRESSION, compression_level=None, shuffle=True):
+                 compression=DEFAULT_COMPRESSION, compression_level=None, shuffle=True, db_timeout=None):
         self.data_dir = os.path.abspath(data_dir)
         self.output = os.path.abspath(output)
         self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
@@ -97,6 +101,7 @@ class DeriveOptions:
         self.randoms_db = randoms_db
         self.randoms_table = randoms_table
         self.db_connections = DEFAULT_DB_CONNECTIONS if db_connections is None else int(db_connections)
+        self.db_timeout = DEFAULT_TIMEOUT_S if db_timeout is None else float(db_timeout)
         self.compression = "none" if compression in (None, False) else str(compression)
         self.compression_level = compression_level
         self.shuffle = bool(shuffle)
@@ -110,9 +115,12 @@ class DeriveOptions:
             raise InputError("`randoms_db` needs `randoms_table`, the truth table in that database")
         if randoms_table and randoms_db is None:
             raise InputError("`randoms_table` needs `randoms_db`, the database holding it (may be empty: libpq defaults)")
-        if db_connections is not None and randoms_db is None:
-            raise InputError("`db_connections` applies to a truth table in a database only: give `randoms_db` "
-                             "and `randoms_table`, or drop it")
+        for name, value in (("db_connections", db_connections), ("db_timeout", db_timeout)):
+            if value is not None and randoms_db is None:
+                raise InputError(f"`{name}` applies to a truth table in a database only: give `randoms_db` "
+                                 "and `randoms_table`, or drop it")
+        if not (self.db_timeout > 0 and math.isfinite(self.db_timeout)):
+            raise InputError(f"`db_timeout` {db_timeout!r}: must be a positive number of seconds")
         if self.db_connections < 1:
             raise InputError(f"`db_connections` is {db_connections}: at least one rank must connect")
 

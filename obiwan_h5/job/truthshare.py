@@ -40,7 +40,7 @@ def open_truth(options, comm, index_files=None, described=None):
 
     servers = min(options.db_connections, comm.size)
     base = DbTruthTable(options.randoms_db, options.randoms_table, index_files=index_files,
-                        described=described, connect=comm.rank < servers)
+                        described=described, connect=comm.rank < servers, timeout_s=options.db_timeout)
     return SharedTruth(base, comm, servers)
 
 

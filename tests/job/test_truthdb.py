@@ -5,14 +5,19 @@ simulator's randoms are loaded into a table, and a derive reading that table mus
 derive reading the randoms file, dataset by dataset.
 """
 
+import contextlib
+import importlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
 
 import h5py
 import numpy as np
 import pytest
-from pgserver import PASSWORD, PASSWORD_ROLE, load_randoms, load_table
+from pgserver import PASSWORD, PASSWORD_ROLE, frozen, load_randoms, load_table
 
 from obiwan_h5.cli import main
 from obiwan_h5.errors import InputError
@@ -180,36 +185,100 @@ def test_ids_absent_from_the_table_fail_their_brick(loaded, production, tmp_path
     assert "3 id(s) not in the randoms truth table" in messages[1]
 
 
-@pytest.mark.slow
-def test_server_gone_mid_job_fails_the_bricks_and_resume_completes(loaded, production, from_file, tmp_path,
-                                                                     monkeypatch):
-    """The server stops once the file is created (just before the first round reads truth
-    rows): the retries fail, every brick fails with the database's message, exit 1; with
-    the server back, `resume` completes a file equal to the file derive."""
-    import importlib
-
+def _after_create(monkeypatch, action):
+    """Call `action()` once the output file is created: the first write round's truth rows
+    are the next thing the job asks the server for."""
     derive_module = importlib.import_module("obiwan_h5.job.derive")
-
     create = derive_module._open_output
 
-    def create_then_stop_the_server(*args, **kwargs):
+    def create_then_act(*args, **kwargs):
         opened = create(*args, **kwargs)
-        loaded.pause()
+        action()
         return opened
 
+    monkeypatch.setattr(derive_module, "_open_output", create_then_act)
+
+
+def _messages(output):
+    with h5py.File(output, "r") as f:
+        return list(f["bricks/status"][:]), [m.decode() for m in f["bricks/message"][:]]
+
+
+@pytest.mark.slow
+def test_server_gone_mid_job_fails_the_bricks_and_resume_completes(loaded, production, from_file, tmp_path,
+                                                                     monkeypatch, caplog):
+    """The server stops once the file is created: the first round's retries fail, and the
+    later rounds do not try again (each would wait 3.5 s of retries); every brick fails with
+    the database's message, exit 1; with the server back, `resume` completes a file equal to
+    the file derive."""
     output = str(tmp_path / "gone.h5")
-    monkeypatch.setattr(derive_module, "_open_output", create_then_stop_the_server)
+    _after_create(monkeypatch, loaded.pause)
     try:
-        assert _derive_cli(production, output, loaded.conninfo()) == 1
+        # one brick per write round: three rounds
+        assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--max-memory", "0.001") == 1
     finally:
         monkeypatch.undo()
         loaded.unpause()
-    with h5py.File(output, "r") as f:
-        assert list(f["bricks/status"][:]) == [FAILED] * 3
-        message = f["bricks/message"][0].decode()
-    assert "truth rows not read" in message and "postgresql:" in message
+    status, messages = _messages(output)
+    assert status == [FAILED] * 3
+    assert all(m.startswith("truth rows not read: postgresql:") for m in messages)
+    assert caplog.text.count("retrying in") == 3  # the retries of the first round only
     assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--resume") == 0
     _same_datasets(from_file, output)
+
+
+@pytest.mark.slow
+def test_a_stalled_server_fails_the_bricks_at_the_deadline_and_resume_completes(loaded, production, from_file,
+                                                                                  tmp_path, monkeypatch, caplog):
+    """A server that stops answering (SIGSTOP: its connections stay open) never fires its
+    own statement timeout: without the client's deadline the job waited forever. With
+    ``--db-timeout 2`` the first round fails after 2 s, the later ones at once."""
+    output = str(tmp_path / "stalled.h5")
+    stack = contextlib.ExitStack()
+    _after_create(monkeypatch, lambda: stack.enter_context(frozen(loaded.datadir)))
+    safety = threading.Timer(60, stack.close)  # on a job that hangs, continue the server: fail, never hang
+    safety.start()
+    start = time.monotonic()
+    try:
+        assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--max-memory", "0.001",
+                           "--db-timeout", "2") == 1
+        elapsed = time.monotonic() - start
+    finally:
+        safety.cancel()
+        monkeypatch.undo()
+        stack.close()
+    assert elapsed < 15, elapsed
+    status, _ = _messages(output)
+    assert status == [FAILED] * 3
+    assert caplog.text.count("no reply within 2 s from database") == 3  # one per brick
+    assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--resume") == 0
+    _same_datasets(from_file, output)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_job_waiting_for_a_stalled_server_at_once(loaded, production, tmp_path, monkeypatch, capsys):
+    """psycopg, interrupted while it waits, asks the stalled server to cancel the query and
+    waits 10 s for it; the job's own handling ends it at once, with status 130."""
+    output = str(tmp_path / "interrupted.h5")
+    stack = contextlib.ExitStack()
+    signalled = []
+
+    def freeze_and_signal():
+        stack.enter_context(frozen(loaded.datadir))
+        timer = threading.Timer(1.0, lambda: (signalled.append(time.monotonic()), os.kill(os.getpid(), signal.SIGTERM)))
+        stack.callback(timer.cancel)
+        timer.start()
+
+    _after_create(monkeypatch, freeze_and_signal)
+    try:
+        assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--max-memory", "0.001",
+                           "--db-timeout", "30") == 130
+        ended = time.monotonic()
+    finally:
+        monkeypatch.undo()
+        stack.close()
+    assert signalled and ended - signalled[0] < 3, ended - signalled[0]
+    assert "interrupted" in capsys.readouterr().err
 
 
 def test_text_bool_and_null_integer_columns_reach_the_file(loaded, production, tmp_path):
