@@ -15,6 +15,7 @@ agreed first (`mpi.agree`), so no rank is ever left waiting for one that gave up
 import contextlib
 import logging
 import os
+import stat
 
 import numpy as np
 
@@ -29,13 +30,13 @@ from ..fileformat import (
     decode_attrs,
     summary_columns,
 )
-from ..production.inputs import read_survey_bricks
+from ..production.inputs import first_line, read_survey_bricks
 from ..production.layout import Production
 from .compute import BrickReader, compute_segment
 from .faults import maybe_kill
 from .mpi import agree, mpi_max
 from .output import (
-    ATTR_CREATED,
+    ATTR_TRUTH_FINGERPRINT,
     changed_bricks,
     check_free_space,
     find_partials,
@@ -46,18 +47,21 @@ from .output import (
     remove_partials,
     resume_problem,
     side_files,
+    unreadable,
 )
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
 from .report import Clock, JobProgress, file_attrs, final_report
 from .scan import brick_weights, scan_brick
 from .truthshare import open_truth, truth_description
-from .update import OldFile, copy_sources, update_entry, update_refusal
+from .update import OldFile, copy_sources, layout_problem, update_entry, update_refusal
 from .writer import DerivedWriter, parallel_filter_problem
 
 __all__ = ["derive"]
 
 log = logging.getLogger("obiwan_h5.derive")
 
+# what to do after an update failed: its partial file is removed (nothing to resume)
+UPDATE_ADVICE = "once fixed, run the same update again (the file is as it was before it)"
 # the shared truth index: ``.OUT.truth-<random>-ids.npy`` and ``-rows.npy``
 TRUTH_INDEX_TAG = "truth-"
 TRUTH_INDEX_PARTS = ("ids", "rows")
@@ -93,15 +97,18 @@ def derive(options, comm, command_line="", progress=False):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with _output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds):
+    with (_output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds, fingerprint),
+          contextlib.ExitStack() as failing):
         ranges = assign_ranges(brick_weights(options, comm, production, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
         clock.lap("plan")
-        writer, todo, path, sources = _open_output(options, comm, plan, command_line)
+        writer, todo, path, sources = _open_output(options, comm, plan, command_line, fingerprint)
         if writer is None:  # an update with nothing to do: the file is left as it is
             return _unchanged(options, comm, plan, clock)
         clock.lap("create")
+        if options.update:  # nothing to resume: an update that fails is run again
+            failing.enter_context(_removed_on_failure(path))
         copies = {int(i): int(j) for i, j in enumerate(sources) if j >= 0 and ranges[comm.rank] <= i < ranges[comm.rank + 1]}
         position = {name: i for i, name in enumerate(plan.bricknames)}
         for brickname in [name for name in scanned if not todo[position[name]] or position[name] in copies]:
@@ -118,10 +125,12 @@ def derive(options, comm, command_line="", progress=False):
         totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
         timings, peak_rss = clock.gather(comm)
         totals.update(timings=timings, peak_rss_mb=peak_rss, bytes_written=plan.total_rows * plan.row_bytes)
+        maybe_kill("close", comm.rank, 0, os.path.dirname(path))
         writer.set_attrs({"complete": True, "elapsed_s": timings["total"], "timings_s": timings,
                           "peak_rss_mb": peak_rss})
         writer.close()
         _finish(options, comm, path)
+        failing.pop_all()  # complete: nothing to remove
     if comm.rank == 0:
         final_report(options.output, index, timings["total"])
     return totals
@@ -170,7 +179,9 @@ def _output_lock(options, comm):
 
 @contextlib.contextmanager
 def _shared_truth(options, comm, bricknames):
-    """The truth table on every rank, indexed once, and the survey-bricks rows.
+    """The truth table on every rank, indexed once, the survey-bricks rows, and the truth
+    table's fingerprint (its ``fingerprint``, by content with `verify_inputs`), recorded in
+    the file and compared by `resume` and `update`.
 
     With several ranks, rank 0 reads the id column and writes the sorted index to two
     uniquely named files beside the output (``.OUT.truth-*.npy``, created exclusively,
@@ -182,12 +193,13 @@ def _shared_truth(options, comm, bricknames):
     live job owns them). A PostgreSQL table (`randoms_db`) is indexed the same way; at most
     `db_connections` ranks connect and the others get their rows over MPI (`truthshare`).
     """
-    truth, bounds, error, index_files = None, None, None, None
+    truth, bounds, error, index_files, fingerprint = None, None, None, None, None
     if comm.rank == 0:
         for part in TRUTH_INDEX_PARTS:
             remove_files(side_files(options.output, TRUTH_INDEX_TAG, f"-{part}.npy"))
         try:
             truth = open_truth(options, comm)
+            fingerprint = truth.fingerprint(options.verify_inputs)
             # only the job's bricks: the full survey-bricks table has 660,000 rows
             bounds = read_survey_bricks(options.survey_bricks, bricknames)
             if comm.size > 1:
@@ -198,8 +210,7 @@ def _shared_truth(options, comm, bricknames):
             error = f"{os.path.dirname(options.output)}: cannot write the shared truth index ({err.strerror})"
     try:
         agree(comm, error)
-        index_files = comm.bcast(index_files, root=0)
-        bounds = comm.bcast(bounds, root=0)
+        index_files, bounds, fingerprint = comm.bcast((index_files, bounds, fingerprint), root=0)
         described = comm.bcast(truth_description(truth) if comm.rank == 0 else None, root=0)
         if comm.rank != 0:
             try:
@@ -209,7 +220,7 @@ def _shared_truth(options, comm, bricknames):
         agree(comm, error)
         if comm.rank == 0:
             remove_files(index_files or ())  # every rank has mapped them
-        yield truth, bounds
+        yield truth, bounds, fingerprint
     finally:
         with contextlib.suppress(Exception):
             getattr(truth, "close", lambda: None)()
@@ -270,7 +281,7 @@ def _make_plan(options, comm, production, bricknames, truth, bounds, ranges):
 
 # ----------------------------------------------------------------------------- phase 5
 
-def _open_output(options, comm, plan, command_line):
+def _open_output(options, comm, plan, command_line, fingerprint):
     """Create a new partial file collectively, or reopen the file to complete.
 
     Returns ``(writer, todo, path, sources)``: `todo` marks the bricks to write, `path` the
@@ -280,7 +291,7 @@ def _open_output(options, comm, plan, command_line):
     """
     nothing = np.full(len(plan.bricknames), -1, dtype=np.int64)
     if options.update:
-        return _open_update(options, comm, plan, command_line)
+        return _open_update(options, comm, plan, command_line, fingerprint)
     writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
                           max_call_bytes=options.max_call_bytes)
     choice, error = None, None
@@ -294,11 +305,7 @@ def _open_output(options, comm, plan, command_line):
     agree(comm, error)
     mode, path = comm.bcast(choice, root=0)
     if mode == "new":
-        attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
-        attrs = comm.bcast(attrs, root=0)
-        writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                      chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
-                                      **writer_options)
+        writer = _create(options, comm, plan, command_line, fingerprint, path, writer_options)
         return writer, np.ones(len(plan.bricknames), dtype=bool), path, nothing
     writer, error = None, None
     try:
@@ -312,7 +319,7 @@ def _open_output(options, comm, plan, command_line):
         # every rank that has the file opens the same objects (parallel HDF5 wants it)
         attrs = dict(writer.file.attrs)
         columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in sorted(writer.file["randoms"].items())}
-        error = resume_problem(path, attrs, columns, index, plan, options, list(writer.file["summary"]))
+        error = resume_problem(path, attrs, columns, index, plan, options, list(writer.file["summary"]), fingerprint)
     error = comm.bcast(error, root=0)
     if error:
         writer.close()
@@ -329,12 +336,38 @@ def _open_output(options, comm, plan, command_line):
     return writer, todo, path, nothing
 
 
-def _open_update(options, comm, plan, command_line):
+def _create(options, comm, plan, command_line, fingerprint, path, writer_options, extra_attrs=None, advice=None):
+    """Create the new file at `path` collectively (`DerivedWriter.create`), its attributes
+    made on rank 0; a creation that fails removes it (no layout: nothing to resume)."""
+    attrs = None
+    if comm.rank == 0:
+        attrs = file_attrs(options, comm, command_line, plan)
+        attrs[ATTR_TRUTH_FINGERPRINT] = fingerprint
+        attrs.update(extra_attrs or {})
+    attrs = comm.bcast(attrs, root=0)
+    with _removed_on_failure(path):
+        return DerivedWriter.create(path, comm, plan, summary_columns(), attrs, chunk_bytes=options.chunk_kb * 1024,
+                                    filters=options.filters, advice=advice, **writer_options)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path):
+    """Remove the file at `path` if the block fails (on whichever rank fails: under MPI the
+    others are ended before they could)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise
+
+
+def _open_update(options, comm, plan, command_line, fingerprint):
     """The update of a complete file: a new partial file, each brick copied or derived."""
     choice, error = None, None
     if comm.rank == 0:
         try:
-            choice = _plan_update(options, plan)
+            choice = _plan_update(options, plan, fingerprint)
         except InputError as err:
             error = str(err)
         except OSError as err:
@@ -343,32 +376,37 @@ def _open_update(options, comm, plan, command_line):
     path, sources, entry, history = comm.bcast(choice, root=0)
     if path is None:
         return None, None, options.output, sources
-    attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
-    attrs = comm.bcast(attrs, root=0)
-    attrs["update_history"] = history + [entry]
-    writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                  chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
-                                  mpi_info=options.mpi_info,
-                                  alignment=options.alignment, max_call_bytes=options.max_call_bytes)
+    writer = _create(options, comm, plan, command_line, fingerprint, path,
+                     dict(mpi_info=options.mpi_info, alignment=options.alignment, max_call_bytes=options.max_call_bytes),
+                     extra_attrs={"update_history": history + [entry]}, advice=UPDATE_ADVICE)
     return writer, np.ones(len(plan.bricknames), dtype=bool), path, sources
 
 
-def _plan_update(options, plan):
+def _plan_update(options, plan, fingerprint):
     """On rank 0: ``(partial path or None, sources, history entry, earlier history)``."""
     import h5py
 
-    if not os.path.isfile(options.output):
-        raise InputError(f"{options.output}: no file to update (derive it first, without `update`)")
+    output = options.output
+    if not os.path.isfile(output):
+        raise InputError(f"{output}: no file to update (derive it first, without `update`)")
+    stats = os.stat(output)
+    if not stats.st_mode & 0o222 or not os.access(output, os.W_OK):
+        raise InputError(f"{output}: is read-only, and an update replaces it: make it writable first "
+                         "(chmod u+w), or write the update elsewhere")
     try:
-        with h5py.File(options.output, "r") as existing:
+        with h5py.File(output, "r") as existing:
             attrs = decode_attrs(existing.attrs)
             attrs["inputs"] = existing.attrs.get("inputs", "{}")
             index = {name: dset[:] for name, dset in existing["bricks"].items()}
             columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in existing["randoms"].items()}
             summary = list(existing["summary"])
-    except (OSError, KeyError) as err:
-        raise InputError(f"{options.output}: not a readable obiwan_h5 file to update ({err})") from None
-    error = update_refusal(options.output, attrs, options, summary)
+            error = update_refusal(output, attrs, options, summary, fingerprint)
+            problem = None if error else layout_problem(existing, plan)
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise InputError(f"{output}: not a readable obiwan_h5 file to update ({first_line(err)})") from None
+    if problem:
+        error = (f"{output}: {problem}: not laid out as derive writes it, so its rows cannot be copied; "
+                 "derive afresh with `overwrite`")
     if error:
         raise InputError(error)
     sources = copy_sources(index, attrs.get("fingerprint_kind", "stat"), plan, options.fingerprint_kind)
@@ -377,16 +415,21 @@ def _plan_update(options, plan):
     unchanged = (same_columns and [name.decode() for name in index["name"]] == plan.bricknames
                  and bool(np.all(sources == np.arange(len(sources)))))
     if unchanged:
-        log.info("%s: every brick is unchanged; nothing to update", options.output)
+        log.info("%s: every brick is unchanged; nothing to update", output)
         return None, sources, entry, []
-    log.info("updating %s: %d brick(s) added, %d derived again, %d removed, %d copied", options.output,
+    log.info("updating %s: %d brick(s) added, %d derived again, %d removed, %d copied", output,
              entry["added"], entry["rederived"], entry["removed"], entry["copied"])
-    remove_partials(options.output)
-    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
+    remove_partials(output)
+    error = check_free_space(os.path.dirname(output), plan.total_rows * plan.row_bytes)
     if error:
         raise InputError(error)
     history = attrs.get("update_history", [])
-    return new_partial(options.output), sources, entry, history if isinstance(history, list) else []
+    partial = new_partial(output)
+    # the updated file replaces the old one: it keeps its permissions (and group, if allowed)
+    os.chmod(partial, stat.S_IMODE(stats.st_mode))
+    with contextlib.suppress(OSError):
+        os.chown(partial, -1, stats.st_gid)
+    return partial, sources, entry, history if isinstance(history, list) else []
 
 
 def _unchanged(options, comm, plan, clock):
@@ -399,15 +442,23 @@ def _unchanged(options, comm, plan, clock):
 def _choose_target(options, plan):
     """``("new", partial path)`` or ``("resume", path)``, on rank 0, which holds the lock.
 
-    To resume: the newest partial file of an earlier job (one whose layout was not fully
-    created is discarded), else the output itself if it has bricks left to derive.
+    To resume: the newest partial file of an earlier job that can be read back (one whose
+    layout was not fully created, or that a full disk or a crash left unreadable, is
+    removed, saying why), else the output itself if it has bricks left to derive.
     """
     if options.resume:
         for partial in find_partials(options.output):
-            if _layout_created(partial):
+            problem = unreadable(partial)
+            if problem is None:
                 return "resume", partial
-            os.remove(partial)  # killed while creating its datasets: nothing to keep
+            log.warning("%s: the partial file of an earlier job cannot be resumed (%s); removed, starting afresh",
+                        partial, problem)
+            os.remove(partial)
         if os.path.exists(options.output):
+            problem = unreadable(options.output)
+            if problem:
+                raise InputError(f"{options.output}: cannot be read back ({problem}); use `overwrite` to derive "
+                                 "it again")
             return "resume", options.output
         log.info("%s does not exist yet: nothing to resume, creating it", options.output)
     remove_partials(options.output)
@@ -415,16 +466,6 @@ def _choose_target(options, plan):
     if error:
         raise InputError(error)
     return "new", new_partial(options.output)
-
-
-def _layout_created(path):
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            return bool(handle.attrs.get(ATTR_CREATED, False))
-    except OSError:
-        return False
 
 
 def _finish(options, comm, path):
@@ -463,7 +504,7 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
         writer.flush()
         # a brick is marked done only once its rows are on disk
         writer.write_status(b0, status, messages, checksums, plan.fingerprints[b0:b1])
-        maybe_kill("status", comm.rank, number)
+        maybe_kill("status", comm.rank, number, os.path.dirname(writer.path))
         writer.flush()
         clock.lap("write")
         done_rows = int(sum(plan.counts[b0:b1][status == DONE]))

@@ -11,22 +11,26 @@ existing output (``overwrite``) is untouched. A job that dies leaves its partial
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import re
 import tempfile
+from datetime import datetime, timezone
 
 import numpy as np
 
-from ..fileformat import DONE, FORMAT_NAME, SUMMARY_COLUMNS
+from ..fileformat import DONE, FORMAT_NAME, GROUPS, SUMMARY_COLUMNS
 
 __all__ = [
-    "ATTR_CREATED", "changed_bricks", "changed_input", "check_free_space", "find_partials", "locked",
-    "new_partial", "new_side_file", "remove_files", "remove_partials", "resume_problem", "side_files",
+    "ATTR_CREATED", "ATTR_TRUTH_FINGERPRINT", "changed_bricks", "changed_input", "changed_truth", "check_free_space", "find_partials", "locked",
+    "new_partial", "new_side_file", "remove_files", "remove_partials", "resume_problem", "side_files", "unreadable",
 ]
 
 # set once every dataset of a new file exists; a partial file without it is discarded
 ATTR_CREATED = "layout_created"
+# the truth table's fingerprint when the file was created (JSON; `changed_truth`)
+ATTR_TRUTH_FINGERPRINT = "truth_fingerprint"
 # HDF5 metadata, attributes and the index, beyond the rows themselves (generous)
 OVERHEAD_BYTES = 8 << 20
 # recorded inputs that files written before the option existed lack: their implied value
@@ -86,6 +90,34 @@ def locked(path):
                 os.unlink(path)
         finally:
             os.close(handle)  # closing releases the lock
+
+
+def changed_truth(attrs, fingerprint):
+    """How the truth table (its `fingerprint` now: `truthshare.truth_fingerprint`) differs
+    from the one the file with root attributes `attrs` was made from, or None.
+
+    Only what both fingerprints hold is compared (a file fingerprinted without
+    `verify_inputs` has no CRC); a file that records none is a difference: whether its
+    truth changed cannot be told.
+    """
+    stored = attrs.get(ATTR_TRUTH_FINGERPRINT)
+    if stored is None:
+        return "the file does not record a fingerprint of its truth table (written by an earlier obiwan_h5)"
+    stored = json.loads(stored) if isinstance(stored, (str, bytes)) else dict(stored)
+    for key in sorted(set(stored) & set(fingerprint)):
+        if stored[key] != fingerprint[key]:
+            then, now = (_shown(key, value) for value in (stored[key], fingerprint[key]))
+            label = {"mtime_ns": "modified", "size": "bytes", "crc32": "CRC-32"}.get(key, key)
+            return f"the truth table changed since the file was written ({label} {then} then, {now} now)"
+    if not set(stored) & set(fingerprint):
+        return "the truth table cannot be compared with the file's"
+    return None
+
+
+def _shown(key, value):
+    if key == "mtime_ns":
+        return datetime.fromtimestamp(value / 1e9, timezone.utc).isoformat(timespec="microseconds")
+    return f"{value:08x}" if key == "crc32" else value
 
 
 # the unique part `tempfile.mkstemp` puts in a name: side files of one output are recognised
@@ -153,6 +185,70 @@ def remove_partials(output, keep=None):
     remove_files(find_partials(output), keep)
 
 
+def unreadable(path):
+    """Why the derived file at `path` cannot be read back and completed as it is, or None.
+
+    A job that fails in the middle (a full disk, quota, a crash) may leave HDF5 metadata
+    half written: the superblock's end of allocation short of data it indexes, an object
+    header never written. Opening such a file may work while a later read or write fails
+    deep in HDF5. So every attribute, every dataset's header and attributes, the brick
+    index and the address of every allocated chunk (within the file's allocated space) are
+    checked, without reading the rows.
+    """
+    import h5py
+
+    try:
+        end = _end_of_allocation(path)
+        with h5py.File(path, "r") as handle:
+            if not handle.attrs.get(ATTR_CREATED, False):
+                return "its datasets were not all created"
+            for key in handle.attrs:
+                handle.attrs[key]
+            for group in GROUPS:
+                for name in handle[group]:
+                    dset = handle[group][name]
+                    dict(dset.attrs)
+                    if group == "bricks":
+                        dset[...]
+                    if end is not None and _allocated_end(dset) > end:
+                        return f"{group}/{name} has data beyond the file's allocated space (a write that never completed)"
+    except Exception as err:  # noqa: BLE001 — whatever HDF5 fails on, the file cannot be completed
+        text = " ".join(str(err).split()) or type(err).__name__
+        return text[:200]
+    return None
+
+
+def _end_of_allocation(path):
+    """The end of allocated space that the file's superblock records (versions 0 to 3), or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if not head.startswith(b"\x89HDF\r\n\x1a\n") or len(head) < 16:
+        return None
+    version = head[8]
+    if version in (0, 1):
+        width, at = head[13], 24 + (4 if version == 1 else 0)
+    elif version in (2, 3):
+        width, at = head[9], 12
+    else:
+        return None
+    at += 2 * width  # after the base address and the free-space (or extension) address
+    return int.from_bytes(head[at:at + width], "little") if len(head) >= at + width else None
+
+
+def _allocated_end(dset):
+    """The end of the last byte of `dset`'s data in the file (0 when none is allocated)."""
+    if dset.chunks is None:
+        offset = dset.id.get_offset()
+        return 0 if offset is None else offset + dset.id.get_storage_size()
+    end = 0
+    grid = [range(0, extent, chunk) for extent, chunk in zip(dset.shape, dset.chunks)]
+    for corner in itertools.product(*grid):
+        info = dset.id.get_chunk_info_by_coord(corner)
+        if info.byte_offset is not None:
+            end = max(end, info.byte_offset + info.size)
+    return end
+
+
 def check_free_space(directory, nbytes):
     """Why `nbytes` (plus metadata) will not fit in `directory`, or None."""
     try:
@@ -167,7 +263,7 @@ def check_free_space(directory, nbytes):
     return None
 
 
-def resume_problem(path, attrs, file_columns, index, plan, options, summary_names=None):
+def resume_problem(path, attrs, file_columns, index, plan, options, summary_names=None, truth_fingerprint=None):
     """Why the file at `path` cannot be completed with this plan and these options, or None.
 
     Parameters
@@ -184,6 +280,9 @@ def resume_problem(path, attrs, file_columns, index, plan, options, summary_name
     summary_names : list of str, optional
         Its ``summary`` datasets (a file of a version with other summary columns cannot
         be completed by this one).
+    truth_fingerprint : dict, optional
+        The truth table's fingerprint now; a file made from another truth table (or that
+        records none) cannot be completed (`changed_truth`).
     """
     if attrs.get("format") != FORMAT_NAME:
         return f"{path}: not an obiwan_h5 file"
@@ -193,6 +292,9 @@ def resume_problem(path, attrs, file_columns, index, plan, options, summary_name
     if change:
         text, complete = change
         return f"{path}: {text}" if complete else f"{path}: {text}; cannot resume (derive afresh with `overwrite`)"
+    change = None if truth_fingerprint is None else changed_truth(attrs, truth_fingerprint)
+    if change:
+        return f"{path}: {change}; cannot resume (derive afresh with `overwrite`)"
     names = [name.decode() for name in index["name"]]
     if names != plan.bricknames:
         return f"{path}: brick list differs from the file's; cannot resume (derive afresh with `overwrite`)"

@@ -76,6 +76,9 @@ class SharedTruth:
     def save_index(self, ids_file, rows_file):
         self.base.save_index(ids_file, rows_file)
 
+    def fingerprint(self, content=True):
+        return self.base.fingerprint(content)
+
     def close(self):
         self.base.close()
 

@@ -8,6 +8,7 @@ form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 import functools
 import os
 import stat
+import zlib
 
 import fitsio
 import numpy as np
@@ -159,6 +160,15 @@ def check_regular_file(path, what="file"):
         raise InputError(f"{path}: is a directory, not a {what}")
     if not stat.S_ISREG(mode):
         raise InputError(f"{path}: is not a regular {what} (a FIFO, socket or device)")
+
+
+def file_crc32(path):
+    """CRC-32 of the bytes of the file at `path`, read 1 MiB at a time."""
+    crc = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def first_line(err):

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
 from ..core.schema import column_name_problem
-from .inputs import FitsTable, as_ids, check_regular_file, first_line, normalise_array, normalise_dtype
+from ..errors import InputError
+from .inputs import FitsTable, as_ids, check_regular_file, file_crc32, first_line, normalise_array, normalise_dtype
 
 __all__ = ["TruthTable", "build_index", "rows_in_index"]
 
@@ -51,6 +51,15 @@ class TruthTable:
         (read back with ``TruthTable(path, index_files=...)``)."""
         np.save(ids_file, np.asarray(self._sorted_ids))
         np.save(rows_file, np.asarray(self._order))
+
+    def fingerprint(self, content=False):
+        """What identifies the file's contents: ``{"size", "mtime_ns"}``, and with `content`
+        a CRC-32 of its bytes (``"crc32"``: reads the whole file once more)."""
+        stats = os.stat(self.path)
+        found = {"size": stats.st_size, "mtime_ns": stats.st_mtime_ns}
+        if content:
+            found["crc32"] = file_crc32(self.path)
+        return found
 
     def __len__(self):
         return len(self._sorted_ids)

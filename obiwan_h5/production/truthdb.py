@@ -9,7 +9,8 @@ What is read, and how:
 - the catalogue once (``pg_attribute``): the columns and their types, and the longest value
   of each text column (one scan of the table);
 - every ``id`` once, sorted by the server, through a binary ``COPY``: the index behind
-  `rows_of` (the row number of an id is its position in id order);
+  `rows_of` (the row number of an id is its position in id order), with a hash of each row
+  that makes the table's `fingerprint`;
 - the rows of the ids asked for by `lookup`: ``SELECT ... WHERE id = ANY(%s)`` with the ids as
   one ``bigint[]`` parameter per batch of `BATCH_IDS` ids, results in binary; never one query
   per id.
@@ -37,6 +38,7 @@ server, authentication, missing table or ``id`` column, no reply in time) are `I
 with one line and no password.
 """
 
+import hashlib
 import logging
 import os
 import signal
@@ -175,10 +177,12 @@ class DbTruthTable:
         self.schema = {name: (np.dtype(dtype), ()) for name, dtype in described["schema"].items()}
         self.columns = list(self.schema)
         self._names = dict(described["names"])
+        self._fingerprint = None
         if index_files:
             self._sorted_ids, self._order = (np.load(name, mmap_mode="r") for name in index_files)
         else:
-            self._sorted_ids, self._order = build_index(self._run(self._read_ids), self.path)
+            ids, self._fingerprint = self._run(self._read_ids)
+            self._sorted_ids, self._order = build_index(ids, self.path)
         if connect and self._conn is None:
             self._run(lambda conn: None)  # fail now, not in the middle of the job
 
@@ -193,6 +197,13 @@ class DbTruthTable:
         """Write the sorted ids and their rows as ``.npy`` into two open binary files."""
         np.save(ids_file, np.asarray(self._sorted_ids))
         np.save(rows_file, np.asarray(self._order))
+
+    def fingerprint(self, content=True):
+        """What identifies the table's contents: ``{"rows": N, "checksum": "<how>:<hex>"}``,
+        a hash of every row (with a non-NULL id) in id order, computed by the server in the
+        pass that reads the ids (`content` is ignored: a table has no cheaper stat). Only
+        on the process that built the index."""
+        return dict(self._fingerprint)
 
     def __len__(self):
         return len(self._sorted_ids)
@@ -228,8 +239,9 @@ class DbTruthTable:
             raise InputError(f"{self.path}: this process has no database connection (internal error)")
         psycopg = _psycopg()
         # libpq wants whole seconds, at least 2
+        # every float digit in text (the row hash of servers before 14 hashes the row's text)
         return psycopg.connect(self._conninfo, autocommit=True, application_name="obiwan_h5",
-                               options=f"-c statement_timeout={int(self.timeout_s * 1000)}",
+                               options=f"-c statement_timeout={int(self.timeout_s * 1000)} -c extra_float_digits=3",
                                connect_timeout=max(2, round(self.timeout_s)))
 
     def _run(self, work):
@@ -318,10 +330,18 @@ class DbTruthTable:
         return {"schema": {name: dtype.str for name, dtype in schema.items()}, "names": names}
 
     def _read_ids(self, conn):
-        """Every non-NULL id in increasing order, through a binary COPY (14 bytes a row)."""
+        """Every non-NULL id in increasing order, through a binary COPY (26 bytes a row), and
+        the table's fingerprint: a hash of each row, computed by the server in the same pass,
+        hashed in id order here (an ``UPDATE`` of any value changes it)."""
         sql = self._sql
-        query = sql.SQL("COPY (SELECT {id}::int8 FROM {t} WHERE {id} IS NOT NULL ORDER BY 1) TO STDOUT (FORMAT BINARY)")
-        query = query.format(id=sql.Identifier(self._names["id"]), t=self._ident)
+        # hash_record_extended (PostgreSQL 14) hashes the row's values; before, its text
+        if conn.info.server_version >= 140000:
+            how, row_hash = "record", sql.SQL("hash_record_extended(obiwan_h5_row, 0)")
+        else:
+            how, row_hash = "text", sql.SQL("hashtextextended(obiwan_h5_row::text, 0)")
+        query = sql.SQL("COPY (SELECT {id}::int8, {hash} FROM {t} AS obiwan_h5_row WHERE {id} IS NOT NULL "
+                        "ORDER BY 1) TO STDOUT (FORMAT BINARY)")
+        query = query.format(id=sql.Identifier(self._names["id"]), hash=row_hash, t=self._ident)
         buffer = bytearray()
         with conn.cursor() as cursor, cursor.copy(query) as copy:
             for chunk in copy:
@@ -331,14 +351,17 @@ class DbTruthTable:
         if len(buffer) < header + 2 or not buffer.startswith(b"PGCOPY\n\xff\r\n\0"):
             raise InputError(f"{self.path}: unexpected reply to the id query")
         header += int.from_bytes(buffer[15:19], "big")
-        record = np.dtype([("fields", ">i2"), ("length", ">i4"), ("id", ">i8")])
+        record = np.dtype([("fields", ">i2"), ("id_length", ">i4"), ("id", ">i8"), ("hash_length", ">i4"),
+                           ("hash", ">i8")])
         body = np.frombuffer(buffer, dtype=np.uint8, offset=header, count=len(buffer) - header - 2)
         if len(body) % record.itemsize:
             raise InputError(f"{self.path}: unexpected reply to the id query")
         rows = body.view(record)
-        if len(rows) and not (np.all(rows["fields"] == 1) and np.all(rows["length"] == 8)):
+        if len(rows) and not (np.all(rows["fields"] == 2) and np.all(rows["id_length"] == 8)
+                              and np.all(rows["hash_length"] == 8)):
             raise InputError(f"{self.path}: unexpected reply to the id query")
-        return rows["id"].astype(np.int64)
+        digest = hashlib.blake2b(np.ascontiguousarray(rows["hash"]).tobytes(), digest_size=16).hexdigest()
+        return rows["id"].astype(np.int64), {"rows": len(rows), "checksum": f"{how}:{digest}"}
 
     def _read_rows(self, conn, unique_ids):
         """Every column of the rows of `unique_ids` (sorted, distinct), in that order."""

@@ -281,6 +281,38 @@ def test_sigterm_ends_a_job_waiting_for_a_stalled_server_at_once(loaded, product
     assert "interrupted" in capsys.readouterr().err
 
 
+def test_an_update_refuses_a_table_whose_values_changed(loaded, production, tmp_path, capsys):
+    """The file records the table's row count and a hash of its rows (computed by the
+    server in the pass that reads the ids): an ``UPDATE`` of one value is refused, where
+    before the update said every brick was unchanged and kept the stale psql_* values."""
+    loaded.sql("DROP TABLE IF EXISTS obiwan.edited",
+               "CREATE TABLE obiwan.edited AS SELECT * FROM obiwan.randoms_elg")
+    bricks = open(os.path.join(production, "bricks.txt")).read().split()
+    output = str(tmp_path / "edited.h5")
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.edited", "--bricks", ",".join(bricks[:2])) == 0
+    # unchanged table: the update adds the third brick
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.edited", "--bricks", ",".join(bricks),
+                       "--update") == 0
+    with h5py.File(output, "r") as f:
+        recorded = json.loads(f.attrs["truth_fingerprint"])
+    assert recorded["rows"] == _rows_in(loaded, "obiwan.edited")
+    loaded.sql("UPDATE obiwan.edited SET g = g + 0.5 WHERE id = (SELECT min(id) FROM obiwan.edited)")
+    before = open(output, "rb").read()
+    capsys.readouterr()
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.edited", "--bricks", ",".join(bricks),
+                       "--update") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the truth table changed since the file was written (checksum" in err[0], err
+    assert open(output, "rb").read() == before
+
+
+def _rows_in(server, table):
+    import psycopg
+
+    with psycopg.connect(server.conninfo()) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE id IS NOT NULL").fetchone()[0]
+
+
 def test_text_bool_and_null_integer_columns_reach_the_file(loaded, production, tmp_path):
     loaded.sql("DROP TABLE IF EXISTS obiwan.extra",
                "CREATE TABLE obiwan.extra AS SELECT *, 'src' || id::text AS label, NULL::int4 AS flag, "
