@@ -58,11 +58,13 @@ def maybe_kill(point, rank, round_number=0, directory=None):
 
 
 def _fill(path):
-    block = b"\0" * (1 << 16)
-    try:
-        with open(path, "ab") as handle:
-            while True:
-                handle.write(block)
-                handle.flush()
-    except OSError:
-        pass  # full
+    """Fill the file system of `path` to the last byte (smaller and smaller writes once a
+    large one no longer fits, so that not even a small HDF5 allocation fits after)."""
+    with open(path, "ab", buffering=0) as handle:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):
+            block = b"\0" * size
+            try:
+                while True:
+                    handle.write(block)
+            except OSError:
+                pass  # full for writes of this size

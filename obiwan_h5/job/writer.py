@@ -99,8 +99,10 @@ class DerivedWriter:
         self.file = None
         self.has_fingerprints = True
         self._unraisable = []
-        # from here to `close`, objects h5py frees may carry HDF5 write errors
+        # from here to `close`, objects h5py frees may carry HDF5 write errors (Cython prints
+        # their traceback through sys.excepthook before reporting them as unraisable)
         self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._record_unraisable
+        self._previous_excepthook, sys.excepthook = sys.excepthook, self._record_freeing_error
         if self.mode == "parallel":
             from mpi4py import MPI
 
@@ -217,6 +219,18 @@ class DerivedWriter:
             (text.splitlines()[0] if text else "IO error")
         return OutputError(f"{self.path}: cannot write the output ({reason}); {self.advice}")
 
+    def _record_freeing_error(self, exc_type, value, traceback):
+        """Hook for tracebacks: one from h5py freeing an object is kept like an unraisable
+        error (`_record_unraisable`), any other is shown as usual."""
+        last = traceback
+        while last is not None and last.tb_next is not None:
+            last = last.tb_next
+        if last is not None and last.tb_frame.f_code.co_name.endswith("_dealloc"):
+            self._unraisable.append(str(value))
+            log.debug("HDF5 error while freeing an object: %s", value)
+            return
+        self._previous_excepthook(exc_type, value, traceback)
+
     def _record_unraisable(self, unraisable):
         """Hook for errors raised while h5py frees an object (HDF5 failing to flush it):
         kept for `_guarded` and the debug log instead of printed as a traceback."""
@@ -313,3 +327,4 @@ class DerivedWriter:
             handle, self.file = self.file, None
             self._guarded(handle.close)
         sys.unraisablehook = self._previous_hook
+        sys.excepthook = self._previous_excepthook
