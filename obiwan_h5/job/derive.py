@@ -62,8 +62,8 @@ log = logging.getLogger("obiwan_h5.derive")
 
 # what to do after an update failed: its partial file is removed (nothing to resume)
 UPDATE_ADVICE = "once fixed, run the same update again (the file is as it was before it)"
-# the shared truth index: ``.OUT.truth-<random>-ids.npy`` and ``-rows.npy``
-TRUTH_INDEX_TAG = "truth-"
+# the shared truth index: ``.obiwan-h5-truth-<digest of OUT>-<random>-ids.npy`` and ``-rows.npy``
+TRUTH_INDEX_KIND = "truth"
 TRUTH_INDEX_PARTS = ("ids", "rows")
 
 
@@ -184,8 +184,8 @@ def _shared_truth(options, comm, bricknames):
     the file and compared by `resume` and `update`.
 
     With several ranks, rank 0 reads the id column and writes the sorted index to two
-    uniquely named files beside the output (``.OUT.truth-*.npy``, created exclusively,
-    never through a symlink); every rank maps them, so the ranks of a node share one copy
+    uniquely named files beside the output (``.obiwan-h5-truth-*.npy``, named after the
+    output by `output.new_side_file`, created exclusively, never through a symlink); every rank maps them, so the ranks of a node share one copy
     in the page cache instead of each holding its own. Rank 0 removes the files as soon as
     every rank has mapped them (a mapping outlives its file name), so no later failure,
     abort or signal can leave them behind; files of an earlier job on the same output that
@@ -196,7 +196,7 @@ def _shared_truth(options, comm, bricknames):
     truth, bounds, error, index_files, fingerprint = None, None, None, None, None
     if comm.rank == 0:
         for part in TRUTH_INDEX_PARTS:
-            remove_files(side_files(options.output, TRUTH_INDEX_TAG, f"-{part}.npy"))
+            remove_files(side_files(options.output, TRUTH_INDEX_KIND, f"-{part}.npy"))
         try:
             truth = open_truth(options, comm)
             fingerprint = truth.fingerprint(options.verify_inputs)
@@ -233,7 +233,7 @@ def _write_truth_index(truth, output):
     names, handles = [], []
     try:
         for part in TRUTH_INDEX_PARTS:
-            name = new_side_file(output, TRUTH_INDEX_TAG, f"-{part}.npy")
+            name = new_side_file(output, TRUTH_INDEX_KIND, f"-{part}.npy")
             names.append(name)
             handles.append(open(name, "wb"))
         truth.save_index(*handles)

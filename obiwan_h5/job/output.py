@@ -11,6 +11,7 @@ existing output (``overwrite``) is untouched. A job that dies leaves its partial
 
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -126,12 +127,24 @@ def _shown(key, value):
 UNIQUE_PART = "[a-z0-9_]{8}"
 
 
-def new_side_file(output, tag, suffix):
-    """A new, empty, uniquely named file ``.<name>.<tag><random><suffix>`` beside `output`
+def _side_name(output, kind):
+    """The directory of the side files of `output` and the start of their names: a partial
+    file is ``.<name>.<random>.partial``; any other `kind` is named by a digest of the
+    output's path (``.obiwan-h5-<kind>-<digest>-<random><suffix>``), so that its name's
+    length does not depend on the output's (a long output name fits the file system's)."""
+    directory, name = os.path.split(os.path.abspath(output))
+    if kind == "partial":
+        return directory, f".{name}."
+    where = os.path.join(os.path.realpath(directory), name)
+    return directory, f".obiwan-h5-{kind}-{hashlib.blake2b(where.encode(), digest_size=6).hexdigest()}-"
+
+
+def new_side_file(output, kind, suffix):
+    """A new, empty, uniquely named side file of `output` (`_side_name`) beside it
     (``mkstemp``: created exclusively, never through a symlink), with the permissions a
     plain ``open`` would give (``mkstemp`` makes it private). Returns its path."""
-    directory, name = os.path.split(os.path.abspath(output))
-    handle, path = tempfile.mkstemp(prefix=f".{name}.{tag}", suffix=suffix, dir=directory)
+    directory, prefix = _side_name(output, kind)
+    handle, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
@@ -139,11 +152,11 @@ def new_side_file(output, tag, suffix):
     return path
 
 
-def side_files(output, tag, suffix):
-    """The files `new_side_file` made for `output` with this `tag` and `suffix`, by any job
-    (regular files only, never a symlink)."""
-    directory, name = os.path.split(os.path.abspath(output))
-    pattern = re.compile(re.escape(f".{name}.{tag}") + UNIQUE_PART + re.escape(suffix) + r"\Z")
+def side_files(output, kind, suffix):
+    """The side files `new_side_file` made for `output` with this `kind` and `suffix`, by
+    any job (regular files only, never a symlink)."""
+    directory, prefix = _side_name(output, kind)
+    pattern = re.compile(re.escape(prefix) + UNIQUE_PART + re.escape(suffix) + r"\Z")
     try:
         names = os.listdir(directory)
     except OSError:
@@ -166,7 +179,7 @@ def remove_files(paths, keep=None):
 
 def new_partial(output):
     """A new partial file for `output` (see the module docstring)."""
-    return new_side_file(output, "", ".partial")
+    return new_side_file(output, "partial", ".partial")
 
 
 def find_partials(output):
@@ -177,7 +190,7 @@ def find_partials(output):
         except OSError:
             return 0.0  # removed meanwhile
 
-    return sorted(side_files(output, "", ".partial"), key=modified, reverse=True)
+    return sorted(side_files(output, "partial", ".partial"), key=modified, reverse=True)
 
 
 def remove_partials(output, keep=None):
