@@ -103,7 +103,7 @@ def run_derive(args):
     )
     comm = get_comm()
     try:
-        with abort_on_unagreed_errors(comm, "run the same update again" if args.update else
+        with abort_on_unagreed_errors(comm, advice="run the same update again" if args.update else
                                       "complete the file later with --resume"):
             result = derive(options, comm, command_line=_command_line(sys.argv, args.randoms_db),
                             progress=progress_arg(args))

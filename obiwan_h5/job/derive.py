@@ -39,15 +39,15 @@ from .output import (
     ATTR_TRUTH_FINGERPRINT,
     changed_bricks,
     check_free_space,
-    find_partials,
-    locked,
+    choose_target,
     new_partial,
     new_side_file,
+    output_lock,
     remove_files,
     remove_partials,
+    removed_on_failure,
     resume_problem,
     side_files,
-    unreadable,
 )
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
 from .report import Clock, JobProgress, file_attrs, final_report
@@ -97,7 +97,7 @@ def derive(options, comm, command_line="", progress=False):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with (_output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds, fingerprint),
+    with (output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds, fingerprint),
           contextlib.ExitStack() as failing):
         ranges = assign_ranges(brick_weights(options, comm, production, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
@@ -108,7 +108,7 @@ def derive(options, comm, command_line="", progress=False):
             return _unchanged(options, comm, plan, clock)
         clock.lap("create")
         if options.update:  # nothing to resume: an update that fails is run again
-            failing.enter_context(_removed_on_failure(path))
+            failing.enter_context(removed_on_failure(path))
         copies = {int(i): int(j) for i, j in enumerate(sources) if j >= 0 and ranges[comm.rank] <= i < ranges[comm.rank + 1]}
         position = {name: i for i, name in enumerate(plan.bricknames)}
         for brickname in [name for name in scanned if not todo[position[name]] or position[name] in copies]:
@@ -150,29 +150,6 @@ def _agree_bricks(options, comm):
             error = str(err)
     agree(comm, error)
     return comm.bcast(bricknames, root=0)
-
-
-@contextlib.contextmanager
-def _output_lock(options, comm):
-    """Rank 0 holds an exclusive lock on ``<output>.lock`` for the whole job, so that a
-    second job on the same output refuses instead of corrupting it (`output.locked`).
-
-    ``flock`` locks die with their process, so a crashed or killed job never leaves the
-    output locked; the lock file is removed when the job ends (one left by a killed job is
-    taken over, and removed, by the next).
-    """
-    lock = f"{options.output}.lock"
-    error = None
-    with contextlib.ExitStack() as held:
-        if comm.rank == 0:
-            try:
-                held.enter_context(locked(lock))
-            except BlockingIOError:
-                error = f"{options.output}: another derive job is writing it (lock {lock} is held); wait for it to end"
-            except OSError as err:
-                error = f"{lock}: cannot lock the output ({err.strerror})"
-        agree(comm, error)
-        yield
 
 
 # ----------------------------------------------------------------------------- phase 2
@@ -297,7 +274,7 @@ def _open_output(options, comm, plan, command_line, fingerprint):
     choice, error = None, None
     if comm.rank == 0:
         try:
-            choice = _choose_target(options, plan)
+            choice = choose_target(options, plan)
         except OSError as err:
             error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
         except InputError as err:
@@ -345,21 +322,9 @@ def _create(options, comm, plan, command_line, fingerprint, path, writer_options
         attrs[ATTR_TRUTH_FINGERPRINT] = fingerprint
         attrs.update(extra_attrs or {})
     attrs = comm.bcast(attrs, root=0)
-    with _removed_on_failure(path):
+    with removed_on_failure(path):
         return DerivedWriter.create(path, comm, plan, summary_columns(), attrs, chunk_bytes=options.chunk_kb * 1024,
                                     filters=options.filters, advice=advice, **writer_options)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(path):
-    """Remove the file at `path` if the block fails (on whichever rank fails: under MPI the
-    others are ended before they could)."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        raise
 
 
 def _open_update(options, comm, plan, command_line, fingerprint):
@@ -437,35 +402,6 @@ def _unchanged(options, comm, plan, clock):
     return {"bricks": 0, "done": 0, "rows": 0, "failed": int(np.sum(plan.status == FAILED)),
             "incomplete": int(np.sum(plan.status == INCOMPLETE)), "timings": timings,
             "peak_rss_mb": peak_rss, "bytes_written": 0, "unchanged": True}
-
-
-def _choose_target(options, plan):
-    """``("new", partial path)`` or ``("resume", path)``, on rank 0, which holds the lock.
-
-    To resume: the newest partial file of an earlier job that can be read back (one whose
-    layout was not fully created, or that a full disk or a crash left unreadable, is
-    removed, saying why), else the output itself if it has bricks left to derive.
-    """
-    if options.resume:
-        for partial in find_partials(options.output):
-            problem = unreadable(partial)
-            if problem is None:
-                return "resume", partial
-            log.warning("%s: the partial file of an earlier job cannot be resumed (%s); removed, starting afresh",
-                        partial, problem)
-            os.remove(partial)
-        if os.path.exists(options.output):
-            problem = unreadable(options.output)
-            if problem:
-                raise InputError(f"{options.output}: cannot be read back ({problem}); use `overwrite` to derive "
-                                 "it again")
-            return "resume", options.output
-        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
-    remove_partials(options.output)
-    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
-    if error:
-        raise InputError(error)
-    return "new", new_partial(options.output)
 
 
 def _finish(options, comm, path):

@@ -121,7 +121,7 @@ class _Signals:
 
 
 @contextlib.contextmanager
-def abort_on_unagreed_errors(comm, advice="complete the file later with resume"):
+def abort_on_unagreed_errors(comm, command="derive", advice="complete the file later with resume"):
     """End every rank when one rank meets an error the ranks did not agree on.
 
     Errors that must stop the job are agreed (`agree`) and raised as `JobError` on every
@@ -130,9 +130,10 @@ def abort_on_unagreed_errors(comm, advice="complete the file later with resume")
     collective call and burn the allocation: with several ranks this prints one line and
     calls ``MPI_Abort``, which ends the whole job at once, with status 130 after a signal,
     2 when the output cannot be written (`OutputError`: a full disk, quota) and 1 otherwise.
-    The file is left as it was at its last flush, so ``resume`` completes it (the line
-    ends with `advice`). SIGTERM is turned into the same path as Ctrl-C; with one process,
-    an error that follows a signal is raised as `KeyboardInterrupt`.
+    The file is left as it was at its last flush, so ``resume`` completes it. SIGTERM is
+    turned into the same path as Ctrl-C; with one process, an error that follows a signal
+    is raised as `KeyboardInterrupt`. `command` and `advice` make the line (an update has
+    nothing to resume).
     """
     with _Signals() as signals:
         try:
@@ -146,7 +147,8 @@ def abort_on_unagreed_errors(comm, advice="complete the file later with resume")
                 reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                 if interrupted and not isinstance(err, KeyboardInterrupt):
                     reason = f"interrupted by {signal.Signals(signals.received).name} ({reason})"
-                sys.stderr.write(f"obiwan-h5 derive: rank {comm.rank}: {reason}; ending every rank ({advice})\n")
+                sys.stderr.write(f"obiwan-h5 {command}: rank {comm.rank}: {reason}; ending every rank"
+                                 f"{f' ({advice})' if advice else ''}\n")
                 sys.stderr.flush()
                 comm.Abort(130 if interrupted else 2 if isinstance(err, OutputError) else 1)
             if interrupted and not isinstance(err, KeyboardInterrupt):

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import tempfile
@@ -21,11 +22,16 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from ..errors import InputError
 from ..fileformat import DONE, FORMAT_NAME, GROUPS, SUMMARY_COLUMNS
+from .mpi import agree
+
+log = logging.getLogger("obiwan_h5.derive")
 
 __all__ = [
-    "ATTR_CREATED", "ATTR_TRUTH_FINGERPRINT", "changed_bricks", "changed_input", "changed_truth", "check_free_space", "find_partials", "locked",
-    "new_partial", "new_side_file", "remove_files", "remove_partials", "resume_problem", "side_files", "unreadable",
+    "ATTR_CREATED", "ATTR_TRUTH_FINGERPRINT", "changed_bricks", "changed_input", "changed_truth", "choose_target", "check_free_space", "find_partials", "locked",
+    "new_partial", "new_side_file", "output_lock", "remove_files", "remove_partials", "removed_on_failure",
+    "resume_problem", "side_files", "unreadable",
 ]
 
 # set once every dataset of a new file exists; a partial file without it is discarded
@@ -337,3 +343,71 @@ def changed_bricks(index, plan):
         return np.zeros(len(plan.bricknames), dtype=bool)
     done = index["status"] == DONE
     return done & (np.asarray(stored, dtype=np.uint64) != plan.fingerprints)
+
+
+# ----------------------------------------------------------------------------- the job's phases
+
+@contextlib.contextmanager
+def output_lock(options, comm):
+    """Rank 0 holds an exclusive lock on ``<output>.lock`` for the whole job, so that a
+    second job on the same output refuses instead of corrupting it (`locked`); every rank
+    agrees on the refusal.
+
+    ``flock`` locks die with their process, so a crashed or killed job never leaves the
+    output locked; the lock file is removed when the job ends (one left by a killed job is
+    taken over, and removed, by the next).
+    """
+    lock = f"{options.output}.lock"
+    error = None
+    with contextlib.ExitStack() as held:
+        if comm.rank == 0:
+            try:
+                held.enter_context(locked(lock))
+            except BlockingIOError:
+                error = f"{options.output}: another derive job is writing it (lock {lock} is held); wait for it to end"
+            except OSError as err:
+                error = f"{lock}: cannot lock the output ({err.strerror})"
+        agree(comm, error)
+        yield
+
+
+@contextlib.contextmanager
+def removed_on_failure(path):
+    """Remove the file at `path` if the block fails (on whichever rank fails: under MPI the
+    others are ended before they could)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise
+
+
+def choose_target(options, plan):
+    """``("new", partial path)`` or ``("resume", path)``, on rank 0, which holds the lock.
+
+    To resume: the newest partial file of an earlier job that can be read back (one whose
+    layout was not fully created, or that a full disk or a crash left unreadable, is
+    removed, saying why: `unreadable`), else the output itself if it has bricks left to
+    derive. A new file: earlier partial files are removed and the free space checked.
+    """
+    if options.resume:
+        for partial in find_partials(options.output):
+            problem = unreadable(partial)
+            if problem is None:
+                return "resume", partial
+            log.warning("%s: the partial file of an earlier job cannot be resumed (%s); removed, starting afresh",
+                        partial, problem)
+            os.remove(partial)
+        if os.path.exists(options.output):
+            problem = unreadable(options.output)
+            if problem:
+                raise InputError(f"{options.output}: cannot be read back ({problem}); use `overwrite` to derive "
+                                 "it again")
+            return "resume", options.output
+        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
+    remove_partials(options.output)
+    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
+    if error:
+        raise InputError(error)
+    return "new", new_partial(options.output)

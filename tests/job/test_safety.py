@@ -308,14 +308,8 @@ def test_a_production_mixing_dr3_and_dr5_catalogs_is_refused(production_copy, tm
 # ----------------------------------------------------------------- 6. disk full (tmpfs)
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A tiny tmpfs of our own (needs root, as in CI), unmounted afterwards."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=600k tmpfs {mount} 2>/dev/null") != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    yield mount
-    os.system(f"umount {mount}")
+def small_disk(tmpfs):
+    return tmpfs("small", "600k")
 
 
 def test_a_full_disk_is_a_clear_error_before_any_write(dr5_production, small_disk, capsys):
@@ -342,14 +336,9 @@ def test_an_output_name_too_long_for_the_file_system_is_one_line(dr5_production,
 
 
 @pytest.fixture
-def read_only_disk(tmp_path):
-    """A tmpfs of our own holding an output, then remounted read-only (needs root, as in CI)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=16m tmpfs {mount} 2>/dev/null") != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    yield mount
-    os.system(f"umount {mount}")
+def read_only_disk(tmpfs):
+    """Holds an output, then is remounted read-only by the test."""
+    return tmpfs("ro", "16m")
 
 
 def test_a_read_only_file_system_is_one_line(dr5_production, read_only_disk, capsys):
