@@ -90,7 +90,8 @@ def pytest_ignore_collect(collection_path, config):
 @pytest.fixture
 def tmpfs(tmp_path):
     """``tmpfs(kib)``: a file system of our own of `kib` KiB (a full disk made to order;
-    mounting needs root, as in CI), unmounted at the end of the test."""
+    mounting needs root, as in CI), unmounted at the end of the test (lazily if a process
+    lingers)."""
     mounts = []
 
     def mount(kib):
@@ -103,4 +104,4 @@ def tmpfs(tmp_path):
 
     yield mount
     for where in mounts:
-        os.system(f"umount {where}")
+        os.system(f"umount {where} 2>/dev/null || umount -l {where}")

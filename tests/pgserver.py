@@ -5,8 +5,10 @@ here: the password-protected role the tests use, why the tests would be skipped,
 loader for small ad-hoc tables.
 """
 
+import contextlib
 import os
 import shutil
+import signal
 
 from obiwan_h5.sim.database import PgServer, load_randoms_table, server_bindir
 
@@ -60,9 +62,44 @@ def load_table(conninfo, table, rows, grant_to=PASSWORD_ROLE):
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(grant_to)))
 
 
+def server_processes(datadir):
+    """The pids of the postmaster of the server of `datadir` and of its children (backends,
+    background workers)."""
+    with open(os.path.join(datadir, "postmaster.pid")) as handle:
+        postmaster = int(handle.readline())
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    # the command may hold spaces and parentheses: the parent follows the last ')'
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == postmaster:
+                children.append(int(entry))
+    return [postmaster] + children
+
+
+@contextlib.contextmanager
+def frozen(datadir):
+    """The server of `datadir` stopped with SIGSTOP (a stalled server: connections stay
+    open, nothing answers) for the block, then continued."""
+    pids = server_processes(datadir)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 def load_randoms(conninfo, table, randoms_path):
     """The simulator's ``randoms.fits`` as a table (the production's original truth)."""
     load_randoms_table(conninfo, table, randoms_path, replace=True, grant_to=[PASSWORD_ROLE])
 
 
-__all__ = ["PASSWORD", "PASSWORD_ROLE", "load_randoms", "load_table", "make_server", "why_not_available"]
+__all__ = ["PASSWORD", "PASSWORD_ROLE", "frozen", "load_randoms", "load_table", "make_server", "server_processes",
+           "why_not_available"]

@@ -6,7 +6,8 @@ import sys
 from ..errors import InputError, JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
-from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL
+from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_DB_CONNECTIONS, DEFAULT_GZIP_LEVEL
+from ..production.truthdb import DEFAULT_TIMEOUT_S
 from .options import (
     add_bricks_argument,
     add_output_argument,
@@ -36,9 +37,13 @@ def add_derive_arguments(parser):
                              "in ~/.pgpass or PGPASSWORD, never here (needs obiwan_h5[postgres])")
     parser.add_argument("--randoms-table", metavar="NAME",
                         help="the truth table in --randoms-db: TABLE or SCHEMA.TABLE")
-    parser.add_argument("--db-connections", type=int, default=4, metavar="K",
+    parser.add_argument("--db-connections", type=int, metavar="K",
                         help="at most K ranks connect to --randoms-db; the others get their rows over MPI "
-                             "(default 4)")
+                             f"(default {DEFAULT_DB_CONNECTIONS}; only with --randoms-db)")
+    parser.add_argument("--db-timeout", type=float, metavar="SECONDS",
+                        help="the longest wait for --randoms-db: to connect, and for each reply; a server that "
+                             f"does not answer in time fails the job or the bricks of the round (default "
+                             f"{DEFAULT_TIMEOUT_S:g}; raise it for a table whose first pass takes longer)")
     parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
     parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
     add_bricks_argument(parser, "the bricks to derive", default="DATA_DIR/bricks.txt")
@@ -93,11 +98,13 @@ def run_derive(args):
         alignment=(args.align, args.align) if args.align else None,
         update=args.update, verify_inputs=args.verify_inputs,
         randoms_db=args.randoms_db, randoms_table=args.randoms_table, db_connections=args.db_connections,
+        db_timeout=args.db_timeout,
         compression=args.compression, compression_level=args.compression_level, shuffle=args.shuffle,
     )
     comm = get_comm()
     try:
-        with abort_on_unagreed_errors(comm):
+        with abort_on_unagreed_errors(comm, advice="run the same update again" if args.update else
+                                      "complete the file later with --resume"):
             result = derive(options, comm, command_line=_command_line(sys.argv, args.randoms_db),
                             progress=progress_arg(args))
     except OutputError as err:

@@ -70,19 +70,20 @@ def parse_brick_names(lines, source=None):
     source : str, optional
         File the lines come from, named in errors with the line number.
     """
-    names = []
+    names = {}  # a dict keeps the order given and finds a repeat in constant time
     for number, line in enumerate(lines, 1):
         for token in line.replace(",", " ").split():
+            if token in names:
+                continue
             try:
                 check_brickname(token)
             except InputError as err:
                 where = f"{source}:{number}: " if source else "`bricks`: "
                 raise InputError(f"{where}{err}") from None
-            if token not in names:
-                names.append(token)
+            names[token] = None
     if not names:
         raise InputError(f"{source or '`bricks`'}: the brick list is empty")
-    return names
+    return list(names)
 
 
 def read_brick_list(path, stdin=None):

@@ -5,7 +5,27 @@ import numpy as np
 from ..errors import InputError
 from ..fileformat import fill_value
 
-__all__ = ["as_records", "conform_into", "join_pieces", "union_schemas"]
+__all__ = ["as_records", "column_name_problem", "conform_into", "join_pieces", "union_schemas"]
+
+
+def column_name_problem(names):
+    """Why `names` cannot be the columns of one input table, or None.
+
+    The store names columns in lower case, matching an input's names case-insensitively
+    once: two names that differ only in case would be one column (one silently losing its
+    values), so they are refused, naming both. A name HDF5 would read as a path (``/``) or
+    that is empty cannot name a dataset.
+    """
+    seen = {}
+    for name in names:
+        if not name.strip() or "/" in name or name in (".", ".."):
+            return f"column {name!r} cannot name an HDF5 dataset (no '/', not empty): rename it"
+        key = name.lower()
+        if key in seen:
+            return (f"columns {seen[key]!r} and {name!r} differ only in case, and obiwan_h5 matches column "
+                    "names in lower case: rename one")
+        seen[key] = name
+    return None
 
 
 def union_schemas(schemas, where="bricks"):

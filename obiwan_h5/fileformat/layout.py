@@ -14,7 +14,8 @@ from ..errors import InputError
 
 __all__ = [
     "ATTR_COMPLETE", "BANDS", "BRICKNAME_RE", "CREATION_ATTRS", "DONE", "FAILED", "FORMAT_NAME",
-    "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "JSON_ATTRS",
+    "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "INDEX_DTYPES",
+    "JSON_ATTRS",
     "MASK_BIT_ATTRS", "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TARGET_MASK_BITS",
     "TRACTOR_TYPES", "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "index_problem",
     "mask_bits_attributes", "truncate_message",
@@ -44,6 +45,10 @@ INDEX_DESCRIPTIONS = {
 }
 # the index datasets every reader needs (checksum came later and is optional to readers)
 INDEX_COLUMNS = ("name", "offset", "count", "status", "message")
+# the dtype of every index dataset the derive job writes
+INDEX_DTYPES = {"name": np.dtype("S8"), "offset": np.dtype(np.int64), "count": np.dtype(np.int64),
+                "status": np.dtype(np.int8), "message": np.dtype(f"S{MESSAGE_WIDTH}"),
+                "checksum": np.dtype(np.uint32), "fingerprint": np.dtype(np.uint64)}
 
 BRICKNAME_RE = re.compile(r"^\d{4}[pm]\d{3}$", re.ASCII)
 BANDS = ("g", "r", "z")

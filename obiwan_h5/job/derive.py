@@ -13,10 +13,9 @@ agreed first (`mpi.agree`), so no rank is ever left waiting for one that gave up
 """
 
 import contextlib
-import fcntl
 import logging
 import os
-import tempfile
+import stat
 
 import numpy as np
 
@@ -31,30 +30,41 @@ from ..fileformat import (
     decode_attrs,
     summary_columns,
 )
-from ..production.inputs import read_survey_bricks
+from ..production.inputs import first_line, read_survey_bricks
 from ..production.layout import Production
 from .compute import BrickReader, compute_segment
 from .faults import maybe_kill
 from .mpi import agree, mpi_max
 from .output import (
-    ATTR_CREATED,
+    ATTR_TRUTH_FINGERPRINT,
     changed_bricks,
     check_free_space,
-    find_partials,
+    choose_target,
     new_partial,
+    new_side_file,
+    output_lock,
+    remove_files,
     remove_partials,
+    removed_on_failure,
     resume_problem,
+    side_files,
 )
 from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
 from .report import Clock, JobProgress, file_attrs, final_report
 from .scan import brick_weights, scan_brick
 from .truthshare import open_truth, truth_description
-from .update import OldFile, copy_sources, update_entry, update_refusal
+from .update import OldFile, copy_sources, layout_problem, update_entry, update_refusal
 from .writer import DerivedWriter, parallel_filter_problem
 
 __all__ = ["derive"]
 
 log = logging.getLogger("obiwan_h5.derive")
+
+# what to do after an update failed: its partial file is removed (nothing to resume)
+UPDATE_ADVICE = "once fixed, run the same update again (the file is as it was before it)"
+# the shared truth index: ``.obiwan-h5-truth-<digest of OUT>-<random>-ids.npy`` and ``-rows.npy``
+TRUTH_INDEX_KIND = "truth"
+TRUTH_INDEX_PARTS = ("ids", "rows")
 
 
 def derive(options, comm, command_line="", progress=False):
@@ -87,18 +97,21 @@ def derive(options, comm, command_line="", progress=False):
         log.setLevel(logging.WARNING)
     bricknames = _agree_bricks(options, comm)
     production = Production(options.data_dir, options.objtype, options.dr_dir)
-    with _shared_truth(options, comm, bricknames) as (truth, bounds), _output_lock(options, comm):
+    with (output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds, fingerprint),
+          contextlib.ExitStack() as failing):
         ranges = assign_ranges(brick_weights(options, comm, production, bricknames), comm.size)
         plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
         maybe_kill("plan", comm.rank)
         clock.lap("plan")
-        writer, todo, path, sources = _open_output(options, comm, plan, command_line)
+        writer, todo, path, sources = _open_output(options, comm, plan, command_line, fingerprint)
         if writer is None:  # an update with nothing to do: the file is left as it is
             return _unchanged(options, comm, plan, clock)
         clock.lap("create")
+        if options.update:  # nothing to resume: an update that fails is run again
+            failing.enter_context(removed_on_failure(path))
         copies = {int(i): int(j) for i, j in enumerate(sources) if j >= 0 and ranges[comm.rank] <= i < ranges[comm.rank + 1]}
-        for brickname in [name for name in scanned if not todo[plan.bricknames.index(name)]
-                          or plan.bricknames.index(name) in copies]:
+        position = {name: i for i, name in enumerate(plan.bricknames)}
+        for brickname in [name for name in scanned if not todo[position[name]] or position[name] in copies]:
             del scanned[brickname]  # done bricks of a resumed file, copied ones of an update
         old = OldFile(options.output) if copies else None
         reader = BrickReader(production, truth, bounds, options, scanned, copies, old)
@@ -112,10 +125,12 @@ def derive(options, comm, command_line="", progress=False):
         totals["incomplete"] = int(np.sum(index["status"] == INCOMPLETE))
         timings, peak_rss = clock.gather(comm)
         totals.update(timings=timings, peak_rss_mb=peak_rss, bytes_written=plan.total_rows * plan.row_bytes)
+        maybe_kill("close", comm.rank, 0, os.path.dirname(path))
         writer.set_attrs({"complete": True, "elapsed_s": timings["total"], "timings_s": timings,
                           "peak_rss_mb": peak_rss})
         writer.close()
         _finish(options, comm, path)
+        failing.pop_all()  # complete: nothing to remove
     if comm.rank == 0:
         final_report(options.output, index, timings["total"])
     return totals
@@ -128,72 +143,51 @@ def _agree_bricks(options, comm):
     bricknames, error = None, None
     if comm.rank == 0:
         try:
-            bricknames = options.brick_list()
             error = options.check() or parallel_filter_problem(options.compression, comm)
+            if error is None:
+                bricknames = options.brick_list()
         except InputError as err:
             error = str(err)
     agree(comm, error)
     return comm.bcast(bricknames, root=0)
 
 
-@contextlib.contextmanager
-def _output_lock(options, comm):
-    """Rank 0 holds an exclusive lock on ``<output>.lock`` for the whole job, so that a
-    second job on the same output refuses instead of corrupting it.
-
-    ``flock`` locks die with their process, so a crashed or killed job never leaves the
-    output locked; the small lock file itself stays beside the output (removing it could
-    let two jobs lock two different files of the same name).
-    """
-    handle, error = None, None
-    lock = f"{options.output}.lock"
-    if comm.rank == 0:
-        try:
-            handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            error = f"{options.output}: another derive job is writing it (lock {lock} is held); wait for it to end"
-        except OSError as err:
-            error = f"{lock}: cannot lock the output ({err.strerror})"
-        if error and handle is not None:
-            os.close(handle)
-    agree(comm, error)
-    try:
-        yield
-    finally:
-        if handle is not None:
-            os.close(handle)  # closing releases the lock
-
-
 # ----------------------------------------------------------------------------- phase 2
 
 @contextlib.contextmanager
 def _shared_truth(options, comm, bricknames):
-    """The truth table on every rank, indexed once, and the survey-bricks rows.
+    """The truth table on every rank, indexed once, the survey-bricks rows, and the truth
+    table's fingerprint (its ``fingerprint``, by content with `verify_inputs`), recorded in
+    the file and compared by `resume` and `update`.
 
     With several ranks, rank 0 reads the id column and writes the sorted index to two
-    uniquely named files beside the output (created exclusively, never through a symlink);
-    every rank maps them, so the ranks of a node share one copy in the page cache instead
-    of each holding its own. The files are removed when the block ends, however it ends.
-    A PostgreSQL table (`randoms_db`) is indexed the same way; at most `db_connections`
-    ranks connect and the others get their rows over MPI (`truthshare`).
+    uniquely named files beside the output (``.obiwan-h5-truth-*.npy``, named after the
+    output by `output.new_side_file`, created exclusively, never through a symlink); every rank maps them, so the ranks of a node share one copy
+    in the page cache instead of each holding its own. Rank 0 removes the files as soon as
+    every rank has mapped them (a mapping outlives its file name), so no later failure,
+    abort or signal can leave them behind; files of an earlier job on the same output that
+    was killed in between are removed first (the caller holds the output's lock, so no
+    live job owns them). A PostgreSQL table (`randoms_db`) is indexed the same way; at most
+    `db_connections` ranks connect and the others get their rows over MPI (`truthshare`).
     """
-    truth, bounds, error, index_files = None, None, None, None
+    truth, bounds, error, index_files, fingerprint = None, None, None, None, None
     if comm.rank == 0:
+        for part in TRUTH_INDEX_PARTS:
+            remove_files(side_files(options.output, TRUTH_INDEX_KIND, f"-{part}.npy"))
         try:
             truth = open_truth(options, comm)
+            fingerprint = truth.fingerprint(options.verify_inputs)
             # only the job's bricks: the full survey-bricks table has 660,000 rows
             bounds = read_survey_bricks(options.survey_bricks, bricknames)
             if comm.size > 1:
-                index_files = _write_truth_index(truth, os.path.dirname(options.output))
+                index_files = _write_truth_index(truth, options.output)
         except InputError as err:
             error = str(err)
         except OSError as err:
             error = f"{os.path.dirname(options.output)}: cannot write the shared truth index ({err.strerror})"
     try:
         agree(comm, error)
-        index_files = comm.bcast(index_files, root=0)
-        bounds = comm.bcast(bounds, root=0)
+        index_files, bounds, fingerprint = comm.bcast((index_files, bounds, fingerprint), root=0)
         described = comm.bcast(truth_description(truth) if comm.rank == 0 else None, root=0)
         if comm.rank != 0:
             try:
@@ -201,29 +195,27 @@ def _shared_truth(options, comm, bricknames):
             except (InputError, OSError) as err:
                 error = str(err)
         agree(comm, error)
-        yield truth, bounds
+        if comm.rank == 0:
+            remove_files(index_files or ())  # every rank has mapped them
+        yield truth, bounds, fingerprint
     finally:
         with contextlib.suppress(Exception):
             getattr(truth, "close", lambda: None)()
         if comm.rank == 0:
-            for name in index_files or ():
-                with contextlib.suppress(OSError):
-                    os.remove(name)
+            remove_files(index_files or ())
 
 
-def _write_truth_index(truth, directory):
-    """Two new files (``mkstemp``: exclusive, unique, no symlink followed) holding the index."""
+def _write_truth_index(truth, output):
+    """Two new side files of `output` (`output.new_side_file`) holding the index."""
     names, handles = [], []
     try:
-        for part in ("ids", "rows"):
-            handle, name = tempfile.mkstemp(prefix=".obiwan-h5-truth-", suffix=f"-{part}.npy", dir=directory or ".")
+        for part in TRUTH_INDEX_PARTS:
+            name = new_side_file(output, TRUTH_INDEX_KIND, f"-{part}.npy")
             names.append(name)
-            handles.append(os.fdopen(handle, "wb"))
+            handles.append(open(name, "wb"))
         truth.save_index(*handles)
     except BaseException:
-        for name in names:
-            with contextlib.suppress(OSError):
-                os.remove(name)
+        remove_files(names)
         raise
     finally:
         for handle in handles:
@@ -266,7 +258,7 @@ def _make_plan(options, comm, production, bricknames, truth, bounds, ranges):
 
 # ----------------------------------------------------------------------------- phase 5
 
-def _open_output(options, comm, plan, command_line):
+def _open_output(options, comm, plan, command_line, fingerprint):
     """Create a new partial file collectively, or reopen the file to complete.
 
     Returns ``(writer, todo, path, sources)``: `todo` marks the bricks to write, `path` the
@@ -276,13 +268,13 @@ def _open_output(options, comm, plan, command_line):
     """
     nothing = np.full(len(plan.bricknames), -1, dtype=np.int64)
     if options.update:
-        return _open_update(options, comm, plan, command_line)
+        return _open_update(options, comm, plan, command_line, fingerprint)
     writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
                           max_call_bytes=options.max_call_bytes)
     choice, error = None, None
     if comm.rank == 0:
         try:
-            choice = _choose_target(options, plan)
+            choice = choose_target(options, plan)
         except OSError as err:
             error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
         except InputError as err:
@@ -290,11 +282,7 @@ def _open_output(options, comm, plan, command_line):
     agree(comm, error)
     mode, path = comm.bcast(choice, root=0)
     if mode == "new":
-        attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
-        attrs = comm.bcast(attrs, root=0)
-        writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                      chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
-                                      **writer_options)
+        writer = _create(options, comm, plan, command_line, fingerprint, path, writer_options)
         return writer, np.ones(len(plan.bricknames), dtype=bool), path, nothing
     writer, error = None, None
     try:
@@ -308,7 +296,7 @@ def _open_output(options, comm, plan, command_line):
         # every rank that has the file opens the same objects (parallel HDF5 wants it)
         attrs = dict(writer.file.attrs)
         columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in sorted(writer.file["randoms"].items())}
-        error = resume_problem(path, attrs, columns, index, plan, options, list(writer.file["summary"]))
+        error = resume_problem(path, attrs, columns, index, plan, options, list(writer.file["summary"]), fingerprint)
     error = comm.bcast(error, root=0)
     if error:
         writer.close()
@@ -325,12 +313,26 @@ def _open_output(options, comm, plan, command_line):
     return writer, todo, path, nothing
 
 
-def _open_update(options, comm, plan, command_line):
+def _create(options, comm, plan, command_line, fingerprint, path, writer_options, extra_attrs=None, advice=None):
+    """Create the new file at `path` collectively (`DerivedWriter.create`), its attributes
+    made on rank 0; a creation that fails removes it (no layout: nothing to resume)."""
+    attrs = None
+    if comm.rank == 0:
+        attrs = file_attrs(options, comm, command_line, plan)
+        attrs[ATTR_TRUTH_FINGERPRINT] = fingerprint
+        attrs.update(extra_attrs or {})
+    attrs = comm.bcast(attrs, root=0)
+    with removed_on_failure(path):
+        return DerivedWriter.create(path, comm, plan, summary_columns(), attrs, chunk_bytes=options.chunk_kb * 1024,
+                                    filters=options.filters, advice=advice, **writer_options)
+
+
+def _open_update(options, comm, plan, command_line, fingerprint):
     """The update of a complete file: a new partial file, each brick copied or derived."""
     choice, error = None, None
     if comm.rank == 0:
         try:
-            choice = _plan_update(options, plan)
+            choice = _plan_update(options, plan, fingerprint)
         except InputError as err:
             error = str(err)
         except OSError as err:
@@ -339,32 +341,37 @@ def _open_update(options, comm, plan, command_line):
     path, sources, entry, history = comm.bcast(choice, root=0)
     if path is None:
         return None, None, options.output, sources
-    attrs = file_attrs(options, comm, command_line, plan) if comm.rank == 0 else None
-    attrs = comm.bcast(attrs, root=0)
-    attrs["update_history"] = history + [entry]
-    writer = DerivedWriter.create(path, comm, plan, summary_columns(), attrs,
-                                  chunk_bytes=options.chunk_kb * 1024, filters=options.filters,
-                                  mpi_info=options.mpi_info,
-                                  alignment=options.alignment, max_call_bytes=options.max_call_bytes)
+    writer = _create(options, comm, plan, command_line, fingerprint, path,
+                     dict(mpi_info=options.mpi_info, alignment=options.alignment, max_call_bytes=options.max_call_bytes),
+                     extra_attrs={"update_history": history + [entry]}, advice=UPDATE_ADVICE)
     return writer, np.ones(len(plan.bricknames), dtype=bool), path, sources
 
 
-def _plan_update(options, plan):
+def _plan_update(options, plan, fingerprint):
     """On rank 0: ``(partial path or None, sources, history entry, earlier history)``."""
     import h5py
 
-    if not os.path.isfile(options.output):
-        raise InputError(f"{options.output}: no file to update (derive it first, without `update`)")
+    output = options.output
+    if not os.path.isfile(output):
+        raise InputError(f"{output}: no file to update (derive it first, without `update`)")
+    stats = os.stat(output)
+    if not stats.st_mode & 0o222 or not os.access(output, os.W_OK):
+        raise InputError(f"{output}: is read-only, and an update replaces it: make it writable first "
+                         "(chmod u+w), or write the update elsewhere")
     try:
-        with h5py.File(options.output, "r") as existing:
+        with h5py.File(output, "r") as existing:
             attrs = decode_attrs(existing.attrs)
             attrs["inputs"] = existing.attrs.get("inputs", "{}")
             index = {name: dset[:] for name, dset in existing["bricks"].items()}
             columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in existing["randoms"].items()}
             summary = list(existing["summary"])
-    except (OSError, KeyError) as err:
-        raise InputError(f"{options.output}: not a readable obiwan_h5 file to update ({err})") from None
-    error = update_refusal(options.output, attrs, options, summary)
+            error = update_refusal(output, attrs, options, summary, fingerprint)
+            problem = None if error else layout_problem(existing, plan)
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise InputError(f"{output}: not a readable obiwan_h5 file to update ({first_line(err)})") from None
+    if problem:
+        error = (f"{output}: {problem}: not laid out as derive writes it, so its rows cannot be copied; "
+                 "derive afresh with `overwrite`")
     if error:
         raise InputError(error)
     sources = copy_sources(index, attrs.get("fingerprint_kind", "stat"), plan, options.fingerprint_kind)
@@ -373,16 +380,21 @@ def _plan_update(options, plan):
     unchanged = (same_columns and [name.decode() for name in index["name"]] == plan.bricknames
                  and bool(np.all(sources == np.arange(len(sources)))))
     if unchanged:
-        log.info("%s: every brick is unchanged; nothing to update", options.output)
+        log.info("%s: every brick is unchanged; nothing to update", output)
         return None, sources, entry, []
-    log.info("updating %s: %d brick(s) added, %d derived again, %d removed, %d copied", options.output,
+    log.info("updating %s: %d brick(s) added, %d derived again, %d removed, %d copied", output,
              entry["added"], entry["rederived"], entry["removed"], entry["copied"])
-    remove_partials(options.output)
-    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
+    remove_partials(output)
+    error = check_free_space(os.path.dirname(output), plan.total_rows * plan.row_bytes)
     if error:
         raise InputError(error)
     history = attrs.get("update_history", [])
-    return new_partial(options.output), sources, entry, history if isinstance(history, list) else []
+    partial = new_partial(output)
+    # the updated file replaces the old one: it keeps its permissions (and group, if allowed)
+    os.chmod(partial, stat.S_IMODE(stats.st_mode))
+    with contextlib.suppress(OSError):
+        os.chown(partial, -1, stats.st_gid)
+    return partial, sources, entry, history if isinstance(history, list) else []
 
 
 def _unchanged(options, comm, plan, clock):
@@ -390,37 +402,6 @@ def _unchanged(options, comm, plan, clock):
     return {"bricks": 0, "done": 0, "rows": 0, "failed": int(np.sum(plan.status == FAILED)),
             "incomplete": int(np.sum(plan.status == INCOMPLETE)), "timings": timings,
             "peak_rss_mb": peak_rss, "bytes_written": 0, "unchanged": True}
-
-
-def _choose_target(options, plan):
-    """``("new", partial path)`` or ``("resume", path)``, on rank 0, which holds the lock.
-
-    To resume: the newest partial file of an earlier job (one whose layout was not fully
-    created is discarded), else the output itself if it has bricks left to derive.
-    """
-    if options.resume:
-        for partial in find_partials(options.output):
-            if _layout_created(partial):
-                return "resume", partial
-            os.remove(partial)  # killed while creating its datasets: nothing to keep
-        if os.path.exists(options.output):
-            return "resume", options.output
-        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
-    remove_partials(options.output)
-    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
-    if error:
-        raise InputError(error)
-    return "new", new_partial(options.output)
-
-
-def _layout_created(path):
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            return bool(handle.attrs.get(ATTR_CREATED, False))
-    except OSError:
-        return False
 
 
 def _finish(options, comm, path):
@@ -459,7 +440,7 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
         writer.flush()
         # a brick is marked done only once its rows are on disk
         writer.write_status(b0, status, messages, checksums, plan.fingerprints[b0:b1])
-        maybe_kill("status", comm.rank, number)
+        maybe_kill("status", comm.rank, number, os.path.dirname(writer.path))
         writer.flush()
         clock.lap("write")
         done_rows = int(sum(plan.counts[b0:b1][status == DONE]))

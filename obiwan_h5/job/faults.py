@@ -13,7 +13,8 @@ Points, in job order:
 ``plan``    after the plan is agreed, before the file exists;
 ``create``  after the ``randoms`` datasets are created, before the file is complete;
 ``write``   after a round's rows are written, before they are flushed;
-``status``  after a round's statuses are written, before they are flushed.
+``status``  after a round's statuses are written, before they are flushed;
+``close``   after the last round, before the file is marked complete and closed.
 
 Unset (always, outside tests) it costs four dictionary lookups per point.
 """
@@ -23,7 +24,7 @@ import signal
 
 __all__ = ["FILLER_NAME", "KILL_POINTS", "maybe_kill"]
 
-KILL_POINTS = ("plan", "create", "write", "status")
+KILL_POINTS = ("plan", "create", "write", "status", "close")
 # the file that OBIWAN_H5_FILL_AT writes beside the output (tests remove it to "free space")
 FILLER_NAME = ".obiwan-h5-test-filler"
 
@@ -57,11 +58,13 @@ def maybe_kill(point, rank, round_number=0, directory=None):
 
 
 def _fill(path):
-    block = b"\0" * (1 << 16)
-    try:
-        with open(path, "ab") as handle:
-            while True:
-                handle.write(block)
-                handle.flush()
-    except OSError:
-        pass  # full
+    """Fill the file system of `path` to the last byte (smaller and smaller writes once a
+    large one no longer fits, so that not even a small HDF5 allocation fits after)."""
+    with open(path, "ab", buffering=0) as handle:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):
+            block = b"\0" * size
+            try:
+                while True:
+                    handle.write(block)
+            except OSError:
+                pass  # full for writes of this size

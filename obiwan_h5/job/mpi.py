@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from ..errors import JobError
+from ..errors import JobError, OutputError
 
 __all__ = ["SerialComm", "abort_on_unagreed_errors", "agree", "get_comm", "h5py_has_mpi", "mpi_max"]
 
@@ -87,8 +87,37 @@ def agree(comm, error):
         raise JobError("; ".join(unique))
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+class _Signals:
+    """SIGINT and SIGTERM during the job: remembered, and turned into `KeyboardInterrupt`.
+
+    A signal that arrives while HDF5 writes would otherwise interrupt the write itself
+    (the system call fails with EINTR) and be reported as an IO error with status 1; here
+    system calls are restarted after the handler, and any error that follows a signal is
+    the signal's (status 130).
+    """
+
+    NUMBERS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        try:
+            for number in self.NUMBERS:
+                self._previous[number] = signal.signal(number, self._handle)
+                signal.siginterrupt(number, False)
+        except ValueError:
+            pass  # not the main thread: leave signals alone
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @contextlib.contextmanager
@@ -99,28 +128,29 @@ def abort_on_unagreed_errors(comm, command="derive", advice="complete the file l
     rank. Anything else on one rank (a bug, MemoryError, an IO error inside a write,
     Ctrl-C, SIGTERM from Slurm) would leave the other ranks waiting forever in their next
     collective call and burn the allocation: with several ranks this prints one line and
-    calls ``MPI_Abort``, which ends the whole job at once. The file is left as it was at its
-    last flush, so ``resume`` completes it. SIGTERM is turned into the same path.
-    `command` and `advice` make the line (``maps`` has nothing to resume).
+    calls ``MPI_Abort``, which ends the whole job at once, with status 130 after a signal,
+    2 when the output cannot be written (`OutputError`: a full disk, quota) and 1 otherwise.
+    The file is left as it was at its last flush, so ``resume`` completes it. SIGTERM is
+    turned into the same path as Ctrl-C; with one process, an error that follows a signal
+    is raised as `KeyboardInterrupt`. `command` and `advice` make the line (an update has
+    nothing to resume).
     """
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:
-        pass  # not the main thread: leave signals alone
-    try:
-        yield
-    except JobError:
-        raise
-    except BaseException as err:
-        if comm.size > 1:
-            log.debug("rank %d: unexpected error", comm.rank, exc_info=True)
-            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            sys.stderr.write(f"obiwan-h5 {command}: rank {comm.rank}: {reason}; ending every rank"
-                             f"{f' ({advice})' if advice else ''}\n")
-            sys.stderr.flush()
-            comm.Abort(130 if isinstance(err, KeyboardInterrupt) else 1)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with _Signals() as signals:
+        try:
+            yield
+        except JobError:
+            raise
+        except BaseException as err:
+            interrupted = isinstance(err, KeyboardInterrupt) or signals.received is not None
+            if comm.size > 1:
+                log.debug("rank %d: unexpected error", comm.rank, exc_info=True)
+                reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                if interrupted and not isinstance(err, KeyboardInterrupt):
+                    reason = f"interrupted by {signal.Signals(signals.received).name} ({reason})"
+                sys.stderr.write(f"obiwan-h5 {command}: rank {comm.rank}: {reason}; ending every rank"
+                                 f"{f' ({advice})' if advice else ''}\n")
+                sys.stderr.flush()
+                comm.Abort(130 if interrupted else 2 if isinstance(err, OutputError) else 1)
+            if interrupted and not isinstance(err, KeyboardInterrupt):
+                raise KeyboardInterrupt(f"signal {signal.Signals(signals.received).name}") from err
+            raise

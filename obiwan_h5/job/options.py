@@ -5,9 +5,11 @@ import os
 
 from ..core.bricks import brick_names, is_brick_list_file, read_brick_list
 from ..errors import InputError
+from ..production.inputs import check_regular_file
+from ..production.truthdb import DEFAULT_TIMEOUT_S
 from .writer import MAX_CALL_BYTES
 
-__all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DeriveOptions"]
+__all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_DB_CONNECTIONS", "DeriveOptions"]
 
 # filters every h5py can read without plugins; "none" writes the data as it is
 COMPRESSIONS = ("none", "gzip", "lzf")
@@ -16,6 +18,8 @@ COMPRESSIONS = ("none", "gzip", "lzf")
 # fraction of their derive time
 DEFAULT_COMPRESSION = "none"
 DEFAULT_GZIP_LEVEL = 1
+# ranks that connect to a truth database (`randoms_db`) when not told
+DEFAULT_DB_CONNECTIONS = 4
 
 
 class DeriveOptions:
@@ -61,16 +65,20 @@ class DeriveOptions:
         PostgreSQL database holding the truth table; then `randoms` is not used.
     randoms_table : str, optional
         The truth table in `randoms_db` (``TABLE`` or ``SCHEMA.TABLE``).
-    db_connections : int
-        At most this many ranks connect to `randoms_db`; the others get their rows over MPI.
+    db_connections : int, optional
+        At most this many ranks connect to `randoms_db` (default `DEFAULT_DB_CONNECTIONS`);
+        the others get their rows over MPI. Only with `randoms_db`.
+    db_timeout : float, optional
+        The longest wait for `randoms_db`, in seconds: to connect and for each reply
+        (default `production.truthdb.DEFAULT_TIMEOUT_S`). Only with `randoms_db`.
     """
 
     def __init__(self, data_dir, output, randoms=None, dr_dir=None, survey_bricks=None, bricks=None,
                  objtype="elg", expect_rsdirs=None, match_radius=1.0, keep_all_apflux=False,
                  resume=False, overwrite=False, max_memory_mb=256, chunk_kb=4096,
                  mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES, update=False,
-                 verify_inputs=False, randoms_db=None, randoms_table=None, db_connections=4,
-                 compression=DEFAULT_COMPRESSION, compression_level=None, shuffle=True):
+                 verify_inputs=False, randoms_db=None, randoms_table=None, db_connections=None,
+                 compression=DEFAULT_COMPRESSION, compression_level=None, shuffle=True, db_timeout=None):
         self.data_dir = os.path.abspath(data_dir)
         self.output = os.path.abspath(output)
         self.randoms = os.path.abspath(randoms or os.path.join(data_dir, "randoms.fits"))
@@ -92,7 +100,8 @@ class DeriveOptions:
         self.verify_inputs = verify_inputs
         self.randoms_db = randoms_db
         self.randoms_table = randoms_table
-        self.db_connections = int(db_connections)
+        self.db_connections = DEFAULT_DB_CONNECTIONS if db_connections is None else int(db_connections)
+        self.db_timeout = DEFAULT_TIMEOUT_S if db_timeout is None else float(db_timeout)
         self.compression = "none" if compression in (None, False) else str(compression)
         self.compression_level = compression_level
         self.shuffle = bool(shuffle)
@@ -106,6 +115,12 @@ class DeriveOptions:
             raise InputError("`randoms_db` needs `randoms_table`, the truth table in that database")
         if randoms_table and randoms_db is None:
             raise InputError("`randoms_table` needs `randoms_db`, the database holding it (may be empty: libpq defaults)")
+        for name, value in (("db_connections", db_connections), ("db_timeout", db_timeout)):
+            if value is not None and randoms_db is None:
+                raise InputError(f"`{name}` applies to a truth table in a database only: give `randoms_db` "
+                                 "and `randoms_table`, or drop it")
+        if not (self.db_timeout > 0 and math.isfinite(self.db_timeout)):
+            raise InputError(f"`db_timeout` {db_timeout!r}: must be a positive number of seconds")
         if self.db_connections < 1:
             raise InputError(f"`db_connections` is {db_connections}: at least one rank must connect")
 
@@ -185,7 +200,28 @@ class DeriveOptions:
         if len(chosen) > 1:
             return (f"{' and '.join(f'`{name}`' for name in chosen)} exclude each other: complete the file, "
                     "start it again, or grow it")
-        return self._check_output()
+        return self._check_inputs() or self._check_output()
+
+    def _check_inputs(self):
+        """The inputs read whole by rank 0 (not per brick): directories that are directories,
+        files that are regular files (a FIFO or device is refused without being opened, so
+        nothing blocks)."""
+        for name, path, what in (("data_dir", self.data_dir, "data directory"), ("dr_dir", self.dr_dir, "DR directory")):
+            if not os.path.exists(path):
+                return f"{path}: no such {what} (`{name}`)"
+            if not os.path.isdir(path):
+                return f"{path}: is not a directory (`{name}`, the {what})"
+        files = [(self.survey_bricks, "survey-bricks file")]
+        if self.randoms_db is None:
+            files.append((self.randoms, "truth table file"))
+        if is_brick_list_file(self.bricks) and self.bricks != "-":
+            files.append((self.bricks, "brick-list file"))
+        for path, what in files:
+            try:
+                check_regular_file(path, what)
+            except InputError as err:
+                return str(err)
+        return None
 
     def _check_output(self):
         output = self.output

@@ -40,7 +40,7 @@ def open_truth(options, comm, index_files=None, described=None):
 
     servers = min(options.db_connections, comm.size)
     base = DbTruthTable(options.randoms_db, options.randoms_table, index_files=index_files,
-                        described=described, connect=comm.rank < servers)
+                        described=described, connect=comm.rank < servers, timeout_s=options.db_timeout)
     return SharedTruth(base, comm, servers)
 
 
@@ -75,6 +75,9 @@ class SharedTruth:
 
     def save_index(self, ids_file, rows_file):
         self.base.save_index(ids_file, rows_file)
+
+    def fingerprint(self, content=True):
+        return self.base.fingerprint(content)
 
     def close(self):
         self.base.close()

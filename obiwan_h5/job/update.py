@@ -13,17 +13,31 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ..errors import InputError
-from ..fileformat import DONE, FORMAT_NAME, FORMAT_VERSION, PENDING, SUMMARY_COLUMNS, fill_value
-from .output import changed_input
+from ..fileformat import (
+    DONE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    GROUPS,
+    INDEX_DTYPES,
+    PENDING,
+    SUMMARY_COLUMNS,
+    fill_value,
+    summary_columns,
+)
+from .output import changed_input, changed_truth
 
-__all__ = ["OldFile", "copy_sources", "update_entry", "update_refusal"]
+__all__ = ["OldFile", "copy_sources", "layout_problem", "update_entry", "update_refusal"]
 
 # recorded inputs an update may change: the brick list is what grows
 MAY_CHANGE = ("bricks",)
 
 
-def update_refusal(path, attrs, options, summary_names):
-    """Why `path` cannot be updated with these options, or None."""
+def update_refusal(path, attrs, options, summary_names, truth_fingerprint):
+    """Why `path` cannot be updated with these options, or None.
+
+    `truth_fingerprint` is the truth table's now (`truthshare.truth_fingerprint`); a file
+    made from another truth table, or one that does not record it, is refused.
+    """
     if attrs.get("format") != FORMAT_NAME:
         return f"{path}: not an obiwan_h5 file"
     if not attrs.get("complete", False):
@@ -36,6 +50,73 @@ def update_refusal(path, attrs, options, summary_names):
         text, complete = change
         return (f"{path}: {text}" if complete else
                 f"{path}: {text}: that changes the rows of every brick; derive afresh with `overwrite` instead of `update`")
+    change = changed_truth(attrs, truth_fingerprint)
+    if change:
+        return f"{path}: {change}; derive afresh with `overwrite` instead of `update`"
+    return None
+
+
+def layout_problem(handle, plan):
+    """Why the open file `handle` is not laid out as a derive of its own bricks writes it, or None.
+
+    Copying an unchanged brick's rows is right only from such a file: every group, index
+    and summary dataset as the writer makes them, and every ``randoms`` column the job wrote
+    (the names it recorded in ``bricks/checksum``), as data of this file (not a link to
+    another file, as a view has), with one row per row of the bricks and a dtype a derive
+    of the new brick list keeps (strings may only widen). A subset without some columns, a
+    file with a dataset removed or a view would otherwise have its copied rows filled with
+    fill values.
+    """
+    import h5py
+
+    for group_name in GROUPS:
+        if not isinstance(handle.get(group_name, getlink=True), h5py.HardLink):
+            return f"{group_name} is not a group of the file"
+        for name in handle[group_name]:
+            link = handle[group_name].get(name, getlink=True)
+            item = handle[group_name][name] if isinstance(link, h5py.HardLink) else None
+            if not isinstance(item, h5py.Dataset) or item.is_virtual:
+                return f"{group_name}/{name} is not data of this file (a view links to another file's)"
+    bricks, summary, randoms = handle["bricks"], handle["summary"], handle["randoms"]
+    nbricks = len(bricks["name"]) if "name" in bricks else 0
+    expected = {"bricks": {name: (dtype, ()) for name, dtype in INDEX_DTYPES.items()},
+                "summary": {column.name: (np.dtype(column.dtype), tuple(column.shape)) for column in summary_columns()}}
+    for group, want in ((bricks, expected["bricks"]), (summary, expected["summary"])):
+        problem = _names_problem(group, set(group), set(want))
+        if problem:
+            return problem
+        for name, (dtype, shape) in want.items():
+            if group[name].dtype != dtype or group[name].shape != (nbricks,) + shape:
+                return (f"{group.name[1:]}/{name} is {group[name].dtype}{list(group[name].shape)}, "
+                        f"a derive writes {dtype}{[nbricks, *shape]}")
+    recorded = bricks["checksum"].attrs.get("columns", randoms.attrs.get("column_order"))
+    if recorded is None:
+        return "the file does not record the columns it was written with"
+    problem = _names_problem(randoms, set(randoms), set(filter(None, str(recorded).split(","))))
+    if problem:
+        return problem
+    nrows = int(np.sum(bricks["count"][:]))
+    planned = {column.name: (np.dtype(column.dtype), tuple(column.shape)) for column in plan.columns}
+    for name in sorted(randoms):
+        dset = randoms[name]
+        if dset.shape[:1] != (nrows,):
+            return f"randoms/{name} has {dset.shape[0] if dset.shape else 0} rows, its bricks {nrows}"
+        if name not in planned:
+            continue  # only bricks no longer listed or derived again had it
+        dtype, shape = planned[name]
+        widens = dset.dtype.kind == dtype.kind == "S" and dset.dtype.itemsize <= dtype.itemsize
+        if dset.shape[1:] != shape or (dset.dtype != dtype and not widens):
+            return (f"randoms/{name} is {dset.dtype}{list(dset.shape[1:]) or ''}, "
+                    f"a derive of these bricks {dtype}{list(shape) or ''}")
+    return None
+
+
+def _names_problem(group, present, wanted):
+    missing, extra = sorted(wanted - present), sorted(present - wanted)
+    if missing:
+        return f"{group.name[1:]}/{missing[0]} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    if extra:
+        return f"{group.name[1:]}/{extra[0]} was not written by derive"
     return None
 
 

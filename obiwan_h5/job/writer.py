@@ -20,13 +20,14 @@ because the collective write path loses the record of a declined chunk
 
 import logging
 import math
+import os
 import sys
 
 import h5py
 import numpy as np
 
 from ..errors import JobError, OutputError
-from ..fileformat import INDEX_DESCRIPTIONS, MESSAGE_WIDTH, attr_value, truncate_message
+from ..fileformat import INDEX_DESCRIPTIONS, INDEX_DTYPES, MESSAGE_WIDTH, attr_value, truncate_message
 from .faults import maybe_kill
 from .mpi import h5py_has_mpi, mpi_max
 from .output import ATTR_CREATED
@@ -78,12 +79,15 @@ class DerivedWriter:
         HDF5 alignment threshold and interval in bytes (match the Lustre stripe size).
     max_call_bytes : int
         Largest buffer handed to one write call.
+    advice : str, optional
+        What the message of a failed write tells to do (default: `resume`).
     """
 
-    def __init__(self, path, comm, mode, mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES):
+    def __init__(self, path, comm, mode, mpi_info=None, alignment=None, max_call_bytes=MAX_CALL_BYTES, advice=None):
         self.path = path
         self.comm = comm
         self.max_call_bytes = max_call_bytes
+        self.advice = advice or "once fixed, run the job again with `resume` to complete it"
         self.mode = writer_mode(comm)
         if self.mode == "funnel":
             if comm.rank == 0:
@@ -95,8 +99,10 @@ class DerivedWriter:
         self.file = None
         self.has_fingerprints = True
         self._unraisable = []
-        # from here to `close`, objects h5py frees may carry HDF5 write errors
+        # from here to `close`, objects h5py frees may carry HDF5 write errors (Cython prints
+        # their traceback through sys.excepthook before reporting them as unraisable)
         self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._record_unraisable
+        self._previous_excepthook, sys.excepthook = sys.excepthook, self._record_freeing_error
         if self.mode == "parallel":
             from mpi4py import MPI
 
@@ -142,24 +148,25 @@ class DerivedWriter:
         randoms.attrs["column_order"] = ",".join(column.name for column in plan.columns)
         for column in sorted(plan.columns, key=lambda c: c.name):
             writer._create(randoms, column, plan.total_rows, chunk_bytes, filters)
-        maybe_kill("create", self.comm.rank)
+        maybe_kill("create", self.comm.rank, 0, os.path.dirname(self.path))
         summary = out.create_group("summary")
         summary.attrs["column_order"] = ",".join(column.name for column in summary_columns)
         for column in sorted(summary_columns, key=lambda c: c.name):
             writer._create(summary, column, nbricks, chunk_bytes, filters)
         bricks = out.create_group("bricks")
         index = {
-            "name": np.array([name.encode() for name in plan.bricknames], dtype="S8"),
-            "offset": plan.offsets.astype(np.int64),
-            "count": plan.counts.astype(np.int64),
-            "status": plan.status.astype(np.int8),
-            "message": np.array([truncate_message(m) for m in plan.messages], dtype=f"S{MESSAGE_WIDTH}"),
-            "checksum": np.zeros(nbricks, dtype=np.uint32),
-            "fingerprint": np.zeros(nbricks, dtype=np.uint64),
+            "name": [name.encode() for name in plan.bricknames],
+            "offset": plan.offsets,
+            "count": plan.counts,
+            "status": plan.status,
+            "message": [truncate_message(m) for m in plan.messages],
+            "checksum": np.zeros(nbricks),
+            "fingerprint": np.zeros(nbricks),
         }
         for name in sorted(index):
             # every rank passes the same data, so the collective create writes it consistently
-            dset = bricks.create_dataset(name, data=index[name], track_times=False)
+            data = np.asarray(index[name], dtype=INDEX_DTYPES[name])
+            dset = bricks.create_dataset(name, data=data, track_times=False)
             dset.attrs["description"] = INDEX_DESCRIPTIONS[name]
             if name == "checksum":
                 dset.attrs["columns"] = ",".join(sorted(column.name for column in plan.columns))
@@ -210,8 +217,19 @@ class DerivedWriter:
         reason = "no space left on device" if ("No space left" in text or "errno = 28" in text) else \
             "disk quota exceeded" if ("quota" in text.lower() or "errno = 122" in text) else \
             (text.splitlines()[0] if text else "IO error")
-        return OutputError(f"{self.path}: cannot write the output ({reason}); "
-                           "once fixed, run the job again with `resume` to complete it")
+        return OutputError(f"{self.path}: cannot write the output ({reason}); {self.advice}")
+
+    def _record_freeing_error(self, exc_type, value, traceback):
+        """Hook for tracebacks: one from h5py freeing an object is kept like an unraisable
+        error (`_record_unraisable`), any other is shown as usual."""
+        last = traceback
+        while last is not None and last.tb_next is not None:
+            last = last.tb_next
+        if last is not None and last.tb_frame.f_code.co_name.endswith("_dealloc"):
+            self._unraisable.append(str(value))
+            log.debug("HDF5 error while freeing an object: %s", value)
+            return
+        self._previous_excepthook(exc_type, value, traceback)
 
     def _record_unraisable(self, unraisable):
         """Hook for errors raised while h5py frees an object (HDF5 failing to flush it):
@@ -309,3 +327,4 @@ class DerivedWriter:
             handle, self.file = self.file, None
             self._guarded(handle.close)
         sys.unraisablehook = self._previous_hook
+        sys.excepthook = self._previous_excepthook

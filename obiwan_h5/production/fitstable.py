@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from ..core.schema import column_name_problem
+
 __all__ = ["BinaryTable", "Unsupported"]
 
 BLOCK = 2880
@@ -189,7 +191,8 @@ class _Layout:
                 base = base.newbyteorder("=")
             self.column_dtypes[name] = (base, field.shape)
         self._records = {}
-        # the same in lower case, as obiwan_h5 names columns
+        # the same in lower case, as obiwan_h5 names columns (refused by readers if ambiguous)
+        self.name_problem = column_name_problem(names)
         self.by_lower = {name.lower(): name for name in names}
         self.lower_schema = {name.lower(): self.column_dtypes[name] for name in names}
 
@@ -251,6 +254,11 @@ class BinaryTable:
     def by_lower(self):
         """{lower-case name: name in the file}."""
         return self._layout.by_lower
+
+    @property
+    def name_problem(self):
+        """Why the column names cannot be matched in lower case (`core.schema.column_name_problem`), or None."""
+        return self._layout.name_problem
 
     @property
     def lower_schema(self):

@@ -7,11 +7,12 @@ form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 
 import functools
 import os
+import zlib
 
 import fitsio
 import numpy as np
 
-from ..core.schema import as_records
+from ..core.schema import as_records, column_name_problem
 from ..errors import InputError
 from ..outputs import check_regular_file
 from .fitstable import BinaryTable, Unsupported
@@ -83,6 +84,7 @@ class FitsTable:
             self.binary = BinaryTable(self.path)
         except Unsupported:
             names, dtypes = self._fitsio_describe()
+            problem = column_name_problem(names)
             self.by_lower = {name.lower(): name for name in names}
             self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
         except (OSError, KeyError, ValueError) as err:
@@ -90,6 +92,9 @@ class FitsTable:
         else:
             # shared by every file of the same schema: read-only
             self.nrows, self.by_lower, self.schema = self.binary.nrows, self.binary.by_lower, self.binary.lower_schema
+            problem = self.binary.name_problem
+        if problem:
+            raise InputError(f"{self.path}: {problem}")
 
     def _fitsio_describe(self):
         try:
@@ -140,6 +145,15 @@ class FitsTable:
             except (OSError, ValueError) as err:
                 raise InputError(f"{self.path}: cannot read table ({first_line(err)})") from None
         return as_records(self.read())
+
+
+def file_crc32(path):
+    """CRC-32 of the bytes of the file at `path`, read 1 MiB at a time."""
+    crc = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def first_line(err):

@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 
+from ..core.schema import column_name_problem
 from ..errors import InputError
-from .inputs import FitsTable, as_ids, check_regular_file, first_line, normalise_array, normalise_dtype
+from .inputs import FitsTable, as_ids, check_regular_file, file_crc32, first_line, normalise_array, normalise_dtype
 
 __all__ = ["TruthTable", "build_index", "rows_in_index"]
 
@@ -43,16 +44,22 @@ class TruthTable:
             self._sorted_ids, self._order = self._build_index()
 
     def _build_index(self):
-        ids = as_ids(self._reader.ids(), self.path, "id column of the randoms truth table")
-        if len(ids) == 0:
-            raise InputError(f"{self.path}: the randoms truth table has no rows")
-        return build_index(ids, self.path)
+        return build_index(as_ids(self._reader.ids(), self.path, "id column of the randoms truth table"), self.path)
 
     def save_index(self, ids_file, rows_file):
         """Write the sorted ids and their rows as ``.npy`` into two open binary files
         (read back with ``TruthTable(path, index_files=...)``)."""
         np.save(ids_file, np.asarray(self._sorted_ids))
         np.save(rows_file, np.asarray(self._order))
+
+    def fingerprint(self, content=False):
+        """What identifies the file's contents: ``{"size", "mtime_ns"}``, and with `content`
+        a CRC-32 of its bytes (``"crc32"``: reads the whole file once more)."""
+        stats = os.stat(self.path)
+        found = {"size": stats.st_size, "mtime_ns": stats.st_mtime_ns}
+        if content:
+            found["crc32"] = file_crc32(self.path)
+        return found
 
     def __len__(self):
         return len(self._sorted_ids)
@@ -78,8 +85,11 @@ class TruthTable:
 
 
 def build_index(ids, label):
-    """The sorted ids and their row numbers; a duplicate id is an `InputError` naming `label`."""
+    """The sorted ids and their row numbers; no id at all, or a duplicate id, is an
+    `InputError` naming `label` (a table without rows would fail every brick)."""
     ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) == 0:
+        raise InputError(f"{label}: the randoms truth table has no rows")
     if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
         # randoms tables are usually written in id order: one O(n) pass instead of a sort,
         # which for a production's 10^8-10^9 ids is minutes of one rank while the rest wait
@@ -115,6 +125,12 @@ class _FitsTruth:
         return self.table.read(None, np.asarray(rows, dtype=np.int64))
 
 
+def _refuse_names(names, path):
+    problem = column_name_problem(names)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+
+
 class _Hdf5Truth:
     def __init__(self, path):
         import h5py
@@ -125,11 +141,14 @@ class _Hdf5Truth:
         except OSError as err:
             raise InputError(f"{path}: not a readable HDF5 file ({first_line(err)})") from None
         node = self._file
-        datasets = {key.lower(): node[key] for key in node if isinstance(node[key], h5py.Dataset)}
+        found = [key for key in node if isinstance(node[key], h5py.Dataset)]
+        _refuse_names(found, path)
+        datasets = {key.lower(): node[key] for key in found}
         if len(datasets) == 1 and next(iter(datasets.values())).dtype.names:
             compound = next(iter(datasets.values()))
             self._compound = compound
             names = compound.dtype.names
+            _refuse_names(names, path)
             self.schema = {n.lower(): (normalise_dtype(compound.dtype[n]), ()) for n in names}
             self._names = {n.lower(): n for n in names}
         else:

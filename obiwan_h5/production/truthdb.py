@@ -9,7 +9,8 @@ What is read, and how:
 - the catalogue once (``pg_attribute``): the columns and their types, and the longest value
   of each text column (one scan of the table);
 - every ``id`` once, sorted by the server, through a binary ``COPY``: the index behind
-  `rows_of` (the row number of an id is its position in id order);
+  `rows_of` (the row number of an id is its position in id order), with a hash of each row
+  that makes the table's `fingerprint`;
 - the rows of the ids asked for by `lookup`: ``SELECT ... WHERE id = ANY(%s)`` with the ids as
   one ``bigint[]`` parameter per batch of `BATCH_IDS` ids, results in binary; never one query
   per id.
@@ -25,25 +26,40 @@ and are ignored.
 
 Connections: credentials come only from libpq (the connection string, ``~/.pgpass``,
 ``PGPASSWORD``, ``PGHOST``, ...); `redact` removes any password from what is logged, stored
-or shown in an error. Each connection sets a statement timeout and autocommits; a
-`psycopg.OperationalError` (server gone, timeout) is retried a few times with back-off on a
-new connection. Failures (unreachable server, authentication, missing table or ``id``
-column) are `InputError` with one line and no password.
+or shown in an error. Each connection autocommits. Every wait for the server has a deadline
+of `timeout_s` (`DEFAULT_TIMEOUT_S`): to connect (libpq's ``connect_timeout``), and for each
+reply, on the client side (`_Deadline`), because a server that stalls (stopped, swapping, a
+frozen network) never fires its own statement timeout; the statement timeout is set too.
+A lost connection is retried a few times with back-off on a new connection; a deadline
+that passed is not (the server does not answer). Once the retries of a lookup fail, the
+table is *gone*: every later lookup fails at once with the same message, so that a job
+whose server died does not wait for it again in every write round. Failures (unreachable
+server, authentication, missing table or ``id`` column, no reply in time) are `InputError`
+with one line and no password.
 """
 
+import hashlib
 import logging
+import os
+import signal
+import socket
+import threading
 import time
 
 import numpy as np
 
+from ..core.schema import column_name_problem
 from ..errors import InputError
 from .truth import build_index, rows_in_index
 
-__all__ = ["BATCH_IDS", "NULL_FILL", "DbTruthTable", "first_error_line", "import_psycopg", "redact", "split_table_name"]
+__all__ = ["BATCH_IDS", "DEFAULT_TIMEOUT_S", "NULL_FILL", "DbTruthTable", "first_error_line", "import_psycopg", "redact",
+           "split_table_name"]
 
 log = logging.getLogger("obiwan_h5.truthdb")
 
 BATCH_IDS = 50_000
+# the longest wait for the server: to connect, and for each reply (or each piece of a COPY)
+DEFAULT_TIMEOUT_S = 60
 INTEGER_TYPES = {"int2": np.int16, "int4": np.int32, "int8": np.int64}
 FLOAT_TYPES = {"float4": np.float32, "float8": np.float64}
 TEXT_TYPES = ("text", "varchar", "bpchar")
@@ -127,16 +143,21 @@ class DbTruthTable:
     connect : bool
         False: never connect (`lookup` is then unavailable; the job's ranks beyond its
         connection limit get their rows from a rank that connects).
-    statement_timeout_s, retries, backoff_s : float, int, float
-        Per-statement timeout; retries of a failed statement on a new connection, after
+    timeout_s : float
+        The longest wait for the server, in seconds: to connect, and for each reply (a
+        query that scans the whole table must answer within it too).
+    retries, backoff_s : int, float
+        Retries of a statement whose connection was lost, on a new connection, after
         ``backoff_s * 2**attempt`` seconds.
     """
 
     def __init__(self, conninfo, table, index_files=None, described=None, connect=True,
-                 statement_timeout_s=600, retries=3, backoff_s=0.5):
+                 timeout_s=DEFAULT_TIMEOUT_S, retries=3, backoff_s=0.5):
         psycopg = _psycopg()
         self._sql = psycopg.sql
         self._operational = psycopg.OperationalError
+        # a connection attempt past `timeout_s` (psycopg >= 3.2 says so by its type)
+        self._connect_timeout = getattr(psycopg.errors, "ConnectionTimeout", ())
         self._conninfo = conninfo or ""
         self.conninfo = redact(self._conninfo)
         if self.conninfo == _UNPARSED:
@@ -144,20 +165,24 @@ class DbTruthTable:
         self.table = str(table)
         self.path = f"postgresql:{self.table}"
         self._ident = self._sql.Identifier(*split_table_name(table))
-        self.statement_timeout_s = statement_timeout_s
+        self.timeout_s = float(timeout_s)
         self.retries = retries
         self.backoff_s = backoff_s
         self._conn = None
         self._can_connect = connect
+        self._deadline = None
+        self._gone = None  # the message of the lookup whose retries failed
         if described is None:
             described = self._run(self._describe)
         self.schema = {name: (np.dtype(dtype), ()) for name, dtype in described["schema"].items()}
         self.columns = list(self.schema)
         self._names = dict(described["names"])
+        self._fingerprint = None
         if index_files:
             self._sorted_ids, self._order = (np.load(name, mmap_mode="r") for name in index_files)
         else:
-            self._sorted_ids, self._order = build_index(self._run(self._read_ids), self.path)
+            ids, self._fingerprint = self._run(self._read_ids)
+            self._sorted_ids, self._order = build_index(ids, self.path)
         if connect and self._conn is None:
             self._run(lambda conn: None)  # fail now, not in the middle of the job
 
@@ -172,6 +197,13 @@ class DbTruthTable:
         """Write the sorted ids and their rows as ``.npy`` into two open binary files."""
         np.save(ids_file, np.asarray(self._sorted_ids))
         np.save(rows_file, np.asarray(self._order))
+
+    def fingerprint(self, content=True):
+        """What identifies the table's contents: ``{"rows": N, "checksum": "<how>:<hex>"}``,
+        a hash of every row (with a non-NULL id) in id order, computed by the server in the
+        pass that reads the ids (`content` is ignored: a table has no cheaper stat). Only
+        on the process that built the index."""
+        return dict(self._fingerprint)
 
     def __len__(self):
         return len(self._sorted_ids)
@@ -206,27 +238,49 @@ class DbTruthTable:
         if not self._can_connect:
             raise InputError(f"{self.path}: this process has no database connection (internal error)")
         psycopg = _psycopg()
+        # libpq wants whole seconds, at least 2
+        # every float digit in text (the row hash of servers before 14 hashes the row's text)
         return psycopg.connect(self._conninfo, autocommit=True, application_name="obiwan_h5",
-                               options=f"-c statement_timeout={int(self.statement_timeout_s * 1000)}",
-                               connect_timeout=10)
+                               options=f"-c statement_timeout={int(self.timeout_s * 1000)} -c extra_float_digits=3",
+                               connect_timeout=max(2, round(self.timeout_s)))
 
     def _run(self, work):
-        """``work(connection)`` with retries on a new connection; errors become `InputError`."""
+        """``work(connection)`` with retries on a new connection; errors become `InputError`.
+
+        Once the retries failed, the server is taken as gone: later calls fail at once.
+        """
+        if self._gone:
+            raise InputError(self._gone)
         for attempt in range(self.retries + 1):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                return work(self._conn)
+                with _Deadline(self._conn, self.timeout_s) as self._deadline:
+                    return work(self._conn)
             except self._operational as err:
+                expired = (self._deadline is not None and self._deadline.expired) or isinstance(err, self._connect_timeout)
                 self.close()
-                if attempt == self.retries or _permanent(err):
-                    raise InputError(f"{self.path}: {self._clean(err)} (database {self.conninfo})") from None
+                if expired:
+                    text = (f"{self.path}: no reply within {self.timeout_s:g} s from database {self.conninfo} "
+                            "(`db_timeout`: a stalled server, or a query that needs more time)")
+                else:
+                    text = f"{self.path}: {self._clean(err)} (database {self.conninfo})"
+                if expired or attempt == self.retries or _permanent(err):
+                    self._gone = text
+                    raise InputError(text) from None
                 delay = self.backoff_s * 2 ** attempt
                 log.warning("%s: %s; retrying in %.1f s", self.path, self._clean(err), delay)
                 time.sleep(delay)
             except _psycopg().Error as err:
                 self.close()
                 raise InputError(f"{self.path}: {self._clean(err)} (database {self.conninfo})") from None
+            finally:
+                self._deadline = None
+
+    def _alive(self):
+        """Tell the deadline that the server sent something (a long COPY is not a stall)."""
+        if self._deadline is not None:
+            self._deadline.renew()
 
     def _clean(self, err):
         return first_error_line(err, self._conninfo)
@@ -244,6 +298,9 @@ class DbTruthTable:
             " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
             " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             [qualified]).fetchall()
+        problem = column_name_problem([name for name, _ in columns])
+        if problem:
+            raise InputError(f"{self.path}: {problem} (in the table, or in a view of it)")
         names = {name.lower(): name for name, _ in columns}
         if "id" not in names:
             raise InputError(f"{self.path}: the randoms truth table has no 'id' column")
@@ -273,26 +330,38 @@ class DbTruthTable:
         return {"schema": {name: dtype.str for name, dtype in schema.items()}, "names": names}
 
     def _read_ids(self, conn):
-        """Every non-NULL id in increasing order, through a binary COPY (14 bytes a row)."""
+        """Every non-NULL id in increasing order, through a binary COPY (26 bytes a row), and
+        the table's fingerprint: a hash of each row, computed by the server in the same pass,
+        hashed in id order here (an ``UPDATE`` of any value changes it)."""
         sql = self._sql
-        query = sql.SQL("COPY (SELECT {id}::int8 FROM {t} WHERE {id} IS NOT NULL ORDER BY 1) TO STDOUT (FORMAT BINARY)")
-        query = query.format(id=sql.Identifier(self._names["id"]), t=self._ident)
+        # hash_record_extended (PostgreSQL 14) hashes the row's values; before, its text
+        if conn.info.server_version >= 140000:
+            how, row_hash = "record", sql.SQL("hash_record_extended(obiwan_h5_row, 0)")
+        else:
+            how, row_hash = "text", sql.SQL("hashtextextended(obiwan_h5_row::text, 0)")
+        query = sql.SQL("COPY (SELECT {id}::int8, {hash} FROM {t} AS obiwan_h5_row WHERE {id} IS NOT NULL "
+                        "ORDER BY 1) TO STDOUT (FORMAT BINARY)")
+        query = query.format(id=sql.Identifier(self._names["id"]), hash=row_hash, t=self._ident)
         buffer = bytearray()
         with conn.cursor() as cursor, cursor.copy(query) as copy:
             for chunk in copy:
                 buffer += chunk
+                self._alive()
         header = 11 + 4 + 4
         if len(buffer) < header + 2 or not buffer.startswith(b"PGCOPY\n\xff\r\n\0"):
             raise InputError(f"{self.path}: unexpected reply to the id query")
         header += int.from_bytes(buffer[15:19], "big")
-        record = np.dtype([("fields", ">i2"), ("length", ">i4"), ("id", ">i8")])
+        record = np.dtype([("fields", ">i2"), ("id_length", ">i4"), ("id", ">i8"), ("hash_length", ">i4"),
+                           ("hash", ">i8")])
         body = np.frombuffer(buffer, dtype=np.uint8, offset=header, count=len(buffer) - header - 2)
         if len(body) % record.itemsize:
             raise InputError(f"{self.path}: unexpected reply to the id query")
         rows = body.view(record)
-        if len(rows) and not (np.all(rows["fields"] == 1) and np.all(rows["length"] == 8)):
+        if len(rows) and not (np.all(rows["fields"] == 2) and np.all(rows["id_length"] == 8)
+                              and np.all(rows["hash_length"] == 8)):
             raise InputError(f"{self.path}: unexpected reply to the id query")
-        return rows["id"].astype(np.int64)
+        digest = hashlib.blake2b(np.ascontiguousarray(rows["hash"]).tobytes(), digest_size=16).hexdigest()
+        return rows["id"].astype(np.int64), {"rows": len(rows), "checksum": f"{how}:{digest}"}
 
     def _read_rows(self, conn, unique_ids):
         """Every column of the rows of `unique_ids` (sorted, distinct), in that order."""
@@ -307,6 +376,7 @@ class DbTruthTable:
                 batch = unique_ids[start:start + BATCH_IDS]
                 cursor.execute(query, [batch.tolist()])
                 result = cursor.fetchall()
+                self._alive()
                 for name, values in zip(names, zip(*result) if result else [()] * len(names)):
                     columns[name].append(_to_array(values, self.schema[name][0]))
         data = {name: np.concatenate(parts) if parts else np.zeros(0, self.schema[name][0])
@@ -317,6 +387,66 @@ class DbTruthTable:
             raise InputError(f"{self.path}: {len(unique_ids)} id(s) asked, {len(got)} row(s) returned; "
                              "the table changed during the job?")
         return {name: values[order] for name, values in data.items()}
+
+
+class _Deadline:
+    """Ends a wait for a server that does not answer: if nothing arrives for `seconds`
+    (`renew` says something did), the connection's socket is shut down, which makes the
+    blocked call fail at once (`expired` then tells why).
+
+    SIGINT and SIGTERM during the wait do the same (`interrupted`), and the caller raises
+    `KeyboardInterrupt` once the call has returned: psycopg, interrupted itself, would first
+    ask the server to cancel the query, which a stalled server never answers (10 s lost).
+    It works on a duplicate of the socket's descriptor, closed on exit after the watcher
+    thread has ended: the shutdown can only ever reach this connection's socket.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, conn, seconds):
+        self.seconds = seconds
+        self.expired = False
+        self.interrupted = None
+        self._socket = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="obiwan-h5-db-deadline", daemon=True)
+        self._handlers = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._handlers = {number: signal.signal(number, self._interrupt) for number in self.SIGNALS}
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._watcher.join()
+        self._socket.close()
+        for number, handler in self._handlers.items():
+            signal.signal(number, handler)
+        if self.interrupted is not None:
+            raise KeyboardInterrupt(f"signal {signal.Signals(self.interrupted).name}")
+
+    def renew(self):
+        self._last = time.monotonic()
+
+    def _interrupt(self, signum, frame):
+        self.interrupted = signum
+        self._shutdown()
+
+    def _watch(self):
+        while not self._done.wait(min(1.0, self.seconds / 4)):
+            if time.monotonic() - self._last > self.seconds:
+                self.expired = True
+                self._shutdown()
+                return
+
+    def _shutdown(self):
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the server
 
 
 def _to_array(values, dtype):

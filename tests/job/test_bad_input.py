@@ -5,6 +5,7 @@ and the job finishes the others with exit status 1; problems of the whole job ar
 before any output exists, with exit status 2 and a one-line message.
 """
 
+import glob
 import os
 import shutil
 
@@ -172,8 +173,8 @@ def test_whole_job_refusals(prod, tmp_path, capsys):
     data_dir, _, _ = prod
     cases = [
         (["-o", str(tmp_path / "missing-dir" / "out.h5")], "output directory does not exist"),
-        (["-o", str(tmp_path / "out.h5"), "--randoms", str(tmp_path / "nope.fits")], "nope.fits: file not found"),
-        (["-o", str(tmp_path / "out.h5"), "--bricks", str(tmp_path / "nope.txt")], "nope.txt: cannot read brick list"),
+        (["-o", str(tmp_path / "out.h5"), "--randoms", str(tmp_path / "nope.fits")], "nope.fits: truth table file not found"),
+        (["-o", str(tmp_path / "out.h5"), "--bricks", str(tmp_path / "nope.txt")], "nope.txt: brick-list file not found"),
         (["-o", str(tmp_path / "out.h5"), "--survey-bricks", os.path.join(data_dir, "bricks.txt")],
          "not a readable FITS"),
     ]
@@ -185,6 +186,28 @@ def test_whole_job_refusals(prod, tmp_path, capsys):
     (tmp_path / "existing.h5").write_bytes(b"keep me")
     assert _derive(data_dir, tmp_path / "existing.h5") == 2
     assert (tmp_path / "existing.h5").read_bytes() == b"keep me"
+
+
+def test_inputs_read_whole_are_refused_before_anything_when_missing_or_not_regular(prod, tmp_path, capsys):
+    """The data and DR directories, truth table, survey-bricks and brick-list files: a
+    missing one is named as what it is, a FIFO or device is refused without being opened."""
+    data_dir, _, _ = prod
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = [
+        (["--data-dir", str(tmp_path / "productin")], "productin: no such data directory (--data-dir)"),
+        (["--data-dir", str(fifo)], "fifo: is not a directory (--data-dir"),
+        (["--data-dir", data_dir, "--dr-dir", str(tmp_path / "nodr")], "nodr: no such DR directory (--dr-dir)"),
+        (["--data-dir", data_dir, "--dr-dir", str(fifo)], "fifo: is not a directory (--dr-dir"),
+        (["--data-dir", data_dir, "--randoms", str(fifo)], "fifo: is not a regular truth table file"),
+        (["--data-dir", data_dir, "--survey-bricks", "/dev/null"], "/dev/null: is not a regular survey-bricks file"),
+        (["--data-dir", data_dir, "--bricks", str(fifo)], "fifo: is not a regular brick-list file"),
+    ]
+    for extra, words in cases:
+        status = main(["derive", "-o", str(tmp_path / "out.h5"), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1 and words in err[0], (extra, err)
+    assert not (tmp_path / "out.h5").exists() and not glob.glob(str(tmp_path / ".out.h5*"))
 
 
 def test_resume_against_other_inputs_names_the_difference(prod, dr5_production, tmp_path, capsys):

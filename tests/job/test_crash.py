@@ -44,7 +44,8 @@ def reference(dr5_derived):
 
 
 @pytest.mark.parametrize("victim", ["0", "all"])
-@pytest.mark.parametrize("point", KILL_POINTS)
+# a kill at `close` is one at the last round's `status` (every brick done): not worth its time here
+@pytest.mark.parametrize("point", [point for point in KILL_POINTS if point != "close"])
 def test_kill_then_resume_equals_uninterrupted_run(dr5_production, reference, tmp_path, point, victim):
     output = str(tmp_path / "derived.h5")
     # in the second write round, so that some bricks are already done when the job dies
@@ -54,7 +55,12 @@ def test_kill_then_resume_equals_uninterrupted_run(dr5_production, reference, tm
     # the output name only ever holds a complete file: the work so far is in a partial file
     assert not os.path.exists(output)
     partials = glob.glob(str(tmp_path / ".derived.h5.*.partial"))
-    assert len(partials) == (0 if point == "plan" else 1), partials
+    if point == "create":
+        # datasets half made: nothing to resume; a rank that sees its peer die removes the file,
+        # one killed first leaves it (resume then discards it)
+        assert len(partials) <= 1, partials
+    else:
+        assert len(partials) == (0 if point == "plan" else 1), partials
     if partials and point != "create":
         # after any crash: every brick marked done already has its final rows
         with h5py.File(partials[0], "r") as derived:

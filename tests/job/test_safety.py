@@ -2,10 +2,13 @@
 stays in its brick, nothing is touched before the job is known to be runnable, the output
 only ever names a complete file, resume cannot lie, inputs are checked."""
 
+import errno
 import fcntl
 import os
 import shutil
+import signal
 import stat
+import time
 
 import fitsio
 import h5py
@@ -14,6 +17,7 @@ import pytest
 
 from obiwan_h5.cli import main
 from obiwan_h5.core import derivation
+from obiwan_h5.errors import OutputError
 from obiwan_h5.fileformat import DONE, FAILED
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job.mpi import SerialComm
@@ -174,6 +178,51 @@ def test_a_second_job_on_the_same_output_is_refused(dr5_production, tmp_path, ca
         assert "another derive job is writing it" in capsys.readouterr().err
     assert not output.exists()
     assert _derive(dr5_production, output) == 0  # released (as by a crashed job): free again
+    assert not os.path.lexists(f"{output}.lock")  # and the job that took it over removed it
+
+
+def _hold_the_lock_repeatedly(path, marker, rounds, results):
+    """Take `path` with `output.locked` `rounds` times; inside, `marker` must not exist."""
+    import time
+
+    from obiwan_h5.job.output import locked
+
+    overlaps = taken = 0
+    while taken < rounds:
+        try:
+            with locked(path):
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    overlaps += 1  # another process holds the lock at the same time
+                    continue
+                time.sleep(0.0005)
+                os.remove(marker)
+                taken += 1
+        except BlockingIOError:
+            time.sleep(0.0001)
+    results.put(overlaps)
+
+
+def test_jobs_exclude_each_other_although_the_lock_file_is_removed(tmp_path):
+    """Four processes take and release one lock (which removes its file) 300 times each:
+    never two at once. Without the check that the locked file is still the one the path
+    names, a process that opened the file just before its holder removed it locks an
+    orphan while another creates and locks a new file."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    path, marker = str(tmp_path / "out.h5.lock"), str(tmp_path / "inside")
+    workers = [context.Process(target=_hold_the_lock_repeatedly, args=(path, marker, 300, results))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    overlaps = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+    assert overlaps == [0, 0, 0, 0]
+    assert not os.path.lexists(path)
 
 
 def test_side_files_never_follow_symlinks(dr5_production, tmp_path, capsys):
@@ -185,11 +234,24 @@ def test_side_files_never_follow_symlinks(dr5_production, tmp_path, capsys):
     assert _derive(dr5_production, output) == 0
     assert victim.read_text() == "precious"
     os.remove(output)
-    os.remove(f"{output}.lock")
+    assert not os.path.lexists(f"{output}.lock")  # removed when the job ended
     os.symlink(victim, f"{output}.lock")
     assert _derive(dr5_production, output) == 2
     assert "cannot lock the output" in capsys.readouterr().err
     assert victim.read_text() == "precious"
+
+
+def test_truth_index_files_of_a_killed_job_are_removed_by_the_next_job_on_that_output(dr5_production, tmp_path):
+    """A job killed (SIGKILL) while its ranks map the shared truth index leaves its files; the
+    next derive to the same output removes them, and never the files of another output."""
+    from obiwan_h5.job.output import new_side_file
+
+    output = tmp_path / "out.h5"
+    stale = [new_side_file(output, "truth", f"-{part}.npy") for part in ("ids", "rows")]
+    others = [new_side_file(tmp_path / name, "truth", "-ids.npy") for name in ("other.h5", "out.h5.x.h5")]
+    assert all(os.path.basename(path).startswith(".obiwan-h5-truth-") for path in stale + others)
+    assert _derive(dr5_production, output) == 0
+    assert [os.path.exists(path) for path in stale + others] == [False, False, True, True]
 
 
 # ---------------------------------------------------------------- 4. resume cannot lie
@@ -246,14 +308,8 @@ def test_a_production_mixing_dr3_and_dr5_catalogs_is_refused(production_copy, tm
 # ----------------------------------------------------------------- 6. disk full (tmpfs)
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A tiny tmpfs of our own (needs root, as in CI), unmounted afterwards."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=600k tmpfs {mount} 2>/dev/null") != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    yield mount
-    os.system(f"umount {mount}")
+def small_disk(tmpfs):
+    return tmpfs(600)
 
 
 def test_a_full_disk_is_a_clear_error_before_any_write(dr5_production, small_disk, capsys):
@@ -261,7 +317,89 @@ def test_a_full_disk_is_a_clear_error_before_any_write(dr5_production, small_dis
     assert _derive(dr5_production, output) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MiB needed for the output" in err[0] and "free" in err[0]
-    assert sorted(os.listdir(small_disk)) == ["out.h5.lock"]
+    assert os.listdir(small_disk) == []
+
+
+def test_an_output_name_too_long_for_the_file_system_is_one_line(dr5_production, tmp_path, capsys):
+    """A name the partial file (18 more bytes) or the lock does not fit: status 2, one line,
+    nothing left behind; a name that fits derives on any rank count (the truth index is
+    named by a digest of the output's path, whatever its length)."""
+    for length, status in ((250, 2), (254, 2), (236, 0)):
+        output = tmp_path / ("x" * (length - 3) + ".h5")
+        assert _derive(dr5_production, output) == status, length
+        err = capsys.readouterr().err.strip().splitlines()
+        if status:
+            assert len(err) == 1 and "(File name too long)" in err[0], err
+        assert sorted(os.listdir(tmp_path)) == ([output.name] if status == 0 else [])
+        if status == 0:
+            os.remove(output)
+
+
+@pytest.fixture
+def read_only_disk(tmpfs):
+    """Holds an output, then is remounted read-only by the test."""
+    return tmpfs(16 * 1024)
+
+
+def test_a_read_only_file_system_is_one_line(dr5_production, read_only_disk, capsys):
+    output = read_only_disk / "out.h5"
+    bricks = _bricks(dr5_production)
+    assert _derive(dr5_production, output, "--bricks", ",".join(bricks[:2])) == 0
+    before = output.read_bytes()
+    assert os.system(f"mount -o remount,ro {read_only_disk}") == 0
+    capsys.readouterr()
+    for extra in (["--overwrite"], ["--update", "--bricks", ",".join(bricks[:3])], ["--resume"]):
+        assert _derive(dr5_production, output, *extra) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "output directory is not writable" in err[0], (extra, err)
+    assert output.read_bytes() == before
+
+
+def test_a_job_never_takes_another_outputs_partial_file(tmp_path):
+    """``.a.h5.x.h5.<random>.partial`` (of output a.h5.x.h5) starts like a partial file of
+    a.h5: a resume of a.h5 completed it as its own, an overwrite removed it."""
+    from obiwan_h5.job.output import find_partials, new_partial
+
+    mine, other = new_partial(tmp_path / "a.h5"), new_partial(tmp_path / "a.h5.x.h5")
+    assert find_partials(tmp_path / "a.h5") == [mine]
+    assert find_partials(tmp_path / "a.h5.x.h5") == [other]
+
+
+class _TwoRanks:
+    """Rank 1 of two, as `abort_on_unagreed_errors` sees it: `Abort` ends with its code."""
+
+    size, rank = 2, 1
+
+    def Abort(self, code):
+        raise SystemExit(code)
+
+
+@pytest.mark.parametrize("error, status", [(OutputError("x.partial: cannot write the output (no space left)"), 2),
+                                           (RuntimeError("a bug"), 1)])
+def test_an_unagreed_error_ends_every_rank_with_its_status(capsys, error, status):
+    from obiwan_h5.job.mpi import abort_on_unagreed_errors
+
+    with pytest.raises(SystemExit) as ended:
+        with abort_on_unagreed_errors(_TwoRanks()):
+            raise error
+    assert ended.value.code == status
+    assert f"rank 1: {type(error).__name__}: {error}; ending every rank" in capsys.readouterr().err
+
+
+def test_an_error_that_follows_a_signal_is_the_signal(capsys):
+    """Ctrl-C under mpiexec reaches every rank; one of them, in a write, saw the write fail
+    (interrupted) and ended the job as an IO error, status 1 instead of 130."""
+    from obiwan_h5.job.mpi import abort_on_unagreed_errors
+
+    with pytest.raises(SystemExit) as ended:
+        with abort_on_unagreed_errors(_TwoRanks()):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler runs here
+            except KeyboardInterrupt:
+                raise OSError(errno.EINTR, "Can't write data (Interrupted system call)") from None
+    assert ended.value.code == 130
+    assert "rank 1: interrupted by SIGINT (InterruptedError:" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- 9. input hygiene
@@ -288,7 +426,7 @@ def test_a_fifo_is_refused_without_blocking(production_copy, tmp_path, capsys):
     fifo_truth = tmp_path / "randoms.fits"
     os.mkfifo(fifo_truth)
     assert _derive(production_copy, tmp_path / "a.h5", "--randoms", str(fifo_truth)) == 2
-    assert "not a regular file" in capsys.readouterr().err
+    assert "is not a regular truth table file" in capsys.readouterr().err
     assert _derive(production_copy, tmp_path / "b.h5") == 1
     status, message = _outcome(tmp_path / "b.h5")
     assert status[brick] == FAILED and "not a regular file" in message[brick]

@@ -5,14 +5,19 @@ simulator's randoms are loaded into a table, and a derive reading that table mus
 derive reading the randoms file, dataset by dataset.
 """
 
+import contextlib
+import importlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
 
 import h5py
 import numpy as np
 import pytest
-from pgserver import PASSWORD, PASSWORD_ROLE, load_randoms, load_table
+from pgserver import PASSWORD, PASSWORD_ROLE, frozen, load_randoms, load_table
 
 from obiwan_h5.cli import main
 from obiwan_h5.errors import InputError
@@ -137,6 +142,22 @@ def test_table_without_id_is_refused(loaded, production, tmp_path, capsys):
     assert "no 'id' column" in err
 
 
+def test_columns_differing_only_in_case_are_refused(loaded, production, tmp_path, capsys):
+    """Without the refusal, psql_g silently held the values of "G"."""
+    loaded.sql("DROP TABLE IF EXISTS obiwan.cased",
+               'CREATE TABLE obiwan.cased AS SELECT *, g + 1 AS "G" FROM obiwan.randoms_elg')
+    err = _refused(production, tmp_path, capsys, loaded.conninfo(), "obiwan.cased")
+    assert "columns 'g' and 'G' differ only in case" in err
+
+
+def test_an_empty_table_is_refused_up_front(loaded, production, tmp_path, capsys):
+    """As an empty truth file is: not every brick failing, one by one."""
+    loaded.sql("DROP TABLE IF EXISTS obiwan.empty",
+               "CREATE TABLE obiwan.empty AS SELECT * FROM obiwan.randoms_elg WHERE false")
+    err = _refused(production, tmp_path, capsys, loaded.conninfo(), "obiwan.empty")
+    assert "postgresql:obiwan.empty: the randoms truth table has no rows" in err
+
+
 @pytest.mark.slow
 def test_unreachable_server_is_refused(production, tmp_path, capsys):
     err = _refused(production, tmp_path, capsys, f"host={tmp_path}/nowhere dbname=postgres")
@@ -164,36 +185,132 @@ def test_ids_absent_from_the_table_fail_their_brick(loaded, production, tmp_path
     assert "3 id(s) not in the randoms truth table" in messages[1]
 
 
-@pytest.mark.slow
-def test_server_gone_mid_job_fails_the_bricks_and_resume_completes(loaded, production, from_file, tmp_path,
-                                                                     monkeypatch):
-    """The server stops once the file is created (just before the first round reads truth
-    rows): the retries fail, every brick fails with the database's message, exit 1; with
-    the server back, `resume` completes a file equal to the file derive."""
-    import importlib
-
+def _after_create(monkeypatch, action):
+    """Call `action()` once the output file is created: the first write round's truth rows
+    are the next thing the job asks the server for."""
     derive_module = importlib.import_module("obiwan_h5.job.derive")
-
     create = derive_module._open_output
 
-    def create_then_stop_the_server(*args, **kwargs):
+    def create_then_act(*args, **kwargs):
         opened = create(*args, **kwargs)
-        loaded.pause()
+        action()
         return opened
 
+    monkeypatch.setattr(derive_module, "_open_output", create_then_act)
+
+
+def _messages(output):
+    with h5py.File(output, "r") as f:
+        return list(f["bricks/status"][:]), [m.decode() for m in f["bricks/message"][:]]
+
+
+@pytest.mark.slow
+def test_server_gone_mid_job_fails_the_bricks_and_resume_completes(loaded, production, from_file, tmp_path,
+                                                                     monkeypatch, caplog):
+    """The server stops once the file is created: the first round's retries fail, and the
+    later rounds do not try again (each would wait 3.5 s of retries); every brick fails with
+    the database's message, exit 1; with the server back, `resume` completes a file equal to
+    the file derive."""
     output = str(tmp_path / "gone.h5")
-    monkeypatch.setattr(derive_module, "_open_output", create_then_stop_the_server)
+    _after_create(monkeypatch, loaded.pause)
     try:
-        assert _derive_cli(production, output, loaded.conninfo()) == 1
+        # one brick per write round: three rounds
+        assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--max-memory", "0.001") == 1
     finally:
         monkeypatch.undo()
         loaded.unpause()
-    with h5py.File(output, "r") as f:
-        assert list(f["bricks/status"][:]) == [FAILED] * 3
-        message = f["bricks/message"][0].decode()
-    assert "truth rows not read" in message and "postgresql:" in message
+    status, messages = _messages(output)
+    assert status == [FAILED] * 3
+    assert all(m.startswith("truth rows not read: postgresql:") for m in messages)
+    assert caplog.text.count("retrying in") == 3  # the retries of the first round only
     assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--resume") == 0
     _same_datasets(from_file, output)
+
+
+@pytest.mark.slow
+def test_a_stalled_server_fails_the_bricks_at_the_deadline_and_resume_completes(loaded, production, from_file,
+                                                                                  tmp_path, monkeypatch, caplog):
+    """A server that stops answering (SIGSTOP: its connections stay open) never fires its
+    own statement timeout: without the client's deadline the job waited forever. With
+    ``--db-timeout 2`` the first round fails after 2 s, the later ones at once."""
+    output = str(tmp_path / "stalled.h5")
+    stack = contextlib.ExitStack()
+    _after_create(monkeypatch, lambda: stack.enter_context(frozen(loaded.datadir)))
+    safety = threading.Timer(60, stack.close)  # on a job that hangs, continue the server: fail, never hang
+    safety.start()
+    start = time.monotonic()
+    try:
+        assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--max-memory", "0.001",
+                           "--db-timeout", "2") == 1
+        elapsed = time.monotonic() - start
+    finally:
+        safety.cancel()
+        monkeypatch.undo()
+        stack.close()
+    assert elapsed < 15, elapsed
+    status, _ = _messages(output)
+    assert status == [FAILED] * 3
+    assert caplog.text.count("no reply within 2 s from database") == 3  # one per brick
+    assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--resume") == 0
+    _same_datasets(from_file, output)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_job_waiting_for_a_stalled_server_at_once(loaded, production, tmp_path, monkeypatch, capsys):
+    """psycopg, interrupted while it waits, asks the stalled server to cancel the query and
+    waits 10 s for it; the job's own handling ends it at once, with status 130."""
+    output = str(tmp_path / "interrupted.h5")
+    stack = contextlib.ExitStack()
+    signalled = []
+
+    def freeze_and_signal():
+        stack.enter_context(frozen(loaded.datadir))
+        timer = threading.Timer(1.0, lambda: (signalled.append(time.monotonic()), os.kill(os.getpid(), signal.SIGTERM)))
+        stack.callback(timer.cancel)
+        timer.start()
+
+    _after_create(monkeypatch, freeze_and_signal)
+    try:
+        assert _derive_cli(production, output, loaded.conninfo(), TABLE, "--max-memory", "0.001",
+                           "--db-timeout", "30") == 130
+        ended = time.monotonic()
+    finally:
+        monkeypatch.undo()
+        stack.close()
+    assert signalled and ended - signalled[0] < 3, ended - signalled[0]
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_an_update_refuses_a_table_whose_values_changed(loaded, production, tmp_path, capsys):
+    """The file records the table's row count and a hash of its rows (computed by the
+    server in the pass that reads the ids): an ``UPDATE`` of one value is refused, where
+    before the update said every brick was unchanged and kept the stale psql_* values."""
+    loaded.sql("DROP TABLE IF EXISTS obiwan.edited",
+               "CREATE TABLE obiwan.edited AS SELECT * FROM obiwan.randoms_elg")
+    bricks = open(os.path.join(production, "bricks.txt")).read().split()
+    output = str(tmp_path / "edited.h5")
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.edited", "--bricks", ",".join(bricks[:2])) == 0
+    # unchanged table: the update adds the third brick
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.edited", "--bricks", ",".join(bricks),
+                       "--update") == 0
+    with h5py.File(output, "r") as f:
+        recorded = json.loads(f.attrs["truth_fingerprint"])
+    assert recorded["rows"] == _rows_in(loaded, "obiwan.edited")
+    loaded.sql("UPDATE obiwan.edited SET g = g + 0.5 WHERE id = (SELECT min(id) FROM obiwan.edited)")
+    before = open(output, "rb").read()
+    capsys.readouterr()
+    assert _derive_cli(production, output, loaded.conninfo(), "obiwan.edited", "--bricks", ",".join(bricks),
+                       "--update") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the truth table changed since the file was written (checksum" in err[0], err
+    assert open(output, "rb").read() == before
+
+
+def _rows_in(server, table):
+    import psycopg
+
+    with psycopg.connect(server.conninfo()) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE id IS NOT NULL").fetchone()[0]
 
 
 def test_text_bool_and_null_integer_columns_reach_the_file(loaded, production, tmp_path):
@@ -259,6 +376,15 @@ def test_options_need_both_database_and_table():
         DeriveOptions(".", "out.h5", randoms_db="host=x")
     with pytest.raises(InputError, match="`db_connections`"):
         DeriveOptions(".", "out.h5", randoms_db="", randoms_table="t", db_connections=0)
+    with pytest.raises(InputError, match="`db_connections` applies to a truth table in a database only"):
+        DeriveOptions(".", "out.h5", db_connections=2)
+
+
+def test_db_connections_without_a_database_is_refused_by_the_command(dr5_production, tmp_path, capsys):
+    assert main(["derive", "--data-dir", dr5_production, "-o", str(tmp_path / "out.h5"), "--db-connections", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--db-connections applies to a truth table in a database only" in err[0], err
+    assert os.listdir(tmp_path) == []
 
 
 def test_simulate_loads_the_randoms_into_a_table(loaded, tmp_path, capsys):

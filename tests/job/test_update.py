@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 
 import fitsio
 import h5py
@@ -131,6 +132,8 @@ def test_a_crashed_update_leaves_the_old_file_and_a_retry_completes(grown, tmp_p
         derive(DeriveOptions(data_dir, str(output), bricks=str(new_list), update=True, max_memory_mb=0.001),
                SerialComm())
     assert output.read_bytes() == before  # the old file is whole
+    # nothing to resume: the failed update removed its partial file
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")] == []
     monkeypatch.delenv("OBIWAN_H5_FAIL_AT")
     assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
     _assert_same(output, _fresh(data_dir, new_list, tmp_path))
@@ -149,3 +152,110 @@ def test_verify_inputs_sees_a_change_that_keeps_size_and_mtime(grown, tmp_path):
     assert _derive(data_dir, output, "--bricks", old_list, "--update", "--verify-inputs") == 0
     assert _history(output)[-1]["rederived"] == 1
     shutil.copy(output, tmp_path / "kept.h5")
+
+
+def _without_dataset(path, name):
+    with h5py.File(path, "r+") as derived:
+        del derived[name]
+
+
+def _narrower(path, name, dtype):
+    with h5py.File(path, "r+") as derived:
+        values = derived[name][:]
+        del derived[name]
+        derived[name] = values.astype(dtype)
+
+
+def _subset(path, columns):
+    source = f"{path}.source.h5"
+    os.replace(path, source)
+    assert main(["subset", source, "-o", str(path), "--columns", columns]) == 0
+
+
+def _view(path, columns):
+    source = f"{path}.source.h5"
+    os.replace(path, source)
+    assert main(["view", source, "-o", str(path), "--columns", columns]) == 0
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda path: _subset(path, "unique_id,ra,dec"), "randoms/brickname is missing (and"),
+    (lambda path: _without_dataset(path, "randoms/psql_g"), "randoms/psql_g is missing:"),
+    (lambda path: _view(path, "*"), "is not data of this file (a view links to another file's)"),
+    (lambda path: _narrower(path, "randoms/psql_g", "f4"), "randoms/psql_g is float32, a derive of these bricks float64"),
+    (lambda path: _without_dataset(path, "bricks/fingerprint"), "bricks/fingerprint is missing"),
+], ids=["subset", "removed column", "view", "narrower dtype", "no fingerprints"])
+def test_a_file_not_laid_out_as_derive_writes_it_is_refused(grown, tmp_path, capsys, damage, words):
+    """Copied bricks are copied column by column from the old file: from a file without
+    some columns they were filled with fill values (and marked done). Any file whose
+    datasets are not those a derive of its bricks writes is refused, before anything."""
+    data_dir, output, _, _, new_list = grown
+    damage(output)
+    before = output.read_bytes()
+    capsys.readouterr()
+    assert _derive(data_dir, output, "--bricks", new_list, "--update") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "derive afresh with --overwrite" in err[0], err
+    assert output.read_bytes() == before
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")] == []
+
+
+def _rewrite_truth(data_dir, change, keep_stat=False):
+    path = os.path.join(data_dir, "randoms.fits")
+    stats = os.stat(path)
+    data = fitsio.read(path)
+    change(data)
+    fitsio.write(path, data, clobber=True)
+    if keep_stat:
+        assert os.path.getsize(path) == stats.st_size
+        os.utime(path, ns=(stats.st_atime_ns, stats.st_mtime_ns))
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["stat", "content"])
+def test_a_changed_truth_table_is_refused(grown, capsys, verify):
+    """Same path, new values: the copied bricks would keep stale psql_* values. With
+    `--verify-inputs` even a change that keeps the file's size and mtime is seen."""
+    data_dir, output, bricks, old_list, new_list = grown
+    extra = ["--verify-inputs"] if verify else []
+    if verify:
+        assert _derive(data_dir, output, "--bricks", old_list, "--overwrite", *extra) == 0
+
+    def brighter(data):
+        data["g"][:] -= 0.5
+
+    _rewrite_truth(data_dir, brighter, keep_stat=verify)
+    before = output.read_bytes()
+    capsys.readouterr()
+    assert _derive(data_dir, output, "--bricks", new_list, "--update", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    words = "CRC-32" if verify else "modified"
+    assert len(err) == 1 and f"the truth table changed since the file was written ({words}" in err[0], err
+    assert output.read_bytes() == before
+
+
+def test_resume_refuses_a_changed_truth_table_too(grown, capsys):
+    data_dir, output, _, old_list, _ = grown
+    with h5py.File(output, "r+") as derived:
+        derived["bricks/status"][0] = 0  # an interrupted job: something to resume
+
+    def brighter(data):
+        data["g"][:] -= 0.5
+
+    _rewrite_truth(data_dir, brighter)
+    assert _derive(data_dir, output, "--bricks", old_list, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "the truth table changed since the file was written" in err and "cannot resume" in err
+
+
+def test_an_update_keeps_the_file_mode_and_refuses_a_read_only_file(grown, capsys):
+    data_dir, output, _, old_list, new_list = grown
+    os.chmod(output, 0o664)
+    assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
+    assert stat.S_IMODE(os.stat(output).st_mode) == 0o664  # the replaced file had 0644
+    os.chmod(output, 0o444)
+    before = output.read_bytes()
+    capsys.readouterr()
+    assert _derive(data_dir, output, "--bricks", old_list, "--update") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is read-only, and an update replaces it" in err[0], err
+    assert output.read_bytes() == before and stat.S_IMODE(os.stat(output).st_mode) == 0o444

@@ -127,3 +127,44 @@ def test_more_connections_than_the_server_allows_is_refused(setup):
     with pytest.raises(JobError, match="too many connections"):
         derive(options, comm)
     assert not os.path.exists(output)
+
+
+@pytest.mark.any_ranks
+@pytest.mark.timeout(120)
+def test_a_stalled_server_fails_the_bricks_at_the_deadline_on_every_rank(setup, monkeypatch):
+    """The server stops answering (SIGSTOP) once the file is created: every connected rank
+    gives up after ``db_timeout``, its clients get the message over MPI, every brick fails
+    and no rank waits for another; with the server continued, `resume` completes the file."""
+    import contextlib
+    import importlib
+    import time
+
+    from pgserver import frozen
+
+    workdir, production, reference, sockdir = setup
+    output = os.path.join(workdir, f"stalled-{comm.size}.h5")
+    options = dict(randoms_db=f"host={sockdir} dbname=postgres user=postgres", randoms_table=TABLE,
+                   max_memory_mb=0.001)
+    stack = contextlib.ExitStack()
+    if comm.rank == 0:
+        derive_module = importlib.import_module("obiwan_h5.job.derive")
+        create = derive_module._open_output
+
+        def create_then_freeze(*args, **kwargs):
+            opened = create(*args, **kwargs)
+            stack.enter_context(frozen(os.path.join(os.path.dirname(sockdir), "data")))
+            return opened
+
+        monkeypatch.setattr(derive_module, "_open_output", create_then_freeze)
+    start = time.monotonic()
+    try:
+        totals = derive(DeriveOptions(production, output, db_timeout=2, **options), comm)
+        elapsed = time.monotonic() - start
+    finally:
+        monkeypatch.undo()
+        stack.close()
+    assert totals["failed"] == 5
+    assert comm.allreduce(elapsed, op=MPI.MAX) < 40
+    totals = derive(DeriveOptions(production, output, resume=True, **options), comm)
+    assert totals["failed"] == 0
+    assert _on_root(lambda: _differences(reference, output)) == []
