@@ -199,9 +199,9 @@ def test_inputs_read_whole_are_refused_before_anything_when_missing_or_not_regul
         (["--data-dir", str(fifo)], "fifo: is not a directory (--data-dir"),
         (["--data-dir", data_dir, "--dr-dir", str(tmp_path / "nodr")], "nodr: no such DR directory (--dr-dir)"),
         (["--data-dir", data_dir, "--dr-dir", str(fifo)], "fifo: is not a directory (--dr-dir"),
-        (["--data-dir", data_dir, "--randoms", str(fifo)], "fifo: is not a regular truth table file"),
-        (["--data-dir", data_dir, "--survey-bricks", "/dev/null"], "/dev/null: is not a regular survey-bricks file"),
-        (["--data-dir", data_dir, "--bricks", str(fifo)], "fifo: is not a regular brick-list file"),
+        (["--data-dir", data_dir, "--randoms", str(fifo)], "fifo: truth table file is not a regular file"),
+        (["--data-dir", data_dir, "--survey-bricks", "/dev/null"], "/dev/null: survey-bricks file is not a regular file"),
+        (["--data-dir", data_dir, "--bricks", str(fifo)], "fifo: brick-list file is not a regular file"),
     ]
     for extra, words in cases:
         status = main(["derive", "-o", str(tmp_path / "out.h5"), *extra])

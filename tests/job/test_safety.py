@@ -426,7 +426,7 @@ def test_a_fifo_is_refused_without_blocking(production_copy, tmp_path, capsys):
     fifo_truth = tmp_path / "randoms.fits"
     os.mkfifo(fifo_truth)
     assert _derive(production_copy, tmp_path / "a.h5", "--randoms", str(fifo_truth)) == 2
-    assert "is not a regular truth table file" in capsys.readouterr().err
+    assert "truth table file is not a regular file" in capsys.readouterr().err
     assert _derive(production_copy, tmp_path / "b.h5") == 1
     status, message = _outcome(tmp_path / "b.h5")
     assert status[brick] == FAILED and "not a regular file" in message[brick]
