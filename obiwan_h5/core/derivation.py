@@ -1,23 +1,37 @@
-"""The derived rows of one brick (SPEC §3): pure functions on arrays, no IO, no MPI.
+"""The derived rows (docs/concepts.md): pure functions on arrays, no IO, no MPI.
 
 Columns, in the order they appear in the file:
 
 ``unique_id, brickname, rsdir``
-    identity of the injection (`brick_parts`).
+    identity of the injection (`unique_ids`).
 simcat columns (``id, ra, dec, x, y, gflux, ...``)
     what was injected, as in the simcat, rows kept by `added_rows`.
 ``psql_<col>``
     the randoms truth table row of the id.
 ``tractor_<col>``
-    the nearest Tractor source within the match radius (`match_tractor`), fill values when none.
+    the nearest Tractor source within the match radius, fill values when none.
 ``obiwan_mask``
     recovery bits (`obiwan_mask`).
 ``targets_mask``
     target-selection bits (`targets_bits`, definitions in `selection.py`).
+
+`derive_rows` derives the pieces of many bricks (a piece is one rsdir of one brick) at
+once, column by column: one match of every piece, one gather and one assignment per
+column. It reads the simcat and Tractor catalogs as *tables*, objects with
+
+- ``names``: their lower-case column names, ``schema``: ``{name: (dtype, shape)}``;
+- ``key``: hashable, equal for tables of the same records and names;
+- ``len(table)``; ``row_bytes``: the bytes of one record `gather` returns;
+- ``column(name)``: one column of every row as a native array;
+- ``gather(index)``: the records of rows `index`, in any form the table likes;
+- ``values(records, name)``: column `name` of such records, assignable to a native array.
+
+`ArrayTable` is one for columns in memory; `production.inputs.CatalogRows` one for FITS
+catalogs whose records are converted only as they are placed.
 """
 
-import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,16 +43,22 @@ from .photometry import band_quantity, deextincted_flux, true_flux
 from .schema import as_records
 
 __all__ = [
-    "add_targets_mask",
+    "ArrayTable",
+    "Piece",
     "added_rows",
     "brick_parts",
+    "derive_rows",
     "derived_schema",
-    "match_tractor",
     "obiwan_mask",
-    "rows_targets_mask",
     "targets_bits",
+    "unique_id_width",
     "unique_ids",
 ]
+
+IDENTITY = ("unique_id", "brickname", "rsdir")
+MASKS = ("obiwan_mask", "targets_mask")
+TRUTH_PREFIX, TRACTOR_PREFIX = "psql_", "tractor_"
+
 
 def added_rows(simcat_ids, ids_added, where=""):
     """Indices of the simcat rows whose id is in sim_ids_added, in simcat order.
@@ -58,39 +78,19 @@ def added_rows(simcat_ids, ids_added, where=""):
 
 def unique_ids(ids, brickname, rsdir):
     """``"<id>_<brick>_<rsdir>"`` as bytes."""
+    return _unique_ids(ids, f"_{brickname}_{rsdir}".encode())
+
+
+def _unique_ids(ids, suffixes):
     # numpy formats integers as decimal bytes in C, far faster than a Python loop
-    return np.char.add(np.asarray(ids, dtype=np.int64).astype("S20"), f"_{brickname}_{rsdir}".encode())
+    return np.char.add(np.asarray(ids, dtype=np.int64).astype("S20"), suffixes)
 
 
-def match_tractor(ra, dec, tractor, radius_arcsec):
-    """Tractor columns of the nearest source within the radius, as ``tractor_<col>``.
-
-    `tractor` is a record array (`production.inputs.read_tractor`), anything that behaves as
-    one for ``len``, ``dtype``, ``["ra"]``, ``["dec"]`` and ``take``
-    (`production.inputs.PrimaryTractor`), or a dict of columns. Returns the columns and the
-    boolean ``matched`` array. Unmatched rows get NaN, 0, False or empty strings (SPEC §3.4);
-    dtypes are those of the catalog.
-    """
-    if isinstance(tractor, dict):
-        tractor = as_records(tractor)
-    index, _ = match_nearest(ra, dec, tractor["ra"], tractor["dec"], radius_arcsec)
-    matched = index >= 0
-    # one gather of whole records, then one assignment of the fill record: no per-column loop
-    if len(tractor):
-        picked = tractor.take(np.where(matched, index, 0))
-    else:
-        picked = np.zeros(len(index), tractor.dtype)
-    if not matched.all():
-        picked[~matched] = _fill_record(tractor.dtype)
-    return {f"tractor_{name}": picked[name] for name in tractor.dtype.names}, matched
-
-
-@functools.lru_cache(maxsize=64)
-def _fill_record(dtype):
-    record = np.zeros((), dtype)
-    for name in dtype.names:
-        record[name] = fill_value(dtype[name].base)
-    return record
+def unique_id_width(ids, brickname, rsdir):
+    """Bytes of the longest `unique_ids` of `ids` (of a one-digit id when there is none)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    digits = max(len(str(ids.min())), len(str(ids.max()))) if len(ids) else 1
+    return digits + len(brickname) + len(rsdir) + 2
 
 
 def obiwan_mask(matched, on_real_source):
@@ -109,12 +109,27 @@ def measured_mask_arrays(columns, prefix="tractor_", which="anymask"):
     return None
 
 
-def targets_bits(columns, matched, prefix="tractor_", mask="anymask"):
-    """Target-selection bitmask from derived columns (true fluxes from the simcat).
+def targets_bits(columns, matched=None, prefix="tractor_", mask="anymask"):
+    """``targets_mask`` of derived rows: the one place that turns derived columns into the
+    target-selection bits (`selection.targets_mask`).
 
     True flux is the flux added to the images divided by its transmission; measured flux
-    is the Tractor flux divided by the Tractor transmission.
+    is the Tractor flux divided by the Tractor transmission. Every cut is per row, so the
+    rows of many bricks are selected in one call; `columns` must hold only the columns the
+    rows' own catalogs had (a column filled in for a catalog that lacks it, such as
+    ``brick_primary`` or a mask, would cut where the catalog's own columns do not).
+
+    Parameters
+    ----------
+    columns : mapping
+        Derived columns (name -> array).
+    matched : array_like of bool, optional
+        Whether each row was recovered; default: the recovered bit of ``obiwan_mask``.
+    prefix, mask : str
+        Prefix of the Tractor columns; the mask quantity of the eBOSS cut.
     """
+    if matched is None:
+        matched = bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0])
     true = {band: true_flux(columns, band) for band in BANDS}
     nan = np.full(len(matched), np.nan)
     measured = {band: _or(deextincted_flux(columns, band, prefix), nan) for band in BANDS}
@@ -127,123 +142,333 @@ def targets_bits(columns, matched, prefix="tractor_", mask="anymask"):
     )
 
 
-def rows_targets_mask(columns):
-    """``targets_mask`` of derived rows that hold their columns already (``obiwan_mask``
-    included): the rows of many bricks at once, since every cut is per row.
-
-    Only for rows whose inputs had every column of `columns`: a column filled in for a
-    catalog that lacks it (``brick_primary``, the masks) would cut where the catalog's own
-    columns do not (`add_targets_mask` selects such rows on their own columns).
-    """
-    return targets_bits(columns, bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0]))
-
-
 def _or(value, default):
     return default if value is None else value
 
 
-def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec, select=True):
-    """The derived columns of one brick, one dict per rsdir, each with its masks.
+class ArrayTable:
+    """Columns in memory (a dict of equal-length arrays, or a record array) as a table
+    `derive_rows` reads."""
+
+    def __init__(self, columns):
+        self.records = as_records(columns) if isinstance(columns, dict) else np.asarray(columns)
+        self.names = list(self.records.dtype.names)
+        self.key = self.records.dtype
+        self.dtype = self.records.dtype
+        self.row_bytes = self.records.dtype.itemsize
+
+    def __len__(self):
+        return len(self.records)
+
+    @property
+    def schema(self):
+        """{name: (dtype, shape)} of its columns."""
+        fields = self.records.dtype.fields
+        return {name: (fields[name][0].base, fields[name][0].shape) for name in self.names}
+
+    def __getitem__(self, name):
+        return self.records[name]
+
+    def column(self, name):
+        return self.records[name]
+
+    def gather(self, index):
+        # rows as opaque bytes: numpy copies those whole, structured ones field by field
+        opaque = self.records.view(np.dtype((np.void, self.records.dtype.itemsize)))
+        return opaque[np.asarray(index, dtype=np.int64)].view(self.records.dtype)
+
+    def values(self, records, name):
+        return records[name]
+
+    def take(self, index):
+        return self.gather(index)
+
+
+@dataclass
+class Piece:
+    """One rsdir of one brick, as `derive_rows` reads it.
+
+    Attributes
+    ----------
+    brickname, rsdir : str
+    simcat : table
+        The simcat rows in sim_ids_added (`added_rows`), in simcat order.
+    tractor : table
+        The brick_primary rows of the rsdir's Tractor catalog.
+    start : int
+        Its first row in the buffers; the pieces of one call come in row order.
+    """
+
+    brickname: str
+    rsdir: str
+    simcat: object
+    tractor: object
+    start: int = 0
+
+
+def derive_rows(pieces, truth, dr_radec, radius_arcsec, rows):
+    """Derive the rows of `pieces` into the column buffers `rows`, all pieces at once.
+
+    Parameters
+    ----------
+    pieces : list of Piece
+        In row order, each at its own `Piece.start`.
+    truth : dict
+        Truth-table columns aligned with the concatenated simcat rows of the pieces.
+    dr_radec : dict
+        ``{brickname: (ra, dec)}`` of each brick's real DR catalog.
+    radius_arcsec : float
+    rows : dict
+        Column name -> buffer, the columns of the plan (a column a piece's catalogs lack is
+        filled as unmatched rows); every row of every piece is written, ``targets_mask`` included.
+
+    Returns
+    -------
+    list of int
+        Each piece's Tractor sources (its brick_primary rows: the summary's ``nobjs``).
+    """
+    if not pieces:
+        return []
+    sizes = np.array([len(piece.simcat) for piece in pieces], dtype=np.int64)
+    where = _Positions([piece.start for piece in pieces], sizes)
+    ids = np.concatenate([np.asarray(piece.simcat.column("id"), np.int64) for piece in pieces])
+    suffixes = np.repeat(np.array([f"_{piece.brickname}_{piece.rsdir}".encode() for piece in pieces]), sizes)
+    rows["unique_id"][where.all] = _unique_ids(ids, suffixes)
+    rows["brickname"][where.all] = np.repeat(np.array([piece.brickname.encode() for piece in pieces]), sizes)
+    rows["rsdir"][where.all] = np.repeat(np.array([piece.rsdir.encode() for piece in pieces]), sizes)
+    families = _families(rows)
+    _place_tables(rows, families["simcat"], "", [piece.simcat for piece in pieces], None, where)
+    for name in families["truth"]:
+        values = truth.get(name[len(TRUTH_PREFIX):])
+        rows[name][where.all] = fill_value(rows[name].dtype) if values is None else values
+
+    ra, dec = (np.concatenate([np.asarray(piece.simcat.column(axis), np.float64) for piece in pieces])
+               for axis in ("ra", "dec"))
+    group = np.repeat(np.arange(len(pieces)), sizes)
+    tractor_sizes = np.array([len(piece.tractor) for piece in pieces], dtype=np.int64)
+    index, _ = match_nearest(
+        ra, dec, *(np.concatenate([np.asarray(piece.tractor.column(axis), np.float64) for piece in pieces])
+                   for axis in ("ra", "dec")),
+        radius_arcsec, group, np.repeat(np.arange(len(pieces)), tractor_sizes))
+    matched = index >= 0
+    local = np.where(matched, index - (np.cumsum(tractor_sizes) - tractor_sizes)[group], -1)
+    _place_tables(rows, families["tractor"], TRACTOR_PREFIX, [piece.tractor for piece in pieces],
+                  np.split(local, np.cumsum(sizes)[:-1]), where)
+
+    bricks = {name: number for number, name in enumerate(dict.fromkeys(piece.brickname for piece in pieces))}
+    of_brick = np.repeat(np.array([bricks[piece.brickname] for piece in pieces], dtype=np.int64), sizes)
+    real = [dr_radec[brick] for brick in bricks]
+    on_real_source = has_neighbour(
+        ra, dec, np.concatenate([np.asarray(r, np.float64) for r, _ in real]),
+        np.concatenate([np.asarray(d, np.float64) for _, d in real]), radius_arcsec, of_brick,
+        np.repeat(np.arange(len(bricks)), [len(r) for r, _ in real]))
+    rows["obiwan_mask"][where.all] = obiwan_mask(matched, on_real_source)
+    _select(rows, pieces, where)
+    return [int(size) for size in tractor_sizes]
+
+
+def _families(rows):
+    """The buffers' columns by where they come from: the simcat, the truth, the catalog."""
+    truth = [name for name in rows if name.startswith(TRUTH_PREFIX)]
+    tractor = [name for name in rows if name.startswith(TRACTOR_PREFIX)]
+    own = set(IDENTITY) | set(MASKS) | set(truth) | set(tractor)
+    return {"simcat": [name for name in rows if name not in own], "truth": truth, "tractor": tractor}
+
+
+class _Positions:
+    """Buffer rows of pieces (each ``sizes[i]`` rows from ``starts[i]``): a slice when they
+    are contiguous, else an index array; `of` the rows of some pieces."""
+
+    def __init__(self, starts, sizes):
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.all = self.of(np.arange(len(self.sizes)))
+
+    def of(self, chosen):
+        starts, sizes = self.starts[chosen], self.sizes[chosen]
+        if len(starts) == 0:
+            return slice(0, 0)
+        if np.all(starts[1:] == starts[:-1] + sizes[:-1]):
+            return slice(int(starts[0]), int(starts[-1] + sizes[-1]))
+        return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
+
+    def indices(self, chosen):
+        where = self.of(chosen)
+        return np.arange(where.start, where.stop) if isinstance(where, slice) else where
+
+
+def _place_tables(rows, family, prefix, tables, picks, where):
+    """Place the columns of each piece's table in the buffers: for the pieces whose tables
+    share a key, one gather of their records and one assignment per column (in chunks of
+    at most `GATHER_BYTES` of records, so that memory holds the buffers and one chunk).
+
+    `picks` gives, per piece, the table row of each of its buffer rows (-1: none, filled);
+    None means every row of the table, in order. Columns of `family` a table lacks are
+    filled over its pieces' rows.
+    """
+    groups = {}
+    for number, table in enumerate(tables):
+        groups.setdefault(table.key, []).append(number)
+    for members in groups.values():
+        chunk, nbytes = [], 0
+        for number in members:
+            if picks is None:
+                pick = np.arange(len(tables[number]))
+            else:
+                pick = picks[number]
+            chunk.append((number, pick))
+            nbytes += len(pick) * tables[number].row_bytes
+            if nbytes >= GATHER_BYTES:
+                _place_chunk(rows, family, prefix, tables, chunk, where)
+                chunk, nbytes = [], 0
+        if chunk:
+            _place_chunk(rows, family, prefix, tables, chunk, where)
+
+
+# records gathered at once by `_place_tables`
+GATHER_BYTES = 8 << 20
+
+
+def _place_chunk(rows, family, prefix, tables, chunk, where):
+    members = np.array([number for number, _ in chunk])
+    chosen = [pick for _, pick in chunk]
+    first = tables[chunk[0][0]]
+    found = np.concatenate(chosen) >= 0
+    target = where.of(members)
+    if found.all():
+        records, hit, miss = _gather(tables, members, chosen), target, None
+    elif isinstance(target, slice) and all(len(tables[number]) for number in members):
+        # contiguous rows: gather a stand-in row for the unmatched ones, so that every
+        # column is one plain slice assignment; then fill the unmatched rows
+        records = _gather(tables, members, [np.maximum(pick, 0) for pick in chosen])
+        hit, miss = target, where.indices(members)[~found]
+    else:
+        records = _gather(tables, members, [pick[pick >= 0] for pick in chosen])
+        target = where.indices(members)
+        hit, miss = target[found], target[~found]
+    names = set(first.names)
+    for name in first.names:
+        column = prefix + name
+        if column not in rows:
+            raise BrickError(f"{getattr(first, 'path', 'a catalog')}: column {name} is not in the plan "
+                             "(inputs changed since the scan?)")
+        rows[column][hit] = first.values(records, name)
+        if miss is not None and len(miss):
+            rows[column][miss] = fill_value(rows[column].dtype)
+    for column in family:
+        if column[len(prefix):] not in names:
+            rows[column][target] = fill_value(rows[column].dtype)
+
+
+def _gather(tables, members, chosen):
+    parts = [tables[number].gather(pick) for number, pick in zip(members, chosen)]
+    if len(parts) == 1:
+        return parts[0]
+    # joined as opaque bytes: numpy would otherwise promote the record dtype piece by piece
+    opaque = np.dtype((np.void, parts[0].dtype.itemsize))
+    return np.concatenate([part.view(opaque) for part in parts]).view(parts[0].dtype)
+
+
+def _select(rows, pieces, where):
+    """``targets_mask`` of the pieces' rows: one `targets_bits` call for every piece whose
+    catalogs have every column of the plan, one per other combination of columns, each on
+    the columns its catalogs had."""
+    planned = set(rows) - {"targets_mask"}
+    truth = {name for name in rows if name.startswith(TRUTH_PREFIX)}
+    kinds = {}
+    for number, piece in enumerate(pieces):
+        kinds.setdefault((piece.simcat.key, piece.tractor.key), []).append(number)
+    complete, selections = [], []
+    for members in kinds.values():
+        piece = pieces[members[0]]
+        present = (set(IDENTITY) | set(MASKS) | truth | set(piece.simcat.names)
+                   | {TRACTOR_PREFIX + name for name in piece.tractor.names})
+        if planned <= present:
+            complete.extend(members)
+        else:
+            selections.append((members, present))
+    if complete:
+        selections.append((sorted(complete), None))
+    for members, present in selections:
+        target = where.of(np.array(members))
+        rows["targets_mask"][target] = targets_bits(_View(rows, target, present))
+
+
+class _View(Mapping):
+    """Some rows of the buffers, and only the columns `names` (all when None)."""
+
+    def __init__(self, rows, where, names=None):
+        self._rows, self._where, self._names = rows, where, names
+
+    def __getitem__(self, name):
+        if self._names is not None and name not in self._names:
+            raise KeyError(name)
+        return self._rows[name][self._where]
+
+    def __contains__(self, name):
+        return name in self._rows and (self._names is None or name in self._names)
+
+    def __iter__(self):
+        return (name for name in self._rows if name in self)
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
+    """The derived columns of one brick, one dict per rsdir, each with its own catalog's
+    columns: `derive_rows` of each rsdir into buffers of its own schema.
 
     Parameters
     ----------
     brickname : str
     parts : list of (rsdir, simcat, tractor)
-        In canonical rsdir order; `simcat` holds only the added rows (`added_rows`),
-        `tractor` the brick_primary rows of that rsdir's catalog
-        (`production.inputs.read_tractor` or `primary_tractor`).
+        In canonical rsdir order; `simcat` the added rows (`added_rows`), `tractor` the
+        brick_primary rows of that rsdir's catalog: tables (`CatalogRows`), record arrays
+        (`production.inputs.read_tractor`) or dicts of columns.
     truth : dict
         Truth-table columns aligned with the concatenated simcat ids.
     dr_radec : (ndarray, ndarray)
         ra, dec of the real DR catalog of the brick.
     radius_arcsec : float
-    select : bool
-        Add ``targets_mask`` (`add_targets_mask`); the job leaves it out and selects the
-        rows of a whole write round at once (`rows_targets_mask`).
 
     Returns
     -------
     list of dict
-        Column name -> array, in derivation order, per rsdir; each with its own catalog's
-        Tractor columns (the job fills a column one rsdir lacks).
+        Column name -> array, in derivation order, per rsdir.
     """
-    # one tree of the real catalog for the whole brick, not one per rsdir
-    ra = np.concatenate([simcat["ra"] for _, simcat, _ in parts]) if parts else np.zeros(0)
-    dec = np.concatenate([simcat["dec"] for _, simcat, _ in parts]) if parts else np.zeros(0)
-    on_real_source = has_neighbour(ra, dec, dr_radec[0], dr_radec[1], radius_arcsec)
+    truth_schema = {name: (values.dtype, values.shape[1:]) for name, values in truth.items()}
     pieces, start = [], 0
     for rsdir, simcat, tractor in parts:
-        n = len(simcat["id"])
-        piece = {
-            "unique_id": unique_ids(simcat["id"], brickname, rsdir),
-            "brickname": np.full(n, brickname.encode(), dtype="S8"),
-            "rsdir": np.full(n, rsdir.encode(), dtype=f"S{len(rsdir)}"),
-        }
-        piece.update(simcat)
-        piece.update({f"psql_{name}": values[start:start + n] for name, values in truth.items()})
-        tractor_columns, matched = match_tractor(simcat["ra"], simcat["dec"], tractor, radius_arcsec)
-        piece.update(tractor_columns)
-        piece["obiwan_mask"] = obiwan_mask(matched, on_real_source[start:start + n])
-        pieces.append(piece)
-        start += n
-    if select:
-        add_targets_mask(pieces)
+        simcat, tractor = _as_table(simcat), _as_table(tractor)
+        size = len(simcat)
+        width = unique_id_width(simcat.column("id"), brickname, rsdir)
+        schema = derived_schema(simcat.schema, truth_schema, tractor.schema, len(rsdir), width)
+        rows = {name: np.empty((size,) + tuple(shape), dtype) for name, (dtype, shape) in schema.items()}
+        derive_rows([Piece(brickname, rsdir, simcat, tractor)],
+                    {name: values[start:start + size] for name, values in truth.items()},
+                    {brickname: dr_radec}, radius_arcsec, rows)
+        pieces.append(rows)
+        start += size
     return pieces
 
 
-def add_targets_mask(pieces):
-    """``targets_mask`` of every piece of a brick (`brick_parts`), on each piece's own columns:
-    one selection over the whole brick when its rsdirs share one schema (the usual case:
-    the cuts are per row, and one call on a brick's rows costs far less than one per rsdir
-    of a few hundred rows), else one per rsdir."""
-    matches = [bit_set(piece["obiwan_mask"], OBIWAN_BITS["recovered"][0]) for piece in pieces]
-    layouts = {tuple((name, values.dtype.kind if values.dtype.kind == "S" else values.dtype, values.shape[1:])
-                     for name, values in piece.items()) for piece in pieces}
-    if len(pieces) > 1 and len(layouts) == 1:
-        bits = targets_bits(_Joined(pieces), np.concatenate(matches))
-        bounds = np.cumsum([len(matched) for matched in matches])[:-1]
-        for piece, piece_bits in zip(pieces, np.split(bits, bounds)):
-            piece["targets_mask"] = piece_bits
-    else:
-        for piece, matched in zip(pieces, matches):
-            piece["targets_mask"] = targets_bits(piece, matched)
+def _as_table(source):
+    return source if hasattr(source, "gather") else ArrayTable(source)
 
 
-class _Joined(Mapping):
-    """Columns of several pieces of one schema, concatenated when first looked up."""
+def derived_schema(simcat_schema, truth_schema, tractor_schema, rsdir_width, unique_id_width=None):
+    """``{name: (dtype, shape)}`` of the derived columns of one rsdir, in derivation order.
 
-    def __init__(self, pieces):
-        self._pieces, self._joined = pieces, {}
-
-    def __getitem__(self, name):
-        if name not in self._joined:
-            self._joined[name] = np.concatenate([piece[name] for piece in self._pieces])
-        return self._joined[name]
-
-    def __contains__(self, name):
-        return name in self._pieces[0]
-
-    def __iter__(self):
-        return iter(self._pieces[0])
-
-    def __len__(self):
-        return len(self._pieces[0])
-
-
-def derived_schema(simcat_schema, truth_schema, tractor_schema, unique_id_width, rsdir_width):
-    """``{name: (dtype, shape)}`` of the derived columns, in derivation order.
-
-    The schemas are those of `production.inputs.FitsTable.schema` (read from headers, so a plan can know
-    the layout without reading any catalog).
+    The schemas are those of `production.inputs.FitsTable.schema` (read from headers, so a
+    plan can know the layout without reading any catalog). Without `unique_id_width` the
+    ``unique_id`` column is left out: the plan, which knows the widest, puts it first.
     """
-    schema = {
-        "unique_id": (np.dtype(f"S{unique_id_width}"), ()),
-        "brickname": (np.dtype("S8"), ()),
-        "rsdir": (np.dtype(f"S{rsdir_width}"), ()),
-    }
+    schema = {} if unique_id_width is None else {"unique_id": (np.dtype(f"S{unique_id_width}"), ())}
+    schema.update({"brickname": (np.dtype("S8"), ()), "rsdir": (np.dtype(f"S{rsdir_width}"), ())})
     schema.update(simcat_schema)
-    schema.update({f"psql_{name}": spec for name, spec in truth_schema.items()})
-    schema.update({f"tractor_{name}": spec for name, spec in tractor_schema.items()})
+    schema.update({f"{TRUTH_PREFIX}{name}": spec for name, spec in truth_schema.items()})
+    schema.update({f"{TRACTOR_PREFIX}{name}": spec for name, spec in tractor_schema.items()})
     schema["obiwan_mask"] = (np.dtype(np.uint8), ())
     schema["targets_mask"] = (np.dtype(np.uint8), ())
     return schema

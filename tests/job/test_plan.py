@@ -96,7 +96,7 @@ def test_brick_weights_list_the_rsdirs_of_each_brick(production_copy):
 
     from obiwan_h5.job import DeriveOptions
     from obiwan_h5.job.mpi import SerialComm
-    from obiwan_h5.job.scan import brick_weights
+    from obiwan_h5.job.planning import brick_weights
     from obiwan_h5.production.layout import Production
 
     production = Production(production_copy)
@@ -119,7 +119,7 @@ def test_resume_weights_come_from_the_file_without_listing(dr5_production, dr5_d
     from obiwan_h5.fileformat import PENDING
     from obiwan_h5.job import DeriveOptions
     from obiwan_h5.job.mpi import SerialComm
-    from obiwan_h5.job.scan import brick_weights
+    from obiwan_h5.job.planning import brick_weights
     from obiwan_h5.production.layout import Production
 
     output = tmp_path / "resumed.h5"

@@ -62,13 +62,13 @@ def _history(path):
 def test_added_bricks_are_derived_and_the_rest_copied(grown, tmp_path, monkeypatch):
     data_dir, output, bricks, _, new_list = grown
     derived_bricks = []
-    real = __import__("obiwan_h5.job.compute", fromlist=["brick_parts"]).brick_parts
+    real = __import__("obiwan_h5.job.compute", fromlist=["derive_rows"]).derive_rows
 
-    def spy(brickname, *args, **kwargs):
-        derived_bricks.append(brickname)
-        return real(brickname, *args, **kwargs)
+    def spy(pieces, *args, **kwargs):
+        derived_bricks.extend(dict.fromkeys(piece.brickname for piece in pieces))
+        return real(pieces, *args, **kwargs)
 
-    monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", spy)
+    monkeypatch.setattr("obiwan_h5.job.compute.derive_rows", spy)
     assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
     assert derived_bricks == [bricks[5]]
     monkeypatch.undo()
