@@ -66,14 +66,26 @@ def added_rows(simcat_ids, ids_added, where=""):
     Raises `BrickError` on duplicate ids in `ids_added` or ids absent from the simcat.
     """
     simcat_ids = np.asarray(simcat_ids, dtype=np.int64)
-    ids_added = np.asarray(ids_added, dtype=np.int64)
-    unique, counts = np.unique(ids_added, return_counts=True)
-    if np.any(counts > 1):
-        raise BrickError(f"{where}duplicate id {unique[counts > 1][0]} in sim_ids_added ({np.sum(counts > 1)} in all)")
-    absent = ~np.isin(unique, simcat_ids)
+    added = np.sort(np.asarray(ids_added, dtype=np.int64))
+    repeated = added[1:][added[1:] == added[:-1]]
+    if len(repeated):
+        duplicates = np.unique(repeated)
+        raise BrickError(f"{where}duplicate id {duplicates[0]} in sim_ids_added ({len(duplicates)} in all)")
+    # membership by binary search in the sorted ids: a brick's few hundred ids at a time,
+    # where numpy.isin's set-up is most of the cost
+    known = np.sort(simcat_ids)
+    absent = _missing(known, added)
     if np.any(absent):
-        raise BrickError(f"{where}id {unique[absent][0]} of sim_ids_added is not in the simcat ({np.sum(absent)} in all)")
-    return np.flatnonzero(np.isin(simcat_ids, unique))
+        raise BrickError(f"{where}id {added[absent][0]} of sim_ids_added is not in the simcat ({np.sum(absent)} in all)")
+    return np.flatnonzero(~_missing(added, simcat_ids))
+
+
+def _missing(sorted_ids, ids):
+    """Whether each of `ids` is absent from `sorted_ids`."""
+    if len(sorted_ids) == 0:
+        return np.ones(len(ids), bool)
+    position = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[position] != ids
 
 
 def unique_ids(ids, brickname, rsdir):
@@ -299,8 +311,9 @@ class _Positions:
 
 def _place_tables(rows, family, prefix, tables, picks, where):
     """Place the columns of each piece's table in the buffers: for the pieces whose tables
-    share a key, one gather of their records and one assignment per column (in chunks of
-    at most `GATHER_BYTES` of records, so that memory holds the buffers and one chunk).
+    share a key, one gather of their records and one assignment per column, in chunks of
+    at most `GATHER_BYTES` of records (memory holds the buffers and one chunk, gathered
+    into the same scratch memory chunk after chunk).
 
     `picks` gives, per piece, the table row of each of its buffer rows (-1: none, filled);
     None means every row of the table, in order. Columns of `family` a table lacks are
@@ -309,43 +322,43 @@ def _place_tables(rows, family, prefix, tables, picks, where):
     groups = {}
     for number, table in enumerate(tables):
         groups.setdefault(table.key, []).append(number)
+    scratch = np.empty(0, np.uint8)
     for members in groups.values():
         chunk, nbytes = [], 0
         for number in members:
-            if picks is None:
-                pick = np.arange(len(tables[number]))
-            else:
-                pick = picks[number]
+            pick = np.arange(len(tables[number])) if picks is None else picks[number]
+            if chunk and nbytes + len(pick) * tables[number].row_bytes > GATHER_BYTES:
+                scratch = _place_chunk(rows, family, prefix, tables, chunk, where, scratch)
+                chunk, nbytes = [], 0
             chunk.append((number, pick))
             nbytes += len(pick) * tables[number].row_bytes
-            if nbytes >= GATHER_BYTES:
-                _place_chunk(rows, family, prefix, tables, chunk, where)
-                chunk, nbytes = [], 0
         if chunk:
-            _place_chunk(rows, family, prefix, tables, chunk, where)
+            scratch = _place_chunk(rows, family, prefix, tables, chunk, where, scratch)
 
 
 # records gathered at once by `_place_tables`
 GATHER_BYTES = 8 << 20
 
 
-def _place_chunk(rows, family, prefix, tables, chunk, where):
+def _place_chunk(rows, family, prefix, tables, chunk, where, scratch):
+    """`_place_tables` of one chunk of pieces; returns the scratch memory, grown if needed."""
     members = np.array([number for number, _ in chunk])
     chosen = [pick for _, pick in chunk]
     first = tables[chunk[0][0]]
     found = np.concatenate(chosen) >= 0
     target = where.of(members)
     if found.all():
-        records, hit, miss = _gather(tables, members, chosen), target, None
+        hit, miss = target, None
     elif isinstance(target, slice) and all(len(tables[number]) for number in members):
         # contiguous rows: gather a stand-in row for the unmatched ones, so that every
         # column is one plain slice assignment; then fill the unmatched rows
-        records = _gather(tables, members, [np.maximum(pick, 0) for pick in chosen])
+        chosen = [np.maximum(pick, 0) for pick in chosen]
         hit, miss = target, where.indices(members)[~found]
     else:
-        records = _gather(tables, members, [pick[pick >= 0] for pick in chosen])
+        chosen = [pick[pick >= 0] for pick in chosen]
         target = where.indices(members)
         hit, miss = target[found], target[~found]
+    records, scratch = _gather(tables, members, chosen, scratch)
     names = set(first.names)
     for name in first.names:
         column = prefix + name
@@ -358,15 +371,23 @@ def _place_chunk(rows, family, prefix, tables, chunk, where):
     for column in family:
         if column[len(prefix):] not in names:
             rows[column][target] = fill_value(rows[column].dtype)
+    return scratch
 
 
-def _gather(tables, members, chosen):
+def _gather(tables, members, chosen, scratch):
+    """The records of the chosen rows of each member's table, one after the other, in
+    `scratch` memory (grown when too small): a fresh block of megabytes per chunk would be
+    page faults each time. Returns the records and the scratch memory."""
     parts = [tables[number].gather(pick) for number, pick in zip(members, chosen)]
-    if len(parts) == 1:
-        return parts[0]
+    dtype = parts[0].dtype
+    nbytes = sum(len(part) for part in parts) * dtype.itemsize
+    if nbytes > len(scratch):
+        scratch = np.empty(nbytes, np.uint8)
     # joined as opaque bytes: numpy would otherwise promote the record dtype piece by piece
-    opaque = np.dtype((np.void, parts[0].dtype.itemsize))
-    return np.concatenate([part.view(opaque) for part in parts]).view(parts[0].dtype)
+    opaque = np.dtype((np.void, dtype.itemsize))
+    joined = scratch[:nbytes].view(opaque)
+    np.concatenate([part.view(opaque) for part in parts], out=joined)
+    return joined.view(dtype), scratch
 
 
 def _select(rows, pieces, where):

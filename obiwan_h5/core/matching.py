@@ -113,11 +113,14 @@ def match_nearest(ra1, dec1, ra2, dec2, radius_arcsec: float, group1=None, group
     key1, key2, margin = _sweep_keys(dec1[good1], dec2[good2], group1, group2, good1, good2)
     sort = np.argsort(key2, kind="stable")
     order, sorted_key = good2[sort], key2[sort]
-    units2 = radec_to_unit(ra2[order], dec2[order])
-    units1 = radec_to_unit(ra1[good1], dec1[good1])
     lo = np.searchsorted(sorted_key, key1 - radius_deg - margin, side="left")
     hi = np.searchsorted(sorted_key, key1 + radius_deg + margin, side="right")
     counts = hi - lo
+    # unit vectors of each source, or of each candidate pair when there are fewer pairs
+    # than sources (a sparse catalog 1 against a dense one: the real sources of a brick)
+    pairs = int(counts.sum())
+    units1 = radec_to_unit(ra1[good1], dec1[good1]) if pairs >= len(good1) else None
+    units2 = radec_to_unit(ra2[order], dec2[order]) if pairs >= len(order) else None
     # bounded memory however dense the catalogs: pairs are built in chunks of sources
     bounds = _chunks(counts, MAX_PAIRS)
     best = np.full(len(good1), -1, dtype=np.int64)  # index into catalog 2
@@ -141,7 +144,10 @@ def match_nearest(ra1, dec1, ra2, dec2, radius_arcsec: float, group1=None, group
             source, candidate = source[inside], candidate[inside]
             if len(source) == 0:
                 continue
-        distance = np.sqrt(np.sum((units1[source] - units2[candidate]) ** 2, axis=1))
+        first = units1[source] if units1 is not None else radec_to_unit(ra1[good1[source]], dec1[good1[source]])
+        second = units2[candidate] if units2 is not None else \
+            radec_to_unit(ra2[order[candidate]], dec2[order[candidate]])
+        distance = np.sqrt(np.sum((first - second) ** 2, axis=1))
         # nearest per source, ties to the lowest index of catalog 2 (deterministic): the
         # candidates come grouped by source, so two reductions per run of one source
         runs = np.flatnonzero(np.concatenate([[True], source[1:] != source[:-1]]))

@@ -21,6 +21,8 @@ from .photometry import TYPE_CODES, band_quantity, deextincted_flux, tractor_typ
 __all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "nobs_histogram",
            "summarise_brick", "summarise_bricks"]
 
+# groups of at most this many values take their medians from one sort of them all
+FEW_ROWS = 128
 # 20 bins of true magnitude over [18, 26] (SPEC §4)
 MAG_BINS = np.linspace(18.0, 26.0, 21)
 
@@ -159,14 +161,15 @@ class _Groups:
     def __init__(self, ranges, nrows):
         self.nrows = nrows
         self.group = np.full(nrows, -1, dtype=np.int64)
-        last = 0
-        for index, (start, stop) in enumerate(ranges):
-            if start < last or stop < start:
-                raise ValueError(f"ranges must be in row order without overlap: {ranges}")
-            self.group[start:stop] = index
-            last = stop
+        bounds = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+        if np.any(bounds[:, 1] < bounds[:, 0]) or np.any(bounds[1:, 0] < bounds[:-1, 1]) or \
+                (len(bounds) and bounds[0, 0] < 0):
+            raise ValueError(f"ranges must be in row order without overlap: {ranges}")
+        self.sizes = bounds[:, 1] - bounds[:, 0]
+        # each group's rows, from one repeat: a brick's range holds its group number
+        self.group[np.repeat(bounds[:, 0] - np.cumsum(self.sizes) + self.sizes, self.sizes)
+                   + np.arange(int(self.sizes.sum()))] = np.repeat(np.arange(len(bounds)), self.sizes)
         self.member = self.group >= 0
-        self.sizes = np.array([stop - start for start, stop in ranges], dtype=np.int64)
 
     def count(self, flags):
         return np.bincount(self.group[flags & self.member], minlength=len(self.sizes))
@@ -178,17 +181,33 @@ class _Groups:
         return np.bincount(flat, minlength=len(self.sizes) * nbins).reshape(len(self.sizes), nbins)
 
     def median(self, values, keep):
-        """`numpy.median` of the `keep` values of each group (NaN for none).
+        """`numpy.median` of the `keep` values of each group (NaN for none), value for value.
 
-        One `numpy.median` per group, on its slice of the kept rows: a sort of all the
-        rows by group and value costs more than these few hundred partial sorts.
+        A group of many rows takes one `numpy.median` (a partial sort of its slice); the
+        groups of few rows (small bricks, where a call's fixed cost is most of it) are
+        sorted together, by group and value, in one call.
         """
         keep = keep & self.member
         group, values = self.group[keep], values[keep]
-        bounds = np.searchsorted(group, np.arange(len(self.sizes) + 1))
+        counts = np.bincount(group, minlength=len(self.sizes))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         result = np.full(len(self.sizes), np.nan)
-        for index in np.flatnonzero(np.diff(bounds)):
-            result[index] = np.median(values[bounds[index]:bounds[index + 1]])
+        for index in np.flatnonzero(counts > FEW_ROWS):
+            result[index] = np.median(values[starts[index]:starts[index] + counts[index]])
+        few = (counts > 0) & (counts <= FEW_ROWS)
+        if few.any():
+            rows = few[group]
+            group, values = group[rows], values[rows].astype(np.float64)
+            order = np.lexsort((values, group))
+            group, values = group[order], values[order]
+            chosen = np.flatnonzero(few)
+            first = np.searchsorted(group, chosen)
+            low, high = first + (counts[chosen] - 1) // 2, first + counts[chosen] // 2
+            # as numpy.median: the middle value, or the mean of the two middle values
+            middle = np.where(low == high, values[low], (values[low] + values[high]) / 2)
+            # and NaN for a group holding a NaN (sorted last)
+            last = first + counts[chosen] - 1
+            result[chosen] = np.where(np.isnan(values[last]), np.nan, middle)
         return result
 
     def nanmedian(self, values, keep):

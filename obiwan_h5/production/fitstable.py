@@ -55,20 +55,21 @@ def _parse_value(text):
             return text
 
 
-def _header_end(raw, start, path):
-    """Offset just past the header that starts at `start` of `raw` (its END card's block),
-    or None when `raw` ends before it."""
-    for block in range(start, len(raw) - BLOCK + 1, BLOCK):
-        if _find_card(raw[block:block + BLOCK], b"END") >= 0:
-            return block + BLOCK
-    return None
+def _header_end(raw, start):
+    """Offset just past the header that starts at `start` of `raw` (the end of its END
+    card's block), or None when `raw` ends before it."""
+    at = _find_card(raw, b"END", start)
+    if at < 0:
+        return None
+    end = start + ((at - start) // BLOCK + 1) * BLOCK
+    return end if end <= len(raw) else None
 
 
-def _find_card(raw, key):
-    """Offset of the card whose keyword is `key` (at a card boundary), or -1."""
+def _find_card(raw, key, start=0):
+    """Offset of the first card from `start` (a card boundary) whose keyword is `key`, or -1."""
     pattern = key.ljust(8)
-    at = raw.find(pattern)
-    while at >= 0 and at % CARD:
+    at = raw.find(pattern, start)
+    while at >= 0 and (at - start) % CARD:
         at = raw.find(pattern, at + 1)
     return at
 
@@ -239,7 +240,8 @@ class BinaryTable:
         size : int, optional
             The file's size, known from a ``stat`` of `fd`.
         load : {None, "read", "map"}
-            None reads only the headers; data are then read from `path` when asked for.
+            None reads only the headers; data are then read from `path` when asked for. A
+            file that the first read holds whole is never mapped.
         """
         self.path = os.fspath(path)
         owned = fd is None
@@ -250,7 +252,8 @@ class BinaryTable:
                 size = os.fstat(fd).st_size
             self._parse(fd, size)
             self._stored = None
-            if load == "read":
+            whole = self.data_offset + self.nrows * self.dtype.itemsize <= len(self._head)
+            if load == "read" or (load == "map" and whole):  # a small file was read whole already
                 self._stored = self._read_data(fd)
             elif load == "map":
                 self._stored = self._map_data(fd, size)
@@ -279,7 +282,7 @@ class BinaryTable:
         """End of the header at `start`, reading further blocks when the first read ended
         before it (a header longer than `HEAD_BYTES`); keeps the bytes read in ``_head``."""
         while True:
-            end = _header_end(raw, start, self.path)
+            end = _header_end(raw, start)
             if end is not None:
                 self._head = raw
                 return end
