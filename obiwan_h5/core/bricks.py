@@ -70,7 +70,7 @@ def parse_brick_names(lines, source=None):
     source : str, optional
         File the lines come from, named in errors with the line number.
     """
-    names = []
+    names = {}  # in order of first sight; a dict, so that a long list is not quadratic
     for number, line in enumerate(lines, 1):
         for token in line.replace(",", " ").split():
             try:
@@ -78,8 +78,8 @@ def parse_brick_names(lines, source=None):
             except InputError as err:
                 where = f"{source}:{number}: " if source else "`bricks`: "
                 raise InputError(f"{where}{err}") from None
-            if token not in names:
-                names.append(token)
+            names.setdefault(token, None)
+    names = list(names)
     if not names:
         raise InputError(f"{source or '`bricks`'}: the brick list is empty")
     return names

@@ -193,7 +193,7 @@ class _Groups:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         result = np.full(len(self.sizes), np.nan)
         for index in np.flatnonzero(counts > FEW_ROWS):
-            result[index] = np.median(values[starts[index]:starts[index] + counts[index]])
+            result[index] = _median(values[starts[index]:starts[index] + counts[index]])
         few = (counts > 0) & (counts <= FEW_ROWS)
         if few.any():
             rows = few[group]
@@ -228,6 +228,21 @@ class _Groups:
         first = np.argmax(low, axis=1)
         centre = 0.5 * (bins[first] + bins[first + 1])
         return np.where(low.any(axis=1), centre, np.nan)
+
+
+def _median(values):
+    """`numpy.median` of a 1-D array, value for value, from one `numpy.partition` (without
+    numpy.median's own set-up, which costs as much as the partition on a brick's rows)."""
+    size = len(values)
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        return np.nan
+    low, high = (size - 1) // 2, size // 2
+    part = np.partition(values, [low, high] if high != low else high)
+    if values.dtype.kind != "f":  # numpy.median averages integers in float64
+        part = part[[low, high]].astype(np.float64)
+        low, high = 0, 1
+    # the mean of the one or two middle values, in their own precision as numpy.mean's
+    return part[low] if low == high else (part[low] + part[high]) / 2
 
 
 def _quantity(columns, quantity, band, nrows):
