@@ -17,17 +17,7 @@ simcat columns (``id, ra, dec, x, y, gflux, ...``)
 
 `derive_rows` derives the pieces of many bricks (a piece is one rsdir of one brick) at
 once, column by column: one match of every piece, one gather and one assignment per
-column. It reads the simcat and Tractor catalogs as *tables*, objects with
-
-- ``names``: their lower-case column names, ``schema``: ``{name: (dtype, shape)}``;
-- ``key``: hashable, equal for tables of the same records and names;
-- ``len(table)``; ``row_bytes``: the bytes of one record `gather` returns;
-- ``column(name)``: one column of every row as a native array;
-- ``gather(index)``: the records of rows `index`, in any form the table likes;
-- ``values(records, name)``: column `name` of such records, assignable to a native array.
-
-`ArrayTable` is one for columns in memory; `production.inputs.CatalogRows` one for FITS
-catalogs whose records are converted only as they are placed.
+column. It reads the simcat and Tractor catalogs as *tables* (`schema.place_tables`).
 """
 
 from collections.abc import Mapping
@@ -40,10 +30,9 @@ from ..fileformat import BANDS, OBIWAN_BITS, bit_set, fill_value
 from . import selection
 from .matching import has_neighbour, match_nearest
 from .photometry import band_quantity, deextincted_flux, true_flux
-from .schema import as_records
+from .schema import ArrayTable, Positions, place_tables
 
 __all__ = [
-    "ArrayTable",
     "Piece",
     "added_rows",
     "brick_parts",
@@ -158,44 +147,6 @@ def _or(value, default):
     return default if value is None else value
 
 
-class ArrayTable:
-    """Columns in memory (a dict of equal-length arrays, or a record array) as a table
-    `derive_rows` reads."""
-
-    def __init__(self, columns):
-        self.records = as_records(columns) if isinstance(columns, dict) else np.asarray(columns)
-        self.names = list(self.records.dtype.names)
-        self.key = self.records.dtype
-        self.dtype = self.records.dtype
-        self.row_bytes = self.records.dtype.itemsize
-
-    def __len__(self):
-        return len(self.records)
-
-    @property
-    def schema(self):
-        """{name: (dtype, shape)} of its columns."""
-        fields = self.records.dtype.fields
-        return {name: (fields[name][0].base, fields[name][0].shape) for name in self.names}
-
-    def __getitem__(self, name):
-        return self.records[name]
-
-    def column(self, name):
-        return self.records[name]
-
-    def gather(self, index):
-        # rows as opaque bytes: numpy copies those whole, structured ones field by field
-        opaque = self.records.view(np.dtype((np.void, self.records.dtype.itemsize)))
-        return opaque[np.asarray(index, dtype=np.int64)].view(self.records.dtype)
-
-    def values(self, records, name):
-        return records[name]
-
-    def take(self, index):
-        return self.gather(index)
-
-
 @dataclass
 class Piece:
     """One rsdir of one brick, as `derive_rows` reads it.
@@ -241,42 +192,53 @@ def derive_rows(pieces, truth, dr_radec, radius_arcsec, rows):
     """
     if not pieces:
         return []
-    sizes = np.array([len(piece.simcat) for piece in pieces], dtype=np.int64)
-    where = _Positions([piece.start for piece in pieces], sizes)
-    ids = np.concatenate([np.asarray(piece.simcat.column("id"), np.int64) for piece in pieces])
-    suffixes = np.repeat(np.array([f"_{piece.brickname}_{piece.rsdir}".encode() for piece in pieces]), sizes)
-    rows["unique_id"][where.all] = _unique_ids(ids, suffixes)
-    rows["brickname"][where.all] = np.repeat(np.array([piece.brickname.encode() for piece in pieces]), sizes)
-    rows["rsdir"][where.all] = np.repeat(np.array([piece.rsdir.encode() for piece in pieces]), sizes)
+    where = Positions([piece.start for piece in pieces], [len(piece.simcat) for piece in pieces])
     families = _families(rows)
-    _place_tables(rows, families["simcat"], "", [piece.simcat for piece in pieces], None, where)
+    ids = _concatenate(piece.simcat.column("id") for piece in pieces).astype(np.int64)
+    suffixes = np.array([f"_{piece.brickname}_{piece.rsdir}".encode() for piece in pieces])
+    rows["unique_id"][where.all] = _unique_ids(ids, np.repeat(suffixes, where.sizes))
+    rows["brickname"][where.all] = np.repeat(np.array([piece.brickname.encode() for piece in pieces]), where.sizes)
+    rows["rsdir"][where.all] = np.repeat(np.array([piece.rsdir.encode() for piece in pieces]), where.sizes)
+    place_tables(rows, families["simcat"], "", [piece.simcat for piece in pieces], None, where)
     for name in families["truth"]:
         values = truth.get(name[len(TRUTH_PREFIX):])
         rows[name][where.all] = fill_value(rows[name].dtype) if values is None else values
-
-    ra, dec = (np.concatenate([np.asarray(piece.simcat.column(axis), np.float64) for piece in pieces])
-               for axis in ("ra", "dec"))
-    group = np.repeat(np.arange(len(pieces)), sizes)
-    tractor_sizes = np.array([len(piece.tractor) for piece in pieces], dtype=np.int64)
-    index, _ = match_nearest(
-        ra, dec, *(np.concatenate([np.asarray(piece.tractor.column(axis), np.float64) for piece in pieces])
-                   for axis in ("ra", "dec")),
-        radius_arcsec, group, np.repeat(np.arange(len(pieces)), tractor_sizes))
-    matched = index >= 0
-    local = np.where(matched, index - (np.cumsum(tractor_sizes) - tractor_sizes)[group], -1)
-    _place_tables(rows, families["tractor"], TRACTOR_PREFIX, [piece.tractor for piece in pieces],
-                  np.split(local, np.cumsum(sizes)[:-1]), where)
-
-    bricks = {name: number for number, name in enumerate(dict.fromkeys(piece.brickname for piece in pieces))}
-    of_brick = np.repeat(np.array([bricks[piece.brickname] for piece in pieces], dtype=np.int64), sizes)
-    real = [dr_radec[brick] for brick in bricks]
-    on_real_source = has_neighbour(
-        ra, dec, np.concatenate([np.asarray(r, np.float64) for r, _ in real]),
-        np.concatenate([np.asarray(d, np.float64) for _, d in real]), radius_arcsec, of_brick,
-        np.repeat(np.arange(len(bricks)), [len(r) for r, _ in real]))
+    ra, dec = (_concatenate(piece.simcat.column(axis) for piece in pieces) for axis in ("ra", "dec"))
+    matched, picks = _match_tractor(pieces, ra, dec, where.sizes, radius_arcsec)
+    place_tables(rows, families["tractor"], TRACTOR_PREFIX, [piece.tractor for piece in pieces], picks, where)
+    on_real_source = _on_real_source(pieces, ra, dec, where.sizes, dr_radec, radius_arcsec)
     rows["obiwan_mask"][where.all] = obiwan_mask(matched, on_real_source)
     _select(rows, pieces, where)
-    return [int(size) for size in tractor_sizes]
+    return [len(piece.tractor) for piece in pieces]
+
+
+def _concatenate(arrays, dtype=np.float64):
+    return np.concatenate([np.asarray(values, dtype) for values in arrays])
+
+
+def _match_tractor(pieces, ra, dec, sizes, radius_arcsec):
+    """Whether each injected source of the pieces has a Tractor source of its own rsdir
+    within the radius (one grouped match for all pieces), and, per piece, the row of its
+    Tractor table each source matched (-1 when none)."""
+    tractors = [piece.tractor for piece in pieces]
+    counts = np.array([len(table) for table in tractors], dtype=np.int64)
+    group = np.repeat(np.arange(len(pieces)), sizes)
+    index, _ = match_nearest(ra, dec, _concatenate(table.column("ra") for table in tractors),
+                             _concatenate(table.column("dec") for table in tractors), radius_arcsec,
+                             group, np.repeat(np.arange(len(pieces)), counts))
+    matched = index >= 0
+    local = np.where(matched, index - (np.cumsum(counts) - counts)[group], -1)
+    return matched, np.split(local, np.cumsum(sizes)[:-1])
+
+
+def _on_real_source(pieces, ra, dec, sizes, dr_radec, radius_arcsec):
+    """Whether each injected source lies within the radius of a source of its brick's real
+    DR catalog (one grouped match for all the bricks of the pieces)."""
+    bricks = {name: number for number, name in enumerate(dict.fromkeys(piece.brickname for piece in pieces))}
+    real = [dr_radec[brick] for brick in bricks]
+    return has_neighbour(ra, dec, _concatenate(ra_dr for ra_dr, _ in real), _concatenate(dec_dr for _, dec_dr in real),
+                         radius_arcsec, np.repeat([bricks[piece.brickname] for piece in pieces], sizes),
+                         np.repeat(np.arange(len(bricks)), [len(ra_dr) for ra_dr, _ in real]))
 
 
 def _families(rows):
@@ -285,109 +247,6 @@ def _families(rows):
     tractor = [name for name in rows if name.startswith(TRACTOR_PREFIX)]
     own = set(IDENTITY) | set(MASKS) | set(truth) | set(tractor)
     return {"simcat": [name for name in rows if name not in own], "truth": truth, "tractor": tractor}
-
-
-class _Positions:
-    """Buffer rows of pieces (each ``sizes[i]`` rows from ``starts[i]``): a slice when they
-    are contiguous, else an index array; `of` the rows of some pieces."""
-
-    def __init__(self, starts, sizes):
-        self.starts = np.asarray(starts, dtype=np.int64)
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.all = self.of(np.arange(len(self.sizes)))
-
-    def of(self, chosen):
-        starts, sizes = self.starts[chosen], self.sizes[chosen]
-        if len(starts) == 0:
-            return slice(0, 0)
-        if np.all(starts[1:] == starts[:-1] + sizes[:-1]):
-            return slice(int(starts[0]), int(starts[-1] + sizes[-1]))
-        return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
-
-    def indices(self, chosen):
-        where = self.of(chosen)
-        return np.arange(where.start, where.stop) if isinstance(where, slice) else where
-
-
-def _place_tables(rows, family, prefix, tables, picks, where):
-    """Place the columns of each piece's table in the buffers: for the pieces whose tables
-    share a key, one gather of their records and one assignment per column, in chunks of
-    at most `GATHER_BYTES` of records (memory holds the buffers and one chunk, gathered
-    into the same scratch memory chunk after chunk).
-
-    `picks` gives, per piece, the table row of each of its buffer rows (-1: none, filled);
-    None means every row of the table, in order. Columns of `family` a table lacks are
-    filled over its pieces' rows.
-    """
-    groups = {}
-    for number, table in enumerate(tables):
-        groups.setdefault(table.key, []).append(number)
-    scratch = np.empty(0, np.uint8)
-    for members in groups.values():
-        chunk, nbytes = [], 0
-        for number in members:
-            pick = np.arange(len(tables[number])) if picks is None else picks[number]
-            if chunk and nbytes + len(pick) * tables[number].row_bytes > GATHER_BYTES:
-                scratch = _place_chunk(rows, family, prefix, tables, chunk, where, scratch)
-                chunk, nbytes = [], 0
-            chunk.append((number, pick))
-            nbytes += len(pick) * tables[number].row_bytes
-        if chunk:
-            scratch = _place_chunk(rows, family, prefix, tables, chunk, where, scratch)
-
-
-# records gathered at once by `_place_tables`
-GATHER_BYTES = 8 << 20
-
-
-def _place_chunk(rows, family, prefix, tables, chunk, where, scratch):
-    """`_place_tables` of one chunk of pieces; returns the scratch memory, grown if needed."""
-    members = np.array([number for number, _ in chunk])
-    chosen = [pick for _, pick in chunk]
-    first = tables[chunk[0][0]]
-    found = np.concatenate(chosen) >= 0
-    target = where.of(members)
-    if found.all():
-        hit, miss = target, None
-    elif isinstance(target, slice) and all(len(tables[number]) for number in members):
-        # contiguous rows: gather a stand-in row for the unmatched ones, so that every
-        # column is one plain slice assignment; then fill the unmatched rows
-        chosen = [np.maximum(pick, 0) for pick in chosen]
-        hit, miss = target, where.indices(members)[~found]
-    else:
-        chosen = [pick[pick >= 0] for pick in chosen]
-        target = where.indices(members)
-        hit, miss = target[found], target[~found]
-    records, scratch = _gather(tables, members, chosen, scratch)
-    names = set(first.names)
-    for name in first.names:
-        column = prefix + name
-        if column not in rows:
-            raise BrickError(f"{getattr(first, 'path', 'a catalog')}: column {name} is not in the plan "
-                             "(inputs changed since the scan?)")
-        rows[column][hit] = first.values(records, name)
-        if miss is not None and len(miss):
-            rows[column][miss] = fill_value(rows[column].dtype)
-    for column in family:
-        if column[len(prefix):] not in names:
-            rows[column][target] = fill_value(rows[column].dtype)
-    return scratch
-
-
-def _gather(tables, members, chosen, scratch):
-    """The records of the chosen rows of each member's table, one after the other, in
-    `scratch` memory (grown when too small): a fresh block of megabytes per chunk would be
-    page faults each time. Returns the records and the scratch memory."""
-    parts = [tables[number].gather(pick) for number, pick in zip(members, chosen)]
-    dtype = parts[0].dtype
-    nbytes = sum(len(part) for part in parts) * dtype.itemsize
-    if nbytes > len(scratch):
-        scratch = np.empty(nbytes, np.uint8)
-    # joined as opaque bytes: numpy would otherwise promote the record dtype piece by piece
-    opaque = np.dtype((np.void, dtype.itemsize))
-    joined = scratch[:nbytes].view(opaque)
-    np.concatenate([part.view(opaque) for part in parts], out=joined)
-    return joined.view(dtype), scratch
 
 
 def _select(rows, pieces, where):

@@ -148,19 +148,22 @@ def compute_segment(reader, plan, b0, b1, on_brick=None):
         reader.scanned.release(plan.bricknames[brick])
         if on_brick is not None:
             on_brick(int(plan.counts[brick]))
+    return _result(reader, plan, b0, b1, rows, starts, [outcomes[brick] for brick in range(b0, b1)])
+
+
+def _result(reader, plan, b0, b1, rows, starts, outcomes):
+    """The round's `RoundResult`: the done bricks' checksums in one pass over the buffers,
+    the summary rows as columns (an empty one for a brick not derived)."""
     names = sorted(column.name for column in plan.columns)
-    done = [brick for brick in range(b0, b1) if outcomes[brick].status == DONE]
-    crcs = dict(zip(done, rows_checksums(rows, names, [(int(starts[b - b0]), int(starts[b - b0 + 1])) for b in done])))
-    summaries = [outcomes[brick].summary if outcomes[brick].summary is not None
-                 else empty_summary(plan.bricknames[brick], reader.bounds.get(plan.bricknames[brick]))
-                 for brick in range(b0, b1)]
-    summary = {}
-    if summaries:
-        summary = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])
-                   for column in SUMMARY_COLUMNS}
-    return RoundResult(rows, summary, np.array([outcomes[brick].status for brick in range(b0, b1)], dtype=np.int8),
-                       [outcomes[brick].message for brick in range(b0, b1)],
-                       [crcs.get(brick, 0) for brick in range(b0, b1)])
+    done = [number for number, outcome in enumerate(outcomes) if outcome.status == DONE]
+    crcs = dict(zip(done, rows_checksums(rows, names, [(int(starts[i]), int(starts[i + 1])) for i in done])))
+    summaries = [outcome.summary if outcome.summary is not None
+                 else empty_summary(plan.bricknames[b0 + number], reader.bounds.get(plan.bricknames[b0 + number]))
+                 for number, outcome in enumerate(outcomes)]
+    summary = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])
+               for column in SUMMARY_COLUMNS} if summaries else {}
+    return RoundResult(rows, summary, np.array([outcome.status for outcome in outcomes], dtype=np.int8),
+                       [outcome.message for outcome in outcomes], [crcs.get(number, 0) for number in range(b1 - b0)])
 
 
 def _read_brick(reader, plan, brick, start):

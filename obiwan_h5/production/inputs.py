@@ -12,8 +12,7 @@ import stat
 import fitsio
 import numpy as np
 
-from ..core.derivation import ArrayTable
-from ..core.schema import as_records
+from ..core.schema import ArrayTable, as_records
 from ..errors import InputError
 from .fitstable import BinaryTable, Unsupported
 
