@@ -18,7 +18,7 @@ from . import selection
 from .derivation import measured_mask_arrays
 from .photometry import TYPE_CODES, band_quantity, deextincted_flux, tractor_types, true_flux
 
-__all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "nobs_histogram",
+__all__ = ["brick_area", "depth_at_half_recovered", "empty_summaries", "empty_summary", "ivar_to_depth", "nobs_histogram",
            "summarise_brick", "summarise_bricks"]
 
 # groups of at most this many values take their medians from one sort of them all
@@ -269,12 +269,19 @@ def _eboss_measured(columns, region, mask_kind):
 def empty_summary(brickname, bounds):
     """The summary row of a brick with no derived rows (incomplete or failed): counts 0,
     statistics NaN, position and area from its survey-bricks `bounds` when known."""
-    row = {}
+    return {name: values[0] for name, values in empty_summaries([brickname], [bounds]).items()}
+
+
+def empty_summaries(bricknames, bounds):
+    """`empty_summary` of several bricks, as summary columns (one value per brick)."""
+    columns = {}
     for name in SUMMARY_COLUMNS:
         dtype, shape = summary_column_type(name)
-        row[name] = np.full(shape, fill_value(dtype) if dtype.kind != "i" else 0, dtype)[()]
-    row["brickname"] = brickname.encode()
-    if bounds is not None:
-        ra, dec, ra1, ra2, dec1, dec2 = bounds
-        row.update(ra=ra, dec=dec, brick_area=brick_area(ra1, ra2, dec1, dec2))
-    return row
+        columns[name] = np.full((len(bricknames),) + tuple(shape), fill_value(dtype) if dtype.kind != "i" else 0, dtype)
+    columns["brickname"][:] = [name.encode() for name in bricknames]
+    for index, known in enumerate(bounds):
+        if known is not None:
+            ra, dec, ra1, ra2, dec1, dec2 = known
+            columns["ra"][index], columns["dec"][index] = ra, dec
+            columns["brick_area"][index] = brick_area(ra1, ra2, dec1, dec2)
+    return columns

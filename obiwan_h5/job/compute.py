@@ -28,9 +28,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.derivation import derive_rows
-from ..core.summary import empty_summary, summarise_brick, summarise_bricks
+from ..core.summary import empty_summaries, summarise_brick, summarise_bricks
 from ..errors import BrickError, InputError
-from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, fill_value, rows_checksums, summary_column_type
+from ..fileformat import DONE, FAILED, INCOMPLETE, fill_value, rows_checksums
 from .scan import brick_failure
 
 __all__ = ["BrickReader", "RoundResult", "compute_segment"]
@@ -133,7 +133,7 @@ def compute_segment(reader, plan, b0, b1, on_brick=None):
     outcomes, read = {}, {}
     for brick in range(b0, b1):
         if brick in reader.copies:
-            outcomes[brick] = _Outcome(DONE, "", reader.old.summary_row(reader.copies[brick]))
+            outcomes[brick] = _Outcome(DONE)  # its summary row and checksum: the old file's
         elif plan.status[brick] in (FAILED, INCOMPLETE):
             outcomes[brick] = _Outcome(int(plan.status[brick]), plan.messages[brick])
         else:
@@ -152,16 +152,23 @@ def compute_segment(reader, plan, b0, b1, on_brick=None):
 
 
 def _result(reader, plan, b0, b1, rows, starts, outcomes):
-    """The round's `RoundResult`: the done bricks' checksums in one pass over the buffers,
-    the summary rows as columns (an empty one for a brick not derived)."""
+    """The round's `RoundResult`: the derived bricks' checksums in one pass over the buffers
+    (a copied brick's is its old one, when its rows are its old bytes), the summary rows as
+    columns (copied ones taken from the old file's, empty ones for bricks not derived)."""
+    copied = {number: reader.copies[b0 + number] for number in range(b1 - b0) if b0 + number in reader.copies}
     names = sorted(column.name for column in plan.columns)
-    done = [number for number, outcome in enumerate(outcomes) if outcome.status == DONE]
-    crcs = dict(zip(done, rows_checksums(rows, names, [(int(starts[i]), int(starts[i + 1])) for i in done])))
-    summaries = [outcome.summary if outcome.summary is not None
-                 else empty_summary(plan.bricknames[b0 + number], reader.bounds.get(plan.bricknames[b0 + number]))
-                 for number, outcome in enumerate(outcomes)]
-    summary = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])
-               for column in SUMMARY_COLUMNS} if summaries else {}
+    crcs = {number: int(reader.old.index["checksum"][old]) for number, old in copied.items()} \
+        if copied and reader.old.same_columns(plan.columns) else {}
+    done = [number for number, outcome in enumerate(outcomes) if outcome.status == DONE and number not in crcs]
+    crcs.update(zip(done, rows_checksums(rows, names, [(int(starts[i]), int(starts[i + 1])) for i in done])))
+    summary = empty_summaries(plan.bricknames[b0:b1], [reader.bounds.get(name) for name in plan.bricknames[b0:b1]])
+    if copied:
+        for column, values in summary.items():
+            values[list(copied)] = reader.old.summary[column][list(copied.values())]
+    derived = [number for number, outcome in enumerate(outcomes) if outcome.summary is not None and number not in copied]
+    for column, values in summary.items():
+        for number in derived:
+            values[number] = outcomes[number].summary[column]
     return RoundResult(rows, summary, np.array([outcome.status for outcome in outcomes], dtype=np.int8),
                        [outcome.message for outcome in outcomes], [crcs.get(number, 0) for number in range(b1 - b0)])
 
