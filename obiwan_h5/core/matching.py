@@ -113,8 +113,9 @@ def match_nearest(ra1, dec1, ra2, dec2, radius_arcsec: float, group1=None, group
     key1, key2, margin = _sweep_keys(dec1[good1], dec2[good2], group1, group2, good1, good2)
     sort = np.argsort(key2, kind="stable")
     order, sorted_key = good2[sort], key2[sort]
-    lo = np.searchsorted(sorted_key, key1 - radius_deg - margin, side="left")
-    hi = np.searchsorted(sorted_key, key1 + radius_deg + margin, side="right")
+    window = radius_deg  # half-width in dec of a source's candidates
+    lo = np.searchsorted(sorted_key, key1 - window - margin, side="left")
+    hi = np.searchsorted(sorted_key, key1 + window + margin, side="right")
     counts = hi - lo
     # unit vectors of each source, or of each candidate pair when there are fewer pairs
     # than sources (a sparse catalog 1 against a dense one: the real sources of a brick)
@@ -139,7 +140,7 @@ def match_nearest(ra1, dec1, ra2, dec2, radius_arcsec: float, group1=None, group
             # the candidates of the source's group and dec window (what a call per group takes)
             own = dec2[order[candidate]]
             dec_source = dec1[good1][source]
-            inside = (own >= dec_source - radius_deg) & (own <= dec_source + radius_deg)
+            inside = (own >= dec_source - window) & (own <= dec_source + window)
             inside &= np.asarray(group2)[order[candidate]] == np.asarray(group1)[good1[source]]
             source, candidate = source[inside], candidate[inside]
             if len(source) == 0:

@@ -174,10 +174,10 @@ def open_input(path, what="file"):
         check_regular_file(path, what)  # the message for what it is (missing, a socket, ...)
         raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
     status = os.fstat(fd)
-    problem = _mode_problem(path, status.st_mode, what)
-    if problem:
+    if not stat.S_ISREG(status.st_mode):
         os.close(fd)
-        raise InputError(problem)
+        check_regular_file(path, what)  # says what it is: a directory, a FIFO, a device
+        raise InputError(f"{path}: is not a regular {what}")
     return fd, status
 
 
@@ -190,17 +190,10 @@ def check_regular_file(path, what="file"):
         raise InputError(f"{path}: {what} not found") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
-    problem = _mode_problem(path, mode, what)
-    if problem:
-        raise InputError(problem)
-
-
-def _mode_problem(path, mode, what):
     if stat.S_ISDIR(mode):
-        return f"{path}: is a directory, not a {what}"
+        raise InputError(f"{path}: is a directory, not a {what}")
     if not stat.S_ISREG(mode):
-        return f"{path}: is not a regular {what} (a FIFO, socket or device)"
-    return None
+        raise InputError(f"{path}: is not a regular {what} (a FIFO, socket or device)")
 
 
 def first_line(err):
