@@ -39,10 +39,12 @@ SIMULATED = {
 
 
 def run(command, checkout, ranks=1):
+    """`obiwan-h5 command` with the code of `checkout`: run from the root directory, since
+    ``python -m`` imports from the current directory before PYTHONPATH."""
     env = dict(os.environ, PYTHONPATH=checkout)
     launcher = ["mpiexec", "-n", str(ranks)] if ranks > 1 else []
     result = subprocess.run(launcher + [sys.executable, "-m", "obiwan_h5.cli", *command], env=env,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, cwd="/")
     if result.returncode not in (0, 1):  # 1: some brick failed, which the mixed production wants
         raise RuntimeError(f"{' '.join(command)} ({checkout}) failed:\n{result.stderr[-3000:]}")
 
@@ -128,6 +130,7 @@ def main(argv=None):
     parser.add_argument("--productions", default="dr5,dr3,mixed,update,benchmark")
     args = parser.parse_args(argv)
     reference = os.path.abspath(args.reference)
+    args.workdir = os.path.abspath(args.workdir)
     ranks = [int(count) for count in args.ranks.split(",")]
     os.makedirs(args.workdir, exist_ok=True)
     ok = True
