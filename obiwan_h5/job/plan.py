@@ -1,6 +1,6 @@
 """The plan (SPEC §6.2): row counts, schemas and offsets, known before any row is written.
 
-Pure functions of what the scan found (`scan.scan_brick`). The plan is the same on every
+Pure functions of what the scan found (`scan.Scanner`). The plan is the same on every
 rank: brick i owns rows ``[offsets[i], offsets[i] + counts[i])`` of every ``randoms``
 column. Bricks are assigned to ranks as contiguous ranges balanced by weight, and each
 rank's range is cut into write segments that fit its memory budget.

@@ -40,7 +40,7 @@ def make_plan(options, comm, production, bricknames, truth, bounds):
     """Share the bricks among the ranks, each rank scans the bricks it will derive, and
     every rank builds the same plan from the gathered scans.
 
-    The bricks are shared by expected cost (`scan.brick_weights`: the ranks list the rsdirs
+    The bricks are shared by expected cost (`brick_weights`: the ranks list the rsdirs
     of a strided share of the bricks, and send each listing to the rank that scans the
     brick). For an update, a brick the old file has done whose input files are unchanged
     (stat fingerprint) is recognised without opening them (`scan.Scanner.unchanged`), and

@@ -39,7 +39,7 @@ from ..production.inputs import (
 from .plan import BrickScan, failed
 
 __all__ = ["BrickInputs", "RsdirInputs", "ScannedBricks", "Scanner", "brick_failure", "brick_files",
-           "input_fingerprint", "scan_brick"]
+           "input_fingerprint"]
 
 # simcat columns are copied under their own names: these would overwrite derived ones
 DERIVED_NAMES = frozenset({"unique_id", "brickname", "rsdir", "obiwan_mask", "targets_mask"})
@@ -329,13 +329,3 @@ def _injected(simcat):
 
 def _row_type(nrows):
     return np.int32 if nrows < 2 ** 31 else np.int64
-
-
-def scan_brick(production, brickname, truth, bounds, expect_rsdirs=None, keep_all_apflux=False,
-               fingerprint_kind="stat"):
-    """`Scanner.scan` of one brick (its schema worked out anew)."""
-    from types import SimpleNamespace
-
-    options = SimpleNamespace(expect_rsdirs=expect_rsdirs, keep_all_apflux=keep_all_apflux,
-                              fingerprint_kind=fingerprint_kind)
-    return Scanner(production, truth, options).scan(brickname, bounds)
