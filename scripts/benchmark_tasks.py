@@ -21,17 +21,16 @@ import fitsio
 import numpy as np
 from mpi4py import MPI
 
+from obiwan_h5.core.derivation import brick_parts
 from obiwan_h5.core.schema import join_pieces
 from obiwan_h5.job import DeriveOptions
-from obiwan_h5.job.compute import BrickReader
 from obiwan_h5.job.plan import assign_ranges
-from obiwan_h5.job.scan import scan_brick
+from obiwan_h5.job.scan import Scanner
 from obiwan_h5.production.inputs import (
     FitsTable,
     primary_tractor,
     read_ids_added,
     read_radec,
-    read_simcat,
     read_survey_bricks,
 )
 from obiwan_h5.production.layout import Production, read_brick_list
@@ -56,23 +55,27 @@ def read_inputs(data_dir):
     for brick in mine:
         ids = []
         for rsdir in production.rsdirs(brick):
-            simcat = read_simcat(production.simcat(brick, rsdir))
+            # every column of the simcat, as the derivation reads it (loaded whole)
+            simcat = FitsTable(production.simcat(brick, rsdir), load="read").read()
             added = read_ids_added(production.ids_added(brick, rsdir))
-            # every byte of the catalog, converted as far as the derivation converts it up front
-            primary_tractor(FitsTable(production.tractor(brick, rsdir)))
+            # every page of the catalog mapped, converted as far as the derivation converts it
+            # up front (brick_primary, ra, dec)
+            primary_tractor(FitsTable(production.tractor(brick, rsdir), load="map"))
             ids.append(simcat["id"][np.isin(simcat["id"], added)])
         truth.lookup(np.concatenate(ids))
-        read_radec(production.dr_tractor(brick))
+        read_radec(FitsTable(production.dr_tractor(brick), load="map"))
         rows += sum(len(part) for part in ids)
     return comm.allreduce(rows)
 
 
-def brick_table(reader, brick):
-    """The derived rows of one brick as one table, as derived_tables.py wrote them."""
-    _, inputs = scan_brick(reader.production, brick, reader.truth, reader.bounds[brick])
-    reader.scanned[brick] = inputs
-    pieces, _ = reader.parts(brick)
-    return join_pieces(pieces)
+def brick_table(scanner, bounds, options, brick):
+    """The derived rows of one brick as one table, as derived_tables.py wrote them: the job's
+    scan and reading, and the derivation of each rsdir (`core.derivation.brick_parts`)."""
+    _, inputs = scanner.scan(brick, bounds[brick])
+    pieces, dr = inputs.read(0, options.keep_all_apflux)
+    ids = np.concatenate([piece.simcat.column("id") for piece in pieces])
+    parts = [(piece.rsdir, piece.simcat, piece.tractor) for piece in pieces]
+    return join_pieces(brick_parts(brick, parts, scanner.truth.lookup(ids), dr, options.match_radius))
 
 
 def _as_records(columns):
@@ -94,7 +97,7 @@ def legacy(data_dir, out_dir):
     options = DeriveOptions(data_dir, os.path.join(out_dir, "unused.h5"))
     production = Production(data_dir)
     bounds = read_survey_bricks(options.survey_bricks, bricknames)
-    reader = BrickReader(production, TruthTable(options.randoms), bounds, options)
+    scanner = Scanner(production, TruthTable(options.randoms), options)
     per_brick = os.path.join(out_dir, "derived")
     per_rank = os.path.join(out_dir, "merged")
     if comm.rank == 0:
@@ -104,7 +107,7 @@ def legacy(data_dir, out_dir):
     # stage 1: one derived table per brick
     written = []
     for brick in mine:
-        columns = brick_table(reader, brick)
+        columns = brick_table(scanner, bounds, options, brick)
         path = os.path.join(per_brick, f"derived_{brick}.fits")
         fitsio.write(path, _as_records(columns), clobber=True)
         written.append(path)

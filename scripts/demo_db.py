@@ -52,7 +52,7 @@ def main(argv=None):
         run(launcher + cli + ["derive", "--data-dir", production, "-o", from_db, "--overwrite",
                               "--randoms-db", conninfo, "--randoms-table", TABLE,
                               "--db-connections", str(args.connections)])
-        run([sys.executable, os.path.join(HERE, "compare_derived.py"), from_file, from_db])
+        run([sys.executable, os.path.join(HERE, "compare_derived.py"), "--datasets-only", from_file, from_db])
         print(f"\n{from_db}: truth read from PostgreSQL by {min(args.connections, args.ranks)} of {args.ranks} "
               f"rank(s), identical to {from_file}")
     finally:

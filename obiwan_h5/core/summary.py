@@ -18,9 +18,11 @@ from . import selection
 from .derivation import measured_mask_arrays
 from .photometry import TYPE_CODES, band_quantity, deextincted_flux, tractor_types, true_flux
 
-__all__ = ["brick_area", "depth_at_half_recovered", "empty_summary", "ivar_to_depth", "nobs_histogram",
+__all__ = ["brick_area", "depth_at_half_recovered", "empty_summaries", "empty_summary", "ivar_to_depth", "nobs_histogram",
            "summarise_brick", "summarise_bricks"]
 
+# groups of at most this many values take their medians from one sort of them all
+FEW_ROWS = 128
 # 20 bins of true magnitude over [18, 26] (docs/concepts.md, per-brick summary)
 MAG_BINS = np.linspace(18.0, 26.0, 21)
 
@@ -159,14 +161,15 @@ class _Groups:
     def __init__(self, ranges, nrows):
         self.nrows = nrows
         self.group = np.full(nrows, -1, dtype=np.int64)
-        last = 0
-        for index, (start, stop) in enumerate(ranges):
-            if start < last or stop < start:
-                raise ValueError(f"ranges must be in row order without overlap: {ranges}")
-            self.group[start:stop] = index
-            last = stop
+        bounds = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+        if np.any(bounds[:, 1] < bounds[:, 0]) or np.any(bounds[1:, 0] < bounds[:-1, 1]) or \
+                (len(bounds) and bounds[0, 0] < 0):
+            raise ValueError(f"ranges must be in row order without overlap: {ranges}")
+        self.sizes = bounds[:, 1] - bounds[:, 0]
+        # each group's rows, from one repeat: a brick's range holds its group number
+        self.group[np.repeat(bounds[:, 0] - np.cumsum(self.sizes) + self.sizes, self.sizes)
+                   + np.arange(int(self.sizes.sum()))] = np.repeat(np.arange(len(bounds)), self.sizes)
         self.member = self.group >= 0
-        self.sizes = np.array([stop - start for start, stop in ranges], dtype=np.int64)
 
     def count(self, flags):
         return np.bincount(self.group[flags & self.member], minlength=len(self.sizes))
@@ -178,17 +181,33 @@ class _Groups:
         return np.bincount(flat, minlength=len(self.sizes) * nbins).reshape(len(self.sizes), nbins)
 
     def median(self, values, keep):
-        """`numpy.median` of the `keep` values of each group (NaN for none).
+        """`numpy.median` of the `keep` values of each group (NaN for none), value for value.
 
-        One `numpy.median` per group, on its slice of the kept rows: a sort of all the
-        rows by group and value costs more than these few hundred partial sorts.
+        A group of many rows takes one `numpy.median` (a partial sort of its slice); the
+        groups of few rows (small bricks, where a call's fixed cost is most of it) are
+        sorted together, by group and value, in one call.
         """
         keep = keep & self.member
         group, values = self.group[keep], values[keep]
-        bounds = np.searchsorted(group, np.arange(len(self.sizes) + 1))
+        counts = np.bincount(group, minlength=len(self.sizes))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         result = np.full(len(self.sizes), np.nan)
-        for index in np.flatnonzero(np.diff(bounds)):
-            result[index] = np.median(values[bounds[index]:bounds[index + 1]])
+        for index in np.flatnonzero(counts > FEW_ROWS):
+            result[index] = _median(values[starts[index]:starts[index] + counts[index]])
+        few = (counts > 0) & (counts <= FEW_ROWS)
+        if few.any():
+            rows = few[group]
+            group, values = group[rows], values[rows].astype(np.float64)
+            order = np.lexsort((values, group))
+            group, values = group[order], values[order]
+            chosen = np.flatnonzero(few)
+            first = np.searchsorted(group, chosen)
+            low, high = first + (counts[chosen] - 1) // 2, first + counts[chosen] // 2
+            # as numpy.median: the middle value, or the mean of the two middle values
+            middle = np.where(low == high, values[low], (values[low] + values[high]) / 2)
+            # and NaN for a group holding a NaN (sorted last)
+            last = first + counts[chosen] - 1
+            result[chosen] = np.where(np.isnan(values[last]), np.nan, middle)
         return result
 
     def nanmedian(self, values, keep):
@@ -209,6 +228,21 @@ class _Groups:
         first = np.argmax(low, axis=1)
         centre = 0.5 * (bins[first] + bins[first + 1])
         return np.where(low.any(axis=1), centre, np.nan)
+
+
+def _median(values):
+    """`numpy.median` of a 1-D array, value for value, from one `numpy.partition` (without
+    numpy.median's own set-up, which costs as much as the partition on a brick's rows)."""
+    size = len(values)
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        return np.nan
+    low, high = (size - 1) // 2, size // 2
+    part = np.partition(values, [low, high] if high != low else high)
+    if values.dtype.kind != "f":  # numpy.median averages integers in float64
+        part = part[[low, high]].astype(np.float64)
+        low, high = 0, 1
+    # the mean of the one or two middle values, in their own precision as numpy.mean's
+    return part[low] if low == high else (part[low] + part[high]) / 2
 
 
 def _quantity(columns, quantity, band, nrows):
@@ -235,12 +269,19 @@ def _eboss_measured(columns, region, mask_kind):
 def empty_summary(brickname, bounds):
     """The summary row of a brick with no derived rows (incomplete or failed): counts 0,
     statistics NaN, position and area from its survey-bricks `bounds` when known."""
-    row = {}
+    return {name: values[0] for name, values in empty_summaries([brickname], [bounds]).items()}
+
+
+def empty_summaries(bricknames, bounds):
+    """`empty_summary` of several bricks, as summary columns (one value per brick)."""
+    columns = {}
     for name in SUMMARY_COLUMNS:
         dtype, shape = summary_column_type(name)
-        row[name] = np.full(shape, fill_value(dtype) if dtype.kind != "i" else 0, dtype)[()]
-    row["brickname"] = brickname.encode()
-    if bounds is not None:
-        ra, dec, ra1, ra2, dec1, dec2 = bounds
-        row.update(ra=ra, dec=dec, brick_area=brick_area(ra1, ra2, dec1, dec2))
-    return row
+        columns[name] = np.full((len(bricknames),) + tuple(shape), fill_value(dtype) if dtype.kind != "i" else 0, dtype)
+    columns["brickname"][:] = [name.encode() for name in bricknames]
+    for index, known in enumerate(bounds):
+        if known is not None:
+            ra, dec, ra1, ra2, dec1, dec2 = known
+            columns["ra"][index], columns["dec"][index] = ra, dec
+            columns["brick_area"][index] = brick_area(ra1, ra2, dec1, dec2)
+    return columns

@@ -1,13 +1,25 @@
-"""The compute phase: a rank derives its bricks, one memory-bounded segment at a time.
+"""The compute phase: a rank derives its bricks, one memory-bounded write round at a time.
+
+A round goes through each step as one set of arrays, not brick by brick:
+
+1. read: each brick's simcat rows, mapped Tractor catalogs and real DR positions
+   (`scan.BrickInputs.read`); a brick that cannot be read fails alone;
+2. truth: the truth rows of every id of the round, in one collective call
+   (`truthshare`: ``fetch``);
+3. derive: every piece of the round (one rsdir of one brick) matched in one pass, each
+   column gathered once and placed once in the round's buffers, ``targets_mask`` selected
+   for all rows at once (`core.derivation.derive_rows`);
+4. summaries of all the round's bricks (`core.summary.summarise_bricks`), and their
+   checksums in one pass over the buffers.
 
 Rows go straight into one buffer per column, shaped as the plan: the only copy of the
-derived rows between the catalogs and the collective write. Any exception in one brick
-fails that brick alone (its planned rows keep fill values) and the segment goes on.
+derived rows between the catalogs and the collective write. Should a round-level step fail,
+it is redone brick by brick, so that only a brick whose own step fails is marked failed
+(its planned rows get fill values) and the round goes on.
 
-A segment is computed in three steps: each brick's rows (`BrickReader.parts`) placed in
-the buffers; the target selection of the whole segment at once (its cuts are per row, and
-one call over thousands of rows costs what one call over a brick's few hundred does); then
-each brick's summary row and checksum, which need its ``targets_mask``.
+Memory of a round: the buffers (``max_memory`` bounds them, `plan.split_segments`), the
+positions of the round's Tractor sources, and the matched records gathered one column
+group at a time; the catalogs themselves are mapped read-only, read by the page cache.
 """
 
 import logging
@@ -15,206 +27,221 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..core.derivation import add_targets_mask, brick_parts, rows_targets_mask
-from ..core.schema import conform_into
-from ..core.summary import empty_summary, summarise_brick, summarise_bricks
+from ..core.derivation import derive_rows
+from ..core.summary import empty_summaries, summarise_brick, summarise_bricks
 from ..errors import BrickError, InputError
-from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, rows_checksum, summary_column_type
-from ..production.inputs import primary_tractor, read_radec
+from ..fileformat import DONE, FAILED, INCOMPLETE, fill_value, rows_checksums
 from .scan import brick_failure
 
-__all__ = ["BrickReader", "compute_segment"]
+__all__ = ["BrickReader", "RoundResult", "compute_segment"]
 
 log = logging.getLogger("obiwan_h5.derive")
 
 
 class BrickReader:
-    """Reads a brick's remaining inputs and derives its rows; a rank's read-only job state.
+    """A rank's job state for the compute phase (read-only once built).
 
     Parameters
     ----------
-    production : production.Production
-    truth : production.truth.TruthTable
+    truth : truthshare truth source
     bounds : dict
         survey-bricks rows by brick name.
     options : job.options.DeriveOptions
-    scanned : dict, optional
-        `scan.BrickInputs` by brick name, from this rank's scan.
+    scanned : scan.ScannedBricks
+        What this rank's scan kept of the bricks it derives.
     copies : dict, optional
         For an update: brick index of the plan -> brick index in `old`, for the bricks
         whose rows are copied instead of derived.
     old : job.update.OldFile, optional
     """
 
-    def __init__(self, production, truth, bounds, options, scanned=None, copies=None, old=None):
-        self.production = production
+    def __init__(self, truth, bounds, options, scanned, copies=None, old=None):
         self.truth = truth
         self.bounds = bounds
         self.options = options
-        self.scanned = scanned or {}
+        self.scanned = scanned
         self.copies = copies or {}
         self.old = old
-
-    def parts(self, brickname):
-        """The brick's derived columns, one dict per rsdir (`core.derivation.brick_parts`,
-        without ``targets_mask``), and its number of Tractor sources (brick_primary rows over
-        its rsdirs, the summary's ``nobjs``)."""
-        inputs = self.scanned.pop(brickname, None)
-        if inputs is None:
-            raise BrickError("not scanned on this rank (internal error)")
-        parts = []
-        for scanned in inputs.parts:
-            others = [name for name in scanned.simcat.by_lower if name not in scanned.injected]
-            simcat = scanned.simcat.read(others, scanned.rows)
-            simcat.update(scanned.injected)
-            simcat = {name: simcat[name] for name in scanned.simcat.by_lower}
-            tractor = primary_tractor(scanned.tractor, self.options.keep_all_apflux)
-            parts.append((scanned.rsdir, simcat, tractor))
-        truth = self.truth.lookup(inputs.ids)
-        dr_radec = read_radec(self.production.dr_tractor(brickname))
-        nobjs = sum(len(tractor) for _, _, tractor in parts)
-        return brick_parts(brickname, parts, truth, dr_radec, self.options.match_radius, select=False), nobjs
+        self.arena = _Arena()
 
 
-    def segment_ids(self, plan, b0, b1):
-        """The injected ids of the bricks of [b0, b1) this rank will derive."""
-        chosen = [self.scanned[name].ids for name in plan.bricknames[b0:b1] if name in self.scanned]
-        return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+class _Arena:
+    """The memory of the rounds' column buffers: one block, reused round after round.
+
+    One large block is given huge pages by numpy (on kernels that offer them): writing a
+    round's rows then costs a few page faults instead of one per 4 KiB, which on a virtual
+    machine are a good part of the compute time; later rounds reuse pages already mapped.
+    """
+
+    ALIGN = 64
+
+    def __init__(self):
+        self.memory = np.empty(0, np.uint8)
+
+    def buffers(self, columns, nrows):
+        """One buffer per column of `columns` for `nrows` rows (their values undefined)."""
+        sizes = [-(-nrows * column.row_bytes // self.ALIGN) * self.ALIGN for column in columns]
+        if sum(sizes) > len(self.memory):
+            self.memory = None  # free the smaller block before taking the larger one
+            self.memory = np.empty(sum(sizes), np.uint8)
+        buffers, at = {}, 0
+        for column, size in zip(columns, sizes):
+            block = self.memory[at:at + nrows * column.row_bytes]
+            buffers[column.name] = block.view(column.dtype).reshape((nrows,) + tuple(column.shape))
+            at += size
+        return buffers
+
+
+class RoundResult(NamedTuple):
+    """What a write round computed for bricks ``[b0, b1)``."""
+
+    rows: dict          # randoms column -> buffer of the round's rows
+    summary: dict       # summary column -> one value per brick
+    status: np.ndarray  # int8 per brick
+    messages: list      # per brick ("" when done)
+    checksums: list     # per brick (0 unless done)
+
+
+class _Outcome(NamedTuple):
+    status: int
+    message: str = ""
+    summary: dict = None
+
+
+class _Read(NamedTuple):
+    pieces: list   # core.derivation.Piece of the brick
+    dr: tuple      # ra, dec of its real DR catalog
+    ids: np.ndarray
 
 
 def compute_segment(reader, plan, b0, b1, on_brick=None):
-    """Rows, summary rows, statuses, messages and checksums of bricks [b0, b1).
+    """Rows, summary rows, statuses, messages and checksums of bricks ``[b0, b1)``.
 
-    Collective when the truth is shared by the ranks (`truthshare.SharedTruth`): every rank
-    calls it once per write round, with an empty segment when it has none. `on_brick`,
-    when given, is called with each brick's planned row count once the brick is derived
+    Collective (the truth of the round is fetched by every rank together): every rank calls
+    it once per write round, with an empty segment when it has none. `on_brick`, when
+    given, is called with each brick's planned row count once its round is derived
     (progress).
+
+    Returns
+    -------
+    RoundResult
     """
-    prefetch = getattr(reader.truth, "prefetch", None)
-    if prefetch is not None:
-        prefetch(reader.segment_ids(plan, b0, b1))
     nrows = int(plan.counts[b0:b1].sum())
-    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in plan.columns} if nrows else {}
+    rows = reader.arena.buffers(plan.columns, nrows) if nrows else {}
     starts = np.concatenate([[0], np.cumsum(plan.counts[b0:b1])]).astype(np.int64)
     _copy_runs(reader, plan, b0, b1, rows)
-    outcomes, derived = {}, {}
+    outcomes, read = {}, {}
     for brick in range(b0, b1):
-        lo, hi = int(starts[brick - b0]), int(starts[brick - b0 + 1])
         if brick in reader.copies:
-            outcomes[brick] = (DONE, "", reader.old.summary_row(reader.copies[brick]))
+            outcomes[brick] = _Outcome(DONE)  # its summary row and checksum: the old file's
         elif plan.status[brick] in (FAILED, INCOMPLETE):
-            outcomes[brick] = (int(plan.status[brick]), plan.messages[brick], None)
+            outcomes[brick] = _Outcome(int(plan.status[brick]), plan.messages[brick])
         else:
             try:
-                derived[brick] = _place_brick(reader, plan, brick, rows, lo)
+                read[brick] = _read_brick(reader, plan, brick, int(starts[brick - b0]))
             except Exception as err:  # noqa: BLE001 — one brick's failure must never stop the job
-                outcomes[brick] = _fail(rows, plan, brick, lo, err)
-        if on_brick is not None:
-            on_brick(hi - lo)
-    _select_rows(rows, plan, derived, outcomes)
-    _summarise_rows(rows, plan, reader, derived, outcomes)
-    names = sorted(column.name for column in plan.columns)
-    status, messages, summaries, checksums = [], [], [], []
+                outcomes[brick] = _fail(rows, plan, brick, int(starts[brick - b0]), err)
+    truth = _fetch_truth(reader, plan, read, rows, starts, b0, outcomes)
+    nobjs = _derive(reader, plan, read, truth, rows, starts, b0, outcomes)
+    _summarise(rows, plan, reader, nobjs, starts, b0, outcomes)
     for brick in range(b0, b1):
-        name = plan.bricknames[brick]
-        code, message, summary = outcomes[brick]
-        status.append(code)
-        messages.append(message)
-        summaries.append(summary if summary is not None else empty_summary(name, reader.bounds.get(name)))
-        if code == DONE:
-            lo, hi = int(starts[brick - b0]), int(starts[brick - b0 + 1])
-            checksums.append(rows_checksum({column: values[lo:hi] for column, values in rows.items()}, names))
-        else:
-            checksums.append(0)
-    summary_rows = {}
-    if summaries:
-        summary_rows = {column: np.array([row[column] for row in summaries], dtype=summary_column_type(column)[0])
-                        for column in SUMMARY_COLUMNS}
-    return rows, summary_rows, np.array(status, dtype=np.int8), messages, checksums
+        reader.scanned.release(plan.bricknames[brick])
+        if on_brick is not None:
+            on_brick(int(plan.counts[brick]))
+    return _result(reader, plan, b0, b1, rows, starts, [outcomes[brick] for brick in range(b0, b1)])
 
 
-class _Placed(NamedTuple):
-    lo: int        # the brick's first row in the buffers
-    nobjs: int     # the brick's Tractor sources (summary column nobjs)
-    pending: list  # (start, stop) buffer rows of its pieces still to select (`_select_rows`)
+def _result(reader, plan, b0, b1, rows, starts, outcomes):
+    """The round's `RoundResult`: the derived bricks' checksums in one pass over the buffers
+    (a copied brick's is its old one, when its rows are its old bytes), the summary rows as
+    columns (copied ones taken from the old file's, empty ones for bricks not derived)."""
+    copied = {number: reader.copies[b0 + number] for number in range(b1 - b0) if b0 + number in reader.copies}
+    names = sorted(column.name for column in plan.columns)
+    crcs = {number: int(reader.old.index["checksum"][old]) for number, old in copied.items()} \
+        if copied and reader.old.same_columns(plan.columns) else {}
+    done = [number for number, outcome in enumerate(outcomes) if outcome.status == DONE and number not in crcs]
+    crcs.update(zip(done, rows_checksums(rows, names, [(int(starts[i]), int(starts[i + 1])) for i in done])))
+    summary = empty_summaries(plan.bricknames[b0:b1], [reader.bounds.get(name) for name in plan.bricknames[b0:b1]])
+    if copied:
+        for column, values in summary.items():
+            values[list(copied)] = reader.old.summary[column][list(copied.values())]
+    derived = [number for number, outcome in enumerate(outcomes) if outcome.summary is not None and number not in copied]
+    for column, values in summary.items():
+        for number in derived:
+            values[number] = outcomes[number].summary[column]
+    return RoundResult(rows, summary, np.array([outcome.status for outcome in outcomes], dtype=np.int8),
+                       [outcome.message for outcome in outcomes], [crcs.get(number, 0) for number in range(b1 - b0)])
 
 
-def _place_brick(reader, plan, brick, rows, lo):
-    """Derive a brick and place its pieces at row `lo` of the buffers.
-
-    A piece that lacks a column of the plan is selected now, on its own columns; the
-    others are selected with the whole segment (`_select_rows`).
-    """
-    pieces, nobjs = reader.parts(plan.bricknames[brick])
-    derived = sum(len(piece["unique_id"]) for piece in pieces)
+def _read_brick(reader, plan, brick, start):
+    """Open a brick's inputs for the round: its pieces from row `start` of the buffers."""
+    pieces, dr = reader.scanned.get(plan.bricknames[brick]).read(start, reader.options.keep_all_apflux)
+    derived = sum(len(piece.simcat) for piece in pieces)
     if derived != int(plan.counts[brick]):
         raise BrickError(f"{derived} rows derived, {int(plan.counts[brick])} planned (inputs changed?)")
-    complete = {column.name for column in plan.columns} - {"targets_mask"}
-    partial = [piece for piece in pieces if not complete <= piece.keys()]
-    if partial:
-        add_targets_mask(partial)
-    pending, at = [], lo
-    for piece in pieces:
-        size = len(piece["unique_id"])
-        conform_into(rows, at, piece, plan.columns, size)
-        if "targets_mask" not in piece:
-            pending.append((at, at + size))
-        at += size
-    return _Placed(lo, nobjs, pending)
+    ids = np.concatenate([piece.simcat.column("id") for piece in pieces]) if pieces else np.zeros(0)
+    return _Read(pieces, dr, np.asarray(ids, dtype=np.int64))
 
 
-def _select_rows(rows, plan, derived, outcomes):
-    """``targets_mask`` of the pending rows of the derived bricks, one call per run of
-    adjacent rows; should a run fail, its bricks are selected one by one, so that only a
-    brick whose own selection fails is marked failed."""
-    runs = []  # [start, stop, bricks]
-    for brick in sorted(derived):
-        for start, stop in derived[brick].pending:
-            if runs and runs[-1][1] == start:
-                runs[-1][1] = stop
-                runs[-1][2].add(brick)
-            else:
-                runs.append([start, stop, {brick}])
-    for start, stop, bricks in runs:
-        try:
-            _select_range(rows, start, stop)
-        except Exception:  # noqa: BLE001 — find the brick at fault
-            for brick in sorted(bricks):
-                try:
-                    for first, last in derived[brick].pending:
-                        _select_range(rows, first, last)
-                except Exception as err:  # noqa: BLE001
-                    outcomes[brick] = _fail(rows, plan, brick, derived[brick].lo, err)
-
-
-def _summarise_rows(rows, plan, reader, derived, outcomes):
-    """Summary rows of the derived bricks whose selection went through, all at once
-    (`core.summary.summarise_bricks`); should that fail, brick by brick, so that only a
-    brick whose own summary fails is marked failed."""
-    bricks = [brick for brick in sorted(derived) if brick not in outcomes]
-    ranges = [(derived[brick].lo, derived[brick].lo + int(plan.counts[brick])) for brick in bricks]
+def _fetch_truth(reader, plan, read, rows, starts, b0, outcomes):
+    """The truth columns of the ids of the bricks read, in brick order (one collective
+    fetch); should the fetch fail, every brick read in this round fails with its message."""
+    bricks = sorted(read)
     try:
-        names = [plan.bricknames[brick] for brick in bricks]
+        return reader.truth.fetch(np.concatenate([read[brick].ids for brick in bricks]) if bricks
+                                  else np.zeros(0, np.int64))
+    except Exception as err:  # noqa: BLE001 — the round's bricks fail, the job goes on
+        for brick in bricks:
+            outcomes[brick] = _fail(rows, plan, brick, int(starts[brick - b0]), err)
+            del read[brick]
+        return {}
+
+
+def _derive(reader, plan, read, truth, rows, starts, b0, outcomes):
+    """`derive_rows` of every piece of the round at once; should it fail, brick by brick.
+    Returns each derived brick's Tractor sources (``nobjs``)."""
+    bricks = sorted(read)
+    radius = reader.options.match_radius
+    dr = {plan.bricknames[brick]: read[brick].dr for brick in bricks}
+    try:
+        counts = iter(derive_rows([piece for brick in bricks for piece in read[brick].pieces], truth, dr, radius, rows))
+        return {brick: sum(next(counts) for _ in read[brick].pieces) for brick in bricks}
+    except Exception:  # noqa: BLE001 — find the brick at fault
+        log.debug("round of bricks %s: derivation failed, redone brick by brick", bricks, exc_info=True)
+    nobjs, at = {}, 0
+    for brick in bricks:
+        size = len(read[brick].ids)
+        try:
+            own = {name: values[at:at + size] for name, values in truth.items()}
+            nobjs[brick] = sum(derive_rows(read[brick].pieces, own, dr, radius, rows))
+        except Exception as err:  # noqa: BLE001
+            outcomes[brick] = _fail(rows, plan, brick, int(starts[brick - b0]), err)
+        at += size
+    return nobjs
+
+
+def _summarise(rows, plan, reader, nobjs, starts, b0, outcomes):
+    """Summary rows of the derived bricks, all at once (`core.summary.summarise_bricks`);
+    should that fail, brick by brick, so that only a brick whose own summary fails is
+    marked failed."""
+    bricks = [brick for brick in sorted(nobjs) if brick not in outcomes]
+    ranges = [(int(starts[brick - b0]), int(starts[brick - b0 + 1])) for brick in bricks]
+    names = [plan.bricknames[brick] for brick in bricks]
+    try:
         summaries = summarise_bricks(names, rows, ranges, [reader.bounds[name] for name in names],
-                                     [derived[brick].nobjs for brick in bricks]) if bricks else []
+                                     [nobjs[brick] for brick in bricks]) if bricks else []
     except Exception:  # noqa: BLE001 — find the brick at fault
         summaries = None
     for index, brick in enumerate(bricks):
         if summaries is not None:
-            outcomes[brick] = (DONE, "", summaries[index])
+            outcomes[brick] = _Outcome(DONE, "", summaries[index])
             continue
-        name, (lo, hi) = plan.bricknames[brick], ranges[index]
+        (lo, hi), name = ranges[index], names[index]
         try:
             view = {column: values[lo:hi] for column, values in rows.items()}
-            outcomes[brick] = (DONE, "", summarise_brick(name, view, reader.bounds[name], derived[brick].nobjs))
+            outcomes[brick] = _Outcome(DONE, "", summarise_brick(name, view, reader.bounds[name], nobjs[brick]))
         except Exception as err:  # noqa: BLE001
             outcomes[brick] = _fail(rows, plan, brick, lo, err)
-
-
-def _select_range(rows, start, stop):
-    if stop > start:
-        view = {column: values[start:stop] for column, values in rows.items()}
-        rows["targets_mask"][start:stop] = rows_targets_mask(view)
 
 
 def _fail(rows, plan, brick, lo, err):
@@ -224,8 +251,11 @@ def _fail(rows, plan, brick, lo, err):
     log.warning("brick %s failed: %s", name, message)
     if not isinstance(err, (BrickError, InputError)):
         log.debug("brick %s: traceback", name, exc_info=True)
-    conform_into(rows, lo, {}, plan.columns, int(plan.counts[brick]))
-    return (FAILED, message, None)
+    hi = lo + int(plan.counts[brick])
+    for column in plan.columns:
+        if column.name in rows:
+            rows[column.name][lo:hi] = fill_value(column.dtype)
+    return _Outcome(FAILED, message)
 
 
 def _copy_runs(reader, plan, b0, b1, rows):

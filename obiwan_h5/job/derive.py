@@ -19,17 +19,8 @@ import stat
 
 import numpy as np
 
-from ..errors import InputError, JobError
-from ..fileformat import (
-    DONE,
-    FAILED,
-    INCOMPLETE,
-    PENDING,
-    STATUS_NAMES,
-    SUMMARY_COLUMNS,
-    decode_attrs,
-    summary_columns,
-)
+from ..errors import InputError
+from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, decode_attrs, summary_columns
 from ..production.inputs import first_line, read_survey_bricks
 from ..production.layout import Production
 from .compute import BrickReader, compute_segment
@@ -49,9 +40,9 @@ from .output import (
     resume_problem,
     side_files,
 )
-from .plan import assign_ranges, build_plan, detach_schemas, gather_scans, mixed_schemas, split_segments
+from .plan import split_segments
+from .planning import make_plan
 from .report import Clock, JobProgress, file_attrs, final_report
-from .scan import brick_weights, scan_brick
 from .truthshare import open_truth, truth_description
 from .update import OldFile, copy_sources, layout_problem, update_entry, update_refusal
 from .writer import DerivedWriter, parallel_filter_problem
@@ -99,8 +90,7 @@ def derive(options, comm, command_line="", progress=False):
     production = Production(options.data_dir, options.objtype, options.dr_dir)
     with (output_lock(options, comm), _shared_truth(options, comm, bricknames) as (truth, bounds, fingerprint),
           contextlib.ExitStack() as failing):
-        ranges = assign_ranges(brick_weights(options, comm, production, bricknames), comm.size)
-        plan, scanned = _make_plan(options, comm, production, bricknames, truth, bounds, ranges)
+        plan, scanned, ranges = make_plan(options, comm, production, bricknames, truth, bounds)
         maybe_kill("plan", comm.rank)
         clock.lap("plan")
         writer, todo, path, sources = _open_output(options, comm, plan, command_line, fingerprint)
@@ -109,12 +99,12 @@ def derive(options, comm, command_line="", progress=False):
         clock.lap("create")
         if options.update:  # nothing to resume: an update that fails is run again
             failing.enter_context(removed_on_failure(path))
-        copies = {int(i): int(j) for i, j in enumerate(sources) if j >= 0 and ranges[comm.rank] <= i < ranges[comm.rank + 1]}
-        position = {name: i for i, name in enumerate(plan.bricknames)}
-        for brickname in [name for name in scanned if not todo[position[name]] or position[name] in copies]:
-            del scanned[brickname]  # done bricks of a resumed file, copied ones of an update
+        first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
+        copies = {i: int(sources[i]) for i in range(first, last) if sources[i] >= 0}
+        # done bricks of a resumed file and copied ones of an update are not derived
+        scanned.keep_only(plan.bricknames[i] for i in range(first, last) if todo[i] and i not in copies)
         old = OldFile(options.output) if copies else None
-        reader = BrickReader(production, truth, bounds, options, scanned, copies, old)
+        reader = BrickReader(truth, bounds, options, scanned, copies, old)
         try:
             totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress)
         finally:
@@ -224,37 +214,6 @@ def _write_truth_index(truth, output):
 
 
 # ----------------------------------------------------------------------------- phases 3-4
-
-def _make_plan(options, comm, production, bricknames, truth, bounds, ranges):
-    """Each rank scans the bricks it will derive; the plan is built the same everywhere.
-
-    Returns the plan and this rank's scanned inputs (`scan.BrickInputs` by brick name).
-    """
-    first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
-    scans, scanned = [], {}
-    for brickname in bricknames[first:last]:
-        scan, inputs = scan_brick(production, brickname, truth, bounds.get(brickname),
-                                  options.expect_rsdirs, options.keep_all_apflux, options.fingerprint_kind)
-        scans.append(scan)
-        if inputs is not None:
-            scanned[brickname] = inputs
-    scans, distinct = gather_scans(comm.allgather(detach_schemas(scans)))
-    plan = build_plan(scans, distinct)
-    # the same on every rank (the plan is): refusing here can leave no rank waiting
-    error = mixed_schemas(scans, distinct)
-    if error:
-        raise JobError(error)
-    for scan in scans:
-        if scan.status != PENDING:
-            scanned.pop(scan.brickname, None)  # failed when the schemas were joined
-    if comm.rank == 0:
-        for scan in scans:
-            if scan.status in (FAILED, INCOMPLETE):
-                log.warning("brick %s %s: %s", scan.brickname, STATUS_NAMES[scan.status], scan.message)
-        log.info("plan: %d bricks, %d rows, %d columns (%.1f KiB/row) on %d rank(s)",
-                 len(bricknames), plan.total_rows, len(plan.columns), plan.row_bytes / 1024, comm.size)
-    return plan, scanned
-
 
 # ----------------------------------------------------------------------------- phase 5
 
@@ -419,7 +378,8 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
     """Each rank derives its range (the one it scanned), written round by round; rank 0
     shows the progress of every rank, brick by brick (`report.JobProgress`)."""
     first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
-    max_bytes = int(reader.options.max_memory_mb * (1 << 20) / 2)  # rows, plus a brick's pieces and their sources
+    # half for the rows; the rest for the round's positions, gathered records and selections
+    max_bytes = int(reader.options.max_memory_mb * (1 << 20) / 2)
     segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
     rounds = comm.allreduce(len(segments), op=mpi_max())
     randoms_names = sorted(column.name for column in plan.columns)
@@ -428,26 +388,26 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
     shown = JobProgress(comm, progress, totals["bricks"], int(plan.counts[todo].sum()))
     for number in range(rounds):
         b0, b1 = segments[number] if number < len(segments) else (first, first)
-        rows, summary_rows, status, messages, checksums = compute_segment(reader, plan, b0, b1, shown.brick)
+        result = compute_segment(reader, plan, b0, b1, shown.brick)
         clock.lap("compute")
         # waiting for the slowest rank is load imbalance, not write time: measure it apart
         comm.Barrier()
         clock.lap("wait")
         start = int(plan.offsets[b0]) if b1 > b0 else 0
-        writer.write_block("randoms", start, rows, randoms_names)
-        writer.write_block("summary", b0, summary_rows, summary_names)
+        writer.write_block("randoms", start, result.rows, randoms_names)
+        writer.write_block("summary", b0, result.summary, summary_names)
         maybe_kill("write", comm.rank, number, os.path.dirname(writer.path))
         writer.flush()
         # a brick is marked done only once its rows are on disk
-        writer.write_status(b0, status, messages, checksums, plan.fingerprints[b0:b1])
+        writer.write_status(b0, result.status, result.messages, result.checksums, plan.fingerprints[b0:b1])
         maybe_kill("status", comm.rank, number, os.path.dirname(writer.path))
         writer.flush()
         clock.lap("write")
-        done_rows = int(sum(plan.counts[b0:b1][status == DONE]))
+        done_rows = int(plan.counts[b0:b1][result.status == DONE].sum())
         done, nrows = comm.allreduce(np.array([b1 - b0, done_rows]))
         totals.update(done=totals["done"] + int(done), rows=totals["rows"] + int(nrows))
         shown.round_done()
         # free this round's rows before the next round allocates its own: one segment in memory
-        del rows, summary_rows
+        del result
     shown.close()
     return totals

@@ -1,12 +1,12 @@
 """The plan: row counts, schemas and offsets, known before any row is written.
 
-Pure functions of what the scan found (`scan.scan_brick`). The plan is the same on every
+Pure functions of what the scan found (`scan.Scanner`). The plan is the same on every
 rank: brick i owns rows ``[offsets[i], offsets[i] + counts[i])`` of every ``randoms``
 column. Bricks are assigned to ranks as contiguous ranges balanced by weight, and each
 rank's range is cut into write segments that fit its memory budget.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from ..fileformat import FAILED, PENDING, Column, describe
 
 __all__ = [
     "BrickScan", "Plan", "assign_ranges", "brick_cost", "build_plan", "detach_schemas", "failed", "gather_scans",
-    "mixed_schemas", "split_segments",
+    "mixed_schemas", "resolve_unchanged", "split_segments",
 ]
 
 # Cost of deriving a brick, in units of one rsdir (measured on the simulator's productions,
@@ -71,16 +71,30 @@ def detach_schemas(scans):
     """The distinct schemas of `scans`, and the scans with a key into them instead.
 
     A production has a handful of distinct schemas, so this is what every rank sends:
-    the gathered plan does not grow with one schema per brick.
+    the gathered plan does not grow with one schema per brick. The scan shares one schema
+    object among the bricks that have it, so most bricks are keyed by identity alone.
+    `scans` are left as they are: the keyed scans are copies.
     """
-    distinct = []
+    distinct, by_identity, detached = [], {}, []
     for scan in scans:
+        key = -1
         if scan.status == PENDING:
-            if scan.schema not in distinct:
-                distinct.append(scan.schema)
-            scan.schema_key = distinct.index(scan.schema)
-        scan.schema = {}
-    return scans, distinct
+            key = by_identity.get(id(scan.schema))
+            if key is None:
+                key = next((number for number, known in enumerate(distinct) if _same(known, scan.schema)), None)
+                if key is None:
+                    key = len(distinct)
+                    distinct.append(scan.schema)
+                by_identity[id(scan.schema)] = key
+        detached.append(replace(scan, schema={}, schema_key=key))
+    return detached, distinct
+
+
+def _same(first, second):
+    """Equal schemas, column order included."""
+    if isinstance(first, str) or isinstance(second, str):
+        return first == second
+    return list(first.items()) == list(second.items())
 
 
 def gather_scans(parts):
@@ -120,8 +134,10 @@ def build_plan(scans, distinct=None):
     counts = np.array([scan.count for scan in scans], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
     if schema:
+        # the one column whose width only the whole plan knows: the widest id, brick and rsdir
         width = max(scan.unique_id_width for scan in scans)
-        schema["unique_id"] = (np.dtype(f"S{width}"), ())
+        schema.pop("unique_id", None)
+        schema = {"unique_id": (np.dtype(f"S{width}"), ()), **schema}
     columns = [Column(name, dtype, shape, *describe(name)) for name, (dtype, shape) in schema.items()]
     return Plan(
         bricknames=[scan.brickname for scan in scans],
@@ -132,6 +148,46 @@ def build_plan(scans, distinct=None):
         columns=columns,
         fingerprints=np.array([scan.fingerprint for scan in scans], dtype=np.uint64),
     )
+
+
+def resolve_unchanged(scans, distinct, old_columns, marker):
+    """For an update: give the bricks recognised unchanged (schema `marker`, their files not
+    opened) the schema a scan of their headers would find, or return False when the old
+    file's columns do not prove it (the caller then scans them).
+
+    A brick unchanged since the old file was derived has a schema within the old file's
+    columns (the union over the old bricks). The union starts from the first brick's own
+    schema, so when that brick's schema is known (scanned, or read from its headers) and
+    every known schema is the old file's, column for column and in order (rsdir widths
+    aside: each brick's own comes from its listing), an unchanged brick adds nothing the
+    known ones do not: it may take the known schema. Its ``unique_id`` width is unknown, so
+    the known bricks must reach the old file's.
+    """
+    pending = [scan for scan in scans if scan.status == PENDING]
+    if not any(distinct[scan.schema_key] == marker for scan in pending):
+        return True
+    old = dict(old_columns)
+    old_width = np.dtype(old.pop("unique_id", ("S1", ()))[0]).itemsize
+    known = [scan for scan in pending if distinct[scan.schema_key] != marker]
+    if not known or pending[0] is not known[0] or max(scan.unique_id_width for scan in known) != old_width:
+        return False
+    reference = distinct[known[0].schema_key]
+    if any(_without_rsdir(distinct[key]) != _without_rsdir(old) for key in {scan.schema_key for scan in known}):
+        return False
+    by_width = {}
+    for scan in pending:
+        if distinct[scan.schema_key] == marker:
+            width = max(len(rsdir) for rsdir in scan.rsdirs)
+            if width not in by_width:
+                by_width[width] = len(distinct)
+                distinct.append({name: ((np.dtype(f"S{width}"), ()) if name == "rsdir" else spec)
+                                 for name, spec in reference.items()})
+            scan.schema_key = by_width[width]
+    return True
+
+
+def _without_rsdir(schema):
+    return [(name, (np.dtype(dtype), tuple(shape))) for name, (dtype, shape) in schema.items() if name != "rsdir"]
 
 
 def mixed_schemas(scans, distinct):

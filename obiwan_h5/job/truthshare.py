@@ -1,6 +1,11 @@
 """The truth table of the job's ranks, from a file or from PostgreSQL with few connections.
 
-A file (`production.truth.TruthTable`) is read by every rank. A database table
+Every truth source of the job has one small interface: ``schema``, ``columns``, ``path``,
+``rows_of(ids)`` (rows in the shared index, -1 when absent: the scan's check),
+``fetch(ids)`` (every truth column of `ids`; collective: each rank calls it once per write
+round, with the ids of the bricks it derives in that round), ``save_index`` and ``close``.
+
+A file (`FileTruth` over `production.truth.TruthTable`) is read by every rank. A database table
 (`production.truthdb.DbTruthTable`) is queried by at most `db_connections` = K
 ranks, because the server accepts far fewer connections than a job has ranks:
 
@@ -8,8 +13,8 @@ ranks, because the server accepts far fewer connections than a job has ranks:
   (files shared through the page cache, as for a file), so `rows_of` and the scan need no
   connection;
 - ranks ``r < K`` hold a connection; rank ``r >= K`` is served by rank ``r % K``;
-- the rows are fetched once per write round: at the start of each `compute_segment`
-  (entered by every rank the same number of times) `SharedTruth.prefetch` is collective.
+- the rows are fetched once per write round: `SharedTruth.fetch` is collective (every rank
+  calls it once per `compute_segment`, entered by every rank the same number of times).
   Each rank sends the ids of its segment to its server (one ``alltoall``), each server
   queries the union of its clients' ids and its own (batched arrays), and the rows go back
   by a second ``alltoall``. A server whose query fails sends the error instead, so no rank
@@ -25,7 +30,7 @@ import numpy as np
 from ..errors import BrickError, InputError
 from ..production.truth import TruthTable
 
-__all__ = ["SharedTruth", "open_truth", "truth_description"]
+__all__ = ["FileTruth", "SharedTruth", "open_truth", "truth_description"]
 
 
 def open_truth(options, comm, index_files=None, described=None):
@@ -35,7 +40,7 @@ def open_truth(options, comm, index_files=None, described=None):
     index files and rank 0's `truth_description`.
     """
     if options.randoms_db is None:
-        return TruthTable(options.randoms, index_files=index_files)
+        return FileTruth(options.randoms, index_files=index_files)
     from ..production.truthdb import DbTruthTable
 
     servers = min(options.db_connections, comm.size)
@@ -49,11 +54,22 @@ def truth_description(truth):
     return truth.base.description() if isinstance(truth, SharedTruth) else None
 
 
+class FileTruth(TruthTable):
+    """A truth table file, read by every rank on its own: a `production.truth.TruthTable`
+    whose ``fetch`` is its ``lookup`` (no other rank involved)."""
+
+    def fetch(self, ids):
+        """Every truth column of `ids`, in the order given."""
+        return self.lookup(ids)
+
+    def close(self):
+        pass
+
+
 class SharedTruth:
     """A `DbTruthTable` shared by the ranks of `comm`, of which the first `servers` connect.
 
-    Same interface as `TruthTable` (``lookup`` answers from the rows of the last
-    `prefetch`), plus the collective `prefetch` and `close`.
+    ``fetch`` is `prefetch` (collective) then `lookup` (from the rows prefetched).
     """
 
     def __init__(self, base, comm, servers):
@@ -81,6 +97,11 @@ class SharedTruth:
 
     def close(self):
         self.base.close()
+
+    def fetch(self, ids):
+        """Collective: every truth column of `ids` (this rank's round), in the order given."""
+        self.prefetch(ids)
+        return self.lookup(ids)
 
     def prefetch(self, ids):
         """Collective: fetch the truth rows of `ids` (this rank's segment) for `lookup`.

@@ -170,22 +170,30 @@ class OldFile:
             raise InputError(f"{path}: cannot read the file to update ({err})") from None
         self.index = {name: dset[:] for name, dset in self.file["bricks"].items()}
         self.summary = {name: dset[:] for name, dset in self.file["summary"].items()}
+        self.randoms = dict(self.file["randoms"].items())  # looked up once, not per column and run
 
     def fill(self, rows, at, first, last, columns):
         """Copy the rows of old bricks ``[first, last)`` (contiguous) into ``rows`` at `at`."""
         start = int(self.index["offset"][first])
         stop = int(self.index["offset"][last - 1] + self.index["count"][last - 1])
-        randoms = self.file["randoms"]
         for column in columns:
             target = rows[column.name][at:at + stop - start]
-            if column.name in randoms:
-                target[...] = randoms[column.name][start:stop]
-            else:
+            dataset = self.randoms.get(column.name)
+            if dataset is None:
                 target[...] = fill_value(column.dtype)
+            elif dataset.dtype == target.dtype and stop > start:
+                dataset.read_direct(target, np.s_[start:stop])  # straight into the buffer
+            else:
+                target[...] = dataset[start:stop]  # a string column widened by the new plan
         return stop - start
 
-    def summary_row(self, brick):
-        return {name: values[brick] for name, values in self.summary.items()}
+    def same_columns(self, columns):
+        """Whether the old file's ``randoms`` columns are `columns` (names, dtypes, shapes):
+        then a copied brick's rows are its old bytes, and so is their checksum."""
+        randoms = self.file["randoms"]
+        return (set(randoms) == {column.name for column in columns}
+                and all(randoms[column.name].dtype == np.dtype(column.dtype)
+                        and randoms[column.name].shape[1:] == tuple(column.shape) for column in columns))
 
     def close(self):
         self.file.close()

@@ -10,6 +10,7 @@ Anything outside that plain case (compressed files, variable-length or bit colum
 scaled columns, ASCII tables) raises `Unsupported`, and `inputs` falls back to fitsio.
 """
 
+import mmap
 import os
 
 import numpy as np
@@ -20,6 +21,9 @@ __all__ = ["BinaryTable", "Unsupported"]
 
 BLOCK = 2880
 CARD = 80
+# bytes read by the first read of a file: the headers of a Tractor catalog (~150 columns,
+# 13 blocks), and the whole of a small file (simcat, ids), in one system call
+HEAD_BYTES = 64 << 10
 # rows of a large table read at a time when only some columns are wanted
 BLOCK_READ_BYTES = 32 << 20
 # TFORM letter -> big-endian numpy type (FITS standard §7.3.1; S/U/V are cfitsio's
@@ -53,24 +57,21 @@ def _parse_value(text):
             return text
 
 
-def _read_header(handle, path):
-    """The raw bytes of the header at the handle's position, END card included; the handle
-    ends at the header's data."""
-    blocks = []
-    while True:
-        block = handle.read(BLOCK)
-        if len(block) < BLOCK:
-            raise Unsupported(f"{path}: truncated header")
-        blocks.append(block)
-        if _find_card(block, b"END") >= 0:
-            return b"".join(blocks)
+def _header_end(raw, start):
+    """Offset just past the header that starts at `start` of `raw` (the end of its END
+    card's block), or None when `raw` ends before it."""
+    at = _find_card(raw, b"END", start)
+    if at < 0:
+        return None
+    end = start + ((at - start) // BLOCK + 1) * BLOCK
+    return end if end <= len(raw) else None
 
 
-def _find_card(raw, key):
-    """Offset of the card whose keyword is `key` (at a card boundary), or -1."""
+def _find_card(raw, key, start=0):
+    """Offset of the first card from `start` (a card boundary) whose keyword is `key`, or -1."""
     pattern = key.ljust(8)
-    at = raw.find(pattern)
-    while at >= 0 and at % CARD:
+    at = raw.find(pattern, start)
+    while at >= 0 and (at - start) % CARD:
         at = raw.find(pattern, at + 1)
     return at
 
@@ -230,21 +231,105 @@ class BinaryTable:
         Big-endian record dtype of one row, as stored.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, fd=None, size=None, load=None):
+        """Parse the headers of `path`; `load` the data too: ``"read"`` (into memory) or
+        ``"map"`` (mapped read-only: pages are read as the rows are used).
+
+        Parameters
+        ----------
+        path : str
+        fd : int, optional
+            The file already open for reading (left open); else it is opened here.
+        size : int, optional
+            The file's size, known from a ``stat`` of `fd`.
+        load : {None, "read", "map"}
+            None reads only the headers; data are then read from `path` when asked for. A
+            file that the first read holds whole is never mapped.
+        """
         self.path = os.fspath(path)
-        with open(self.path, "rb") as handle:
-            if handle.read(6) != b"SIMPLE":
-                raise Unsupported(f"{path}: not an uncompressed FITS file")
-            handle.seek(0)
-            primary = _read_header(handle, path)
-            skip = _data_bytes(primary)
-            handle.seek(handle.tell() + -(-skip // BLOCK) * BLOCK)
-            header = _read_header(handle, path)
-            self.data_offset = handle.tell()
-        self.nrows, self._layout = _describe(header, path)
+        owned = fd is None
+        if owned:
+            fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if size is None:
+                size = os.fstat(fd).st_size
+            self._parse(fd, size)
+            self._stored = None
+            whole = self.data_offset + self.nrows * self.dtype.itemsize <= len(self._head)
+            if load == "read" or (load == "map" and whole):  # a small file was read whole already
+                self._stored = self._read_data(fd)
+            elif load == "map":
+                self._stored = self._map_data(fd, size)
+            self._head = None  # the loaded records keep what they view
+        finally:
+            if owned:
+                os.close(fd)
+
+    def _parse(self, fd, size):
+        """Headers of the file open as `fd` (the first `HEAD_BYTES` of it in one read)."""
+        raw = os.pread(fd, min(size, HEAD_BYTES), 0)
+        if raw[:6] != b"SIMPLE":
+            raise Unsupported(f"{self.path}: not an uncompressed FITS file")
+        end = self._header_end(fd, raw, 0, size)
+        raw = self._head
+        skip = _data_bytes(raw[:end])
+        start = end + -(-skip // BLOCK) * BLOCK
+        self.data_offset = self._header_end(fd, raw, start, size)
+        header = self._head[start:self.data_offset]
+        self.nrows, self._layout = _describe(header, self.path)
         self.names, self.dtype, self._codes = self._layout.names, self._layout.dtype, self._layout.codes
-        if os.path.getsize(self.path) < self.data_offset + self.nrows * self.dtype.itemsize:
-            raise Unsupported(f"{path}: file is shorter than its table")
+        if size < self.data_offset + self.nrows * self.dtype.itemsize:
+            raise Unsupported(f"{self.path}: file is shorter than its table")
+
+    def _header_end(self, fd, raw, start, size):
+        """End of the header at `start`, reading further blocks when the first read ended
+        before it (a header longer than `HEAD_BYTES`); keeps the bytes read in ``_head``."""
+        while True:
+            end = _header_end(raw, start)
+            if end is not None:
+                self._head = raw
+                return end
+            if len(raw) >= size:
+                raise Unsupported(f"{self.path}: truncated header")
+            more = os.pread(fd, min(size - len(raw), HEAD_BYTES), len(raw))
+            if not more:
+                raise Unsupported(f"{self.path}: truncated header")
+            raw += more
+
+    def _read_data(self, fd):
+        """The stored records (read-only), from the bytes of the first read when they hold them."""
+        nbytes = self.nrows * self.dtype.itemsize
+        if self.nrows == 0:
+            return np.zeros(0, self.dtype)
+        if self.data_offset + nbytes <= len(self._head):
+            return np.frombuffer(self._head, dtype=self.dtype, count=self.nrows, offset=self.data_offset)
+        data = os.pread(fd, nbytes, self.data_offset)
+        if len(data) < nbytes:
+            raise Unsupported(f"{self.path}: file is shorter than its table")
+        return np.frombuffer(data, dtype=self.dtype, count=self.nrows)
+
+    def _map_data(self, fd, size):
+        if self.nrows == 0:
+            return np.zeros(0, self.dtype)
+        try:
+            # the mapping lives as long as the arrays that view it; the descriptor may close
+            self._mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        except OSError:  # a file system that cannot map: read it instead
+            return self._read_data(fd)
+        return np.frombuffer(self._mapped, dtype=self.dtype, count=self.nrows, offset=self.data_offset)
+
+    def release(self):
+        """Give back the pages of a mapped table that this process has read (they stay in
+        the page cache, and are read again from there if used again): a mapped catalog
+        then costs the process only the pages of its current use."""
+        if getattr(self, "_mapped", None) is not None:
+            self._mapped.madvise(mmap.MADV_DONTNEED)
+
+    @property
+    def layout(self):
+        """What the table's schema is read with: one object shared by every table of that
+        schema (the same header apart from the row count)."""
+        return self._layout
 
     def column_dtype(self, name):
         """The native dtype and per-row shape a column is returned with."""
@@ -267,6 +352,8 @@ class BinaryTable:
 
     def _raw(self, rows=None):
         """Stored (big-endian) records, all of them or `rows`."""
+        if self._stored is not None:
+            return self._stored if rows is None else self._stored[rows]
         if rows is None:
             with open(self.path, "rb") as handle:
                 handle.seek(self.data_offset)
@@ -287,6 +374,18 @@ class BinaryTable:
             unsigned = values.view(f"u{values.dtype.itemsize}")
             top = np.array(1 << (8 * values.dtype.itemsize - 1), dtype=unsigned.dtype)
             return (unsigned ^ top).view(values.dtype)
+        return values
+
+    def values(self, table, name):
+        """Column `name` of stored records, ready to be assigned into a native array:
+        logicals as bool and offset integers shifted, other columns left in the file's byte
+        order (numpy converts them as it assigns, with no intermediate copy)."""
+        values = table[name]
+        code, zero = self._codes[name]
+        if code == "L":
+            return self._fix(name, values)
+        if zero:
+            return self._fix(name, values.astype(values.dtype.newbyteorder("=")))
         return values
 
     def read(self, columns=None, rows=None):
@@ -335,7 +434,8 @@ class BinaryTable:
         return self._layout.records(names or self.names)[2]
 
     def read_stored(self):
-        """Every record as stored (big-endian, logicals as bytes): convert with `as_records`."""
+        """Every record as stored (big-endian, logicals as bytes; read-only when loaded):
+        convert with `as_records` or `values`."""
         return self._raw() if self.nrows else np.zeros(0, self.dtype)
 
     def as_records(self, raw, names=None):

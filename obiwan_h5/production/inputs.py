@@ -7,12 +7,13 @@ form the HDF5 store keeps. Any failure becomes an `InputError` naming the file.
 
 import functools
 import os
+import stat
 import zlib
 
 import fitsio
 import numpy as np
 
-from ..core.schema import as_records, column_name_problem
+from ..core.schema import ArrayTable, as_records, column_name_problem
 from ..errors import InputError
 from ..outputs import check_regular_file
 from .fitstable import BinaryTable, Unsupported
@@ -28,6 +29,9 @@ __all__ = [
     "read_survey_bricks",
     "primary_tractor",
     "read_tractor",
+    "simcat_rows",
+    "CatalogRows",
+    "open_input",
     "tractor_keep",
     "as_ids",
     "check_regular_file",
@@ -66,33 +70,50 @@ def normalise_dtype(dtype):
 class FitsTable:
     """The first table of a FITS file, with lower-case column names.
 
-    Plain binary tables (every catalog of a production) are mapped by `fitstable` without
+    Plain binary tables (every catalog of a production) are read by `fitstable` without
     fitsio's per-HDU set-up cost; anything else (gzip, heaps, ASCII tables) goes through
-    fitsio. Errors become `InputError` naming the file.
+    fitsio. The file is opened once (`open_input`): its headers, and with `load` its data,
+    come from that one descriptor. Errors become `InputError` naming the file.
+
+    Parameters
+    ----------
+    path : str
+    load : {None, "read", "map"}
+        Also load the rows: into memory (small files), or mapped read-only (large catalogs
+        of which a few rows are used); None reads only the headers.
 
     Attributes
     ----------
     binary : fitstable.BinaryTable or None
         The mapped table, None for a file read through fitsio.
+    size, mtime_ns : int
+        The file's size and modification time when it was opened (its fingerprint).
+    schema_key : hashable
+        Equal for files of one schema (the same header apart from the row count).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, load=None):
         self.path = os.fspath(path)
-        check_regular_file(self.path)
+        fd, status = open_input(self.path)
+        self.size, self.mtime_ns = status.st_size, status.st_mtime_ns
         self.binary = None
         try:
-            self.binary = BinaryTable(self.path)
+            self.binary = BinaryTable(self.path, fd=fd, size=status.st_size, load=load)
         except Unsupported:
             names, dtypes = self._fitsio_describe()
             problem = column_name_problem(names)
             self.by_lower = {name.lower(): name for name in names}
             self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
+            self.schema_key = tuple(self.schema.items())
         except (OSError, KeyError, ValueError) as err:
             raise InputError(f"{self.path}: not a readable FITS table ({first_line(err)})") from None
         else:
             # shared by every file of the same schema: read-only
             self.nrows, self.by_lower, self.schema = self.binary.nrows, self.binary.by_lower, self.binary.lower_schema
             problem = self.binary.name_problem
+            self.schema_key = self.binary.layout
+        finally:
+            os.close(fd)
         if problem:
             raise InputError(f"{self.path}: {problem}")
 
@@ -136,7 +157,6 @@ class FitsTable:
             raise InputError(f"{self.path}: cannot read table ({first_line(err)})") from None
         return {name: normalise_array(data[orig]) for name, orig in zip(wanted, original)}
 
-
     def read_records(self):
         """The whole table as one native record array with lower-case field names."""
         if self.binary is not None:
@@ -154,6 +174,26 @@ def file_crc32(path):
         for block in iter(lambda: handle.read(1 << 20), b""):
             crc = zlib.crc32(block, crc)
     return crc
+
+
+def open_input(path, what="file"):
+    """Open an input file for reading: ``(descriptor, os.stat_result)``.
+
+    One ``open`` and one ``fstat`` per file: what is not a regular file is refused as
+    `check_regular_file` refuses it, and a FIFO is opened without blocking (then refused).
+    The caller closes the descriptor.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        check_regular_file(path, what)  # the message for what it is (missing, a socket, ...)
+        raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        check_regular_file(path, what)  # says what it is: a directory, a FIFO, a device
+        raise InputError(f"{path}: is not a regular {what}")
+    return fd, status
 
 
 def first_line(err):
@@ -200,8 +240,10 @@ def as_ids(values, path, what="id column"):
 
 
 def read_ids_added(path):
-    """The ``id`` column of ``sim_ids_added.fits`` as int64."""
-    return as_ids(read_columns(path, ["id"], required=["id"])["id"], path)
+    """The ``id`` column of ``sim_ids_added.fits`` as int64 (`path` may be the open `FitsTable`)."""
+    table = path if isinstance(path, FitsTable) else FitsTable(path, load="read")
+    table.require(["id"])
+    return as_ids(table.read(["id"])["id"], table.path)
 
 
 def read_simcat(path, columns=None):
@@ -235,71 +277,124 @@ def read_tractor(path, keep_all_apflux=False):
     return records.view(_kept_fields(records.dtype, keep_all_apflux))
 
 
+def simcat_rows(table, rows):
+    """The simcat rows `rows` of `table` (a `FitsTable`, loaded) as a table the derivation
+    reads (`core.derivation`): records converted only when gathered, column by column."""
+    if table.binary is None:
+        return ArrayTable(table.read(None, rows))
+    return CatalogRows(table, rows, list(table.by_lower), key=(table.schema_key, "all"))
+
+
 def primary_tractor(table, keep_all_apflux=False):
-    """The brick_primary rows of a Tractor catalog for matching: as `read_tractor`, but
-    only ``ra``, ``dec`` are converted up front, and whole records only for the rows the
-    match takes (`PrimaryTractor`). A catalog that `fitstable` cannot map falls back to
-    `read_tractor`.
+    """The brick_primary rows of a Tractor catalog (a `FitsTable`, best mapped), for
+    matching: the columns `read_tractor` keeps, ``ra``, ``dec`` converted up front, the
+    other columns only for the rows the match takes (`CatalogRows`). A catalog that
+    `fitstable` cannot map is read whole (`read_tractor`).
+    """
+    table.require(["ra", "dec"])
+    if table.binary is None:
+        return ArrayTable(read_tractor(table, keep_all_apflux))
+    names = _kept_names(table.binary.layout, keep_all_apflux)
+    primary = table.by_lower.get("brick_primary")
+    rows = None
+    if primary:
+        rows = np.flatnonzero(table.binary.values(table.binary.read_stored(), primary))
+    return CatalogRows(table, rows, names, key=(table.schema_key, keep_all_apflux), coordinates=("ra", "dec"))
+
+
+class CatalogRows:
+    """Rows of a plain FITS table as the derivation reads a table (`core.derivation`):
+    records stay as stored (big-endian, logicals as bytes) until a column of the rows a
+    derivation needs is placed, converted as it is assigned.
 
     Parameters
     ----------
     table : FitsTable
-    keep_all_apflux : bool
-    """
-    table.require(["ra", "dec"])
-    if table.binary is None:
-        return read_tractor(table, keep_all_apflux)
-    return PrimaryTractor(table, keep_all_apflux)
-
-
-class PrimaryTractor:
-    """brick_primary rows of a Tractor catalog, converted lazily.
-
-    A derivation keeps the few hundred rows matched to injected sources out of a catalog's
-    thousands: converting every record to native byte order and then copying the
-    brick_primary ones cost two passes over the whole table per rsdir, for rows never used.
-    Behaves as the record array of `read_tractor` where the matching needs it: ``len``,
-    ``dtype``, ``["ra"]``, ``["dec"]`` and ``take``.
+        With `fitstable` data loaded (``load="read"`` or ``"map"``).
+    rows : numpy.ndarray or None
+        The table's rows this stands for (None: all).
+    names : list of str
+        The lower-case columns it has.
+    key : hashable
+        Equal for tables of the same records and names.
+    coordinates : tuple of str
+        Columns converted up front (the positions the match needs of every row).
     """
 
-    def __init__(self, table, keep_all_apflux=False):
-        binary = table.binary
-        names = list(table.by_lower)
-        self._binary, self._names = binary, names
-        self._stored = binary.read_stored()
-        primary = table.by_lower.get("brick_primary")
-        columns = binary.stored_columns(self._stored, [table.by_lower["ra"], table.by_lower["dec"]]
-                                        + ([primary] if primary else []))
-        self._rows = np.flatnonzero(columns[primary]) if primary else np.arange(binary.nrows)
-        self._radec = {"ra": columns[table.by_lower["ra"]][self._rows],
-                       "dec": columns[table.by_lower["dec"]][self._rows]}
-        self.dtype = _kept_fields(binary.record_dtype(names), keep_all_apflux)
+    def __init__(self, table, rows, names, key, coordinates=()):
+        self.path, self.names, self.key = table.path, names, key
+        self._binary, self._by_lower = table.binary, table.by_lower
+        self._stored = table.binary.read_stored()
+        self.row_bytes = self._stored.dtype.itemsize
+        # records as opaque bytes: numpy takes rows of those with plain copies, where it
+        # takes a structured dtype field by field (ten times slower)
+        self._bytes = self._stored.view(np.dtype((np.void, self.row_bytes)))
+        self._rows = rows
+        self._columns = {}
+        self._columns = {name: self.column(name) for name in coordinates}
+        self.dtype = _kept_fields(self._binary.record_dtype(list(table.by_lower)), tuple(names))
+        self._binary.release()  # until `gather`, only the coordinates are held
 
     def __len__(self):
-        return len(self._rows)
+        return self._binary.nrows if self._rows is None else len(self._rows)
+
+    @property
+    def schema(self):
+        """{name: (dtype, shape)} of its columns, as a derived file stores them."""
+        schema = self._binary.lower_schema
+        return {name: schema[name] for name in self.names}
 
     def __getitem__(self, name):
-        if name not in self._radec:
-            raise KeyError(f"{name}: only ra and dec are read up front; use take()")
-        return self._radec[name]
+        return self.column(name)
+
+    def column(self, name):
+        """One column of every row, as a native array."""
+        if name in self._columns:
+            return self._columns[name]
+        values = self._binary.values(self._stored, self._by_lower[name])
+        if self._rows is not None:
+            values = values[self._rows]  # the column's values only, not whole records
+        return values.astype(values.dtype.newbyteorder("="), copy=False) if values.dtype.kind != "S" else values
+
+    def gather(self, index):
+        """The stored records of rows `index` (a copy, for `values`)."""
+        rows = np.asarray(index, dtype=np.int64) if self._rows is None else self._rows[index]
+        records = self._bytes[rows].view(self._stored.dtype)
+        self._binary.release()
+        return records
+
+    def values(self, records, name):
+        """Column `name` of records from `gather`, assignable into a native array."""
+        return self._binary.values(records, self._by_lower[name])
 
     def take(self, index):
-        """Native records (kept fields) of brick_primary rows `index`."""
-        rows = self._rows[np.asarray(index, dtype=np.int64)]
-        return self._binary.as_records(self._stored[rows], self._names).view(self.dtype)
+        """Native records (its columns) of rows `index`, as `read_tractor` gives them."""
+        return self._binary.as_records(self.gather(index), list(self._by_lower)).view(self.dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _kept_fields(dtype, keep_all_apflux):
-    """`dtype` with only the fields `tractor_keep` keeps (same offsets: a free view)."""
-    kept = [name for name in dtype.names if tractor_keep(name, keep_all_apflux)]
+def _kept_names(layout, keep_all_apflux):
+    return [name for name in layout.by_lower if tractor_keep(name, keep_all_apflux)]
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_fields(dtype, keep):
+    """`dtype` with only the fields kept (same offsets: a free view): `keep` is the
+    `keep_all_apflux` flag of `tractor_keep`, or the tuple of names to keep."""
+    if isinstance(keep, tuple):
+        kept = [name for name in dtype.names if name in keep]
+    else:
+        kept = [name for name in dtype.names if tractor_keep(name, keep)]
     return np.dtype({"names": kept, "formats": [dtype.fields[name][0] for name in kept],
                      "offsets": [dtype.fields[name][1] for name in kept], "itemsize": dtype.itemsize})
 
 
 def read_radec(path):
-    """``ra``, ``dec`` of a catalog (the real DR catalog of a brick)."""
-    columns = read_columns(path, ["ra", "dec"], required=["ra", "dec"])
+    """``ra``, ``dec`` of a catalog (the real DR catalog of a brick; `path` may be the
+    open `FitsTable`)."""
+    table = path if isinstance(path, FitsTable) else FitsTable(path)
+    table.require(["ra", "dec"])
+    columns = table.read(["ra", "dec"])
     return columns["ra"].astype(np.float64), columns["dec"].astype(np.float64)
 
 

@@ -117,7 +117,6 @@ def provenance_attrs(plan, meta):
 
 def write_hdf5(plan, pixels, columns, meta):
     """The map as HDF5 at ``plan.output``: one dataset per column, ``pixel`` first."""
-    import h5py
 
     layout = _layout(columns)
     with writing(plan.output) as partial:

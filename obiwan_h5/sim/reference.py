@@ -20,13 +20,13 @@ __all__ = ["format_reference", "where_computed"]
 
 # (pattern, where the column is computed), first match wins
 _WHERE = [
-    (r"unique_id|brickname|rsdir", "core.derivation.brick_parts"),
-    (r"psql_.*", "production.truth.TruthTable.lookup, joined in core.derivation.brick_parts"),
-    (r"tractor_.*", "core.derivation.match_tractor (nearest source within the match radius)"),
+    (r"unique_id|brickname|rsdir", "core.derivation.derive_rows"),
+    (r"psql_.*", "production.truth.TruthTable.lookup, joined in core.derivation.derive_rows"),
+    (r"tractor_.*", "core.derivation.derive_rows (nearest source within the match radius)"),
     (r"obiwan_mask", "core.derivation.obiwan_mask"),
     (r"targets_mask", "core.derivation.targets_bits → core.selection.targets_mask"),
 ]
-SIMCAT_WHERE = "the simcat (job.scan / job.compute), rows kept by core.derivation.added_rows"
+SIMCAT_WHERE = "the simcat (job.scan, core.derivation.derive_rows), rows kept by core.derivation.added_rows"
 INDEX_WHERE = {"checksum": "fileformat.rows_checksum, written by job.derive"}
 
 

@@ -75,9 +75,9 @@ def test_verbose_before_or_after_the_command(command):
 
 
 def test_one_default_seed_and_batch_rows():
+    from obiwan_h5.job.maps import run_maps
     from obiwan_h5.plot.figures import make_figures, select_bricks
     from obiwan_h5.read.export import export_fits
-    from obiwan_h5.job.maps import run_maps
     from obiwan_h5.read.export_parquet import export_parquet
     from obiwan_h5.read.maps import make_maps
     from obiwan_h5.read.subset import make_subset

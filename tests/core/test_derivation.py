@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from obiwan_h5.core.derivation import added_rows, brick_parts, obiwan_mask, targets_bits
 from obiwan_h5.core.schema import join_pieces
@@ -114,3 +116,89 @@ def test_targets_mask_of_a_brick_equals_one_selection_per_rsdir(same_schema):
         own = {name: values for name, values in piece.items() if name != "targets_mask"}
         assert np.array_equal(piece["targets_mask"], targets_bits(own, matched))
     assert any(piece["targets_mask"].any() for piece in pieces)
+
+
+def test_a_round_of_bricks_equals_its_bricks_one_at_a_time():
+    """`derive_rows` of many bricks at once (one match, one gather and one selection per
+    kind of catalog) writes, row for row, what each brick's own derivation gives, conformed
+    to the round's columns: rsdirs without brick_primary, without a depth, an empty Tractor
+    catalog and an rsdir without rows included."""
+    from obiwan_h5.core.derivation import ArrayTable, Piece, derive_rows
+    from obiwan_h5.core.schema import conform_into, union_schemas
+    from obiwan_h5.fileformat import Column
+
+    rng = np.random.default_rng(11)
+    bricks, truth_ids, next_id = [], [], 1000
+    for number, brickname in enumerate(["1500p020", "1501p020", "1502p020"]):
+        ra0, dec0 = 150.0 + number * 0.25, 2.0
+        parts = []
+        for k, rsdir in enumerate(["rs0", "rs1", "more_rs12"]):
+            n = 0 if (number, k) == (1, 2) else 30
+            ids = np.arange(next_id, next_id + n)
+            next_id += n
+            ra = ra0 + rng.uniform(0, 300, n) * ARCSEC
+            dec = np.full(n, dec0 + k * 400 * ARCSEC)
+            simcat = _simcat(ids, ra, dec, mag=(23.0, 22.6, 21.9))
+            rows = 0 if (number, k) == (2, 0) else n // 2
+            tractor = _tractor(ra[:rows] + 0.2 * ARCSEC, dec[:rows], np.full(rows, 3))
+            for band in "grz":
+                tractor[f"flux_{band}"] = (simcat[f"{band}flux"][:rows] * rng.uniform(0.8, 1.2, rows)).astype(np.float32)
+                tractor[f"mw_transmission_{band}"] = np.full(rows, 0.9, np.float32)
+                tractor[f"psfdepth_{band}"] = np.full(rows, 500.0, np.float32)
+            if (number, k) == (0, 1):
+                del tractor["brick_primary"]
+            if (number, k) == (1, 0):
+                del tractor["psfdepth_z"]
+            parts.append((rsdir, simcat, tractor))
+            truth_ids.append(ids)
+        # a real source beside the first injected one, one far from all
+        first = parts[0][1]
+        dr = (np.array([first["ra"][0] + 0.3 * ARCSEC, ra0 - 1.0]), np.array([first["dec"][0], dec0]))
+        bricks.append((brickname, parts, dr))
+    ids = np.concatenate(truth_ids)
+    truth = {"id": ids, "g": np.linspace(20, 25, len(ids))}
+
+    one_by_one, start = [], 0
+    for brickname, parts, dr in bricks:
+        size = sum(len(simcat["id"]) for _, simcat, _ in parts)
+        own = {name: values[start:start + size] for name, values in truth.items()}
+        one_by_one.extend(brick_parts(brickname, parts, own, dr, 1.0))
+        start += size
+    schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
+                            for piece in one_by_one])
+    columns = [Column(name, dtype, shape) for name, (dtype, shape) in schema.items()]
+    nrows = len(ids)
+    expected = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
+    start = 0
+    for piece in one_by_one:
+        conform_into(expected, start, piece, columns, len(piece["unique_id"]))
+        start += len(piece["unique_id"])
+
+    rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
+    pieces, start = [], 0
+    for brickname, parts, _ in bricks:
+        for rsdir, simcat, tractor in parts:
+            pieces.append(Piece(brickname, rsdir, ArrayTable(simcat), ArrayTable(tractor), start))
+            start += len(simcat["id"])
+    nobjs = derive_rows(pieces, truth, {name: dr for name, _, dr in bricks}, 1.0, rows)
+    assert nobjs == [len(tractor["ra"]) for _, parts, _ in bricks for _, _, tractor in parts]
+    for name in expected:
+        assert np.array_equal(rows[name], expected[name], equal_nan=rows[name].dtype.kind == "f"), name
+    assert rows["targets_mask"].any() and (rows["obiwan_mask"] & 2).any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-5, 25), max_size=25), st.lists(st.integers(-8, 30), max_size=25))
+def test_added_rows_against_sets(simcat_ids, ids_added):
+    """Rows of the simcat ids in sim_ids_added, in simcat order; a duplicate or an absent
+    added id names the smallest one and counts them."""
+    duplicates = sorted({i for i in ids_added if ids_added.count(i) > 1})
+    absent = sorted(set(ids_added) - set(simcat_ids))
+    if duplicates:
+        with pytest.raises(BrickError, match=f"duplicate id {duplicates[0]} in sim_ids_added \\({len(duplicates)} in"):
+            added_rows(simcat_ids, ids_added)
+    elif absent:
+        with pytest.raises(BrickError, match=f"id {absent[0]} of sim_ids_added is not in the simcat \\({len(absent)} in"):
+            added_rows(simcat_ids, ids_added)
+    else:
+        assert added_rows(simcat_ids, ids_added).tolist() == [i for i, x in enumerate(simcat_ids) if x in set(ids_added)]

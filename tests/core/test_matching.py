@@ -276,3 +276,47 @@ def test_a_source_at_exactly_the_radius_matches_and_one_step_less_loses_it():
         assert index.tolist() == [-1] and np.isnan(separation[0]), (one, radius)
         assert has_neighbour(*one, below).tolist() == [False], (one, radius)
         assert match_nearest(*one, np.nextafter(radius, np.inf))[0].tolist() == [0]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), min_size=1, max_size=7),
+       st.floats(0.3, 3.0), st.booleans())
+def test_property_grouped_match_equals_one_call_per_group(seed, sizes, radius, same_place):
+    """Many groups (the pieces of a write round) matched in one call: exactly, index for
+    index and separation for separation, what one call per group gives, ties and sources
+    at the same place in other groups included."""
+    rng = np.random.default_rng(seed)
+    ra1, dec1, ra2, dec2, group1, group2 = [], [], [], [], [], []
+    for number, (n1, n2) in enumerate(sizes):
+        ra0, dec0 = (150.0, 2.0) if same_place else (rng.uniform(0, 360), rng.uniform(-89, 89))
+        spread = 3 * radius / 3600.0
+        ra2.append(ra0 + rng.uniform(-spread, spread, n2))
+        dec2.append(dec0 + rng.uniform(-spread, spread, n2))
+        if n2 > 2:
+            ra2[-1][1], dec2[-1][1] = ra2[-1][2], dec2[-1][2]  # an exact tie
+            dec2[-1][0] = np.nan  # never matched
+        ra1.append(ra0 + rng.uniform(-spread, spread, n1))
+        dec1.append(dec0 + rng.uniform(-spread, spread, n1))
+        group1.append(np.full(n1, number))
+        group2.append(np.full(n2, number))
+    index, separation = match_nearest(np.concatenate(ra1), np.concatenate(dec1), np.concatenate(ra2),
+                                      np.concatenate(dec2), radius, np.concatenate(group1), np.concatenate(group2))
+    offsets = np.cumsum([0] + [len(part) for part in ra2])
+    start = 0
+    for number in range(len(sizes)):
+        alone, apart = match_nearest(ra1[number], dec1[number], ra2[number], dec2[number], radius)
+        stop = start + len(ra1[number])
+        assert np.array_equal(index[start:stop], np.where(alone >= 0, alone + offsets[number], -1))
+        assert np.array_equal(separation[start:stop], apart, equal_nan=True)
+        start = stop
+    assert np.array_equal(has_neighbour(np.concatenate(ra1), np.concatenate(dec1), np.concatenate(ra2),
+                                        np.concatenate(dec2), radius, np.concatenate(group1), np.concatenate(group2)),
+                          index >= 0)
+
+
+def test_groups_must_come_in_pairs_and_be_non_negative():
+    one = np.array([1.0])
+    with pytest.raises(ValueError, match="both"):
+        match_nearest(one, one, one, one, 1.0, group1=[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        match_nearest(one, one, one, one, 1.0, [-1], [0])

@@ -137,3 +137,28 @@ def test_grouped_summary_equals_one_brick_at_a_time(schema, seed, dr5_derived, d
             a, b = np.asarray(one[name]), np.asarray(grouped[index][name])
             assert a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), \
                 (name, index, stop - start, a, b)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_grouped_summary_of_many_small_bricks(seed, dr5_derived):
+    """Bricks of a few rows each (their medians come from one sort of them all, not one
+    numpy.median per brick): still equal to the one-brick computation, awkward values in."""
+    from obiwan_h5.core.summary import FEW_ROWS
+
+    rng = np.random.default_rng(seed)
+    columns = _awkward(_columns(dr5_derived), rng)
+    sizes = rng.integers(0, 40, 200)
+    sizes[:3] = [FEW_ROWS, FEW_ROWS + 1, 1]  # at and past the limit between the two ways, and one row
+    cuts = np.concatenate([[0], np.cumsum(sizes)])
+    cuts = cuts[cuts <= len(columns["unique_id"])]
+    ranges = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    names = [f"{i:04d}p000" for i in range(len(ranges))]
+    bounds = [(10.0, 0.5, 9.9, 10.1, 0.4, 0.6)] * len(ranges)
+    nobjs = [7] * len(ranges)
+    grouped = summarise_bricks(names, columns, ranges, bounds, nobjs)
+    for index, (start, stop) in enumerate(ranges):
+        view = {name: values[start:stop] for name, values in columns.items()}
+        one = _one_brick(names[index], view, bounds[index], nobjs[index])
+        for name in SUMMARY_COLUMNS:
+            a, b = np.asarray(one[name]), np.asarray(grouped[index][name])
+            assert a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), (name, index, a, b)

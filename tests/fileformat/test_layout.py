@@ -20,3 +20,26 @@ def test_cut_through_a_multibyte_character_stays_valid_utf8():
         stored = truncate_message("x" * shift + "é" * 200)
         assert len(stored) <= MESSAGE_WIDTH
         stored.decode("utf-8")  # raises if a character was split
+
+
+def test_checksums_of_a_round_equal_each_brick_on_its_own():
+    """`rows_checksums` views each column once for many bricks: each brick's CRC is the
+    CRC-32 of its rows' bytes column after column (2-D and string columns too), as
+    `rows_checksum` of its rows alone; no brick, no CRC."""
+    import zlib
+
+    import numpy as np
+
+    from obiwan_h5.fileformat import rows_checksum, rows_checksums
+
+    rng = np.random.default_rng(2)
+    columns = {"a": rng.normal(size=50), "b": rng.integers(0, 9, (50, 6)).astype(np.int16),
+               "c": np.array([b"x" * (i % 7) for i in range(50)], "S7")}
+    names = sorted(columns)
+    ranges = [(0, 0), (0, 17), (17, 18), (30, 50)]
+    expected = [zlib.crc32(b"".join(columns[name][lo:hi].tobytes() for name in names)) for lo, hi in ranges]
+    assert rows_checksums(columns, names, ranges) == expected
+    assert [rows_checksum({name: values[lo:hi] for name, values in columns.items()}, names)
+            for lo, hi in ranges] == expected
+    assert len(set(expected)) == len(expected)
+    assert rows_checksums({}, names, []) == []

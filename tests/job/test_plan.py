@@ -96,7 +96,7 @@ def test_brick_weights_list_the_rsdirs_of_each_brick(production_copy):
 
     from obiwan_h5.job import DeriveOptions
     from obiwan_h5.job.mpi import SerialComm
-    from obiwan_h5.job.scan import brick_weights
+    from obiwan_h5.job.planning import brick_weights
     from obiwan_h5.production.layout import Production
 
     production = Production(production_copy)
@@ -119,7 +119,7 @@ def test_resume_weights_come_from_the_file_without_listing(dr5_production, dr5_d
     from obiwan_h5.fileformat import PENDING
     from obiwan_h5.job import DeriveOptions
     from obiwan_h5.job.mpi import SerialComm
-    from obiwan_h5.job.scan import brick_weights
+    from obiwan_h5.job.planning import brick_weights
     from obiwan_h5.production.layout import Production
 
     output = tmp_path / "resumed.h5"
@@ -140,3 +140,56 @@ def test_resume_weights_come_from_the_file_without_listing(dr5_production, dr5_d
     weights = brick_weights(options, SerialComm(), Unlisted(dr5_production), names)
     assert list(weights) == [0.0, counts[1] + 1.0] + [0.0] * (len(names) - 2)
     assert Unlisted.listed == 0
+
+
+def _derived(rsdir_width, extra=()):
+    from obiwan_h5.core.derivation import derived_schema
+
+    tractor = {"ra": (np.dtype("f8"), ()), **{name: (np.dtype("f4"), ()) for name in extra}}
+    return derived_schema({"id": (np.dtype("i8"), ())}, {"g": (np.dtype("f4"), ())}, tractor, rsdir_width)
+
+
+def _gathered(scans):
+    from obiwan_h5.job.plan import detach_schemas, gather_scans
+
+    return gather_scans([detach_schemas(scans)])
+
+
+def test_unchanged_bricks_take_the_old_columns_only_when_they_are_proven():
+    """An update's unchanged bricks (files not opened) take the schema of the known ones
+    with their own rsdir width, when the first brick's schema is known and every known one
+    is the old file's; else the caller must scan them."""
+    from obiwan_h5.job.plan import resolve_unchanged
+
+    old = {"unique_id": (np.dtype("S16"), ()), **_derived(4)}
+    marker = "old"
+
+    def scans(first_known=True, known_width=16, known=_derived(3)):
+        first = BrickScan("0001p000", count=3, schema=known if first_known else marker, unique_id_width=known_width,
+                          rsdirs=["rs0"])
+        unchanged = BrickScan("0002p000", count=2, schema=marker, rsdirs=["rs10"])
+        later = BrickScan("0003p000", count=2, schema=known, unique_id_width=known_width, rsdirs=["rs0"])
+        return [first, unchanged, later]
+
+    gathered, distinct = _gathered(scans())
+    assert resolve_unchanged(gathered, distinct, old, marker)
+    plan = build_plan(gathered, distinct)
+    columns = {column.name: column for column in plan.columns}
+    assert list(columns) == ["unique_id"] + list(_derived(4))
+    assert columns["rsdir"].dtype == np.dtype("S4") and columns["unique_id"].dtype == np.dtype("S16")
+    assert list(plan.status) == [PENDING] * 3
+    for refused in (scans(first_known=False), scans(known_width=15), scans(known=_derived(3, ["flux_g"]))):
+        gathered, distinct = _gathered(refused)
+        assert not resolve_unchanged(gathered, distinct, old, marker)
+
+
+def test_detached_scans_are_copies_keyed_by_schema():
+    from obiwan_h5.job.plan import detach_schemas
+
+    shared = {"id": (np.dtype("i8"), ())}
+    originals = [_scan("0001p000", 2), BrickScan("0002p000", count=1, schema=shared),
+                 BrickScan("0003p000", count=1, schema=dict(shared)), _scan("0004p000", 0, FAILED)]
+    detached, distinct = detach_schemas(originals)
+    assert [scan.schema_key for scan in detached] == [0, 1, 1, -1]
+    assert len(distinct) == 2 and all(scan.schema == {} for scan in detached)
+    assert originals[1].schema is shared and originals[1].schema_key == -1  # the scans themselves are kept

@@ -63,14 +63,14 @@ def test_unexpected_errors_fail_their_brick_only(production_copy, tmp_path, monk
     loop = layout.obiwan_dir(bricks[1], "rs1")
     shutil.rmtree(loop)
     os.symlink(loop, loop)
-    real = derivation.brick_parts
+    real = derivation.derive_rows
 
-    def buggy(brickname, *args, **kwargs):
-        if brickname == bricks[2]:
+    def buggy(pieces, *args, **kwargs):
+        if any(piece.brickname == bricks[2] for piece in pieces):
             raise ZeroDivisionError("division by zero in a new feature")
-        return real(brickname, *args, **kwargs)
+        return real(pieces, *args, **kwargs)
 
-    monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", buggy)
+    monkeypatch.setattr("obiwan_h5.job.compute.derive_rows", buggy)
     output = tmp_path / "out.h5"
     assert _derive(production_copy, output) == 1
     status, message = _outcome(output)
@@ -94,14 +94,16 @@ def test_a_round_level_failure_fails_only_the_brick_at_fault(production_copy, dr
         return any(victim_marker in value for value in columns["unique_id"])
 
     if step == "selection":
-        real = compute.rows_targets_mask
+        from obiwan_h5.core import derivation
 
-        def buggy(columns):
+        real = derivation.targets_bits
+
+        def buggy(columns, *args, **kwargs):
             if has_victim(columns):
                 raise FloatingPointError("a cut that blew up")
-            return real(columns)
+            return real(columns, *args, **kwargs)
 
-        monkeypatch.setattr(compute, "rows_targets_mask", buggy)
+        monkeypatch.setattr(derivation, "targets_bits", buggy)
     else:
         real = compute.summarise_brick
 

@@ -63,13 +63,13 @@ def _history(path):
 def test_added_bricks_are_derived_and_the_rest_copied(grown, tmp_path, monkeypatch):
     data_dir, output, bricks, _, new_list = grown
     derived_bricks = []
-    real = __import__("obiwan_h5.job.compute", fromlist=["brick_parts"]).brick_parts
+    real = __import__("obiwan_h5.job.compute", fromlist=["derive_rows"]).derive_rows
 
-    def spy(brickname, *args, **kwargs):
-        derived_bricks.append(brickname)
-        return real(brickname, *args, **kwargs)
+    def spy(pieces, *args, **kwargs):
+        derived_bricks.extend(dict.fromkeys(piece.brickname for piece in pieces))
+        return real(pieces, *args, **kwargs)
 
-    monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", spy)
+    monkeypatch.setattr("obiwan_h5.job.compute.derive_rows", spy)
     assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
     assert derived_bricks == [bricks[5]]
     monkeypatch.undo()
@@ -259,3 +259,58 @@ def test_an_update_keeps_the_file_mode_and_refuses_a_read_only_file(grown, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is read-only, and an update replaces it" in err[0], err
     assert output.read_bytes() == before and stat.S_IMODE(os.stat(output).st_mode) == 0o444
+
+
+def test_unchanged_bricks_are_recognised_without_opening_their_files(grown, tmp_path, monkeypatch):
+    """An update opens no file of a brick whose inputs kept their size and modification
+    time, but the first brick's headers (the union of schemas starts from it); the file
+    still equals a fresh derive."""
+    import obiwan_h5.production.inputs as inputs
+
+    data_dir, output, bricks, _, new_list = grown
+    path = Production(data_dir).tractor(bricks[3], "rs0")
+    fitsio.write(path, fitsio.read(path), clobber=True)  # rerun: a new file, the same rows
+    opened = []
+    real_open = inputs.open_input
+
+    def spy(path, *args, **kwargs):
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(inputs, "open_input", spy)
+    assert _derive(data_dir, output, "--bricks", new_list, "--update") == 0
+    monkeypatch.undo()
+    by_brick = {brick: [name for name in opened if f"/{brick}/" in name or f"-{brick}." in name] for brick in bricks}
+    assert all(by_brick[brick] for brick in (bricks[3], bricks[5]))  # changed and new: scanned and derived
+    assert by_brick[bricks[1]] == by_brick[bricks[2]] == by_brick[bricks[4]] == []
+    assert sorted(os.path.basename(name) for name in by_brick[bricks[0]]) == sorted(
+        [f"simcat-elg-{bricks[0]}.fits", f"tractor-{bricks[0]}.fits"] * 2)  # headers of its two rsdirs
+    _assert_same(output, _fresh(data_dir, new_list, tmp_path))
+    (entry,) = _history(output)
+    assert (entry["added"], entry["rederived"], entry["copied"]) == (1, 1, 4)
+
+
+def test_an_update_scans_unchanged_bricks_when_the_old_columns_cannot_tell_their_schema(production_copy, tmp_path):
+    """The old file's columns are the union over its bricks: when the brick that brought a
+    column is removed, the unchanged bricks' schema is not the old file's, so they are scanned
+    (their headers read) and the file equals a fresh derive of the new list."""
+    layout = Production(production_copy)
+    bricks = open(os.path.join(production_copy, "bricks.txt")).read().split()
+    for brick in bricks[1:]:  # only the first brick's catalogs have wise_coadd_id
+        for rsdir in layout.rsdirs(brick):
+            path = layout.tractor(brick, rsdir)
+            data = fitsio.read(path)
+            fitsio.write(path, data[[name for name in data.dtype.names if name.lower() != "wise_coadd_id"]],
+                         clobber=True)
+    old_list, new_list = tmp_path / "old.txt", tmp_path / "new.txt"
+    old_list.write_text("\n".join(bricks) + "\n")
+    new_list.write_text("\n".join(bricks[1:]) + "\n")
+    output = tmp_path / "derived.h5"
+    assert _derive(production_copy, output, "--bricks", old_list) == 0
+    with h5py.File(output, "r") as derived:
+        assert "tractor_wise_coadd_id" in derived["randoms"]
+    assert _derive(production_copy, output, "--bricks", new_list, "--update") == 0
+    with h5py.File(output, "r") as derived:
+        assert "tractor_wise_coadd_id" not in derived["randoms"]
+    _assert_same(output, _fresh(production_copy, new_list, tmp_path))
+    assert _history(output)[-1]["copied"] == len(bricks) - 1

@@ -301,3 +301,21 @@ def test_update_equals_a_fresh_derive_for_any_rank_count(production, workdir):
     reference = os.path.join(workdir, "serial.h5")
     _reference(production, reference)
     _compare_on_root(reference, output)
+
+
+@pytest.mark.any_ranks
+def test_each_brick_is_listed_by_one_rank_once(production, workdir, monkeypatch):
+    """The ranks list a strided share of the bricks to weigh them; each listing goes to the
+    rank that scans the brick, which does not list it again."""
+    listed = []
+    real = Production.rsdirs
+
+    def rsdirs(self, brickname):
+        listed.append(brickname)
+        return real(self, brickname)
+
+    monkeypatch.setattr(Production, "rsdirs", rsdirs)
+    derive(DeriveOptions(production, os.path.join(workdir, f"listed-{comm.size}.h5"), overwrite=True), comm)
+    monkeypatch.undo()
+    everyone = sorted(name for names in comm.allgather(listed) for name in names)
+    assert everyone == sorted(open(os.path.join(production, "bricks.txt")).read().split())

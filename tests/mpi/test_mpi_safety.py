@@ -63,14 +63,14 @@ def test_a_bug_in_one_brick_fails_that_brick_on_any_rank(production, workdir, mo
 
     bricks = open(os.path.join(production, "bricks.txt")).read().split()
     victim = bricks[-1]  # on the last rank
-    real = derivation.brick_parts
+    real = derivation.derive_rows
 
-    def buggy(brickname, *args, **kwargs):
-        if brickname == victim:
+    def buggy(pieces, *args, **kwargs):
+        if any(piece.brickname == victim for piece in pieces):
             raise KeyError("a column nobody expected")
-        return real(brickname, *args, **kwargs)
+        return real(pieces, *args, **kwargs)
 
-    monkeypatch.setattr("obiwan_h5.job.compute.brick_parts", buggy)
+    monkeypatch.setattr("obiwan_h5.job.compute.derive_rows", buggy)
     output = os.path.join(workdir, f"bug-{comm.size}.h5")
     totals = derive(DeriveOptions(production, output, overwrite=True), comm)
     assert totals["failed"] == 1

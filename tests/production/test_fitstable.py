@@ -94,3 +94,57 @@ def test_some_columns_of_a_large_table_are_read_in_blocks(dr5_production, monkey
     assert len(reads) > 10 and all(isinstance(rows, slice) for rows in reads)
     assert np.array_equal(blocked["id"], whole["id"]) and np.array_equal(blocked["g"], whole["g"])
     assert np.array_equal(whole["id"], fitsio.read(path, columns=["id"])["id"])
+
+
+@pytest.mark.parametrize("load", ["read", "map"])
+def test_tables_loaded_from_their_one_open_read_what_fitsio_reads(real_dir, dr5_production, dr3_production,
+                                                                   tmp_path, monkeypatch, load):
+    """Headers and rows from one descriptor (read into memory, or mapped), the same values
+    as fitsio's; a header longer than the first read, and an empty table, too."""
+    import obiwan_h5.production.inputs as inputs
+
+    wide = str(tmp_path / "wide.fits")  # 500 columns: a header of ~80 KB, past the first read
+    fitsio.write(wide, np.zeros(3, dtype=[(f"c{i}", ">f4") for i in range(500)]))
+    empty = str(tmp_path / "empty.fits")
+    fitsio.write(empty, np.zeros(0, dtype=[("id", "i8"), ("flag", "?")]))
+    paths = [os.path.join(real_dir, "tractor-3301m002.fits"), wide, empty]
+    for production in (dr5_production, dr3_production):
+        paths += sorted(glob.glob(os.path.join(production, "tractor", "*", "*", "rs0", "*.fits")))[:1]
+        paths += sorted(glob.glob(os.path.join(production, "obiwan", "*", "*", "rs0", "simcat-*.fits")))[:1]
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args, **kwargs: opened.append(path) or real_open(path, *args, **kwargs))
+    tables = [inputs.FitsTable(path, load=load) for path in paths]
+    assert opened == paths  # one open each, none later: every byte comes from that descriptor
+    monkeypatch.undo()
+    got = tables[2].read()
+    assert tables[2].nrows == 0 and got["id"].dtype == np.int64 and got["flag"].dtype == np.bool_
+    assert len(got["id"]) == len(got["flag"]) == 0
+    for path, table in zip(paths, tables):
+        if path == empty:
+            continue
+        reference = fitsio.read(path)
+        got = table.read()
+        assert table.nrows == len(reference) and table.size == os.path.getsize(path)
+        for name in reference.dtype.names:
+            want = normalise_array(reference[name])
+            assert got[name.lower()].dtype == want.dtype, (path, name)
+            assert np.array_equal(got[name.lower()], want, equal_nan=want.dtype.kind == "f"), (path, name)
+
+
+def test_a_mapped_catalog_gives_back_its_pages_and_still_gathers_its_rows(real_dir):
+    """A mapped Tractor catalog keeps its positions; its pages go back after each use
+    (`BinaryTable.release`) and come back from the page cache: rows gathered after that are
+    the rows `read_tractor` gives."""
+    from obiwan_h5.production.inputs import primary_tractor, read_tractor
+
+    path = os.path.join(real_dir, "tractor-3301m002.fits")
+    whole = read_tractor(path)
+    lazy = primary_tractor(FitsTable(path, load="map"))
+    assert np.array_equal(lazy.column("ra"), whole["ra"]) and np.array_equal(lazy.column("dec"), whole["dec"])
+    for index in (np.array([len(whole) - 1, 0, 3, 3]), np.arange(len(whole))[::-5]):
+        records = lazy.gather(index)  # each gather gives its pages back
+        for name in whole.dtype.names:
+            values = np.empty_like(whole[name][index])
+            values[...] = lazy.values(records, name)
+            assert np.array_equal(values, whole[name][index], equal_nan=values.dtype.kind == "f"), name
