@@ -14,12 +14,21 @@ While its writer lives, a partial is locked (an open-file-description lock on a 
 ``flock`` on a directory; the kernel drops both when the writer dies, even by SIGKILL).
 A later run on the same output removes the partials nobody holds (`clean_stale_partials`),
 never the live partial of a concurrent run. Files use ``fcntl`` open-file-description
-locks because HDF5 takes its own ``flock`` on the files it writes, which an ``flock`` of
-ours would block. On a file system without locks, partials are never taken for stale.
+locks (HDF5 takes an ``flock`` of its own on a file it opens, which an ``flock`` of ours
+would meet), on one byte far beyond any data (`LOCK_OFFSET`), because MPI-IO takes
+``fcntl`` locks on the byte ranges it writes (atomic mode, data sieving), which a lock on
+the whole file would block forever; and HDF5 opens a partial with its own locking off
+(`PARTIAL_HDF5_LOCKING`), because where ``flock`` is emulated by ``fcntl`` locks (NFS)
+HDF5's would meet ours. On a file system without locks, partials are never taken for
+stale.
+
+The derive job (`job.output`) builds its file the same way: rank 0 creates and holds the
+partial, every rank writes it, rank 0 renames it; a job that fails leaves it (released,
+not removed) for ``resume``, which takes it again with `Partial.adopt`.
 
 Failures of the place rather than of the program (no space, quota, name too long,
-read-only file system) become one `OutputError` line naming the output (`write_failure`),
-and the partial is removed.
+read-only file system) become one `OutputError` line naming the output (`write_failure`;
+`place_problem` names them for a caller with its own message), and the partial is removed.
 
 This module depends on `errors` only, so that every side (derive, the reading commands,
 plot) can use it.
@@ -40,13 +49,16 @@ from .errors import InputError, OutputError
 
 __all__ = [
     "Partial", "check_free_space", "check_output_name", "check_regular_file", "clean_stale_partials",
-    "reserve_space", "stale_partials", "write_failure", "writing",
+    "paths_matching", "place_problem", "plain_mode", "reserve_space", "stale_partials", "write_failure", "writing",
 ]
 
 # the part of a partial's name after the output's name (a reserve: space held for the
 # writer, `reserve_space`); mkstemp adds 8 random characters
 PARTIAL_MARK, RESERVE_MARK = ".partial-", ".reserve-"
-_RANDOM = r"[a-z0-9_]{8}"
+# the unique part `tempfile.mkstemp` puts in a name: files of one output are recognised by
+# an exact pattern, so that a run never takes another output's files for its own
+# (``a.h5`` and ``a.h5.x.h5`` share the prefix ``.a.h5.``)
+UNIQUE_PART = r"[a-z0-9_]{8}"
 # errors of the place, not of the program: each is one line naming the output
 PLACE_ERRORS = {
     errno.ENOSPC: "no space left on device",
@@ -56,6 +68,7 @@ PLACE_ERRORS = {
     errno.EFBIG: "file too large for this file system",
     errno.EIO: "input/output error",
 }
+FREE_SPACE_ADVICE = "free space (or choose another place) and run again"
 # a writer that loses errno on the way up (cfitsio says only "error writing to FITS
 # file") failed on a full disk when less than this is left
 NEARLY_FULL_BYTES = 1 << 20
@@ -116,11 +129,23 @@ def _pattern(output, marks=(PARTIAL_MARK, RESERVE_MARK)):
     directory, name = os.path.split(os.path.abspath(output))
     stem = re.escape(f".{_stem(directory, name)}")
     kinds = "|".join(re.escape(mark) for mark in marks)
-    return directory, f".{_stem(directory, name)}", re.compile(f"{stem}(?:{kinds}){_RANDOM}\\Z")
+    return directory, f".{_stem(directory, name)}", re.compile(f"{stem}(?:{kinds}){UNIQUE_PART}\\Z")
 
 
-# the struct flock of an exclusive lock on the whole file (l_pid 0, as OFD locks require)
-_WHOLE_FILE_WRITE_LOCK = struct.pack("hhqqi0q", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+# The byte of a partial file its writer locks: far beyond the end of any file, so that the
+# lock never meets the byte-range locks MPI-IO takes on what it writes (ROMIO locks each
+# write's range in atomic mode and for data sieving, with F_SETLKW: a lock of ours on the
+# whole file would make every rank, the holder too, wait forever). Locks may lie beyond
+# the end of a file; nothing is ever written there.
+LOCK_OFFSET = 1 << 62
+# the struct flock of an exclusive lock on that byte (l_pid 0, as OFD locks require)
+_WRITER_LOCK = struct.pack("hhqqi0q", fcntl.F_WRLCK, os.SEEK_SET, LOCK_OFFSET, 1, 0)
+# HDF5 takes an flock of its own on every file it opens. Where flock is emulated by fcntl
+# locks on the whole file (NFS: flock(2)), that lock meets the writer's lock on a partial,
+# and HDF5 refuses to open the partial ("unable to lock file"), even in the writer's own
+# process. A partial is therefore opened with HDF5's locking off (h5py's ``locking``): its
+# writer's lock guards it.
+PARTIAL_HDF5_LOCKING = False
 
 
 def _lock(fd, is_dir):
@@ -130,9 +155,9 @@ def _lock(fd, is_dir):
         if is_dir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         elif hasattr(fcntl, "F_OFD_SETLK"):
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _WHOLE_FILE_WRITE_LOCK)
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _WRITER_LOCK)
         else:  # no open-file-description locks (macOS): a process lock
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, LOCK_OFFSET)
     except OSError as err:
         if err.errno in (errno.EAGAIN, errno.EACCES):
             return False
@@ -144,9 +169,9 @@ def _open_for_lock(path, is_dir):
     return os.open(path, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if is_dir else os.O_RDWR)
 
 
-def _plain_mode(path, is_dir, like=None):
-    """The mode a plain ``open``/``mkdir`` would give (mkstemp and mkdtemp make private
-    ones), or that of the file `like` that the output replaces."""
+def plain_mode(path, is_dir=False, like=None):
+    """Give `path` the mode a plain ``open``/``mkdir`` would give (mkstemp and mkdtemp make
+    private ones), or that of the file `like` that it replaces."""
     if like is not None:
         os.chmod(path, stat.S_IMODE(os.stat(like).st_mode))
         return
@@ -188,18 +213,22 @@ class Partial:
             # a cleaner may have taken our new partial for stale before we locked it: then
             # it is gone (or locked by the cleaner) and we start again under a new name
             if _lock(fd, directory) is not False and _same_file(path, fd):
-                _plain_mode(path, directory)
+                plain_mode(path, directory)
                 return cls(output, path, fd, directory)
             os.close(fd)
         raise OutputError(f"{output}: cannot create a partial output beside it")
 
     @classmethod
     def adopt(cls, output, path):
-        """The existing partial `path` of `output` (to complete it), locked; None when a
-        live writer holds it."""
+        """The existing partial `path` of `output` (to complete or remove it), locked; None
+        when a live writer holds it or it is gone."""
         is_dir = os.path.isdir(path)
-        fd = _open_for_lock(path, is_dir)
-        if _lock(fd, is_dir) is False:
+        try:
+            fd = _open_for_lock(path, is_dir)
+        except OSError:
+            return None  # removed meanwhile (another run cleaned it)
+        # removed (and its name perhaps reused) between our open and our lock: not ours
+        if _lock(fd, is_dir) is False or not _same_file(path, fd):
             os.close(fd)
             return None
         return cls(output, path, fd, is_dir)
@@ -215,7 +244,7 @@ class Partial:
         """Rename the complete partial to the output; a directory output that exists
         receives the new files (each replaced whole), the others it holds are kept."""
         replaced = self.output if os.path.isfile(self.output) else None
-        _plain_mode(self.path, self.is_dir, like=replaced)
+        plain_mode(self.path, self.is_dir, like=replaced)
         if not self.is_dir:
             os.replace(self.path, self.output)
         elif not os.path.isdir(self.output):
@@ -224,7 +253,7 @@ class Partial:
             for name in sorted(os.listdir(self.path)):
                 os.replace(os.path.join(self.path, name), os.path.join(self.output, name))
             os.rmdir(self.path)
-        self._release()
+        self.release()
 
     def discard(self):
         """Remove the partial (whatever it holds)."""
@@ -233,9 +262,11 @@ class Partial:
                 shutil.rmtree(self.path)
             else:
                 os.remove(self.path)
-        self._release()
+        self.release()
 
-    def _release(self):
+    def release(self):
+        """Stop holding the partial and leave it as it is (a failed derive leaves its file
+        to ``resume``; a later run takes it for stale). Done by `finish` and `discard`."""
         if self._fd is not None:
             os.close(self._fd)  # drops the lock
             self._fd = None
@@ -248,30 +279,36 @@ def _same_file(path, fd):
         return False
 
 
-def stale_partials(output, marks=(PARTIAL_MARK,)):
+def stale_partials(output, marks=(PARTIAL_MARK,), undecided=False):
     """Partials of `output` that no live writer holds (left by a killed run), newest first
-    (with `marks` ``(PARTIAL_MARK, RESERVE_MARK)``, their reserves too)."""
+    (with `marks` ``(PARTIAL_MARK, RESERVE_MARK)``, their reserves too; with `undecided`,
+    also those whose lock cannot be tried: a file system without locks)."""
     directory, _, pattern = _pattern(output, marks)
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
     found = []
-    for name in names:
-        path = os.path.join(directory, name)
-        if not pattern.match(name) or os.path.islink(path):
-            continue
+    for path in paths_matching(directory, pattern):
         is_dir = os.path.isdir(path)
         try:
             fd = _open_for_lock(path, is_dir)
         except OSError:
             continue
         try:
-            if _lock(fd, is_dir):  # only a lock we could take proves its writer is gone
+            held = _lock(fd, is_dir)  # only a lock we could take proves its writer is gone
+            if held or (held is None and undecided):
                 found.append((os.fstat(fd).st_mtime, path))
         finally:
             os.close(fd)
     return [path for _, path in sorted(found, reverse=True)]
+
+
+def paths_matching(directory, pattern):
+    """The paths in `directory` whose names match `pattern` (compiled), never a symlink;
+    none when the directory cannot be listed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    paths = (os.path.join(directory, name) for name in names if pattern.match(name))
+    return [path for path in paths if not os.path.islink(path)]
 
 
 def clean_stale_partials(output, keep=()):
@@ -280,12 +317,30 @@ def clean_stale_partials(output, keep=()):
     for path in stale_partials(output, (PARTIAL_MARK, RESERVE_MARK)):
         if path in keep:
             continue
-        try:
-            partial = Partial.adopt(output, path)  # locked while removed: a new writer cannot take it
-        except OSError:
-            continue  # gone meanwhile (another run cleaned it)
+        partial = Partial.adopt(output, path)  # locked while removed: a new writer cannot take it
         if partial is not None:
             partial.discard()
+
+
+def _place_errno(err):
+    """The errno of `err` (an exception, or the text of one) when it names one, else None."""
+    code = getattr(err, "errno", None)
+    if code is not None:
+        return code
+    text = str(err)
+    # HDF5 reports a failed write as "... errno = 28, error message = ..." (h5py makes
+    # some of them RuntimeErrors, without errno)
+    found = _HDF5_ERRNO.search(text)
+    if found:
+        return int(found.group(1))
+    # or quotes only the system's text: "... (No space left on device)"
+    return next((code for code in PLACE_ERRORS if os.strerror(code) in text), None)
+
+
+def place_problem(err):
+    """The failure of the place that `err` (an exception, or the text of one) reports, as
+    a few words (``"no space left on device"``, ``"disk quota exceeded"``, ...), or None."""
+    return PLACE_ERRORS.get(_place_errno(err))
 
 
 def write_failure(output, err, directory=None):
@@ -293,17 +348,12 @@ def write_failure(output, err, directory=None):
     quota, name too long, read-only file system, IO error), else None (a bug, to show)."""
     if not isinstance(err, (OSError, RuntimeError)):
         return None
-    code = getattr(err, "errno", None)
-    if code is None:
-        # HDF5 reports a failed write as "... errno = 28, error message = ..." (h5py makes
-        # some of them RuntimeErrors, without errno)
-        found = _HDF5_ERRNO.search(str(err))
-        code = int(found.group(1)) if found else None
+    code = _place_errno(err)
     if code is None and _nearly_full(directory or os.path.dirname(os.path.abspath(output))):
         code = errno.ENOSPC  # a writer that lost errno on the way up (cfitsio)
     if code not in PLACE_ERRORS:
         return None
-    advice = {errno.ENOSPC: "; free space (or choose another place) and run again",
+    advice = {errno.ENOSPC: "; " + FREE_SPACE_ADVICE,
               errno.EDQUOT: "; free space under your quota (or choose another place) and run again",
               errno.ENAMETOOLONG: "; choose a shorter name"}.get(code, "")
     return OutputError(f"{output}: cannot write: {PLACE_ERRORS[code]}{advice}")
@@ -350,8 +400,8 @@ def _allocate(fd, nbytes):
 
 
 def check_free_space(output, nbytes):
-    """Refuse, before writing, an output whose data alone (about `nbytes`) cannot fit in
-    the space left beside it (what fits may still fail at the end: `writing` says so)."""
+    """Refuse, before writing, an output that needs about `nbytes` more than the space left
+    beside it (what fits may still fail at the end: `writing` says so)."""
     directory = os.path.dirname(os.path.abspath(output))
     try:
         stats = os.statvfs(directory)
@@ -359,8 +409,8 @@ def check_free_space(output, nbytes):
         return  # cannot tell: the write itself will say
     free = stats.f_bavail * stats.f_frsize
     if int(nbytes) > free:
-        raise OutputError(f"{output}: needs about {nbytes / 2**20:.1f} MiB, only {free / 2**20:.1f} MiB free in "
-                          f"{directory}; free space (or choose another place) and run again")
+        raise OutputError(f"{output}: {PLACE_ERRORS[errno.ENOSPC]} (about {nbytes / 2**20:.1f} MiB needed for the "
+                          f"output, {free / 2**20:.1f} MiB free in {directory}); {FREE_SPACE_ADVICE}")
 
 
 @contextlib.contextmanager

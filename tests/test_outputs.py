@@ -16,6 +16,7 @@ from obiwan_h5.outputs import (
     check_output_name,
     check_regular_file,
     clean_stale_partials,
+    place_problem,
     reserve_space,
     stale_partials,
     write_failure,
@@ -78,6 +79,23 @@ def test_a_full_disk_in_the_block_is_one_output_error(tmp_path):
 def test_failures_of_the_place_are_named(tmp_path, err, text):
     failure = write_failure(str(tmp_path / "out.h5"), err)
     assert isinstance(failure, OutputError) and text in str(failure)
+
+
+@pytest.mark.parametrize("err, text", [
+    (OSError(errno.EDQUOT, "x"), "disk quota exceeded"),
+    ("Can't write data (file write failed: time = ..., errno = 28, error message = 'No space left on device')",
+     "no space left on device"),
+    # what HDF5 hands h5py when an object it frees cannot be flushed: the system's text only
+    ("Unable to flush the cache (No space left on device)", "no space left on device"),
+    ("Problems closing file (Disk quota exceeded)", "disk quota exceeded"),
+    (RuntimeError("Can't write data (Read-only file system)"), "read-only file system"),
+    ("Can't write data (bad chunk index)", None),
+    (OSError(errno.EACCES, "Permission denied"), None),
+])
+def test_the_place_is_named_from_an_error_or_its_text(err, text):
+    """One home for the names of the place's failures: the derive job's writer words its
+    own message (`resume` advice) around them."""
+    assert place_problem(err) == text
 
 
 def test_other_failures_are_not_taken_for_the_place(tmp_path):

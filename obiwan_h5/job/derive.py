@@ -15,11 +15,10 @@ agreed first (`mpi.agree`), so no rank is ever left waiting for one that gave up
 import contextlib
 import logging
 import os
-import stat
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, decode_attrs, summary_columns
 from ..production.inputs import first_line, read_survey_bricks
 from ..production.layout import Production
@@ -29,13 +28,11 @@ from .mpi import agree, mpi_max
 from .output import (
     ATTR_TRUTH_FINGERPRINT,
     changed_bricks,
-    check_free_space,
     choose_target,
     new_partial,
     new_side_file,
     output_lock,
     remove_files,
-    remove_partials,
     removed_on_failure,
     resume_problem,
     side_files,
@@ -93,9 +90,10 @@ def derive(options, comm, command_line="", progress=False):
         plan, scanned, ranges = make_plan(options, comm, production, bricknames, truth, bounds)
         maybe_kill("plan", comm.rank)
         clock.lap("plan")
-        writer, todo, path, sources = _open_output(options, comm, plan, command_line, fingerprint)
+        writer, todo, partial, sources = _open_output(options, comm, plan, command_line, fingerprint, failing)
         if writer is None:  # an update with nothing to do: the file is left as it is
             return _unchanged(options, comm, plan, clock)
+        path = writer.path
         clock.lap("create")
         if options.update:  # nothing to resume: an update that fails is run again
             failing.enter_context(removed_on_failure(path))
@@ -119,7 +117,7 @@ def derive(options, comm, command_line="", progress=False):
         writer.set_attrs({"complete": True, "elapsed_s": timings["total"], "timings_s": timings,
                           "peak_rss_mb": peak_rss})
         writer.close()
-        _finish(options, comm, path)
+        _finish(comm, partial)
         failing.pop_all()  # complete: nothing to remove
     if comm.rank == 0:
         final_report(options.output, index, timings["total"])
@@ -217,32 +215,26 @@ def _write_truth_index(truth, output):
 
 # ----------------------------------------------------------------------------- phase 5
 
-def _open_output(options, comm, plan, command_line, fingerprint):
+def _open_output(options, comm, plan, command_line, fingerprint, failing):
     """Create a new partial file collectively, or reopen the file to complete.
 
-    Returns ``(writer, todo, path, sources)``: `todo` marks the bricks to write, `path` the
-    file being written (renamed to the output by `_finish` when it is a partial one),
-    `sources` the brick of the old file each brick is copied from in an update (-1:
-    derived). `writer` is None for an update with nothing to do.
+    Returns ``(writer, todo, partial, sources)``: `todo` marks the bricks to write;
+    `partial` the `outputs.Partial` being written, on rank 0 (renamed to the output by
+    `_finish`), None on the other ranks and when the output itself is completed; `sources`
+    the brick of the old file each brick is copied from in an update (-1: derived). `writer`
+    is None for an update with nothing to do. Rank 0 holds the partial until the job ends:
+    `failing` releases it when the job fails, leaving the file to `resume`.
     """
     nothing = np.full(len(plan.bricknames), -1, dtype=np.int64)
     if options.update:
-        return _open_update(options, comm, plan, command_line, fingerprint)
+        return _open_update(options, comm, plan, command_line, fingerprint, failing)
     writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
                           max_call_bytes=options.max_call_bytes)
-    choice, error = None, None
-    if comm.rank == 0:
-        try:
-            choice = choose_target(options, plan)
-        except OSError as err:
-            error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
-        except InputError as err:
-            error = str(err)
-    agree(comm, error)
-    mode, path = comm.bcast(choice, root=0)
+    mode, partial = _on_rank_0(comm, options, lambda: choose_target(options, plan), failing)
+    path = comm.bcast(partial.path if partial else options.output, root=0)
     if mode == "new":
         writer = _create(options, comm, plan, command_line, fingerprint, path, writer_options)
-        return writer, np.ones(len(plan.bricknames), dtype=bool), path, nothing
+        return writer, np.ones(len(plan.bricknames), dtype=bool), partial, nothing
     writer, error = None, None
     try:
         writer = DerivedWriter.open_existing(path, comm, **writer_options)
@@ -269,7 +261,26 @@ def _open_output(options, comm, plan, command_line, fingerprint):
             names = [plan.bricknames[i] for i in np.flatnonzero(changed)]
             log.warning("%d done brick(s) whose inputs changed since are derived again: %s%s", len(names),
                         ", ".join(names[:10]), " ..." if len(names) > 10 else "")
-    return writer, todo, path, nothing
+    return writer, todo, partial, nothing
+
+
+def _on_rank_0(comm, options, choose, failing):
+    """``choose()`` on rank 0, which returns ``(what every rank needs, partial or None)``,
+    every rank agreeing on its failure. The partial (an `outputs.Partial`: its lock lives in
+    rank 0's process, on a byte no rank writes) stays on rank 0, held until the job ends;
+    `failing` releases it if the job fails, leaving the file."""
+    choice, error = (None, None), None
+    if comm.rank == 0:
+        try:
+            choice = choose()
+        except (InputError, OutputError) as err:
+            error = str(err)
+        except OSError as err:
+            error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
+        if choice[1] is not None:
+            failing.callback(choice[1].release)
+    agree(comm, error)
+    return comm.bcast(choice[0], root=0), choice[1]
 
 
 def _create(options, comm, plan, command_line, fingerprint, path, writer_options, extra_attrs=None, advice=None):
@@ -286,28 +297,21 @@ def _create(options, comm, plan, command_line, fingerprint, path, writer_options
                                     filters=options.filters, advice=advice, **writer_options)
 
 
-def _open_update(options, comm, plan, command_line, fingerprint):
+def _open_update(options, comm, plan, command_line, fingerprint, failing):
     """The update of a complete file: a new partial file, each brick copied or derived."""
-    choice, error = None, None
-    if comm.rank == 0:
-        try:
-            choice = _plan_update(options, plan, fingerprint)
-        except InputError as err:
-            error = str(err)
-        except OSError as err:
-            error = f"{os.path.dirname(options.output)}: cannot create the output ({err.strerror})"
-    agree(comm, error)
-    path, sources, entry, history = comm.bcast(choice, root=0)
+    choice, partial = _on_rank_0(comm, options, lambda: _plan_update(options, plan, fingerprint), failing)
+    path = comm.bcast(partial.path if partial else None, root=0)
+    sources, entry, history = choice
     if path is None:
-        return None, None, options.output, sources
+        return None, None, None, sources
     writer = _create(options, comm, plan, command_line, fingerprint, path,
                      dict(mpi_info=options.mpi_info, alignment=options.alignment, max_call_bytes=options.max_call_bytes),
                      extra_attrs={"update_history": history + [entry]}, advice=UPDATE_ADVICE)
-    return writer, np.ones(len(plan.bricknames), dtype=bool), path, sources
+    return writer, np.ones(len(plan.bricknames), dtype=bool), partial, sources
 
 
 def _plan_update(options, plan, fingerprint):
-    """On rank 0: ``(partial path or None, sources, history entry, earlier history)``."""
+    """On rank 0: ``((sources, history entry, earlier history), partial or None)``."""
     import h5py
 
     output = options.output
@@ -340,20 +344,16 @@ def _plan_update(options, plan, fingerprint):
                  and bool(np.all(sources == np.arange(len(sources)))))
     if unchanged:
         log.info("%s: every brick is unchanged; nothing to update", output)
-        return None, sources, entry, []
+        return (sources, entry, []), None
     log.info("updating %s: %d brick(s) added, %d derived again, %d removed, %d copied", output,
              entry["added"], entry["rederived"], entry["removed"], entry["copied"])
-    remove_partials(output)
-    error = check_free_space(os.path.dirname(output), plan.total_rows * plan.row_bytes)
-    if error:
-        raise InputError(error)
     history = attrs.get("update_history", [])
-    partial = new_partial(output)
-    # the updated file replaces the old one: it keeps its permissions (and group, if allowed)
-    os.chmod(partial, stat.S_IMODE(stats.st_mode))
+    partial = new_partial(output, plan)
+    # the updated file replaces the old one: it keeps its group, if allowed (and its
+    # permissions: `outputs.Partial.finish`)
     with contextlib.suppress(OSError):
-        os.chown(partial, -1, stats.st_gid)
-    return partial, sources, entry, history if isinstance(history, list) else []
+        os.chown(partial.path, -1, stats.st_gid)
+    return (sources, entry, history if isinstance(history, list) else []), partial
 
 
 def _unchanged(options, comm, plan, clock):
@@ -363,12 +363,12 @@ def _unchanged(options, comm, plan, clock):
             "peak_rss_mb": peak_rss, "bytes_written": 0, "unchanged": True}
 
 
-def _finish(options, comm, path):
+def _finish(comm, partial):
     """Rank 0 renames a completed partial file to the output, atomically (an output it
-    replaces stays whole until this moment)."""
+    replaces stays whole until this moment; the new file keeps its permissions)."""
     comm.Barrier()  # every rank has closed the file
-    if comm.rank == 0 and path != options.output:
-        os.replace(path, options.output)
+    if partial is not None:
+        partial.finish()
     comm.Barrier()
 
 

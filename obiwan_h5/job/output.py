@@ -2,11 +2,17 @@
 complete, found again by `resume`; space checked before anything is written; a resumed
 file checked against the new plan.
 
-A fresh job writes ``.<name>.<random>.partial`` beside the output (created exclusively by
-``mkstemp``, so it never follows a symlink nor collides with another job) and renames it
-to the output only once every brick is written and the file closed: until that moment an
-existing output (``overwrite``) is untouched. A job that dies leaves its partial file;
-``resume`` finds the newest one and completes it.
+The partial file is the one every command writes (`outputs.Partial`):
+``.<name>.partial-<random>`` beside the output, created exclusively (never through a
+symlink, never shared with another run) and renamed to the output only once every brick
+is written and the file closed: until that moment an existing output (``overwrite``) is
+untouched. Rank 0 creates it and holds its lock for the whole job, while every rank writes
+it through HDF5's ``mpio`` driver (the lock is on one byte no write reaches, so MPI-IO's
+own byte-range locks never wait for it: `outputs.LOCK_OFFSET`). A job that dies leaves
+its partial file, and the kernel drops the lock with rank 0; ``resume`` takes the newest
+one nobody holds and completes it. What is derive's alone lives here: which file to
+resume (`choose_target`), whether a partial can be read back (`unreadable`), the job's
+lock (`output_lock`), the shared truth index's side files (`new_side_file`).
 """
 
 import contextlib
@@ -24,13 +30,23 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileformat import DONE, FORMAT_NAME, GROUPS, SUMMARY_COLUMNS
+from ..outputs import (
+    PARTIAL_HDF5_LOCKING,
+    UNIQUE_PART,
+    Partial,
+    check_free_space,
+    clean_stale_partials,
+    paths_matching,
+    plain_mode,
+    stale_partials,
+)
 from .mpi import agree
 
 log = logging.getLogger("obiwan_h5.derive")
 
 __all__ = [
-    "ATTR_CREATED", "ATTR_TRUTH_FINGERPRINT", "changed_bricks", "changed_input", "changed_truth", "choose_target", "check_free_space", "find_partials", "locked",
-    "new_partial", "new_side_file", "output_lock", "remove_files", "remove_partials", "removed_on_failure",
+    "ATTR_CREATED", "ATTR_TRUTH_FINGERPRINT", "changed_bricks", "changed_input", "changed_truth", "choose_target",
+    "find_partials", "locked", "new_partial", "new_side_file", "output_lock", "remove_files", "removed_on_failure",
     "resume_problem", "side_files", "unreadable",
 ]
 
@@ -127,19 +143,14 @@ def _shown(key, value):
     return f"{value:08x}" if key == "crc32" else value
 
 
-# the unique part `tempfile.mkstemp` puts in a name: side files of one output are recognised
-# by an exact pattern, so that a job never takes another output's files for its own
-# (``a.h5`` and ``a.h5.x.h5`` share the prefix ``.a.h5.``)
-UNIQUE_PART = "[a-z0-9_]{8}"
-
-
 def _side_name(output, kind):
-    """The directory of the side files of `output` and the start of their names: a partial
-    file is ``.<name>.<random>.partial``; any other `kind` is named by a digest of the
-    output's path (``.obiwan-h5-<kind>-<digest>-<random><suffix>``), so that its name's
-    length does not depend on the output's (a long output name fits the file system's)."""
+    """The directory of the side files of `output` and the start of their names: a side
+    file of `kind` is named by a digest of the output's path
+    (``.obiwan-h5-<kind>-<digest>-<random><suffix>``), so that its name's length does not
+    depend on the output's (a long output name fits the file system's); the kind
+    `LEGACY_PARTIAL` is the partial file of earlier versions, ``.<name>.<random>.partial``."""
     directory, name = os.path.split(os.path.abspath(output))
-    if kind == "partial":
+    if kind == LEGACY_PARTIAL:
         return directory, f".{name}."
     where = os.path.join(os.path.realpath(directory), name)
     return directory, f".obiwan-h5-{kind}-{hashlib.blake2b(where.encode(), digest_size=6).hexdigest()}-"
@@ -152,9 +163,7 @@ def new_side_file(output, kind, suffix):
     directory, prefix = _side_name(output, kind)
     handle, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    plain_mode(path)
     return path
 
 
@@ -163,16 +172,7 @@ def side_files(output, kind, suffix):
     any job (regular files only, never a symlink)."""
     directory, prefix = _side_name(output, kind)
     pattern = re.compile(re.escape(prefix) + UNIQUE_PART + re.escape(suffix) + r"\Z")
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    found = []
-    for entry in names:
-        path = os.path.join(directory, entry)
-        if pattern.match(entry) and os.path.isfile(path) and not os.path.islink(path):
-            found.append(path)
-    return found
+    return [path for path in paths_matching(directory, pattern) if os.path.isfile(path)]
 
 
 def remove_files(paths, keep=None):
@@ -183,25 +183,28 @@ def remove_files(paths, keep=None):
                 os.remove(path)
 
 
-def new_partial(output):
-    """A new partial file for `output` (see the module docstring)."""
-    return new_side_file(output, "partial", ".partial")
+# Until this version a derive's partial file was ``.<name>.<random>.partial``, not locked.
+# `resume` still completes one (a job that timed out before the upgrade left it) and a new
+# job removes it: only a derive wrote such files, and the caller holds the job's lock, so
+# no writer of one is alive. Drop in the release after next.
+LEGACY_PARTIAL = "partial"
 
 
 def find_partials(output):
-    """Partial files left by earlier jobs on `output`, newest first."""
+    """Partial files of earlier jobs on `output` that no live writer holds, newest first.
+
+    The caller holds the job's lock, so no other derive writes one; a partial that another
+    command still writes (it holds its lock) is never among them. On a file system without
+    locks, every partial is (`outputs.stale_partials` with ``undecided``).
+    """
     def modified(path):
         try:
             return os.path.getmtime(path)
         except OSError:
             return 0.0  # removed meanwhile
 
-    return sorted(side_files(output, "partial", ".partial"), key=modified, reverse=True)
-
-
-def remove_partials(output, keep=None):
-    """Remove the partial files of earlier jobs on `output` (the caller holds its lock)."""
-    remove_files(find_partials(output), keep)
+    found = stale_partials(output, undecided=True) + side_files(output, LEGACY_PARTIAL, ".partial")
+    return sorted(found, key=modified, reverse=True)
 
 
 def unreadable(path):
@@ -218,7 +221,7 @@ def unreadable(path):
 
     try:
         end = _end_of_allocation(path)
-        with h5py.File(path, "r") as handle:
+        with h5py.File(path, "r", locking=PARTIAL_HDF5_LOCKING) as handle:
             if not handle.attrs.get(ATTR_CREATED, False):
                 return "its datasets were not all created"
             for key in handle.attrs:
@@ -266,20 +269,6 @@ def _allocated_end(dset):
         if info.byte_offset is not None:
             end = max(end, info.byte_offset + info.size)
     return end
-
-
-def check_free_space(directory, nbytes):
-    """Why `nbytes` (plus metadata) will not fit in `directory`, or None."""
-    try:
-        stats = os.statvfs(directory)
-    except OSError:
-        return None  # cannot tell: the write itself will say
-    free = stats.f_bavail * stats.f_frsize
-    needed = int(nbytes) + OVERHEAD_BYTES
-    if needed > free:
-        return (f"{directory}: {needed / 2**20:.1f} MiB needed for the output, {free / 2**20:.1f} MiB free; "
-                "free space (or choose another place) and run again")
-    return None
 
 
 def resume_problem(path, attrs, file_columns, index, plan, options, summary_names=None, truth_fingerprint=None):
@@ -384,30 +373,41 @@ def removed_on_failure(path):
 
 
 def choose_target(options, plan):
-    """``("new", partial path)`` or ``("resume", path)``, on rank 0, which holds the lock.
+    """``("new", partial)`` or ``("resume", partial or None)``, on rank 0, which holds the
+    job's lock: the `outputs.Partial` to write, held (locked) until the job ends, or None
+    to complete the output itself.
 
     To resume: the newest partial file of an earlier job that can be read back (one whose
     layout was not fully created, or that a full disk or a crash left unreadable, is
     removed, saying why: `unreadable`), else the output itself if it has bricks left to
     derive. A new file: earlier partial files are removed and the free space checked.
     """
+    output = options.output
     if options.resume:
-        for partial in find_partials(options.output):
-            problem = unreadable(partial)
+        for path in find_partials(output):
+            partial = Partial.adopt(output, path)
+            if partial is None:
+                continue  # taken meanwhile: another command removes or writes it
+            problem = unreadable(path)
             if problem is None:
                 return "resume", partial
             log.warning("%s: the partial file of an earlier job cannot be resumed (%s); removed, starting afresh",
-                        partial, problem)
-            os.remove(partial)
-        if os.path.exists(options.output):
-            problem = unreadable(options.output)
+                        path, problem)
+            partial.discard()
+        if os.path.exists(output):
+            problem = unreadable(output)
             if problem:
-                raise InputError(f"{options.output}: cannot be read back ({problem}); use `overwrite` to derive "
-                                 "it again")
-            return "resume", options.output
-        log.info("%s does not exist yet: nothing to resume, creating it", options.output)
-    remove_partials(options.output)
-    error = check_free_space(os.path.dirname(options.output), plan.total_rows * plan.row_bytes)
-    if error:
-        raise InputError(error)
-    return "new", new_partial(options.output)
+                raise InputError(f"{output}: cannot be read back ({problem}); use `overwrite` to derive it again")
+            return "resume", None
+        log.info("%s does not exist yet: nothing to resume, creating it", output)
+    return "new", new_partial(output, plan)
+
+
+def new_partial(output, plan):
+    """A new partial file for `output` (an `outputs.Partial`, held), once the partial files
+    of earlier jobs are removed and the free space for `plan`'s rows checked (raises
+    `OutputError` when they cannot fit)."""
+    clean_stale_partials(output)
+    remove_files(side_files(output, LEGACY_PARTIAL, ".partial"))
+    check_free_space(output, plan.total_rows * plan.row_bytes + OVERHEAD_BYTES)
+    return Partial.create(output)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import JobError, OutputError
 from ..fileformat import INDEX_DESCRIPTIONS, INDEX_DTYPES, MESSAGE_WIDTH, attr_value, truncate_message
+from ..outputs import PARTIAL_HDF5_LOCKING, place_problem
 from .faults import maybe_kill
 from .mpi import h5py_has_mpi, mpi_max
 from .output import ATTR_CREATED
@@ -93,7 +94,9 @@ class DerivedWriter:
             if comm.rank == 0:
                 log.warning("h5py was built without MPI: rank 0 writes the rows every rank sends it "
                             "(correct but slower; see docs/install.md for a parallel build)")
-        kwargs = {}
+        # the file is a partial held by rank 0 (`outputs.Partial`), or the output completed
+        # in place under the job's lock
+        kwargs = {"locking": PARTIAL_HDF5_LOCKING}
         if alignment:
             kwargs.update(alignment_threshold=alignment[0], alignment_interval=alignment[1])
         self.file = None
@@ -214,9 +217,7 @@ class DerivedWriter:
         return result
 
     def _output_error(self, text):
-        reason = "no space left on device" if ("No space left" in text or "errno = 28" in text) else \
-            "disk quota exceeded" if ("quota" in text.lower() or "errno = 122" in text) else \
-            (text.splitlines()[0] if text else "IO error")
+        reason = place_problem(text) or (text.splitlines()[0] if text else "IO error")
         return OutputError(f"{self.path}: cannot write the output ({reason}); {self.advice}")
 
     def _record_freeing_error(self, exc_type, value, traceback):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import IncompleteFileWarning, InputError
 from ..fileformat import VIEW_ATTRS  # noqa: F401 (re-exported for the reading commands)
-from ..outputs import check_output_name, check_regular_file, reserve_space
+from ..outputs import PARTIAL_HDF5_LOCKING, check_output_name, check_regular_file, reserve_space
 from .reader import DerivedFile, external_links, parse_columns
 
 log = logging.getLogger("obiwan_h5")
@@ -208,6 +208,7 @@ def new_hdf5(partial, datasets=0, chunks=0):
         _, slots, _, preemption = access.get_cache()
         access.set_cache(0, slots, 0, preemption)
         access.set_sieve_buf_size(0)
+        access.set_file_locking(PARTIAL_HDF5_LOCKING, True)
         handle = h5py.File(h5py.h5f.create(os.fsencode(partial.path), h5py.h5f.ACC_TRUNC, fapl=access))
         yield handle
         reserve.discard()

@@ -33,7 +33,7 @@ import h5py
 
 from .. import __version__
 from ..errors import InputError
-from ..outputs import check_regular_file, writing
+from ..outputs import PARTIAL_HDF5_LOCKING, check_regular_file, writing
 from .common import (
     MAX_LINK_DEPTH,
     check_output,
@@ -112,7 +112,7 @@ def make_view(path, output, columns, overwrite=False):
 
 def _check_links(path, chosen, output):
     """Every link of the new view at `path` must reach its object (else `output` is not written)."""
-    with h5py.File(path, "r") as view:
+    with h5py.File(path, "r", locking=PARTIAL_HDF5_LOCKING) as view:
         for name in [f"randoms/{column}" for column in chosen] + ["bricks", "summary"]:
             try:
                 view[name]

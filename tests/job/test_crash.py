@@ -54,7 +54,7 @@ def test_kill_then_resume_equals_uninterrupted_run(dr5_production, reference, tm
     assert killed.returncode != 0, "the job should have been killed"
     # the output name only ever holds a complete file: the work so far is in a partial file
     assert not os.path.exists(output)
-    partials = glob.glob(str(tmp_path / ".derived.h5.*.partial"))
+    partials = glob.glob(str(tmp_path / ".derived.h5.partial-*"))
     if point == "create":
         # datasets half made: nothing to resume; a rank that sees its peer die removes the file,
         # one killed first leaves it (resume then discards it)
@@ -84,4 +84,4 @@ def test_kill_then_resume_equals_uninterrupted_run(dr5_production, reference, tm
         assert _equal(got[name], values), name
     with h5py.File(output, "r") as derived:
         assert derived.attrs["complete"]
-    assert not glob.glob(str(tmp_path / ".derived.h5.*.partial"))
+    assert not glob.glob(str(tmp_path / ".derived.h5.partial-*"))

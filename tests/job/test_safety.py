@@ -169,7 +169,7 @@ def test_overwrite_keeps_the_old_file_until_the_new_one_is_complete(dr5_producti
     monkeypatch.delenv("OBIWAN_H5_FAIL_AT")
     assert _derive(dr5_production, output, "--overwrite") == 0
     assert h5py.is_hdf5(output)
-    assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")] == []
+    assert [name for name in os.listdir(tmp_path) if ".partial" in name] == []
 
 
 def test_a_second_job_on_the_same_output_is_refused(dr5_production, tmp_path, capsys):
@@ -323,10 +323,10 @@ def test_a_full_disk_is_a_clear_error_before_any_write(dr5_production, small_dis
 
 
 def test_an_output_name_too_long_for_the_file_system_is_one_line(dr5_production, tmp_path, capsys):
-    """A name the partial file (18 more bytes) or the lock does not fit: status 2, one line,
-    nothing left behind; a name that fits derives on any rank count (the truth index is
-    named by a digest of the output's path, whatever its length)."""
-    for length, status in ((250, 2), (254, 2), (236, 0)):
+    """A name the lock (5 more bytes) does not fit: status 2, one line, nothing left behind;
+    a name that fits derives on any rank count (the partial file's name is shortened, and
+    the truth index is named by a digest of the output's path, whatever its length)."""
+    for length, status in ((251, 2), (254, 2), (250, 0)):
         output = tmp_path / ("x" * (length - 3) + ".h5")
         assert _derive(dr5_production, output) == status, length
         err = capsys.readouterr().err.strip().splitlines()
@@ -358,13 +358,21 @@ def test_a_read_only_file_system_is_one_line(dr5_production, read_only_disk, cap
 
 
 def test_a_job_never_takes_another_outputs_partial_file(tmp_path):
-    """``.a.h5.x.h5.<random>.partial`` (of output a.h5.x.h5) starts like a partial file of
-    a.h5: a resume of a.h5 completed it as its own, an overwrite removed it."""
-    from obiwan_h5.job.output import find_partials, new_partial
+    """``.a.h5.x.h5.partial-<random>`` (of output a.h5.x.h5) starts like a partial file of
+    a.h5: a resume of a.h5 completed it as its own, an overwrite removed it (and so with
+    the former names, ``.a.h5.x.h5.<random>.partial``)."""
+    from obiwan_h5.job.output import find_partials
+    from obiwan_h5.outputs import Partial
 
-    mine, other = new_partial(tmp_path / "a.h5"), new_partial(tmp_path / "a.h5.x.h5")
-    assert find_partials(tmp_path / "a.h5") == [mine]
-    assert find_partials(tmp_path / "a.h5.x.h5") == [other]
+    found = {}
+    for output in ("a.h5", "a.h5.x.h5"):
+        partial = Partial.create(str(tmp_path / output))
+        partial.release()  # as a killed job leaves it
+        legacy = tmp_path / f".{output}.abcd1234.partial"
+        legacy.write_text("a partial file of an earlier version")
+        found[output] = sorted([partial.path, str(legacy)])
+    for output, partials in found.items():
+        assert sorted(find_partials(str(tmp_path / output))) == partials
 
 
 class _TwoRanks:

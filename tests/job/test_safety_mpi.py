@@ -49,12 +49,12 @@ def test_an_error_on_one_rank_ends_every_rank_and_resume_completes(dr5_productio
     assert broken.returncode == (130 if key == "OBIWAN_H5_TERM_AT" else 1), broken.stderr[-2000:]
     # (the line saying why may be lost when mpiexec tears the job down: not asserted)
     assert not output.exists()
-    assert len(glob.glob(str(tmp_path / ".out.h5.*.partial"))) == 1
+    assert len(glob.glob(str(tmp_path / ".out.h5.partial-*"))) == 1
     assert _truth_index_files(tmp_path) == []  # removed as soon as every rank mapped it
     resumed = _derive(dr5_production, output, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same(output, dr5_derived)
-    assert not glob.glob(str(tmp_path / ".out.h5.*.partial"))
+    assert not glob.glob(str(tmp_path / ".out.h5.partial-*"))
     assert _truth_index_files(tmp_path) == [] and not os.path.lexists(f"{output}.lock")
 
 
@@ -82,7 +82,7 @@ def test_a_disk_that_fills_is_a_clear_error_and_resume_completes(dr5_production,
     full = _derive(dr5_production, output, "--chunk-kb", "4", env={"OBIWAN_H5_FILL_AT": f"{point}@all"}, ranks=ranks)
     assert full.returncode in (0, 2), (full.returncode, full.stderr[-2000:])  # an error, not a crash
     assert "Traceback" not in full.stderr
-    partials = glob.glob(str(disk / ".out.h5.*.partial"))
+    partials = glob.glob(str(disk / ".out.h5.partial-*"))
     if full.returncode == 2:
         # the last line says what happened (h5py may print HDF5's own complaints before it); under
         # mpiexec it can be lost when the job is torn down (seen once in ~10 runs): not asserted then
@@ -100,7 +100,7 @@ def test_a_disk_that_fills_is_a_clear_error_and_resume_completes(dr5_production,
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Traceback" not in resumed.stderr
     _assert_same(output, dr5_derived)
-    assert not glob.glob(str(disk / ".out.h5.*.partial"))
+    assert not glob.glob(str(disk / ".out.h5.partial-*"))
 
 
 def test_a_disk_that_fills_during_an_update_leaves_the_old_file_and_no_partial(dr5_production, disk, tmp_path):
@@ -116,4 +116,4 @@ def test_a_disk_that_fills_during_an_update_leaves_the_old_file_and_no_partial(d
     assert "cannot write the output (no space left on device)" in last and "run the same update again" in last
     assert "--resume" not in last
     assert output.read_bytes() == before
-    assert not glob.glob(str(disk / ".out.h5.*.partial"))
+    assert not glob.glob(str(disk / ".out.h5.partial-*"))

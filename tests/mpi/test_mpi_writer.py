@@ -81,3 +81,32 @@ def test_declining_filter_refused_on_every_rank():
         DerivedWriter.create(path, comm, _plan(10), [], {"format": "test"}, chunk_bytes=2048,
                              filters={"compression": "lzf", "shuffle": True})
     assert not os.path.exists(path)
+
+
+@pytest.mark.timeout(60)  # with a lock on the whole partial, the ranks wait here forever
+@pytest.mark.any_ranks
+def test_a_partial_held_by_rank_0_is_written_by_every_rank():
+    """Derive's partial file (`outputs.Partial`) is held by rank 0 while every rank writes
+    it with MPI-IO. In atomic mode MPI-IO locks the byte range of every write (so does data
+    sieving), which must never wait for the partial's own lock."""
+    from obiwan_h5.outputs import Partial
+
+    output = comm.bcast(os.path.join(tempfile.mkdtemp(), "held.h5") if comm.rank == 0 else None)
+    partial = Partial.create(output) if comm.rank == 0 else None
+    path = comm.bcast(partial.path if partial else None)
+    nrows = 1000
+    plan = _plan(nrows)
+    writer = DerivedWriter.create(path, comm, plan, [], {"format": "test"}, chunk_bytes=2048)
+    writer.file.atomic = True
+    assert writer.file.atomic
+    bounds = np.linspace(0, nrows, comm.size + 1).astype(int)
+    lo, hi = bounds[comm.rank], bounds[comm.rank + 1]
+    writer.write_block("randoms", int(lo), _rows(lo, hi), sorted(column.name for column in plan.columns))
+    writer.flush()
+    writer.close()
+    comm.Barrier()
+    if partial is not None:
+        partial.finish()
+    comm.Barrier()
+    with h5py.File(output, "r") as derived:
+        assert np.array_equal(derived["randoms/value"][:], _rows(0, nrows)["value"])

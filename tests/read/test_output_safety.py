@@ -54,6 +54,24 @@ def test_two_exports_to_one_output_never_mix(dr5_derived, tmp_path, monkeypatch,
     assert _left_beside(tmp_path, f"x.{form}") == []
 
 
+def test_hdf5_takes_no_lock_of_its_own_on_a_partial(tmp_path):
+    """The writer holds its partial's lock; where ``flock`` is emulated by ``fcntl`` locks
+    on the whole file (NFS), HDF5's own lock on the file it opens would meet it and HDF5
+    would refuse the file. No ``flock`` is held on a new HDF5 partial while it is written."""
+    import fcntl
+
+    from obiwan_h5.outputs import writing
+    from obiwan_h5.read.common import new_hdf5
+
+    with writing(str(tmp_path / "x.h5")) as partial, new_hdf5(partial) as handle:
+        handle["x"] = np.arange(3)
+        probe = os.open(partial.path, os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if HDF5 holds one
+        finally:
+            os.close(probe)
+
+
 # ------------------------------------------------------------------------ a full disk
 
 def _nearly_full(tmpfs, free_kib):
