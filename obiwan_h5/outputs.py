@@ -119,26 +119,12 @@ def check_output_name(output):
 
 def check_output(output, overwrite, inputs=(), directory=False, inputs_of="this command",
                  exists_advice="use `overwrite` to replace it"):
-    """Refuse an output that is one of `inputs`, whose name is too long, that exists
-    without `overwrite` (or is not a regular file: renaming over it would replace a FIFO,
-    a device or a dangling link), that is a directory (or, with `directory`, is not one),
-    or whose directory is missing or not writable.
-
-    Parameters
-    ----------
-    output : str
-    overwrite : bool
-        An existing output may be replaced.
-    inputs : sequence of str
-        What the command reads: the output must be none of them (by path or by inode).
-    directory : bool
-        The output is a directory (the figures of ``plot``), which may exist.
-    inputs_of, exists_advice : str
-        Who reads `inputs`, and what to do about an existing output, in the messages.
-
-    Raises
-    ------
-    InputError
+    """Refuse (`InputError`) an output that is one of `inputs` (by path or by inode), whose
+    name is too long, that exists without `overwrite` (or is not a regular file: renaming
+    over it would replace a FIFO, a device or a dangling link), that is a directory (or,
+    with `directory`, the figures of ``plot``, is not one), or whose directory is missing
+    or not writable. `inputs_of` and `exists_advice` word the messages: who reads
+    `inputs`, and what to do about an existing output.
     """
     for path in inputs:
         if path and is_same_file(path, output):

@@ -63,6 +63,7 @@ class Parser(argparse.ArgumentParser):
     missing option by name) and where to look (``--help``), not the whole usage block."""
 
     def error(self, message):
+        """Exit with status 2 and `message` on one line, with a pointer to ``--help``."""
         found = re.fullmatch(r"one of the arguments (\S+) is required", message)
         if found:  # an option required through a group of its former spellings
             message = f"the option {found.group(1)} is required"

@@ -47,6 +47,7 @@ def add_plot_arguments(parser):
 
 
 def run_plot(args):
+    """Make the figures; exit 1 when none of the chosen figures could be drawn."""
     numbers = call_with_args(make_figures, args, args.input, seed=seed_arg(args), progress=progress_arg(args))
     say(args, numbers["index"])
     for name, reason in numbers["skipped"].items():

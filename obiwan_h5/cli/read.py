@@ -58,6 +58,7 @@ def add_info_arguments(parser):
 
 
 def run_info(args):
+    """Print the description of the file, as text or JSON."""
     facts = describe(args.input, bricks=args.list_bricks)
     if args.json:
         print(json.dumps(facts, indent=2))
@@ -87,6 +88,7 @@ def add_validate_arguments(parser):
 
 
 def run_validate(args):
+    """Print each problem of the file; exit 1 when there are problems."""
     notes = []
     problems = call_with_args(validate, args, args.input, notes=notes, progress=progress_arg(args))
     for problem in problems:
@@ -117,6 +119,7 @@ def add_view_arguments(parser):
 
 
 def run_view(args):
+    """Write the view of the chosen columns."""
     spec = column_spec(args)
     if spec is None:
         raise InputError("choose the columns of the view with `columns` or `columns_file`")
@@ -146,6 +149,7 @@ def add_subset_arguments(parser):
 
 
 def run_subset(args):
+    """Copy the chosen columns and bricks into a new file."""
     if args.seed is not None and args.sample is None:
         raise InputError("`seed` only applies to `sample`")
     result = call_with_args(make_subset, args, args.input, columns=column_spec(args), bricks=bricks_arg(args),
@@ -196,6 +200,7 @@ def add_export_arguments(parser, alias=False):
 
 
 def run_export(args):
+    """Export to FITS or Parquet, as the output's suffix or ``--format`` says."""
     if args.seed is not None and args.sample is None:
         raise InputError("`seed` only applies to `sample`")
     bricks = bricks_arg(args)

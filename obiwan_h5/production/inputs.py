@@ -138,6 +138,7 @@ class FitsTable:
         return list(dtype.names), described
 
     def require(self, names):
+        """Refuse a table that lacks one of the lower-case columns `names` (`InputError`)."""
         missing = [name for name in names if name not in self.by_lower]
         if missing:
             raise InputError(f"{self.path}: missing column(s) {', '.join(missing)}")
@@ -198,6 +199,7 @@ def open_input(path, what="file"):
 
 
 def first_line(err):
+    """The first line of an exception's text (or its type's name): one line for a message."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 

@@ -174,6 +174,7 @@ class DerivedFile:
 
     @property
     def attrs(self):
+        """The file's root attributes, those holding JSON decoded."""
         return decode_attrs(self._file.attrs)
 
     @property
@@ -358,6 +359,7 @@ class DerivedFile:
         return table
 
     def close(self):
+        """Close the file (a `with` block does it)."""
         self._file.close()
 
     def __enter__(self):
