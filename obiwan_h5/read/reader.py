@@ -133,6 +133,9 @@ class DerivedFile:
         except OSError as err:  # h5py's, on a damaged file
             self._file.close()
             raise UnreadableFileError(f"{path}: not a readable HDF5 file ({err})") from None
+        except (TypeError, ValueError) as err:  # numpy's, on data of another type than the format's
+            self._file.close()
+            raise FormatError(f"{path}: broken obiwan_h5 layout ({err})") from None
         except BaseException:
             self._file.close()
             raise

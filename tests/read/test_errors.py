@@ -2,10 +2,15 @@
 it starts and reaches the caller as it is, through every command."""
 
 import os
+import shutil
 
+import h5py
+import numpy as np
 import pytest
 
-from obiwan_h5.errors import ExpressionError, UnknownNameError, UnreadableFileError
+import obiwan_h5
+from obiwan_h5.cli import main
+from obiwan_h5.errors import ExpressionError, FormatError, UnknownNameError, UnreadableFileError
 from obiwan_h5.job.maps import run_maps
 from obiwan_h5.read.export import export
 from obiwan_h5.read.subset import make_subset
@@ -45,3 +50,20 @@ def test_an_unreadable_input_is_an_unreadable_file_error(tmp_path):
         with pytest.raises(UnreadableFileError, match="bad.h5: not a readable HDF5 file") as caught:
             call()
         assert isinstance(caught.value, OSError)
+
+
+def test_an_index_of_another_type_is_a_format_error(dr5_derived, tmp_path, capsys):
+    """Data numpy cannot take for the index (text offsets) is a broken file, said in one
+    line naming it, not numpy's error."""
+    path = tmp_path / "text-offsets.h5"
+    shutil.copy(dr5_derived, path)
+    with h5py.File(path, "r+") as raw:
+        size = len(raw["bricks/offset"])
+        del raw["bricks/offset"]
+        raw["bricks/offset"] = np.array([b"x"] * size)
+    with pytest.raises(FormatError, match="text-offsets.h5: broken obiwan_h5 layout"):
+        obiwan_h5.open(str(path))
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "text-offsets.h5: broken obiwan_h5 layout" in err[0], err
+
