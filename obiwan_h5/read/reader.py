@@ -156,9 +156,9 @@ class DerivedFile:
             self.summary_columns = self._order(self._file["summary"])
             self.nrows = len(self._randoms[self.columns[0]]) if self.columns else 0
             self._index = {name: self._file["bricks"][name][:] for name in self._file["bricks"]}
+            lengths = {name: len(self._randoms[name]) for name in self.columns}
         except KeyError as err:  # h5py's: a group is missing, or a view's linked file is gone
             raise FormatError(f"{path}: incomplete obiwan_h5 layout or a linked data file is missing ({err})") from None
-        lengths = {name: len(self._randoms[name]) for name in self.columns}
         problem = index_problem(self._index, self.nrows)
         if problem is None and len(set(lengths.values())) > 1:
             short = min(lengths, key=lengths.get)

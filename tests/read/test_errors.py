@@ -67,3 +67,16 @@ def test_an_index_of_another_type_is_a_format_error(dr5_derived, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "text-offsets.h5: broken obiwan_h5 layout" in err[0], err
 
+
+
+def test_a_column_whose_linked_file_is_gone_is_a_format_error(dr5_derived, tmp_path):
+    """The groups are there, one column's data file is not: the file is refused in one line
+    when opened (h5py's KeyError once escaped from the reader)."""
+    path = tmp_path / "one-link-gone.h5"
+    shutil.copy(dr5_derived, path)
+    with h5py.File(path, "r+") as raw:
+        del raw["randoms/dec"]
+        raw["randoms/dec"] = h5py.ExternalLink("gone.h5", "/randoms/dec")
+    with pytest.raises(FormatError, match="one-link-gone.h5: incomplete obiwan_h5 layout or a linked data file is "
+                                          "missing"):
+        obiwan_h5.open(str(path))
