@@ -3,6 +3,13 @@
 Messages are one line, name the file (or the parameter) and the problem, and say what to
 do. Library code names *parameters* in backquotes (```overwrite```); the command line
 shows them as its flags (``--overwrite``), see `obiwan_h5.cli.options.flag_text`.
+
+An error is raised as one of these types where it starts, and passed on as it is (never
+caught to be raised again as another). Where the package once raised a builtin error,
+its type here subclasses that builtin too, so that code catching the builtin still
+catches it: `InputError` is a `ValueError`, `UnknownNameError` a `KeyError`,
+`UnreadableFileError` an `OSError`, `OutputError` an `OSError`, `JobError` a
+`RuntimeError`. docs/architecture.md ("Errors") gives the whole convention.
 """
 
 __all__ = [
@@ -14,6 +21,8 @@ __all__ = [
     "JobError",
     "ObiwanError",
     "OutputError",
+    "UnknownNameError",
+    "UnreadableFileError",
 ]
 
 
@@ -44,6 +53,19 @@ class FormatError(InputError):
 
 class ExpressionError(InputError):
     """A row filter that is not a valid, safe, boolean expression over the columns."""
+
+
+class UnknownNameError(InputError, KeyError):
+    """A column, brick or figure the file (or the package) does not have; the message
+    suggests the closest names. Also a `KeyError`, which the reader raised before."""
+
+    # KeyError shows its message quoted, as a key: this is a sentence
+    __str__ = Exception.__str__
+
+
+class UnreadableFileError(InputError, OSError):
+    """A file that cannot be read as HDF5 (or as the table it should be): not one, or
+    damaged. Also an `OSError`, which the reader raised before."""
 
 
 class IncompleteFileWarning(UserWarning):

@@ -26,6 +26,10 @@ The derive job (`job.output`) builds its file the same way: rank 0 creates and h
 partial, every rank writes it, rank 0 renames it; a job that fails leaves it (released,
 not removed) for ``resume``, which takes it again with `Partial.adopt`.
 
+Before anything is written, `check_output` refuses an output that cannot or must not be
+written (an input, a directory, an existing file without ``overwrite``, ...): every
+command, derive too, checks its output with it.
+
 Failures of the place rather than of the program (no space, quota, name too long,
 read-only file system) become one `OutputError` line naming the output (`write_failure`;
 `place_problem` names them for a caller with its own message), and the partial is removed.
@@ -45,11 +49,12 @@ import struct
 import tempfile
 import zlib
 
-from .errors import InputError, OutputError
+from .errors import InputError, ObiwanError, OutputError
 
 __all__ = [
-    "Partial", "check_free_space", "check_output_name", "check_regular_file", "clean_stale_partials",
-    "paths_matching", "place_problem", "plain_mode", "reserve_space", "stale_partials", "write_failure", "writing",
+    "Partial", "check_free_space", "check_output", "check_output_name", "check_regular_file", "clean_stale_partials",
+    "is_same_file", "paths_matching", "place_problem", "plain_mode", "reserve_space", "stale_partials",
+    "write_failure", "writing",
 ]
 
 # the part of a partial's name after the output's name (a reserve: space held for the
@@ -110,6 +115,48 @@ def check_output_name(output):
     if len(os.fsencode(name)) > limit:
         raise InputError(f"{output}: the file name has {len(os.fsencode(name))} bytes, more than the {limit} "
                          "this file system allows; choose a shorter name")
+
+
+def check_output(output, overwrite, inputs=(), directory=False, inputs_of="this command",
+                 exists_advice="use `overwrite` to replace it"):
+    """Refuse (`InputError`) an output that is one of `inputs` (by path or by inode), whose
+    name is too long, that exists without `overwrite` (or is not a regular file: renaming
+    over it would replace a FIFO, a device or a dangling link), that is a directory (or,
+    with `directory`, the figures of ``plot``, is not one), or whose directory is missing
+    or not writable. `inputs_of` and `exists_advice` word the messages: who reads
+    `inputs`, and what to do about an existing output.
+    """
+    for path in inputs:
+        if path and is_same_file(path, output):
+            shown = "" if os.path.abspath(path) == os.path.abspath(output) else f" ({path})"
+            raise InputError(f"{output}: is an input of {inputs_of}{shown}; choose another output name")
+    check_output_name(output)
+    if os.path.lexists(output):
+        mode = os.stat(output).st_mode if os.path.exists(output) else 0
+        if directory and not stat.S_ISDIR(mode):
+            raise InputError(f"{output}: exists and is not a directory")
+        if not directory and stat.S_ISDIR(mode):
+            raise InputError(f"{output}: is a directory; give the path of the file to write")
+        if not directory and not stat.S_ISREG(mode):
+            raise InputError(f"{output}: exists and is not a regular file (a FIFO, socket, device or broken "
+                             "link); choose another output name")
+        if not directory and not overwrite:
+            raise InputError(f"{output}: exists; {exists_advice}")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder}: output directory does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{folder}: output directory is not writable")
+
+
+def is_same_file(path, other):
+    """Whether two paths name the same file (resolved path, or same device and inode)."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.stat(other))
+    except OSError:
+        return False
 
 
 def _stem(directory, name):
@@ -346,8 +393,8 @@ def place_problem(err):
 def write_failure(output, err, directory=None):
     """`err` as one `OutputError` line naming `output` when the place failed (no space,
     quota, name too long, read-only file system, IO error), else None (a bug, to show)."""
-    if not isinstance(err, (OSError, RuntimeError)):
-        return None
+    if isinstance(err, ObiwanError) or not isinstance(err, (OSError, RuntimeError)):
+        return None  # the package's own errors already say what is wrong
     code = _place_errno(err)
     if code is None and _nearly_full(directory or os.path.dirname(os.path.abspath(output))):
         code = errno.ENOSPC  # a writer that lost errno on the way up (cfitsio)

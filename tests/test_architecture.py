@@ -238,3 +238,91 @@ def test_the_checker_catches_a_violation(tmp_path):
     found = violations(f"{PACKAGE}.core.bad", str(bad))
     assert any("imports h5py" in line for line in found)
     assert any("may not import job" in line for line in found)
+
+
+# ---------------------------------------------------------------------------- the error convention
+# (docs/architecture.md, "Errors"): `*_problem` returns a reason or None and never raises;
+# `check_*` raises the package's errors and never returns a reason; a package error is
+# never caught to be raised again as another
+
+PACKAGE_ERRORS = {"ObiwanError", "InputError", "BrickError", "JobError", "OutputError", "FormatError",
+                  "ExpressionError", "UnknownNameError", "UnreadableFileError"}
+
+
+def _own_nodes(node):
+    """The nodes of a function's own body: not those of the functions or classes it defines."""
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            yield child
+            yield from _own_nodes(child)
+
+
+def _is_text(node):
+    """Whether an expression is text for sure: a string, an f-string, ``str(...)``, or a
+    sum or ``or`` of which one side is."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id == "str"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _is_text(node.left) or _is_text(node.right)
+    if isinstance(node, ast.BoolOp):
+        return any(_is_text(value) for value in node.values)
+    if isinstance(node, ast.IfExp):
+        return _is_text(node.body) or _is_text(node.orelse)
+    return False
+
+
+def _error_names(node):
+    """The names of the package's errors an ``except`` clause catches."""
+    types = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type] if node.type else []
+    return {kind.id if isinstance(kind, ast.Name) else getattr(kind, "attr", "") for kind in types} & PACKAGE_ERRORS
+
+
+def error_convention_violations(path):
+    """Every break of the error convention in the module at `path`, as readable lines."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            name = node.name.lstrip("_")
+            if name == "check" or name.startswith("check_"):
+                found += [f"{path}:{ret.lineno}: {node.name} returns a reason (name it *_problem, or raise)"
+                          for ret in _own_nodes(node) if isinstance(ret, ast.Return) and ret.value is not None
+                          and _is_text(ret.value)]
+            if name.endswith("_problem") or name == "problem":
+                found += [f"{path}:{raised.lineno}: {node.name} raises (a *_problem returns the reason)"
+                          for raised in _own_nodes(node) if isinstance(raised, ast.Raise)]
+        elif isinstance(node, ast.ExceptHandler) and _error_names(node):
+            for raised in (child for statement in node.body for child in ast.walk(statement)):
+                if (isinstance(raised, ast.Raise) and isinstance(raised.exc, ast.Call)
+                        and getattr(raised.exc.func, "id", getattr(raised.exc.func, "attr", "")) in PACKAGE_ERRORS):
+                    found.append(f"{path}:{raised.lineno}: catches {', '.join(sorted(_error_names(node)))} "
+                                 "to raise it again as another error")
+    return sorted(found, key=lambda line: int(line[len(path) + 1:].split(":")[0]))
+
+
+def test_every_module_follows_the_error_convention():
+    found = [line for _, path in modules() for line in error_convention_violations(path)]
+    assert not found, "\n".join(found)
+
+
+def test_the_error_convention_checker_catches_each_break(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def check_size(n):\n    if n < 0:\n        return f'`n` {n}: negative'\n\n"
+        "def size_problem(n):\n    if n < 0:\n        raise InputError('negative')\n    return None\n\n"
+        "def read(path):\n    try:\n        open(path)\n    except InputError as err:\n"
+        "        raise InputError(str(err)) from None\n\n"
+        "def fine(path):\n    def check_inner():\n        return 'a nested function is its own'\n"
+        "    try:\n        return size_problem(path)\n    except OSError as err:\n"
+        "        raise InputError(f'{path}: {err}') from None\n")
+    found = error_convention_violations(str(bad))
+    assert [line.split(": ", 1)[1] for line in found] == [
+        "check_size returns a reason (name it *_problem, or raise)",
+        "size_problem raises (a *_problem returns the reason)",
+        "catches InputError to raise it again as another error",
+        "check_inner returns a reason (name it *_problem, or raise)",
+    ], found

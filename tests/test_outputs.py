@@ -10,9 +10,10 @@ import textwrap
 
 import pytest
 
-from obiwan_h5.errors import InputError, OutputError
+from obiwan_h5.errors import InputError, OutputError, UnreadableFileError
 from obiwan_h5.outputs import (
     Partial,
+    check_output,
     check_output_name,
     check_regular_file,
     clean_stale_partials,
@@ -211,3 +212,43 @@ def test_reserve_space_without_posix_fallocate_writes_its_blocks(tmp_path, monke
     reserve = reserve_space(str(tmp_path / "x.h5"), 3 << 20)
     assert os.path.getsize(reserve.path) == 3 << 20 and os.stat(reserve.path).st_blocks * 512 >= 3 << 20
     reserve.discard()
+
+
+def test_check_output_refuses_what_no_command_may_write(tmp_path):
+    """The one output check of every command, derive's too."""
+    source = tmp_path / "in.h5"
+    source.write_text("")
+    os.link(source, tmp_path / "same.h5")  # the input under another name
+    with pytest.raises(InputError, match=r"same.h5: is an input of this command \(.*in.h5\)"):
+        check_output(str(tmp_path / "same.h5"), True, inputs=[str(source)])
+    with pytest.raises(InputError) as refused:
+        check_output(str(source), True, inputs=[str(source)], inputs_of="the job")
+    assert str(refused.value) == f"{source}: is an input of the job; choose another output name"
+    with pytest.raises(InputError, match="exists; use `overwrite` to replace it"):
+        check_output(str(source), False)
+    with pytest.raises(InputError, match="is a directory; give the path of the file to write"):
+        check_output(str(tmp_path), True)
+    with pytest.raises(InputError, match="exists and is not a directory"):
+        check_output(str(source), True, directory=True)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(InputError, match="exists and is not a regular file"):
+        check_output(str(tmp_path / "fifo"), True)
+    with pytest.raises(InputError, match="output directory does not exist"):
+        check_output(str(tmp_path / "missing" / "x.h5"), False)
+    check_output(str(source), True)
+    check_output(str(tmp_path), False, directory=True)
+
+
+def test_the_package_errors_leave_writing_as_they_are(tmp_path, monkeypatch):
+    """An error of the package raised inside `writing` says what is wrong already: even on
+    a nearly full disk (where a writer that lost errno is taken to have run out of space)
+    it is not turned into "no space left"."""
+    import obiwan_h5.outputs as outputs
+
+    monkeypatch.setattr(outputs, "_nearly_full", lambda directory: True)
+    with pytest.raises(UnreadableFileError, match="^in.h5: not a readable HDF5 file$"):
+        with writing(str(tmp_path / "x.h5")):
+            raise UnreadableFileError("in.h5: not a readable HDF5 file")
+    assert write_failure(str(tmp_path / "x.h5"), OSError("cfitsio lost errno")) is not None  # the rule stays
+    assert _hidden(tmp_path) == []
+

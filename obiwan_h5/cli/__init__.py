@@ -84,6 +84,8 @@ def missing_package_message(err, command=None):
 
 
 def main(argv=None):
+    """Run ``obiwan-h5`` with `argv` (default: the process's arguments); return the exit
+    status: 0, 1 as the command says, 2 for an error of the package, 130 when interrupted."""
     try:
         parser = build_parser(argv)
     except ModuleNotFoundError as err:

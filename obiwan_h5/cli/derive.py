@@ -1,18 +1,24 @@
-"""``obiwan-h5 derive``: options of the derive job (docs/derive.md)."""
+"""``obiwan-h5 derive``: options of the derive job (docs/derive.md).
+
+Each option is a field of `job.DeriveOptions` of the same name, with that field's default:
+the options are built from the parsed arguments by name (`options.options_from_args`).
+"""
 
 import os
 import sys
 
-from ..errors import InputError, JobError, OutputError
+from ..errors import JobError, OutputError
 from ..job import DeriveOptions, derive
 from ..job.mpi import abort_on_unagreed_errors, get_comm
-from ..job.options import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_DB_CONNECTIONS, DEFAULT_GZIP_LEVEL
+from ..job.options import COMPRESSIONS, DEFAULT_DB_CONNECTIONS, DEFAULT_GZIP_LEVEL
 from ..production.truthdb import DEFAULT_TIMEOUT_S
 from .options import (
     add_bricks_argument,
     add_output_argument,
     add_progress_arguments,
+    field_defaults,
     flag_text,
+    options_from_args,
     progress_arg,
     set_examples,
 )
@@ -22,6 +28,7 @@ __all__ = ["add_derive_arguments", "run_derive"]
 
 def add_derive_arguments(parser):
     """Options of ``obiwan-h5 derive``."""
+    default = field_defaults(DeriveOptions)
     parser.description = (
         "The main job: derive the joined truth/measurement table of every brick of a production into one "
         "HDF5 file. Run it as one process, or under mpiexec/srun with any number of ranks (the data written "
@@ -47,11 +54,12 @@ def add_derive_arguments(parser):
     parser.add_argument("--dr-dir", help="real data release root with tractor/<bri>/ (default DATA_DIR/dr)")
     parser.add_argument("--survey-bricks", help="survey-bricks.fits[.gz] (default DATA_DIR/survey-bricks.fits)")
     add_bricks_argument(parser, "the bricks to derive", default="DATA_DIR/bricks.txt")
-    parser.add_argument("--objtype", default="elg", help="injected object type in file names (default elg)")
+    parser.add_argument("--objtype", default=default["objtype"],
+                        help="injected object type in file names (default %(default)s)")
     parser.add_argument("--expect-rsdirs", type=int, metavar="N",
                         help="bricks without exactly N rsdirs are incomplete (status 2)")
-    parser.add_argument("--match-radius", type=float, default=1.0, metavar="ARCSEC",
-                        help="match radius in arcsec (default 1)")
+    parser.add_argument("--match-radius", type=float, default=default["match_radius"], metavar="ARCSEC",
+                        help="match radius in arcsec (default %(default)g)")
     parser.add_argument("--keep-all-apflux", action="store_true", help="keep every apflux_* Tractor column")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted file: redo bricks not done")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -60,47 +68,30 @@ def add_derive_arguments(parser):
                              "copy the others, drop bricks no longer listed (docs/derive.md)")
     parser.add_argument("--verify-inputs", action="store_true",
                         help="fingerprint each brick's inputs by content (CRC-32) as well as path, size and mtime")
-    parser.add_argument("--max-memory", type=float, default=256, metavar="MB",
-                        help="memory per rank for rows between collective writes (default 256 MB); "
+    parser.add_argument("--max-memory", type=float, default=default["max_memory"], metavar="MB",
+                        help="memory per rank for rows between collective writes (default %(default)g MB); "
                              "peak memory stays flat whatever the production size")
-    parser.add_argument("--chunk-kb", type=int, default=4096,
-                        help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default 4096)")
-    parser.add_argument("--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
+    parser.add_argument("--chunk-kb", type=int, default=default["chunk_kb"],
+                        help="HDF5 chunk size per column in KiB; 0 = contiguous layout (default %(default)s)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=default["compression"],
                         help="HDF5 filter of the columns, readable by any h5py (lzf: by h5py only, not by "
                              "HDF5's C tools, and written by one process only); needs --chunk-kb > 0 "
-                             f"(default {DEFAULT_COMPRESSION}; docs/performance.md compares them)")
+                             "(default %(default)s; docs/performance.md compares them)")
     parser.add_argument("--compression-level", type=int, metavar="1-9",
                         help=f"gzip level (default {DEFAULT_GZIP_LEVEL})")
-    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=default["shuffle"],
                         help="no byte-shuffle filter before the compression (shuffling usually shrinks "
                              "floating-point columns)")
-    parser.add_argument("--mpi-info", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--mpi-info", action="append", default=default["mpi_info"], metavar="KEY=VALUE",
                         help="MPI-IO hint passed to the file driver (repeatable)")
-    parser.add_argument("--align", type=int, default=0, metavar="BYTES",
+    parser.add_argument("--align", type=int, default=default["align"], metavar="BYTES",
                         help="align datasets of at least BYTES to BYTES (e.g. the Lustre stripe size)")
     add_progress_arguments(parser)
 
 
 def run_derive(args):
     """Run the derive job on every rank; exit 0, 1 when a brick failed, 2 when refused."""
-    hints = {}
-    for item in args.mpi_info:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--mpi-info {item!r}: expected KEY=VALUE")
-        hints[key] = value
-    options = DeriveOptions(
-        args.data_dir, args.output, randoms=args.randoms, dr_dir=args.dr_dir,
-        survey_bricks=args.survey_bricks, bricks=args.bricks, objtype=args.objtype,
-        expect_rsdirs=args.expect_rsdirs, match_radius=args.match_radius,
-        keep_all_apflux=args.keep_all_apflux, resume=args.resume, overwrite=args.overwrite,
-        max_memory_mb=args.max_memory, chunk_kb=args.chunk_kb, mpi_info=hints,
-        alignment=(args.align, args.align) if args.align else None,
-        update=args.update, verify_inputs=args.verify_inputs,
-        randoms_db=args.randoms_db, randoms_table=args.randoms_table, db_connections=args.db_connections,
-        db_timeout=args.db_timeout,
-        compression=args.compression, compression_level=args.compression_level, shuffle=args.shuffle,
-    )
+    options = options_from_args(DeriveOptions, args)
     comm = get_comm()
     try:
         with abort_on_unagreed_errors(comm, advice="run the same update again" if args.update else

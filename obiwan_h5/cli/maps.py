@@ -11,6 +11,7 @@ from .options import (
     add_bricks_argument,
     add_output_argument,
     add_progress_arguments,
+    call_with_args,
     flag_text,
     progress_arg,
     set_examples,
@@ -52,9 +53,8 @@ def run_maps(args):
     # anything else on one rank ends every rank rather than leave the others waiting
     with abort_on_unagreed_errors(comm, command="maps", advice=None):
         try:
-            result = run_maps_job(args.input, args.output, args.nside, nest=args.nest, where=args.where,
-                                  bricks=args.bricks, batch_rows=args.batch_rows, overwrite=args.overwrite,
-                                  comm=comm, progress=progress_arg(args), command_line=" ".join(sys.argv))
+            result = call_with_args(run_maps_job, args, args.input, comm=comm, progress=progress_arg(args),
+                                    command_line=" ".join(sys.argv))
         except (InputError, JobError) as err:
             if comm.rank == 0:
                 print(f"obiwan-h5 maps: error: {flag_text(str(err))}", file=sys.stderr)

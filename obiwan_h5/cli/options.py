@@ -2,6 +2,10 @@
 former spellings, and the mapping of library parameters to the flags that set them
 (library errors name parameters in backquotes; the command line shows the flag).
 
+An option sets the library parameter of its name (``--batch-rows`` sets `batch_rows`):
+`options_from_args` builds an options type (`job.DeriveOptions`) from the parsed
+arguments by name, and `call_with_args` calls a command's function so.
+
 Every command says the same thing the same way: ``-o/--output`` for what it writes,
 ``--bricks`` for a brick list (file, comma list or ``-``), ``--n-bricks`` for a number of
 bricks to simulate, ``--sample FRACTION --seed S`` for a brick sample, ``--columns`` for
@@ -11,7 +15,9 @@ each with one line on standard error (`DeprecatedAlias`).
 """
 
 import argparse
+import dataclasses
 import difflib
+import inspect
 import re
 import sys
 
@@ -25,13 +31,12 @@ __all__ = [
     "add_column_arguments",
     "add_common_arguments", "add_deprecated_alias", "add_output_argument", "add_progress_arguments",
     "add_quiet_argument", "add_sample_arguments", "add_seed_argument", "add_simulated_bricks_arguments", "bricks_arg",
-    "column_spec", "deprecation_line", "flag_text", "progress_arg", "say", "seed_arg", "set_examples",
+    "call_with_args", "column_spec", "deprecation_line", "field_defaults", "flag_text", "options_from_args",
+    "progress_arg", "say", "seed_arg", "set_examples",
 ]
 
 # library parameter -> command-line flag, where the names differ in more than '_' vs '-'
 FLAGS = {
-    "max_memory_mb": "--max-memory",
-    "alignment": "--align",
     "output": "-o/--output",
     "every": "--progress-every",
 }
@@ -58,6 +63,7 @@ class Parser(argparse.ArgumentParser):
     missing option by name) and where to look (``--help``), not the whole usage block."""
 
     def error(self, message):
+        """Exit with status 2 and `message` on one line, with a pointer to ``--help``."""
         found = re.fullmatch(r"one of the arguments (\S+) is required", message)
         if found:  # an option required through a group of its former spellings
             message = f"the option {found.group(1)} is required"
@@ -74,6 +80,32 @@ class Parser(argparse.ArgumentParser):
                 close = difflib.get_close_matches(extra.split("=")[0], known, n=1, cutoff=0.75)
                 hints += [f"did you mean {close[0]}?"] if close else []
         self.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+def field_defaults(kind):
+    """``{field: default}`` of the options type `kind` (a dataclass): the defaults its
+    flags take and show."""
+    return {field.name: field.default for field in dataclasses.fields(kind)
+            if field.default is not dataclasses.MISSING}
+
+
+def options_from_args(kind, args, **given):
+    """The options type `kind` (a dataclass whose fields are named as the flags) made from
+    the parsed `args` by name, and `given`: no field is mapped by hand."""
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(kind)
+              if field.init and hasattr(args, field.name)}
+    return kind(**{**values, **given})
+
+
+def call_with_args(function, args, *positional, **given):
+    """Call `function` with `positional`, `given`, and each other parameter of it that is
+    an option of `args` of the same name (the library's parameters are named as the
+    options: ``batch_rows`` is ``--batch-rows``)."""
+    parameters = list(inspect.signature(function).parameters.values())[len(positional):]
+    keywords = {parameter.name: getattr(args, parameter.name) for parameter in parameters
+                if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+                and hasattr(args, parameter.name)}
+    return function(*positional, **{**keywords, **given})
 
 
 def set_examples(parser, *commands):

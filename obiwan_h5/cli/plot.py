@@ -9,6 +9,7 @@ from .options import (
     add_output_argument,
     add_progress_arguments,
     add_sample_arguments,
+    call_with_args,
     progress_arg,
     say,
     seed_arg,
@@ -46,9 +47,8 @@ def add_plot_arguments(parser):
 
 
 def run_plot(args):
-    numbers = make_figures(args.input, args.output, only=args.only, bricks=args.bricks, sample=args.sample,
-                           seed=seed_arg(args), batch_rows=args.batch_rows, max_sample=args.max_sample,
-                           progress=progress_arg(args))
+    """Make the figures; exit 1 when none of the chosen figures could be drawn."""
+    numbers = call_with_args(make_figures, args, args.input, seed=seed_arg(args), progress=progress_arg(args))
     say(args, numbers["index"])
     for name, reason in numbers["skipped"].items():
         print(f"obiwan-h5 plot: skipped {name}: {reason}", file=sys.stderr)

@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import InputError
-from ..read.export import FORMATS, export, export_format
+from ..read.export import FORMATS, WRITERS, export_format
 from ..read.info import describe, format_text
 from ..read.subset import make_subset
 from ..read.validate import DEFAULT_MAX_PER_CHECK, count_problems, validate
@@ -21,6 +21,7 @@ from .options import (
     add_quiet_argument,
     add_sample_arguments,
     bricks_arg,
+    call_with_args,
     column_spec,
     flag_text,
     progress_arg,
@@ -57,6 +58,7 @@ def add_info_arguments(parser):
 
 
 def run_info(args):
+    """Print the description of the file, as text or JSON."""
     facts = describe(args.input, bricks=args.list_bricks)
     if args.json:
         print(json.dumps(facts, indent=2))
@@ -86,9 +88,9 @@ def add_validate_arguments(parser):
 
 
 def run_validate(args):
+    """Print each problem of the file; exit 1 when there are problems."""
     notes = []
-    problems = validate(args.input, batch_rows=args.batch_rows, max_per_check=args.max_per_check, notes=notes,
-                        deep=args.deep, progress=progress_arg(args))
+    problems = call_with_args(validate, args, args.input, notes=notes, progress=progress_arg(args))
     for problem in problems:
         print(f"{args.input}: {flag_text(problem)}")
     if not args.quiet:
@@ -117,10 +119,11 @@ def add_view_arguments(parser):
 
 
 def run_view(args):
+    """Write the view of the chosen columns."""
     spec = column_spec(args)
     if spec is None:
         raise InputError("choose the columns of the view with `columns` or `columns_file`")
-    info = make_view(args.input, args.output, spec, overwrite=args.overwrite)
+    info = call_with_args(make_view, args, args.input, columns=spec)
     say(args, f"wrote {args.output}: view of {info['view_of']} with {len(info['columns'])} column(s), "
               f"{os.path.getsize(args.output)} bytes")
     return 0
@@ -146,11 +149,11 @@ def add_subset_arguments(parser):
 
 
 def run_subset(args):
+    """Copy the chosen columns and bricks into a new file."""
     if args.seed is not None and args.sample is None:
         raise InputError("`seed` only applies to `sample`")
-    result = make_subset(args.input, args.output, columns=column_spec(args), bricks=bricks_arg(args),
-                         sample=args.sample, seed=seed_arg(args),
-                         batch_rows=args.batch_rows, overwrite=args.overwrite, progress=progress_arg(args))
+    result = call_with_args(make_subset, args, args.input, columns=column_spec(args), bricks=bricks_arg(args),
+                            seed=seed_arg(args), progress=progress_arg(args))
     say(args, f"wrote {args.output}: {result['rows']} rows, {len(result['columns'])} column(s), "
               f"{len(result['bricks'])} brick(s), {os.path.getsize(args.output)} bytes")
     return 0
@@ -197,17 +200,13 @@ def add_export_arguments(parser, alias=False):
 
 
 def run_export(args):
+    """Export to FITS or Parquet, as the output's suffix or ``--format`` says."""
     if args.seed is not None and args.sample is None:
         raise InputError("`seed` only applies to `sample`")
     bricks = bricks_arg(args)
     form = export_format(args.output, args.format)
-    try:
-        result = export(args.input, args.output, format=form, columns=column_spec(args), bricks=bricks,
-                        where=args.where, summary=args.summary, batch_rows=args.batch_rows,
-                        overwrite=args.overwrite, sample=args.sample, seed=seed_arg(args),
-                        progress=progress_arg(args))
-    except ImportError as err:  # pyarrow missing: say what to install, in one line
-        raise InputError(str(err)) from None
+    result = call_with_args(WRITERS[form], args, args.input, columns=column_spec(args), bricks=bricks,
+                            seed=seed_arg(args), progress=progress_arg(args))
     size = os.path.getsize(args.output)
     if form == "fits":
         extra = f" + SUMMARY ({result['summary_rows']} bricks)" if args.summary else ""

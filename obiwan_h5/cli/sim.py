@@ -12,6 +12,7 @@ from .options import (
     add_progress_arguments,
     add_seed_argument,
     add_simulated_bricks_arguments,
+    call_with_args,
     progress_arg,
     say,
     seed_arg,
@@ -67,10 +68,8 @@ def run_simulate(args):
     rsdirs = args.rsdirs.strip()
     rsdirs = int(rsdirs) if rsdirs.isdigit() else [s.strip() for s in rsdirs.split(",") if s.strip()]
     processes = (os.cpu_count() or 1) if args.processes is None else args.processes
-    names = simulate(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=rsdirs,
-                     per_rsdir=args.per_rsdir, schema=args.schema, objtype=args.objtype,
-                     seed=seed_arg(args), processes=processes, progress=progress_arg(args),
-                     overwrite=args.overwrite)
+    names = call_with_args(simulate, args, rsdirs=rsdirs, seed=seed_arg(args), processes=processes,
+                           progress=progress_arg(args))
     say(args, f"wrote {len(names)} bricks to {args.output}")
     if args.randoms_db is not None:
         from ..production.truthdb import redact
@@ -105,6 +104,4 @@ def run_demo(args):
     """Simulate (once per set of parameters) and run the whole chain on it; with
     ``--quiet``, without its report of what it made."""
     with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
-        return run_demo_chain(args.output, n_bricks=args.n_bricks, bricks=args.bricks, rsdirs=args.rsdirs,
-                              per_rsdir=args.per_rsdir, schema=args.schema, seed=seed_arg(args),
-                              progress=progress_arg(args))
+        return call_with_args(run_demo_chain, args, seed=seed_arg(args), progress=progress_arg(args))

@@ -10,7 +10,7 @@ import stat
 import sys
 
 from ..errors import InputError
-from ..fileformat import check_brickname
+from ..fileformat import brickname_problem
 
 __all__ = [
     "DEFAULT_SEED", "brick_names", "is_brick_list_file", "parse_brick_names", "read_brick_list", "read_text_list",
@@ -75,11 +75,9 @@ def parse_brick_names(lines, source=None):
         for token in line.replace(",", " ").split():
             if token in names:
                 continue
-            try:
-                check_brickname(token)
-            except InputError as err:
-                where = f"{source}:{number}: " if source else "`bricks`: "
-                raise InputError(f"{where}{err}") from None
+            problem = brickname_problem(token)
+            if problem:
+                raise InputError(f"{source}:{number}: {problem}" if source else f"`bricks`: {problem}")
             names[token] = None
     if not names:
         raise InputError(f"{source or '`bricks`'}: the brick list is empty")

@@ -191,7 +191,7 @@ class Expression:
         nrows = len(next(iter(columns.values()))) if columns else 0
         try:
             result = np.asarray(self._eval(self._tree, columns))
-        except ArithmeticError as err:
+        except (ArithmeticError, TypeError, ValueError) as err:  # numpy's: a text column compared with a number
             raise ExpressionError(f"`where` {self.text!r}: cannot be evaluated ({err})") from None
         if result.ndim != 1 or len(result) != nrows or result.dtype.kind not in "biu":
             what = f"{result.dtype.name} {'scalar' if result.ndim == 0 else f'array of shape {result.shape}'}"

@@ -17,7 +17,8 @@ __all__ = [
     "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "INDEX_DTYPES",
     "JSON_ATTRS",
     "MASK_BIT_ATTRS", "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TARGET_MASK_BITS",
-    "TRACTOR_TYPES", "VIEW_ATTRS", "attr_value", "bit_set", "check_brickname", "decode_attrs", "index_problem",
+    "TRACTOR_TYPES", "VIEW_ATTRS", "attr_value", "bit_set", "brickname_problem", "check_brickname", "decode_attrs",
+    "index_problem",
     "mask_bits_attributes", "truncate_message",
 ]
 
@@ -107,9 +108,17 @@ def check_brickname(brickname):
         Candidate such as ``"1741p242"``: four ASCII digits of RA·10, ``p``/``m``, three
         digits of |Dec|·10.
     """
-    if not isinstance(brickname, str) or not BRICKNAME_RE.match(brickname):
-        raise InputError(f"{brickname!r} is not a brick name (expected e.g. 1741p242)")
+    problem = brickname_problem(brickname)
+    if problem:
+        raise InputError(problem)
     return brickname
+
+
+def brickname_problem(brickname):
+    """Why `brickname` is not a Legacy Survey brick name (`check_brickname`), or None."""
+    if not isinstance(brickname, str) or not BRICKNAME_RE.match(brickname):
+        return f"{brickname!r} is not a brick name (expected e.g. 1741p242)"
+    return None
 
 
 def index_problem(index, nrows):

@@ -41,7 +41,7 @@ from .plan import split_segments
 from .planning import make_plan
 from .report import Clock, JobProgress, file_attrs, final_report
 from .truthshare import open_truth, truth_description
-from .update import OldFile, copy_sources, layout_problem, update_entry, update_refusal
+from .update import OldFile, copy_sources, layout_problem, update_entry, update_problem
 from .writer import DerivedWriter, parallel_filter_problem
 
 __all__ = ["derive"]
@@ -131,7 +131,8 @@ def _agree_bricks(options, comm):
     bricknames, error = None, None
     if comm.rank == 0:
         try:
-            error = options.check() or parallel_filter_problem(options.compression, comm)
+            options.check()
+            error = parallel_filter_problem(options.compression, comm)
             if error is None:
                 bricknames = options.brick_list()
         except InputError as err:
@@ -228,16 +229,14 @@ def _open_output(options, comm, plan, command_line, fingerprint, failing):
     nothing = np.full(len(plan.bricknames), -1, dtype=np.int64)
     if options.update:
         return _open_update(options, comm, plan, command_line, fingerprint, failing)
-    writer_options = dict(mpi_info=options.mpi_info, alignment=options.alignment,
-                          max_call_bytes=options.max_call_bytes)
     mode, partial = _on_rank_0(comm, options, lambda: choose_target(options, plan), failing)
     path = comm.bcast(partial.path if partial else options.output, root=0)
     if mode == "new":
-        writer = _create(options, comm, plan, command_line, fingerprint, path, writer_options)
+        writer = _create(options, comm, plan, command_line, fingerprint, path)
         return writer, np.ones(len(plan.bricknames), dtype=bool), partial, nothing
     writer, error = None, None
     try:
-        writer = DerivedWriter.open_existing(path, comm, **writer_options)
+        writer = DerivedWriter.open_existing(path, comm, **options.writer_options)
     except OSError as err:
         error = f"{path}: cannot reopen to resume ({err}); use `overwrite` to start again"
     agree(comm, error)
@@ -283,7 +282,7 @@ def _on_rank_0(comm, options, choose, failing):
     return comm.bcast(choice[0], root=0), choice[1]
 
 
-def _create(options, comm, plan, command_line, fingerprint, path, writer_options, extra_attrs=None, advice=None):
+def _create(options, comm, plan, command_line, fingerprint, path, extra_attrs=None, advice=None):
     """Create the new file at `path` collectively (`DerivedWriter.create`), its attributes
     made on rank 0; a creation that fails removes it (no layout: nothing to resume)."""
     attrs = None
@@ -294,7 +293,7 @@ def _create(options, comm, plan, command_line, fingerprint, path, writer_options
     attrs = comm.bcast(attrs, root=0)
     with removed_on_failure(path):
         return DerivedWriter.create(path, comm, plan, summary_columns(), attrs, chunk_bytes=options.chunk_kb * 1024,
-                                    filters=options.filters, advice=advice, **writer_options)
+                                    filters=options.filters, advice=advice, **options.writer_options)
 
 
 def _open_update(options, comm, plan, command_line, fingerprint, failing):
@@ -305,7 +304,6 @@ def _open_update(options, comm, plan, command_line, fingerprint, failing):
     if path is None:
         return None, None, None, sources
     writer = _create(options, comm, plan, command_line, fingerprint, path,
-                     dict(mpi_info=options.mpi_info, alignment=options.alignment, max_call_bytes=options.max_call_bytes),
                      extra_attrs={"update_history": history + [entry]}, advice=UPDATE_ADVICE)
     return writer, np.ones(len(plan.bricknames), dtype=bool), partial, sources
 
@@ -328,7 +326,7 @@ def _plan_update(options, plan, fingerprint):
             index = {name: dset[:] for name, dset in existing["bricks"].items()}
             columns = {name: (dset.dtype, dset.shape[1:]) for name, dset in existing["randoms"].items()}
             summary = list(existing["summary"])
-            error = update_refusal(output, attrs, options, summary, fingerprint)
+            error = update_problem(output, attrs, options, summary, fingerprint)
             problem = None if error else layout_problem(existing, plan)
     except (OSError, KeyError, ValueError, RuntimeError) as err:
         raise InputError(f"{output}: not a readable obiwan_h5 file to update ({first_line(err)})") from None
@@ -379,7 +377,7 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
     shows the progress of every rank, brick by brick (`report.JobProgress`)."""
     first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
     # half for the rows; the rest for the round's positions, gathered records and selections
-    max_bytes = int(reader.options.max_memory_mb * (1 << 20) / 2)
+    max_bytes = int(reader.options.max_memory * (1 << 20) / 2)
     segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
     rounds = comm.allreduce(len(segments), op=mpi_max())
     randoms_names = sorted(column.name for column in plan.columns)

@@ -49,10 +49,10 @@ def run_maps(path, output, nside, nest=False, where=None, bricks=None, batch_row
         try:
             plan = prepare_maps(path, output, nside, nest, where, bricks, batch_rows, overwrite)
         except InputError as err:
-            refused = str(err)
+            refused = err
     plan, refused = comm.bcast((plan, refused), root=0)
-    if refused:
-        raise InputError(refused)
+    if refused is not None:
+        raise refused  # rank 0's error itself on every rank, with its type
 
     bounds = assign_ranges(plan.brick_rows, comm.size)
     first, last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])

@@ -11,8 +11,8 @@ it through HDF5's ``mpio`` driver (the lock is on one byte no write reaches, so 
 own byte-range locks never wait for it: `outputs.LOCK_OFFSET`). A job that dies leaves
 its partial file, and the kernel drops the lock with rank 0; ``resume`` takes the newest
 one nobody holds and completes it. What is derive's alone lives here: which file to
-resume (`choose_target`), whether a partial can be read back (`unreadable`), the job's
-lock (`output_lock`), the shared truth index's side files (`new_side_file`).
+resume (`choose_target`), why a partial cannot be read back (`readback_problem`), the
+job's lock (`output_lock`), the shared truth index's side files (`new_side_file`).
 """
 
 import contextlib
@@ -46,8 +46,8 @@ log = logging.getLogger("obiwan_h5.derive")
 
 __all__ = [
     "ATTR_CREATED", "ATTR_TRUTH_FINGERPRINT", "changed_bricks", "changed_input", "changed_truth", "choose_target",
-    "find_partials", "locked", "new_partial", "new_side_file", "output_lock", "remove_files", "removed_on_failure",
-    "resume_problem", "side_files", "unreadable",
+    "find_partials", "locked", "new_partial", "new_side_file", "output_lock", "readback_problem", "remove_files",
+    "removed_on_failure", "resume_problem", "side_files",
 ]
 
 # set once every dataset of a new file exists; a partial file without it is discarded
@@ -207,7 +207,7 @@ def find_partials(output):
     return sorted(found, key=modified, reverse=True)
 
 
-def unreadable(path):
+def readback_problem(path):
     """Why the derived file at `path` cannot be read back and completed as it is, or None.
 
     A job that fails in the middle (a full disk, quota, a crash) may leave HDF5 metadata
@@ -379,8 +379,8 @@ def choose_target(options, plan):
 
     To resume: the newest partial file of an earlier job that can be read back (one whose
     layout was not fully created, or that a full disk or a crash left unreadable, is
-    removed, saying why: `unreadable`), else the output itself if it has bricks left to
-    derive. A new file: earlier partial files are removed and the free space checked.
+    removed, saying why: `readback_problem`), else the output itself if it has bricks left
+    to derive. A new file: earlier partial files are removed and the free space checked.
     """
     output = options.output
     if options.resume:
@@ -388,14 +388,14 @@ def choose_target(options, plan):
             partial = Partial.adopt(output, path)
             if partial is None:
                 continue  # taken meanwhile: another command removes or writes it
-            problem = unreadable(path)
+            problem = readback_problem(path)
             if problem is None:
                 return "resume", partial
             log.warning("%s: the partial file of an earlier job cannot be resumed (%s); removed, starting afresh",
                         path, problem)
             partial.discard()
         if os.path.exists(output):
-            problem = unreadable(output)
+            problem = readback_problem(output)
             if problem:
                 raise InputError(f"{output}: cannot be read back ({problem}); use `overwrite` to derive it again")
             return "resume", None

@@ -26,13 +26,13 @@ from ..fileformat import (
 )
 from .output import changed_input, changed_truth
 
-__all__ = ["OldFile", "copy_sources", "layout_problem", "update_entry", "update_refusal"]
+__all__ = ["OldFile", "copy_sources", "layout_problem", "update_entry", "update_problem"]
 
 # recorded inputs an update may change: the brick list is what grows
 MAY_CHANGE = ("bricks",)
 
 
-def update_refusal(path, attrs, options, summary_names, truth_fingerprint):
+def update_problem(path, attrs, options, summary_names, truth_fingerprint):
     """Why `path` cannot be updated with these options, or None.
 
     `truth_fingerprint` is the truth table's now (`truthshare.truth_fingerprint`); a file

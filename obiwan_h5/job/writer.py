@@ -31,13 +31,13 @@ from ..fileformat import INDEX_DESCRIPTIONS, INDEX_DTYPES, MESSAGE_WIDTH, attr_v
 from ..outputs import PARTIAL_HDF5_LOCKING, place_problem
 from .faults import maybe_kill
 from .mpi import h5py_has_mpi, mpi_max
+from .options import MAX_CALL_BYTES
 from .output import ATTR_CREATED
 
 log = logging.getLogger("obiwan_h5.writer")
 
-__all__ = ["MAX_CALL_BYTES", "DerivedWriter", "parallel_filter_problem", "writer_mode"]
+__all__ = ["DerivedWriter", "parallel_filter_problem", "writer_mode"]
 
-MAX_CALL_BYTES = 1 << 30  # well below MPI-IO's 2 GiB limit per call
 # Filters that may decline a chunk they cannot shrink: h5py registers LZF as an optional
 # filter, so HDF5 stores such a chunk unfiltered and says so in the chunk's filter mask.
 # The collective write path of parallel HDF5 (1.10.8 here) drops that mask: the chunk is

@@ -14,7 +14,7 @@ import fitsio
 import numpy as np
 
 from ..core.schema import ArrayTable, as_records, column_name_problem
-from ..errors import InputError
+from ..errors import InputError, UnreadableFileError
 from ..outputs import check_regular_file
 from .fitstable import BinaryTable, Unsupported
 
@@ -106,7 +106,7 @@ class FitsTable:
             self.schema = {name.lower(): (normalise_dtype(dtype), shape) for name, (dtype, shape) in dtypes.items()}
             self.schema_key = tuple(self.schema.items())
         except (OSError, KeyError, ValueError) as err:
-            raise InputError(f"{self.path}: not a readable FITS table ({first_line(err)})") from None
+            raise UnreadableFileError(f"{self.path}: not a readable FITS table ({first_line(err)})") from None
         else:
             # shared by every file of the same schema: read-only
             self.nrows, self.by_lower, self.schema = self.binary.nrows, self.binary.by_lower, self.binary.lower_schema
@@ -118,6 +118,7 @@ class FitsTable:
             raise InputError(f"{self.path}: {problem}")
 
     def _fitsio_describe(self):
+        dtype = None
         try:
             with fitsio.FITS(self.path) as fits:
                 for index, hdu in enumerate(fits):
@@ -126,10 +127,10 @@ class FitsTable:
                         dtype = hdu.get_rec_dtype()[0]
                         self.nrows = hdu.get_nrows()
                         break
-                else:
-                    raise InputError(f"{self.path}: no table extension")
-        except (OSError, ValueError) as err:
-            raise InputError(f"{self.path}: not a readable FITS file ({first_line(err)})") from None
+        except (OSError, ValueError) as err:  # fitsio's
+            raise UnreadableFileError(f"{self.path}: not a readable FITS file ({first_line(err)})") from None
+        if dtype is None:
+            raise InputError(f"{self.path}: no table extension")
         described = {}
         for name in dtype.names:
             field = dtype.fields[name][0]
@@ -137,6 +138,7 @@ class FitsTable:
         return list(dtype.names), described
 
     def require(self, names):
+        """Refuse a table that lacks one of the lower-case columns `names` (`InputError`)."""
         missing = [name for name in names if name not in self.by_lower]
         if missing:
             raise InputError(f"{self.path}: missing column(s) {', '.join(missing)}")
@@ -154,7 +156,7 @@ class FitsTable:
             with fitsio.FITS(self.path) as fits:
                 data = fits[self._ext].read(columns=original, rows=rows)
         except (OSError, ValueError) as err:
-            raise InputError(f"{self.path}: cannot read table ({first_line(err)})") from None
+            raise UnreadableFileError(f"{self.path}: cannot read table ({first_line(err)})") from None
         return {name: normalise_array(data[orig]) for name, orig in zip(wanted, original)}
 
     def read_records(self):
@@ -163,7 +165,7 @@ class FitsTable:
             try:
                 return self.binary.read_records(names=list(self.by_lower))
             except (OSError, ValueError) as err:
-                raise InputError(f"{self.path}: cannot read table ({first_line(err)})") from None
+                raise UnreadableFileError(f"{self.path}: cannot read table ({first_line(err)})") from None
         return as_records(self.read())
 
 
@@ -197,6 +199,7 @@ def open_input(path, what="file"):
 
 
 def first_line(err):
+    """The first line of an exception's text (or its type's name): one line for a message."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 

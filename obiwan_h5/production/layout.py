@@ -53,28 +53,36 @@ class Production:
         self.dr_dir = os.fspath(dr_dir) if dr_dir is not None else os.path.join(self.data_dir, "dr")
 
     def obiwan_dir(self, brickname, rsdir=None):
+        """``obiwan/<bri>/<brick>/`` of the brick, or its rsdir under it."""
         parts = [self.data_dir, "obiwan", brickname[:3], check_brickname(brickname)]
         return os.path.join(*parts, rsdir) if rsdir else os.path.join(*parts)
 
     def tractor_dir(self, brickname, rsdir):
+        """``tractor/<bri>/<brick>/<rsdir>/``: the Tractor catalog of one rsdir."""
         return os.path.join(self.data_dir, "tractor", brickname[:3], check_brickname(brickname), rsdir)
 
     def simcat(self, brickname, rsdir):
+        """The injected sources of one rsdir (``simcat-<objtype>-<brick>.fits``)."""
         return os.path.join(self.obiwan_dir(brickname, rsdir), f"simcat-{self.objtype}-{brickname}.fits")
 
     def ids_added(self, brickname, rsdir):
+        """The ids of the sources actually injected in one rsdir (``sim_ids_added.fits``)."""
         return os.path.join(self.obiwan_dir(brickname, rsdir), "sim_ids_added.fits")
 
     def skipped_ids(self, brickname, rsdir):
+        """The ids skipped in one rsdir (``skippedids-<objtype>-<brick>.fits``)."""
         return os.path.join(self.obiwan_dir(brickname, rsdir), f"skippedids-{self.objtype}-{brickname}.fits")
 
     def metacat(self, brickname, rsdir):
+        """The run's metadata catalog of one rsdir (``metacat-<objtype>-<brick>.fits``)."""
         return os.path.join(self.obiwan_dir(brickname, rsdir), f"metacat-{self.objtype}-{brickname}.fits")
 
     def tractor(self, brickname, rsdir):
+        """The Tractor catalog measured on one rsdir's images (``tractor-<brick>.fits``)."""
         return os.path.join(self.tractor_dir(brickname, rsdir), f"tractor-{brickname}.fits")
 
     def dr_tractor(self, brickname):
+        """The real data release's Tractor catalog of the brick (in `dr_dir`)."""
         return os.path.join(self.dr_dir, "tractor", brickname[:3], f"tractor-{check_brickname(brickname)}.fits")
 
     def rsdirs(self, brickname):

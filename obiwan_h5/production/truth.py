@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..core.schema import column_name_problem
-from ..errors import InputError
+from ..errors import InputError, UnreadableFileError
 from .inputs import FitsTable, as_ids, check_regular_file, file_crc32, first_line, normalise_array, normalise_dtype
 
 __all__ = ["TruthTable", "build_index", "rows_in_index"]
@@ -139,7 +139,7 @@ class _Hdf5Truth:
         try:
             self._file = h5py.File(path, "r")
         except OSError as err:
-            raise InputError(f"{path}: not a readable HDF5 file ({first_line(err)})") from None
+            raise UnreadableFileError(f"{path}: not a readable HDF5 file ({first_line(err)})") from None
         node = self._file
         found = [key for key in node if isinstance(node[key], h5py.Dataset)]
         _refuse_names(found, path)

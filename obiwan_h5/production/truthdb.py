@@ -226,6 +226,7 @@ class DbTruthTable:
         return {name: values[inverse.reshape(-1)] for name, values in data.items()}
 
     def close(self):
+        """Close the connection to the database (if this process has one)."""
         if self._conn is not None:
             try:
                 self._conn.close()

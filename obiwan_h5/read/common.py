@@ -1,15 +1,14 @@
 """Helpers shared by the reading side (view, subset, export, info, validate, plot).
 
-Opening an input with one-line errors, column and brick choices checked against the file,
-brick samples, output checks, and new HDF5 outputs that survive a full disk (`new_hdf5`;
-every output is written under a partial name by `outputs.writing`).
+Opening an input with one-line errors, brick choices checked against the file, brick
+samples, and new HDF5 outputs that survive a full disk (`new_hdf5`; every output is
+checked by `outputs.check_output` and written under a partial name by `outputs.writing`).
 """
 
 import contextlib
 import logging
 import math
 import os
-import stat
 import warnings
 from datetime import datetime, timezone
 
@@ -18,8 +17,13 @@ import numpy as np
 
 from ..errors import IncompleteFileWarning, InputError
 from ..fileformat import VIEW_ATTRS  # noqa: F401 (re-exported for the reading commands)
-from ..outputs import PARTIAL_HDF5_LOCKING, check_output_name, check_regular_file, reserve_space
-from .reader import DerivedFile, external_links, parse_columns
+from ..outputs import (
+    PARTIAL_HDF5_LOCKING,
+    check_output,  # noqa: F401 (re-exported: every command's output check)
+    check_regular_file,
+    reserve_space,
+)
+from .reader import DerivedFile, external_links
 
 log = logging.getLogger("obiwan_h5")
 
@@ -42,8 +46,8 @@ def open_derived(path):
     Raises
     ------
     InputError
-        When `path` is missing, is not HDF5, is not an obiwan_h5 file, or lacks a group
-        (e.g. a view whose input has gone).
+        When `path` is missing, is not HDF5 (`UnreadableFileError`), is not an obiwan_h5
+        file, or lacks a group (`FormatError`: e.g. a view whose input has gone).
 
     Notes
     -----
@@ -56,10 +60,7 @@ def open_derived(path):
         raise InputError(f"{path}: is a directory, not a derived file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IncompleteFileWarning)
-        try:
-            derived = DerivedFile(path)
-        except (OSError, ValueError) as err:
-            raise InputError(str(err)) from None
+        derived = DerivedFile(path)
     for warning in caught:
         if issubclass(warning.category, IncompleteFileWarning):
             log.warning("%s", warning.message)
@@ -69,16 +70,8 @@ def open_derived(path):
 
 
 def key_message(err):
-    """The text of a KeyError (str() of a KeyError adds quotes)."""
+    """The text of a KeyError of h5py (str() of a KeyError adds quotes)."""
     return str(err.args[0]) if err.args else str(err)
-
-
-def select_columns(spec, available, what="column"):
-    """`reader.parse_columns` with its KeyError (close-match suggestions) as an InputError."""
-    try:
-        return parse_columns(spec, available, what)
-    except KeyError as err:
-        raise InputError(key_message(err)) from None
 
 
 def select_bricks(derived, names):
@@ -86,13 +79,10 @@ def select_bricks(derived, names):
 
     Raises
     ------
-    InputError
-        ``unknown brick 'x' (did you mean ...?)`` from the reader.
+    UnknownNameError
+        ``unknown brick 'x' (did you mean ...?)``, from the reader.
     """
-    try:
-        derived.brick_ranges(names, done_only=False)
-    except KeyError as err:
-        raise InputError(key_message(err)) from None
+    derived.brick_ranges(names, done_only=False)
     wanted = set(names)
     return [name for name in derived.bricknames if name in wanted]
 
@@ -127,34 +117,6 @@ def sample_bricks(bricknames, fraction, seed, option="sample"):
     size = max(1, min(len(bricknames), math.floor(fraction * len(bricknames) + 0.5)))
     chosen = np.random.default_rng(seed).choice(len(bricknames), size=size, replace=False)
     return [bricknames[i] for i in np.sort(chosen)]
-
-
-def check_output(output, overwrite, inputs=(), directory=False):
-    """Refuse an output that exists (without `overwrite`), that is an input, that is not
-    a regular file (or, with `directory`, a directory), whose name is too long, or whose
-    directory is missing or not writable."""
-    real = os.path.realpath(output)
-    for path in inputs:
-        if path and os.path.exists(path) and os.path.realpath(path) == real:
-            raise InputError(f"{output}: is an input of this command; choose another output name")
-    check_output_name(output)
-    if os.path.lexists(output):
-        mode = os.stat(output).st_mode if os.path.exists(output) else 0
-        if directory and not stat.S_ISDIR(mode):
-            raise InputError(f"{output}: exists and is not a directory")
-        if not directory and stat.S_ISDIR(mode):
-            raise InputError(f"{output}: is a directory")
-        if not directory and not stat.S_ISREG(mode):
-            # renaming over it would replace a FIFO, a device or a dangling link
-            raise InputError(f"{output}: exists and is not a regular file (a FIFO, socket, device or broken "
-                             "link); choose another output name")
-        if not directory and not overwrite:
-            raise InputError(f"{output}: exists; use `overwrite` to replace it")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise InputError(f"{folder}: output directory does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{folder}: output directory is not writable")
 
 
 def linked_files(path):

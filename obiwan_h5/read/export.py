@@ -6,7 +6,7 @@
 
 `export` chooses the writer from the output's suffix or `format`
 (`export_common.export_format`): `export_fits.export_fits` or
-`export_parquet.export_parquet`. Both take their rows from
+`export_parquet.export_parquet` (`WRITERS`). Both take their rows from
 `export_common.export_source`: only rows of bricks that are done, read in batches of
 ``batch_rows`` rows, so that memory does not grow with the table. The output is written
 under a partial name and renamed when complete (`outputs.writing`).
@@ -16,7 +16,10 @@ from .export_common import FORMATS, export_format
 from .export_fits import export_fits
 from .export_parquet import export_parquet
 
-__all__ = ["FORMATS", "export", "export_fits", "export_format", "export_parquet"]
+__all__ = ["FORMATS", "WRITERS", "export", "export_fits", "export_format", "export_parquet"]
+
+# format -> its writer, which takes the parameters of `export` but `format`
+WRITERS = {"fits": export_fits, "parquet": export_parquet}
 
 
 def export(path, output, format=None, **options):
@@ -47,6 +50,4 @@ def export(path, output, format=None, **options):
         What the writer returns: ``columns``, ``rows``, ``summary_rows`` (and for Parquet
         ``row_groups`` and ``summary_output``).
     """
-    if export_format(output, format) == "parquet":
-        return export_parquet(path, output, **options)
-    return export_fits(path, output, **options)
+    return WRITERS[export_format(output, format)](path, output, **options)

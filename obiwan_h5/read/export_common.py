@@ -14,10 +14,12 @@ import os
 import numpy as np
 
 from ..core.bricks import DEFAULT_SEED, brick_names
-from ..errors import ExpressionError, InputError
+from ..errors import InputError
 from ..fileformat import INDEX_DESCRIPTIONS
+from ..outputs import check_output
 from ..progress import start_progress
-from .common import check_output, input_files, open_derived, sample_bricks, select_bricks, select_columns
+from .common import input_files, open_derived, sample_bricks, select_bricks
+from .reader import parse_columns
 
 __all__ = ["FORMATS", "INDEX_IN_SUMMARY", "export_format", "export_source", "summary_table"]
 
@@ -70,7 +72,7 @@ def export_source(path, output, columns, bricks, where, batch_rows, overwrite, e
     if batch_rows < 1:
         raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
     with open_derived(path) as derived:
-        chosen = select_columns(columns, derived.columns)
+        chosen = parse_columns(columns, derived.columns)
         if bricks is not None:
             bricks = select_bricks(derived, brick_names(bricks))
         if sample is not None:
@@ -79,14 +81,9 @@ def export_source(path, output, columns, bricks, where, batch_rows, overwrite, e
             check_output(name, overwrite, inputs=input_files(path))
         total = sum(stop - start for start, stop in derived.brick_ranges(bricks))
         shown = start_progress(progress, total, "rows", "export")
-        try:
-            batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows,
-                                           on_read=lambda n: shown.update(n, rows=n))
-            first = next(batches, None)  # parses `where` and checks its names before any output
-        except (KeyError, ExpressionError) as err:
-            raise InputError(err.args[0] if err.args else str(err)) from None
-        except (TypeError, ValueError) as err:  # e.g. a string column compared with a number
-            raise InputError(f"`where` {where!r}: cannot be evaluated ({err})") from None
+        batches = derived.iter_batches(chosen, bricks=bricks, where=where, batch_rows=batch_rows,
+                                       on_read=lambda n: shown.update(n, rows=n))
+        first = next(batches, None)  # parses `where` and checks its names before any output
         yield derived, chosen, bricks, itertools.chain([] if first is None else [first], batches)
         shown.close()
 

@@ -52,8 +52,8 @@ def _pyarrow():
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ImportError("Parquet export needs pyarrow: pip install 'obiwan_h5[parquet]' "
-                          "(or pip install pyarrow)") from None
+        raise ModuleNotFoundError("Parquet export needs pyarrow: pip install 'obiwan_h5[parquet]' "
+                                  "(or pip install pyarrow)", name="pyarrow") from None
     return pa, pq
 
 

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..core.expression import Expression
-from ..errors import FormatError, IncompleteFileWarning
+from ..errors import FormatError, IncompleteFileWarning, InputError, ObiwanError, UnknownNameError, UnreadableFileError
 from ..fileformat import ATTR_COMPLETE, DONE, FORMAT_NAME, decode_attrs, index_problem
 from ..outputs import check_regular_file
 from .metadata import astropy_unit, table_meta
@@ -49,8 +49,8 @@ def parse_columns(spec, available, what="column"):
 
     Raises
     ------
-    KeyError
-        Naming the unknown column and suggesting close matches.
+    UnknownNameError
+        Naming the unknown column and suggesting close matches (also a `KeyError`).
     """
     if spec is None:
         return list(available)
@@ -61,11 +61,11 @@ def parse_columns(spec, available, what="column"):
         if any(ch in item for ch in "*?["):
             matches = [name for name in available if fnmatch.fnmatchcase(name, item)]
             if not matches:
-                raise KeyError(f"no {what} matches {item!r}")
+                raise UnknownNameError(f"no {what} matches {item!r}")
         elif item in available:
             matches = [item]
         else:
-            raise KeyError(f"unknown {what} {item!r}{_suggest(item, available)}")
+            raise UnknownNameError(f"unknown {what} {item!r}{_suggest(item, available)}")
         chosen.extend(name for name in matches if name not in chosen)
     return chosen
 
@@ -97,6 +97,16 @@ def external_links(handle, path):
 class DerivedFile:
     """An open derived file. Use `open`.
 
+    Raises
+    ------
+    InputError
+        `path` is not a regular file (missing, a directory, a FIFO, ...).
+    UnreadableFileError
+        Not a readable HDF5 file (also an `OSError`).
+    InputError, FormatError
+        Not an obiwan_h5 file, or one whose layout is incomplete or whose index is broken
+        (a view whose linked data file is gone); both are `ValueError` too.
+
     Attributes
     ----------
     columns : list of str
@@ -114,36 +124,46 @@ class DerivedFile:
         try:
             self._file = h5py.File(path, "r")
         except OSError as err:
-            raise OSError(f"{path}: not a readable HDF5 file ({err})") from None
-        if self._file.attrs.get("format") != FORMAT_NAME:
-            self._file.close()
-            raise ValueError(f"{path}: not an obiwan_h5 derived file (no format='obiwan_h5' attribute)")
+            raise UnreadableFileError(f"{path}: not a readable HDF5 file ({err})") from None
         try:
-            for _, linked in external_links(self._file, path):
-                if os.path.lexists(linked):  # a missing one is reported when its group is opened
-                    check_regular_file(linked, "linked data file")
+            self._open_layout(path)
+        except ObiwanError:
+            self._file.close()
+            raise
+        except OSError as err:  # h5py's, on a damaged file
+            self._file.close()
+            raise UnreadableFileError(f"{path}: not a readable HDF5 file ({err})") from None
+        except (TypeError, ValueError) as err:  # numpy's, on data of another type than the format's
+            self._file.close()
+            raise FormatError(f"{path}: broken obiwan_h5 layout ({err})") from None
         except BaseException:
             self._file.close()
             raise
+
+    def _open_layout(self, path):
+        """The groups, columns and brick index of the open file, checked."""
+        if self._file.attrs.get("format") != FORMAT_NAME:
+            raise InputError(f"{path}: not an obiwan_h5 derived file (no format='obiwan_h5' attribute)")
+        for _, linked in external_links(self._file, path):
+            if os.path.lexists(linked):  # a missing one is reported when its group is opened
+                check_regular_file(linked, "linked data file")
         if not self._file.attrs.get(ATTR_COMPLETE, False):
             warnings.warn(f"{path}: the job that wrote this file has not finished; bricks not done "
-                          "have no valid rows (see .bricks['status'])", IncompleteFileWarning, stacklevel=3)
+                          "have no valid rows (see .bricks['status'])", IncompleteFileWarning, stacklevel=4)
         try:
             self._randoms = self._file["randoms"]
             self.columns = self._order(self._randoms)
             self.summary_columns = self._order(self._file["summary"])
             self.nrows = len(self._randoms[self.columns[0]]) if self.columns else 0
             self._index = {name: self._file["bricks"][name][:] for name in self._file["bricks"]}
-        except KeyError as err:
-            self._file.close()
-            raise ValueError(f"{path}: incomplete obiwan_h5 layout or a linked data file is missing ({err})") from None
-        lengths = {name: len(self._randoms[name]) for name in self.columns}
+            lengths = {name: len(self._randoms[name]) for name in self.columns}
+        except KeyError as err:  # h5py's: a group is missing, or a view's linked file is gone
+            raise FormatError(f"{path}: incomplete obiwan_h5 layout or a linked data file is missing ({err})") from None
         problem = index_problem(self._index, self.nrows)
         if problem is None and len(set(lengths.values())) > 1:
             short = min(lengths, key=lengths.get)
             problem = f"randoms/{short} has {lengths[short]} rows, randoms/{self.columns[0]} {self.nrows}"
         if problem is not None:
-            self._file.close()
             raise FormatError(f"{path}: broken brick index: {problem} (obiwan-h5 validate lists every problem)")
         self.bricknames = [name.decode() for name in self._index["name"]]
 
@@ -157,6 +177,7 @@ class DerivedFile:
 
     @property
     def attrs(self):
+        """The file's root attributes, those holding JSON decoded."""
         return decode_attrs(self._file.attrs)
 
     @property
@@ -191,7 +212,7 @@ class DerivedFile:
             chosen = np.zeros(len(status), bool)
             for name in wanted:
                 if name not in lookup:
-                    raise KeyError(f"unknown brick {name!r}{_suggest(name, self.bricknames)}")
+                    raise UnknownNameError(f"unknown brick {name!r}{_suggest(name, self.bricknames)}")
                 chosen[lookup[name]] = True
         if done_only:
             chosen &= status == DONE
@@ -222,7 +243,7 @@ class DerivedFile:
         if expression is not None:
             for name in expression.names:
                 if name not in self.columns:
-                    raise KeyError(f"unknown column {name!r} in `where`{_suggest(name, self.columns)}")
+                    raise UnknownNameError(f"unknown column {name!r} in `where`{_suggest(name, self.columns)}")
                 if name not in names:
                     extra.append(name)
         for start, stop in self.brick_ranges(bricks, done_only):
@@ -296,7 +317,7 @@ class DerivedFile:
             wanted = {bricks} if isinstance(bricks, str) else set(bricks)
             unknown = sorted(wanted - set(self.bricknames))
             if unknown:
-                raise KeyError(f"unknown brick {unknown[0]!r}{_suggest(unknown[0], self.bricknames)}")
+                raise UnknownNameError(f"unknown brick {unknown[0]!r}{_suggest(unknown[0], self.bricknames)}")
             rows = np.array([name in wanted for name in self.bricknames])
         data = {name: group[name][:][rows] for name in names}
         return self._convert(data, group, as_)
@@ -327,7 +348,7 @@ class DerivedFile:
         if as_ == "numpy":
             return data
         if as_ != "table":
-            raise ValueError(f"as_ must be 'table' or 'numpy', not {as_!r}")
+            raise InputError(f"`as_` must be 'table' or 'numpy', not {as_!r}")
         from astropy.table import Table
 
         table = Table(meta=self._meta())
@@ -341,6 +362,7 @@ class DerivedFile:
         return table
 
     def close(self):
+        """Close the file (a `with` block does it)."""
         self._file.close()
 
     def __enter__(self):

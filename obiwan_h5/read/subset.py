@@ -27,19 +27,10 @@ from ..core.bricks import DEFAULT_SEED, brick_names
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import VIEW_ATTRS
-from ..outputs import check_free_space, writing
+from ..outputs import check_free_space, check_output, writing
 from ..progress import start_progress
-from .common import (
-    check_output,
-    input_files,
-    new_hdf5,
-    open_derived,
-    sample_bricks,
-    select_bricks,
-    select_columns,
-    utc_now,
-)
-from .reader import DEFAULT_BATCH_ROWS
+from .common import input_files, new_hdf5, open_derived, sample_bricks, select_bricks, utc_now
+from .reader import DEFAULT_BATCH_ROWS, parse_columns
 
 __all__ = ["make_subset", "sample_bricks"]
 
@@ -86,7 +77,7 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
     if batch_rows < 1:
         raise InputError(f"`batch_rows` {batch_rows}: must be at least 1")
     with open_derived(path) as derived:
-        chosen = select_columns(columns, derived.columns)
+        chosen = parse_columns(columns, derived.columns)
         if sample is not None:
             kept = sample_bricks(derived.bricknames, sample, seed)
         elif bricks is not None:

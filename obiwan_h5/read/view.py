@@ -32,17 +32,10 @@ import posixpath
 import h5py
 
 from .. import __version__
-from ..errors import InputError
-from ..outputs import PARTIAL_HDF5_LOCKING, check_regular_file, writing
-from .common import (
-    MAX_LINK_DEPTH,
-    check_output,
-    key_message,
-    new_hdf5,
-    open_derived,
-    select_columns,
-    utc_now,
-)
+from ..errors import InputError, UnreadableFileError
+from ..outputs import PARTIAL_HDF5_LOCKING, check_output, check_regular_file, writing
+from .common import MAX_LINK_DEPTH, key_message, new_hdf5, open_derived, utc_now
+from .reader import parse_columns
 
 __all__ = ["make_view"]
 
@@ -77,7 +70,7 @@ def make_view(path, output, columns, overwrite=False):
         Unreadable input, unknown column, existing output without `overwrite`.
     """
     with open_derived(path) as derived:
-        chosen = select_columns(columns, derived.columns)
+        chosen = parse_columns(columns, derived.columns)
     # relative between *real* paths: the OS resolves "dir/../x" physically, so a name
     # made from a symlinked directory's apparent path could point somewhere else
     out_dir = os.path.dirname(os.path.realpath(output))
@@ -136,7 +129,7 @@ class _LinkResolver:
             try:
                 self._files[path] = h5py.File(path, "r")
             except OSError as err:
-                raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
+                raise UnreadableFileError(f"{path}: not a readable HDF5 file ({err})") from None
         return self._files[path]
 
     def resolve(self, path, obj):

@@ -18,7 +18,7 @@ from obiwan_h5 import outputs
 from obiwan_h5.fileformat import PENDING
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job.mpi import SerialComm
-from obiwan_h5.job.output import find_partials, unreadable
+from obiwan_h5.job.output import find_partials, readback_problem
 from obiwan_h5.job.writer import DerivedWriter
 
 # holds a new partial of the output until its standard input closes: another command writing
@@ -95,7 +95,7 @@ def test_a_derive_holds_its_partial_and_cleans_only_dead_ones(dr5_production, dr
         flush(writer)
 
     monkeypatch.setattr(DerivedWriter, "flush", look_while_writing)
-    totals = derive(DeriveOptions(dr5_production, str(output), max_memory_mb=0.001), SerialComm())
+    totals = derive(DeriveOptions(dr5_production, str(output), max_memory=0.001), SerialComm())
     assert totals["failed"] == 0
     path, stale, hidden, hdf5_lock = seen[0]
     assert not hdf5_lock  # HDF5's own lock is off on a held partial (it would meet ours on NFS)
@@ -146,6 +146,6 @@ def test_a_partial_is_read_back_whatever_lock_its_holder_has(dr5_derived, tmp_pa
     handle = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert unreadable(str(path)) is None
+        assert readback_problem(str(path)) is None
     finally:
         os.close(handle)

@@ -164,7 +164,7 @@ def test_overwrite_keeps_the_old_file_until_the_new_one_is_complete(dr5_producti
     output.write_bytes(b"the old output")
     monkeypatch.setenv("OBIWAN_H5_FAIL_AT", "write:0")
     with pytest.raises(RuntimeError, match="injected fault"):
-        derive(DeriveOptions(dr5_production, str(output), overwrite=True, max_memory_mb=0.001), SerialComm())
+        derive(DeriveOptions(dr5_production, str(output), overwrite=True, max_memory=0.001), SerialComm())
     assert output.read_bytes() == b"the old output"
     monkeypatch.delenv("OBIWAN_H5_FAIL_AT")
     assert _derive(dr5_production, output, "--overwrite") == 0
@@ -493,10 +493,11 @@ def test_rsdir_order_is_total():
 
 
 def test_library_refuses_bad_options_naming_the_parameter(dr5_production, tmp_path):
-    from obiwan_h5.errors import JobError
+    from obiwan_h5.errors import InputError, JobError
 
     with pytest.raises(JobError, match="`match_radius` -1.0: must be a positive number of arcsec"):
         derive(DeriveOptions(dr5_production, str(tmp_path / "x.h5"), match_radius=-1), SerialComm())
-    assert DeriveOptions(dr5_production, str(tmp_path / "x.h5"), chunk_kb=-4).check() == "`chunk_kb` -4: must be 0 " \
-        "(contiguous) or positive"
+    with pytest.raises(InputError) as refused:  # `check` raises what it refuses
+        DeriveOptions(dr5_production, str(tmp_path / "x.h5"), chunk_kb=-4).check()
+    assert str(refused.value) == "`chunk_kb` -4: must be 0 (contiguous) or positive"
     assert not os.path.exists(tmp_path / "x.h5")

@@ -129,7 +129,7 @@ def test_a_crashed_update_leaves_the_old_file_and_a_retry_completes(grown, tmp_p
     before = output.read_bytes()
     monkeypatch.setenv("OBIWAN_H5_FAIL_AT", "write:1")
     with pytest.raises(RuntimeError, match="injected fault"):
-        derive(DeriveOptions(data_dir, str(output), bricks=str(new_list), update=True, max_memory_mb=0.001),
+        derive(DeriveOptions(data_dir, str(output), bricks=str(new_list), update=True, max_memory=0.001),
                SerialComm())
     assert output.read_bytes() == before  # the old file is whole
     # nothing to resume: the failed update removed its partial file

@@ -104,7 +104,7 @@ def test_tiny_memory_budget_and_call_size_give_unequal_rounds(production, workdi
     reference = os.path.join(workdir, "serial.h5")
     _reference(production, reference)
     output = os.path.join(workdir, f"tiny-{comm.size}.h5")
-    options = DeriveOptions(production, output, overwrite=True, max_memory_mb=0.001, max_call_bytes=4096, chunk_kb=0)
+    options = DeriveOptions(production, output, overwrite=True, max_memory=0.001, max_call_bytes=4096, chunk_kb=0)
     derive(options, comm)
     _compare_on_root(reference, output)
 
@@ -125,7 +125,7 @@ def test_uneven_brick_sizes(production, workdir):
     reference = os.path.join(workdir, "uneven-serial.h5")
     _reference(uneven, reference)
     output = os.path.join(workdir, f"uneven-{comm.size}.h5")
-    derive(DeriveOptions(uneven, output, overwrite=True, max_memory_mb=0.05), comm)
+    derive(DeriveOptions(uneven, output, overwrite=True, max_memory=0.05), comm)
     _compare_on_root(reference, output)
     if comm.rank == 0:
         with h5py.File(output, "r") as derived:
@@ -181,7 +181,7 @@ def test_compressed_parallel_write_equals_uncompressed(production, workdir, comp
     _reference(production, reference)
     name = "-".join(f"{key}{value}" for key, value in sorted(compression.items()))
     output = os.path.join(workdir, f"compressed-{name}-{comm.size}.h5")
-    options = DeriveOptions(production, output, overwrite=True, max_memory_mb=0.05, chunk_kb=4, **compression)
+    options = DeriveOptions(production, output, overwrite=True, max_memory=0.05, chunk_kb=4, **compression)
     derive(options, comm)
     _compare_on_root(reference, output)
     recorded = None
@@ -234,7 +234,7 @@ def test_funnel_mode_when_h5py_lacks_mpi(production, workdir, monkeypatch):
     reference = os.path.join(workdir, "serial.h5")
     _reference(production, reference)
     output = os.path.join(workdir, f"funnel-{comm.size}.h5")
-    derive(DeriveOptions(production, output, overwrite=True, max_memory_mb=0.001), comm)
+    derive(DeriveOptions(production, output, overwrite=True, max_memory=0.001), comm)
     _compare_on_root(reference, output)
 
 
@@ -296,7 +296,7 @@ def test_update_equals_a_fresh_derive_for_any_rank_count(production, workdir):
     comm.Barrier()
     output = os.path.join(workdir, f"update-{comm.size}.h5")
     derive(DeriveOptions(production, output, bricks=old_list, overwrite=True), comm)
-    totals = derive(DeriveOptions(production, output, update=True, max_memory_mb=0.01), comm)
+    totals = derive(DeriveOptions(production, output, update=True, max_memory=0.01), comm)
     assert totals["done"] == len(bricks)
     reference = os.path.join(workdir, "serial.h5")
     _reference(production, reference)

@@ -110,7 +110,7 @@ def test_fewer_connections_than_ranks_equals_the_file(setup, connections, memory
     conninfo = _limited_role(sockdir, f"limited{connections}", connections)
     output = os.path.join(workdir, f"db-{comm.size}-{connections}-{memory_mb}.h5")
     options = DeriveOptions(production, output, randoms_db=conninfo, randoms_table=TABLE,
-                            db_connections=connections, max_memory_mb=memory_mb, overwrite=True)
+                            db_connections=connections, max_memory=memory_mb, overwrite=True)
     totals = derive(options, comm)
     assert totals["failed"] == 0 and totals["done"] == 5
     assert _on_root(lambda: _differences(reference, output)) == []
@@ -144,7 +144,7 @@ def test_a_stalled_server_fails_the_bricks_at_the_deadline_on_every_rank(setup, 
     workdir, production, reference, sockdir = setup
     output = os.path.join(workdir, f"stalled-{comm.size}.h5")
     options = dict(randoms_db=f"host={sockdir} dbname=postgres user=postgres", randoms_table=TABLE,
-                   max_memory_mb=0.001)
+                   max_memory=0.001)
     stack = contextlib.ExitStack()
     if comm.rank == 0:
         derive_module = importlib.import_module("obiwan_h5.job.derive")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from obiwan_h5.core.photometry import band_quantity, deextincted_flux
-from obiwan_h5.errors import InputError
+from obiwan_h5.errors import InputError, UnreadableFileError
 from obiwan_h5.production.inputs import (
     FitsTable,
     fits_schema,
@@ -87,6 +87,21 @@ def test_not_fits_and_missing_files_name_the_file(tmp_path):
         read_columns(str(bad))
     with pytest.raises(InputError, match="nope.fits: file not found"):
         read_columns(str(tmp_path / "nope.fits"))
+
+
+def test_errors_of_the_readers_are_raised_once_as_what_they_are(tmp_path):
+    """A FITS file fitsio cannot read is an `UnreadableFileError` (an `OSError` too); one it
+    reads that holds no table says so, not wrapped in a second message."""
+    bad = tmp_path / "simcat.fits"
+    bad.write_bytes(b"SIMPLE  = garbage" * 10)
+    with pytest.raises(UnreadableFileError) as caught:
+        FitsTable(str(bad))
+    assert isinstance(caught.value, OSError)
+    image = tmp_path / "image.fits"
+    fitsio.write(str(image), np.zeros((2, 2), dtype="f4"))
+    with pytest.raises(InputError) as caught:
+        FitsTable(str(image))
+    assert str(caught.value) == f"{image}: no table extension"
 
 
 def test_missing_required_column(tmp_path):

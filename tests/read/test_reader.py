@@ -9,7 +9,15 @@ from astropy.table import Table
 
 import obiwan_h5
 from obiwan_h5.core.expression import Expression
-from obiwan_h5.errors import ExpressionError, IncompleteFileWarning
+from obiwan_h5.errors import (
+    ExpressionError,
+    FormatError,
+    IncompleteFileWarning,
+    InputError,
+    UnknownNameError,
+    UnreadableFileError,
+)
+from obiwan_h5.read.common import open_derived
 from obiwan_h5.read.reader import parse_columns
 
 
@@ -58,6 +66,35 @@ def test_unknown_names_suggest_close_matches(dr5_derived):
             derived.read("ra", bricks=["9999p999"])
         with pytest.raises(KeyError, match="in `where`"):
             derived.read("ra", where="psql_gg < 3")
+
+
+def test_the_reader_raises_the_package_errors_where_they_start(dr5_derived, tmp_path):
+    """The reader's errors are the package's (one-line, `InputError`) and the builtins it
+    raised before (`KeyError`, `OSError`, `ValueError`); the reading commands pass them on
+    as they are, rather than wrap them again."""
+    with obiwan_h5.open(dr5_derived) as derived:
+        for call in (lambda: derived.read("tractor_flx_g"), lambda: derived.read("ra", bricks=["9999p999"]),
+                     lambda: derived.read("ra", where="psql_gg < 3"), lambda: derived.summary(bricks=["9999p999"])):
+            with pytest.raises(UnknownNameError) as caught:
+                call()
+            assert isinstance(caught.value, KeyError) and isinstance(caught.value, InputError)
+            assert str(caught.value).startswith("unknown ")  # a sentence, not a quoted key
+        # a text column compared with a number: the filter's error, not numpy's
+        with pytest.raises(ExpressionError, match="`where` 'tractor_type < 3': cannot be evaluated"):
+            derived.read("ra", where="tractor_type < 3")
+    not_hdf5 = tmp_path / "text.h5"
+    not_hdf5.write_text("not HDF5")
+    for opener in (obiwan_h5.open, open_derived):
+        with pytest.raises(UnreadableFileError, match="text.h5: not a readable HDF5 file") as caught:
+            opener(str(not_hdf5))
+        assert isinstance(caught.value, OSError) and isinstance(caught.value, InputError)
+    broken = tmp_path / "broken.h5"
+    shutil.copy(dr5_derived, broken)
+    with h5py.File(broken, "r+") as raw:
+        del raw["summary"]
+    for opener in (obiwan_h5.open, open_derived):
+        with pytest.raises(FormatError, match="incomplete obiwan_h5 layout"):
+            opener(str(broken))
 
 
 def test_column_globs_keep_file_order():
