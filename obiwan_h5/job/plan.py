@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.schema import union_schemas
 from ..errors import InputError
-from ..fileformat import FAILED, PENDING, Column, describe
+from ..fileformat import FAILED, PENDING, Column, describe, tractor_column
 
 __all__ = [
     "BrickScan", "Plan", "assign_ranges", "brick_cost", "build_plan", "detach_schemas", "failed", "gather_scans",
@@ -125,7 +125,7 @@ def build_plan(scans, distinct=None):
         key = scan.schema_key
         if key not in accepted and key not in rejected:
             try:
-                schema = union_schemas([schema, distinct[key]], where="bricks")
+                schema = union_schemas([schema, distinct[key]], owners="bricks")
                 accepted.add(key)
             except InputError as err:
                 rejected[key] = f"columns differ from earlier bricks: {err}"
@@ -202,9 +202,9 @@ def mixed_schemas(scans, distinct):
         if scan.status != PENDING or scan.schema_key < 0:
             continue
         names = distinct[scan.schema_key]
-        if "tractor_decam_flux" in names:
+        if tractor_column("decam_flux") in names:
             first.setdefault("DR3", scan.brickname)
-        if "tractor_flux_g" in names:
+        if tractor_column("flux_g") in names:
             first.setdefault("DR5", scan.brickname)
     if len(first) == 2:
         return (f"the Tractor catalogs mix the DR3 schema (decam_* arrays; first in brick {first['DR3']}) and "

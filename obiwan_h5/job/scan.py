@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.derivation import Piece, added_rows, derived_schema, unique_id_width
+from ..core.derivation import IDENTITY, MASKS, Piece, added_rows, derived_schema, unique_id_width
 from ..core.schema import union_schemas
 from ..errors import BrickError, InputError
-from ..fileformat import INCOMPLETE
+from ..fileformat import INCOMPLETE, TRACTOR_PREFIX, TRUTH_PREFIX
 from ..production.inputs import (
     SIMCAT_COLUMNS,
     FitsTable,
@@ -42,8 +42,8 @@ __all__ = ["BrickInputs", "RsdirInputs", "ScannedBricks", "Scanner", "brick_fail
            "input_fingerprint"]
 
 # simcat columns are copied under their own names: these would overwrite derived ones
-DERIVED_NAMES = frozenset({"unique_id", "brickname", "rsdir", "obiwan_mask", "targets_mask"})
-DERIVED_PREFIXES = ("psql_", "tractor_")
+DERIVED_NAMES = frozenset(IDENTITY + MASKS)
+DERIVED_PREFIXES = (TRUTH_PREFIX, TRACTOR_PREFIX)
 # the schema of a brick recognised unchanged from the old file of an update (`Scanner.unchanged`)
 OLD_SCHEMA = "old"
 
@@ -240,7 +240,7 @@ class Scanner:
             simcat = FitsTable(production.simcat(brickname, rsdir), load="read")
             injected = _injected(simcat)
             ids_added = FitsTable(production.ids_added(brickname, rsdir), load="read")
-            rows = added_rows(injected["id"], read_ids_added(ids_added), where=f"{rsdir}: ")
+            rows = added_rows(injected["id"], read_ids_added(ids_added), error_prefix=f"{rsdir}: ")
             kept = injected["id"][rows]
             missing = self.truth.rows_of(kept) < 0
             if np.any(missing):
@@ -273,11 +273,11 @@ class Scanner:
         schemas (the plan then tells them apart by identity)."""
         if keys not in self._bricks:
             try:
-                self._bricks[keys] = union_schemas([self._pieces[key] for key in keys], where="rsdirs")
+                self._bricks[keys] = union_schemas([self._pieces[key] for key in keys], owners="rsdirs")
             except InputError:
                 self._bricks[keys] = None
         if self._bricks[keys] is None:  # say which brick: the same union, with its name
-            union_schemas([self._pieces[key] for key in keys], where=f"rsdirs of {brickname}")
+            union_schemas([self._pieces[key] for key in keys], owners=f"rsdirs of {brickname}")
         return self._bricks[keys]
 
     def unchanged(self, brickname, rsdirs, old_fingerprint, old_count):

@@ -127,8 +127,8 @@ class SharedTruth:
                 if error is not None:
                     replies[source] = error
                 else:
-                    where = np.searchsorted(wanted, received[source])
-                    replies[source] = {name: values[where] for name, values in rows.items()}
+                    at = np.searchsorted(wanted, received[source])
+                    replies[source] = {name: values[at] for name, values in rows.items()}
         answer = self.comm.alltoall(replies)[server]
         if isinstance(answer, str):
             self._keep(ids, None, answer)
@@ -160,8 +160,8 @@ class SharedTruth:
             raise BrickError(f"truth rows not read: {self._error}")
         if not len(ids):
             return {name: np.zeros(0, dtype) for name, (dtype, _) in self.schema.items()}
-        where = np.searchsorted(self._ids, ids)
-        fetched = self._rows is not None and np.all(where < len(self._ids))
-        if not fetched or np.any(self._ids[where] != ids):
+        at = np.searchsorted(self._ids, ids)
+        fetched = self._rows is not None and np.all(at < len(self._ids))
+        if not fetched or np.any(self._ids[at] != ids):
             raise BrickError("truth rows were not fetched for this brick (internal error)")
-        return {name: values[where] for name, values in self._rows.items()}
+        return {name: values[at] for name, values in self._rows.items()}

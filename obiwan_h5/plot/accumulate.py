@@ -14,15 +14,24 @@ import numpy as np
 
 from ..core.photometry import band_quantity, tractor_types
 from ..core.selection import MAGNITUDE_LIMITS
-from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
-from .sources import TrueMagnitudes, tractor_band_column, truth_column
+from ..fileformat import (
+    BANDS,
+    SELECTION_LABELS,
+    SELECTIONS,
+    TRACTOR_PREFIX,
+    TRACTOR_TYPES,
+    injected_flux_column,
+    is_recovered,
+    is_selected,
+)
+from .sources import TrueMagnitudes, injected_column, tractor_band_column
 from .stats import MAG_BINS, Reservoir, crossing, robust_stats, wilson_interval
 
 __all__ = [
     "BRICK_INDEX",
     "CHI_BINS",
     "INJECTED_CLASSES",
-    "SELECTIONS",
+    "SELECTION_AXES",
     "Astrometry",
     "Confusion",
     "FluxResiduals",
@@ -33,15 +42,13 @@ __all__ = [
     "shown",
 ]
 
-RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # key the figure runner adds to every batch (and summary table): the index of each row's
 # brick in the file's brick list, known from the brick index without reading brickname
 BRICK_INDEX = "_brick_index"
 # bins of the normalised flux residual (measured - true) / sigma; exact counts
 CHI_BINS = np.round(np.linspace(-6.0, 6.0, 61), 6)
-# (selection, label, band of the magnitude axis)
-SELECTIONS = (("desi_elg", "DESI ELG", "r"), ("eboss_ngc", "eBOSS ELG NGC", "g"),
-              ("eboss_sgc", "eBOSS ELG SGC", "g"))
+# (selection, label, band of the magnitude axis: the band of its magnitude limits)
+SELECTION_AXES = tuple((sel, SELECTION_LABELS[sel], MAGNITUDE_LIMITS[sel][0]) for sel in SELECTIONS)
 # injected-morphology classes of the confusion matrix, see `injected_morphology`
 INJECTED_CLASSES = ("PSF-like", "EXP-like", "DEV-like", "unknown")
 PSF_RHALF_MAX = 0.05  # arcsec
@@ -142,7 +149,7 @@ class Recovery(Accumulator):
         return ["obiwan_mask"] + self.mags.columns()
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         self.recovered += int(recovered.sum())
         for b in self.bands:
@@ -186,8 +193,8 @@ class FluxResiduals(Accumulator):
         self.cols = {}
         for b in BANDS:
             flux, ivar = (tractor_band_column(self.available, q, b) for q in ("flux", "flux_ivar"))
-            if flux and ivar and f"{b}flux" in self.available:
-                self.cols[b] = (f"{b}flux", flux, ivar)
+            if flux and ivar and injected_flux_column(b) in self.available:
+                self.cols[b] = (injected_flux_column(b), flux, ivar)
         if not self.cols and self.missing is None:
             self.missing = "no band has both simcat and Tractor flux/flux_ivar columns"
         self.bands = list(self.cols)
@@ -204,12 +211,12 @@ class FluxResiduals(Accumulator):
         return names
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += int(recovered.sum())
         for b in self.bands:
-            true = np.asarray(batch[f"{b}flux"], np.float64)[recovered]
-            measured = np.asarray(band_quantity(batch, "flux", b, "tractor_"), np.float64)[recovered]
-            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, "tractor_"), np.float64)[recovered]
+            true = np.asarray(batch[injected_flux_column(b)], np.float64)[recovered]
+            measured = np.asarray(band_quantity(batch, "flux", b, TRACTOR_PREFIX), np.float64)[recovered]
+            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, TRACTOR_PREFIX), np.float64)[recovered]
             delta = measured - true
             with np.errstate(invalid="ignore"):
                 ok = np.isfinite(delta) & np.isfinite(ivar) & (ivar > 0)
@@ -256,7 +263,7 @@ class Astrometry(Accumulator):
         return ["obiwan_mask", "ra", "dec", "tractor_ra", "tractor_dec"]
 
     def add(self, batch):
-        keep = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        keep = is_recovered(batch["obiwan_mask"])
         ra, dec = (np.asarray(batch[name], np.float64)[keep] for name in ("ra", "dec"))
         tra, tdec = (np.asarray(batch[name], np.float64)[keep] for name in ("tractor_ra", "tractor_dec"))
         dra = ((tra - ra + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec)) * 3600.0
@@ -288,7 +295,7 @@ class Confusion(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask", "tractor_type")
-        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := truth_column(self.available, key))}
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := injected_column(self.available, key))}
         self.counts = np.zeros((len(INJECTED_CLASSES), len(TYPE_COLUMNS)), np.int64)
 
     def columns(self):
@@ -301,7 +308,7 @@ class Confusion(Accumulator):
         return ", ".join(f"{key} from column {name}" for key, name in self.shape_cols.items())
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         shape = {key: batch[name] for key, name in self.shape_cols.items()}
         classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
@@ -352,7 +359,7 @@ class Targets(Accumulator):
         super().__init__(*args, **kwargs)
         self._require("targets_mask")
         self.mags = TrueMagnitudes(self.available, bands=("r", "g"))
-        self.selections = [(sel, label, b) for sel, label, b in SELECTIONS if b in self.mags.bands]
+        self.selections = [(sel, label, b) for sel, label, b in SELECTION_AXES if b in self.mags.bands]
         if not self.selections and self.missing is None:
             self.missing = "no true g or r magnitudes (simcat flux with mw_transmission, or psql_g/psql_r)"
         nbins = len(MAG_BINS) - 1
@@ -370,8 +377,8 @@ class Targets(Accumulator):
             if b not in mags:
                 mags[b] = self.mags(batch, b)
             mag = mags[b]
-            true = bit_set(mask, TARGET_BITS[f"{sel}_true"])
-            measured = bit_set(mask, TARGET_BITS[sel])
+            true = is_selected(mask, sel, true=True)
+            measured = is_selected(mask, sel)
             groups = {"true": true, "both": true & measured, "measured": measured, "false": measured & ~true}
             inside = (mag >= MAG_BINS[0]) & (mag <= MAG_BINS[-1])
             for key, chosen in groups.items():

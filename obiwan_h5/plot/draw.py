@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from .accumulate import CHI_BINS, INJECTED_CLASSES, SELECTIONS, TYPE_COLUMNS
+from .accumulate import CHI_BINS, INJECTED_CLASSES, SELECTION_AXES, TYPE_COLUMNS
 from .stats import MAG_BINS
 
 __all__ = ["decorate", "draw_astrometry", "draw_confusion", "draw_flux_residuals", "draw_recovery", "draw_skymap",
@@ -259,7 +259,7 @@ def draw_confusion(acc, numbers, path, subtitle):
 # ------------------------------------------------------------------------------- targets
 
 def draw_targets(acc, numbers, path, subtitle):
-    selections = [(sel, label, band) for sel, label, band in SELECTIONS
+    selections = [(sel, label, band) for sel, label, band in SELECTION_AXES
                   if sel in numbers["selections"] and mag_limits([numbers["selections"][sel]["hist_true"],
                                                                   numbers["selections"][sel]["hist_measured"]])]
     fig = new_figure(4.2 * len(selections) + 0.4, 7, "Target selection on measured vs true fluxes", subtitle)

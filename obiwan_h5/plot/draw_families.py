@@ -8,7 +8,7 @@ shape columns gets no shape panels, not "no data" boxes).
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from .accumulate import SELECTIONS
+from .accumulate import SELECTION_AXES
 from .draw import BAND_COLOURS, colorbar, decorate, grid, mag_limits, new_figure, save, values, yerr
 from .draw_thesis import SELECTION_COLOURS
 from .stats import MAG_BINS
@@ -297,7 +297,7 @@ def draw_colours(acc, numbers, path, subtitle):
              lambda ax: _fraction_map(ax, numbers)]
     types = ([lambda ax: _type_mix(ax, numbers, "gr"), lambda ax: _type_mix(ax, numbers, "rz")]
              if _has_type_mix(numbers) else [])
-    second = [lambda ax, sel=sel, label=label: _contaminating(ax, numbers, sel, label) for sel, label, _ in SELECTIONS
+    second = [lambda ax, sel=sel, label=label: _contaminating(ax, numbers, sel, label) for sel, label, _ in SELECTION_AXES
               if numbers["has_targets"] and numbers["has_measured"] and numbers["totals"][f"contaminating_{sel}"]]
     if second and types:
         rows = [first + types[:1], second + types[1:]]

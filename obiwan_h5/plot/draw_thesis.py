@@ -9,7 +9,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .accumulate import CHI_BINS, SELECTIONS
+from .accumulate import CHI_BINS, SELECTION_AXES
 from .draw import BAND_COLOURS, CENTRES, colorbar, fmt, grid, mag_limits, new_figure, save, values, yerr
 from .stats import MAG_BINS
 from .thesis import RESIDUALS, SHAPES
@@ -43,7 +43,7 @@ def draw_systematics(acc, numbers, path, subtitle):
     groups = [(stem, label, found) for stem, label in SYSTEMATICS_GROUPS
               if (found := _group_properties(numbers, stem))]
     rows = [("recovered fraction\n(all injected)", None)]
-    rows += [(f"{label}\nmeasured / true selected", sel) for sel, label, _ in SELECTIONS
+    rows += [(f"{label}\nmeasured / true selected", sel) for sel, label, _ in SELECTION_AXES
              if any(sum(prop["selections"][sel]["n_true"]) for _, _, found in groups for _, prop in found)]
     fig = new_figure(13, 2.45 * len(rows) + 1.9, "Imaging systematics: recovery and selected-target density "
                      "vs the brick's depth, seeing and extinction",

@@ -8,14 +8,13 @@ import numpy as np
 
 from ..core.photometry import tractor_types
 from ..core.selection import flux_to_mag
-from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
-from .accumulate import INJECTED_CLASSES, SELECTIONS, Accumulator, _floats, _ints, injected_morphology, shown
-from .sources import MeasuredMagnitudes, TrueMagnitudes, truth_column
+from ..fileformat import BANDS, TRACTOR_TYPES, injected_flux_column, is_recovered, is_selected
+from .accumulate import INJECTED_CLASSES, SELECTION_AXES, Accumulator, _floats, _ints, injected_morphology, shown
+from .sources import MeasuredMagnitudes, TrueMagnitudes, injected_column, tractor_shape_column
 from .stats import MAG_BINS, wilson_interval
 
 __all__ = ["COLOUR_BINS", "INPUT_BINS", "Colours", "Inputs", "Morphology"]
 
-RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # injected property -> bins of its distribution and of the recovered fraction
 INPUT_BINS = {
     "rhalf": np.round(np.linspace(0.0, 3.0, 31), 6),
@@ -48,9 +47,9 @@ class Inputs(Accumulator):
         self._require("obiwan_mask")
         self.mags = TrueMagnitudes(self.available)
         self.bands = self.mags.bands
-        self.added = [b for b in self.bands if f"{b}flux" in self.available]
+        self.added = [b for b in self.bands if injected_flux_column(b) in self.available]
         self.measured = MeasuredMagnitudes(self.available, self.bands)
-        self.props = {key: name for key in INPUT_BINS if (name := truth_column(self.available, key))}
+        self.props = {key: name for key in INPUT_BINS if (name := injected_column(self.available, key))}
         if not self.bands and not self.props and self.missing is None:
             self.missing = "no true magnitudes (simcat fluxes or psql_g/r/z) and no injected shape or redshift"
         nmag = len(MAG_BINS) - 1
@@ -63,11 +62,11 @@ class Inputs(Accumulator):
         self.values = {key: {} for key in self.props}  # value -> [n, n_recovered]; None: not discrete
 
     def columns(self):
-        names = ["obiwan_mask"] + self.mags.columns() + [f"{b}flux" for b in self.added] + self.measured.columns()
+        names = ["obiwan_mask"] + self.mags.columns() + [injected_flux_column(b) for b in self.added] + self.measured.columns()
         return list(dict.fromkeys(names + list(self.props.values())))
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         mags = {}
         for b in self.bands:
@@ -75,7 +74,7 @@ class Inputs(Accumulator):
             self.mag[b, "true"] += np.histogram(mags[b], MAG_BINS)[0]
             self.mag[b, "true_rec"] += np.histogram(mags[b][recovered], MAG_BINS)[0]
             if b in self.added:
-                self.mag[b, "added"] += np.histogram(flux_to_mag(batch[f"{b}flux"]), MAG_BINS)[0]
+                self.mag[b, "added"] += np.histogram(flux_to_mag(batch[injected_flux_column(b)]), MAG_BINS)[0]
             if b in self.measured.bands:
                 self.mag[b, "measured"] += np.histogram(self.measured(batch, b)[recovered], MAG_BINS)[0]
         if self.colour:
@@ -149,8 +148,8 @@ class Morphology(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask", "tractor_type")
-        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := truth_column(self.available, key))}
-        self.truth = {key: name for key in self.SHAPE_BINS if (name := truth_column(self.available, key))}
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := injected_column(self.available, key))}
+        self.truth = {key: name for key in self.SHAPE_BINS if (name := injected_column(self.available, key))}
         self.input = np.zeros(len(INJECTED_CLASSES), np.int64)
         self.input_rec = np.zeros(len(INJECTED_CLASSES), np.int64)
         self.types = np.zeros(len(TRACTOR_TYPES) + 1, np.int64)
@@ -159,8 +158,7 @@ class Morphology(Accumulator):
         self.rhalf_by_type = {kind: np.zeros(len(INPUT_BINS["rhalf"]) - 1, np.int64) for kind in TRACTOR_TYPES}
 
     def _measured(self, key):
-        stem = "r" if key == "rhalf" else key
-        return f"tractor_shapeexp_{stem}", f"tractor_shapedev_{stem}"
+        return tractor_shape_column("shapeexp", key), tractor_shape_column("shapedev", key)
 
     def columns(self):
         names = ["obiwan_mask", "tractor_type"] + list(self.shape_cols.values()) + list(self.truth.values())
@@ -169,7 +167,7 @@ class Morphology(Accumulator):
         return list(dict.fromkeys(names))
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         shape = {key: batch[name] for key, name in self.shape_cols.items()}
         classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
@@ -243,8 +241,8 @@ class Colours(Accumulator):
         shape = (len(COLOUR_BINS["gr"]) - 1, len(COLOUR_BINS["rz"]) - 1)
         self.has_types = "tractor_type" in self.available
         self.maps = {key: np.zeros(shape, np.int64) for key in ["recovered", "lost"]
-                     + [f"contaminating_{sel}" for sel, _, _ in SELECTIONS]
-                     + [f"true_{sel}" for sel, _, _ in SELECTIONS]
+                     + [f"contaminating_{sel}" for sel, _, _ in SELECTION_AXES]
+                     + [f"true_{sel}" for sel, _, _ in SELECTION_AXES]
                      + ([f"type_{kind}" for kind in TRACTOR_TYPES] if self.has_types else [])}
 
     def columns(self):
@@ -262,7 +260,7 @@ class Colours(Accumulator):
             np.int64)
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         mag = {b: self.mags(batch, b) for b in BANDS}
         gr, rz = mag["g"] - mag["r"], mag["r"] - mag["z"]
@@ -278,11 +276,11 @@ class Colours(Accumulator):
         if self.measured:
             meas = {b: self.measured(batch, b) for b in BANDS}
             mgr, mrz = meas["g"] - meas["r"], meas["r"] - meas["z"]
-        for sel, _, _ in SELECTIONS:
-            true = bit_set(targets, TARGET_BITS[f"{sel}_true"])
+        for sel, _, _ in SELECTION_AXES:
+            true = is_selected(targets, sel, true=True)
             self._hist(f"true_{sel}", gr, rz, true)
             if self.measured:
-                self._hist(f"contaminating_{sel}", mgr, mrz, bit_set(targets, TARGET_BITS[sel]) & ~true)
+                self._hist(f"contaminating_{sel}", mgr, mrz, is_selected(targets, sel) & ~true)
 
     def numbers(self):
         totals = {key: int(counts.sum()) for key, counts in self.maps.items()}

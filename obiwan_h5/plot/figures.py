@@ -241,10 +241,10 @@ def _load_summary(derived, acc, chosen):
     """Give an accumulator with a ``SUMMARY`` list the summary rows of the chosen bricks,
     with their `BRICK_INDEX`."""
     wanted = [name for name in acc.SUMMARY + ("brick_area",) if name in derived.summary_columns]
-    where = {name: i for i, name in enumerate(derived.bricknames)}
+    position = {name: i for i, name in enumerate(derived.bricknames)}
     table = derived.summary(wanted, bricks=chosen, as_="numpy") if wanted and chosen else {
         name: np.zeros(0) for name in wanted}
-    table[BRICK_INDEX] = np.array(sorted(where[name] for name in chosen), np.int64)
+    table[BRICK_INDEX] = np.array(sorted(position[name] for name in chosen), np.int64)
     acc.set_summary(table, derived.summary_columns)
 
 

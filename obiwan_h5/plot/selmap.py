@@ -16,7 +16,7 @@ figure is skipped with that reason.
 import numpy as np
 
 from ..core.maps import COUNTS, PixelCounts, fractions
-from ..fileformat import SELECTIONS
+from ..fileformat import SELECTION_LABELS, SELECTIONS
 from ..read.maps import MAP_INPUT_COLUMNS, pixel_numbers
 from .accumulate import Accumulator
 from .draw import colorbar, fmt, grid, new_figure, save, wrap_ra
@@ -29,9 +29,8 @@ MIN_INJECTED = 100  # median injected sources per drawn pixel
 MIN_PIXELS = 8  # fewer pixels than this make no map
 MAX_DRAWN = 100_000  # polygons drawn at most
 SPARSE = MIN_INJECTED // 4  # pixels with fewer injected sources (edges of the footprint) are drawn faint
-LABELS = {"desi_elg": "DESI ELG", "eboss_ngc": "eBOSS ELG NGC", "eboss_sgc": "eBOSS ELG SGC"}
 PANELS = (("frac_recovered", "recovered fraction"),) + tuple(
-    (f"selfunc_{sel}", f"{LABELS[sel]} selection function") for sel in SELECTIONS)
+    (f"selfunc_{sel}", f"{SELECTION_LABELS[sel]} selection function") for sel in SELECTIONS)
 
 
 class SelectionMap(Accumulator):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obiwan_h5.core.derivation import added_rows, brick_parts, obiwan_mask, targets_bits
+from obiwan_h5.core.derivation import added_rows, brick_pieces, obiwan_mask, targets_bits
 from obiwan_h5.core.schema import join_pieces
 from obiwan_h5.errors import BrickError
 
@@ -49,7 +49,7 @@ def _tractor(ra, dec, nobs):
     }
 
 
-def test_brick_parts_join_match_and_fill():
+def test_brick_pieces_join_match_and_fill():
     ra0, dec0 = 150.0, 2.0
     simcat_a = _simcat([5, 6], [ra0, ra0 + 10 * ARCSEC], [dec0, dec0])
     simcat_b = _simcat([7], [ra0 + 20 * ARCSEC], [dec0])
@@ -60,7 +60,7 @@ def test_brick_parts_join_match_and_fill():
     del tractor_b["nobs_g"]
     truth = {"id": np.array([5, 6, 7]), "g": np.array([23.0, 24.0, 25.0])}
     dr = (np.array([ra0 + 20 * ARCSEC]), np.array([dec0 + 0.2 * ARCSEC]))
-    pieces = brick_parts("1500p020", [("rs0", simcat_a, tractor_a), ("rs1", simcat_b, tractor_b)], truth, dr, 1.0)
+    pieces = brick_pieces("1500p020", [("rs0", simcat_a, tractor_a), ("rs1", simcat_b, tractor_b)], truth, dr, 1.0)
     rows = join_pieces(pieces)
     assert rows["unique_id"].tolist() == [b"5_1500p020_rs0", b"6_1500p020_rs0", b"7_1500p020_rs1"]
     assert rows["rsdir"].tolist() == [b"rs0", b"rs0", b"rs1"]
@@ -110,7 +110,7 @@ def test_targets_mask_of_a_brick_equals_one_selection_per_rsdir(same_schema):
         parts.append((rsdir, simcat, tractor))
     ids = np.concatenate([simcat["id"] for _, simcat, _ in parts])
     truth = {"id": ids}
-    pieces = brick_parts("1500p020", parts, truth, (np.zeros(0), np.zeros(0)), 1.0)
+    pieces = brick_pieces("1500p020", parts, truth, (np.zeros(0), np.zeros(0)), 1.0)
     for piece in pieces:
         matched = (piece["obiwan_mask"] & 1).astype(bool)
         own = {name: values for name, values in piece.items() if name != "targets_mask"}
@@ -162,7 +162,7 @@ def test_a_round_of_bricks_equals_its_bricks_one_at_a_time():
     for brickname, parts, dr in bricks:
         size = sum(len(simcat["id"]) for _, simcat, _ in parts)
         own = {name: values[start:start + size] for name, values in truth.items()}
-        one_by_one.extend(brick_parts(brickname, parts, own, dr, 1.0))
+        one_by_one.extend(brick_pieces(brickname, parts, own, dr, 1.0))
         start += size
     schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
                             for piece in one_by_one])
