@@ -116,15 +116,16 @@ def count_rows(bricks, pixels, obiwan_mask, targets_mask, npix):
     return unique, counts
 
 
-def merge_counts(parts):
-    """One ``(keys, counts)`` from several, counts of equal keys added; keys sorted, unique."""
-    parts = [(keys, counts) for keys, counts in parts if len(keys)]
-    if not parts:
+def merge_counts(partials):
+    """One ``(keys, counts)`` from several partial ones (of batches, of ranks), counts of
+    equal keys added; keys sorted, unique."""
+    partials = [(keys, counts) for keys, counts in partials if len(keys)]
+    if not partials:
         return np.zeros(0, np.int64), np.zeros((0, len(COUNTS)), np.int64)
-    if len(parts) == 1 and np.all(parts[0][0][1:] > parts[0][0][:-1]):
-        return parts[0]
-    keys = np.concatenate([keys for keys, _ in parts])
-    counts = np.concatenate([counts for _, counts in parts])
+    if len(partials) == 1 and np.all(partials[0][0][1:] > partials[0][0][:-1]):
+        return partials[0]
+    keys = np.concatenate([keys for keys, _ in partials])
+    counts = np.concatenate([counts for _, counts in partials])
     order = np.argsort(keys, kind="stable")
     keys, counts = keys[order], counts[order]
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))

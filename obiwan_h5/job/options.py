@@ -3,8 +3,8 @@
 import math
 import os
 
-from ..core.bricks import brick_names, is_brick_list_file, read_brick_list
 from ..errors import InputError
+from ..listfiles import brick_names, is_brick_list_file, read_brick_list
 from ..production.inputs import check_regular_file
 from ..production.truthdb import DEFAULT_TIMEOUT_S
 from .writer import MAX_CALL_BYTES

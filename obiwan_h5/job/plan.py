@@ -97,15 +97,15 @@ def _same(first, second):
     return list(first.items()) == list(second.items())
 
 
-def gather_scans(parts):
+def gather_scans(per_rank):
     """Join per-rank ``(scans, distinct)`` pairs (rank order), re-keying the schemas."""
     scans, distinct = [], []
-    for part_scans, part_distinct in parts:
-        for scan in part_scans:
+    for rank_scans, rank_distinct in per_rank:
+        for scan in rank_scans:
             if scan.schema_key >= 0:
                 scan.schema_key += len(distinct)
             scans.append(scan)
-        distinct.extend(part_distinct)
+        distinct.extend(rank_distinct)
     return scans, distinct
 
 

@@ -192,6 +192,6 @@ def share_listings(comm, listed, ranges):
     for (index, rsdirs), owner in zip(listed.items(), owners):
         outgoing[int(owner)][index] = rsdirs
     mine = {}
-    for part in comm.alltoall(outgoing):
-        mine.update(part)
+    for received in comm.alltoall(outgoing):
+        mine.update(received)
     return mine

@@ -52,8 +52,8 @@ log = logging.getLogger("obiwan_h5.derive")
 
 @dataclass
 class RsdirInputs:
-    """What the compute phase reads again of one rsdir: the simcat rows to keep, and each
-    file's ``(size, mtime_ns)`` when it was scanned."""
+    """What the compute phase reads again of one piece (one rsdir of a brick): the simcat
+    rows to keep, and each file's ``(size, mtime_ns)`` when it was scanned."""
 
     rsdir: str
     simcat: str
@@ -65,10 +65,10 @@ class RsdirInputs:
 
 @dataclass
 class BrickInputs:
-    """The scanned inputs of one brick, in canonical rsdir order."""
+    """The scanned inputs of one brick: its pieces' `RsdirInputs`, in canonical rsdir order."""
 
     brickname: str
-    parts: list
+    pieces: list
     dr: str = ""
     dr_stat: tuple = ()
 
@@ -77,12 +77,12 @@ class BrickInputs:
         ``(ra, dec)`` of its real DR catalog: catalogs mapped, only their headers, the
         simcat and the positions read now."""
         pieces = []
-        for part in self.parts:
-            simcat = _unchanged(FitsTable(part.simcat, load="read"), part.simcat_stat)
-            tractor = _unchanged(FitsTable(part.tractor, load="map"), part.tractor_stat)
-            pieces.append(Piece(self.brickname, part.rsdir, simcat_rows(simcat, part.rows),
+        for inputs in self.pieces:
+            simcat = _unchanged(FitsTable(inputs.simcat, load="read"), inputs.simcat_stat)
+            tractor = _unchanged(FitsTable(inputs.tractor, load="map"), inputs.tractor_stat)
+            pieces.append(Piece(self.brickname, inputs.rsdir, simcat_rows(simcat, inputs.rows),
                                 primary_tractor(tractor, keep_all_apflux), start))
-            start += len(part.rows)
+            start += len(inputs.rows)
         return pieces, read_radec(_unchanged(FitsTable(self.dr, load="map"), self.dr_stat))
 
 
@@ -235,7 +235,7 @@ class Scanner:
         except OSError:
             raise BrickError(f"{dr}: file not found (real DR catalog)") from None
         stats = [(dr_status.st_size, dr_status.st_mtime_ns)]
-        keys, parts = [], []
+        keys, pieces = [], []
         for rsdir in rsdirs:
             simcat = FitsTable(production.simcat(brickname, rsdir), load="read")
             injected = _injected(simcat)
@@ -252,13 +252,13 @@ class Scanner:
             scan.count += len(kept)
             scan.unique_id_width = max(scan.unique_id_width, unique_id_width(kept, brickname, rsdir))
             stats += [(table.size, table.mtime_ns) for table in (simcat, ids_added, tractor)]
-            parts.append(RsdirInputs(rsdir, simcat.path, stats[-3], rows.astype(_row_type(simcat.nrows)),
+            pieces.append(RsdirInputs(rsdir, simcat.path, stats[-3], rows.astype(_row_type(simcat.nrows)),
                                      tractor.path, stats[-1]))
         scan.schema = self._brick_schema(brickname, tuple(keys))
         scan.rsdirs = rsdirs
         files = brick_files(production, brickname, rsdirs)
         scan.fingerprint = input_fingerprint(files, self.fingerprint_kind, stats)
-        return scan, BrickInputs(brickname, parts, dr, stats[0])
+        return scan, BrickInputs(brickname, pieces, dr, stats[0])
 
     def _piece_key(self, simcat, tractor, rsdir):
         """A key of the derived schema of one rsdir, its schema worked out on first sight."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import IncompleteFileWarning, InputError
 from ..fileformat import VIEW_ATTRS  # noqa: F401 (re-exported for the reading commands)
+from ..listfiles import brick_names
 from ..outputs import PARTIAL_HDF5_LOCKING, check_output_name, check_regular_file, reserve_space
 from .reader import DerivedFile, external_links, parse_columns
 
@@ -81,14 +82,22 @@ def select_columns(spec, available, what="column"):
         raise InputError(key_message(err)) from None
 
 
-def select_bricks(derived, names):
-    """Check that every brick of `names` is in `derived`; return them in file order.
+def select_bricks(derived, bricks):
+    """The bricks a `bricks` argument names, each checked to be in `derived`, in file order.
+
+    Parameters
+    ----------
+    derived : reader.DerivedFile
+    bricks : str or sequence of str
+        Names, a comma list or a brick-list file (`listfiles.brick_names`).
 
     Raises
     ------
     InputError
-        ``unknown brick 'x' (did you mean ...?)`` from the reader.
+        A bad brick name or list file, or ``unknown brick 'x' (did you mean ...?)`` from
+        the reader.
     """
+    names = brick_names(bricks)
     try:
         derived.brick_ranges(names, done_only=False)
     except KeyError as err:

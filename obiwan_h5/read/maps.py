@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.bricks import brick_names
 from ..core.maps import IMAGING, PixelCounts, check_nside, pixel_table
 from ..errors import ExpressionError, InputError
 from ..fileformat import DONE
@@ -108,7 +107,7 @@ def prepare_maps(path, output, nside, nest=False, where=None, bricks=None, batch
             raise InputError(f"{path}: a map needs the columns {', '.join(MAP_INPUT_COLUMNS)}; "
                              f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in the file")
         names = derived.bricknames
-        requested = names if bricks is None else select_bricks(derived, brick_names(bricks))
+        requested = names if bricks is None else select_bricks(derived, bricks)
         status = derived.bricks["status"]
         position = {name: i for i, name in enumerate(names)}
         index = np.array([position[name] for name in requested], np.int64)
