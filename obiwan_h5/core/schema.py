@@ -140,17 +140,21 @@ class ArrayTable:
         return self.records[name]
 
     def column(self, name):
+        """One column of every row, as stored."""
         return self.records[name]
 
     def gather(self, index):
+        """The records of rows `index`."""
         # rows as opaque bytes: numpy copies those whole, structured ones field by field
         opaque = self.records.view(np.dtype((np.void, self.records.dtype.itemsize)))
         return opaque[np.asarray(index, dtype=np.int64)].view(self.records.dtype)
 
     def values(self, records, name):
+        """Column `name` of records `gather` returned."""
         return records[name]
 
     def take(self, index):
+        """The records of rows `index` (`gather`)."""
         return self.gather(index)
 
 
@@ -164,6 +168,7 @@ class Positions:
         self.all = self.of(np.arange(len(self.sizes)))
 
     def of(self, chosen):
+        """The buffer rows of pieces `chosen`: a slice when they are contiguous, else indices."""
         starts, sizes = self.starts[chosen], self.sizes[chosen]
         if len(starts) == 0:
             return slice(0, 0)
@@ -172,6 +177,7 @@ class Positions:
         return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
 
     def indices(self, chosen):
+        """The buffer rows of pieces `chosen`, always as an index array."""
         rows = self.of(chosen)
         return np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
 

@@ -34,6 +34,7 @@ class Column:
 
     @property
     def row_bytes(self):
+        """Bytes of one row of the column (the dtype's size times the elements of `shape`)."""
         return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64)))
 
 

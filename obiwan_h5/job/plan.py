@@ -60,10 +60,12 @@ class Plan:
 
     @property
     def total_rows(self):
+        """Rows of the whole file: the sum of the bricks' counts."""
         return int(self.counts.sum())
 
     @property
     def row_bytes(self):
+        """Bytes of one ``randoms`` row, every column of the plan."""
         return sum(column.row_bytes for column in self.columns)
 
 

@@ -123,6 +123,7 @@ class OldIndex:
     columns: dict = field(default_factory=dict)   # its randoms schema, in column order
 
     def position(self):
+        """``{brickname: its row in the old index}``."""
         return {name: number for number, name in enumerate(self.names)}
 
 

@@ -26,11 +26,14 @@ class Clock:
         self.phases = {"plan": 0.0, "create": 0.0, "compute": 0.0, "wait": 0.0, "write": 0.0}
 
     def lap(self, phase):
+        """Add the time since the last lap to `phase`."""
         now = time.perf_counter()
         self.phases[phase] += now - self.last
         self.last = now
 
     def gather(self, comm):
+        """Collective: ``(timings, peak)``, each phase's time on the slowest rank (with the
+        total) and every rank's peak resident memory in MiB."""
         import resource
 
         names = sorted(self.phases)

@@ -99,6 +99,7 @@ class ScannedBricks:
         self._inputs = {}
 
     def add(self, inputs):
+        """Keep a brick's `BrickInputs` (replacing any of the same brick)."""
         self._inputs[inputs.brickname] = inputs
 
     def __contains__(self, brickname):

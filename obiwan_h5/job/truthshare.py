@@ -63,6 +63,7 @@ class FileTruth(TruthTable):
         return self.lookup(ids)
 
     def close(self):
+        """Nothing to release: the table is read once, into memory."""
         pass
 
 
@@ -87,15 +88,19 @@ class SharedTruth:
         return len(self.base)
 
     def rows_of(self, ids):
+        """The table row of each of `ids` (-1 when absent), from the database's id index."""
         return self.base.rows_of(ids)
 
     def save_index(self, ids_file, rows_file):
+        """Write the database's id index to `ids_file` and `rows_file` (`DbTruthTable.save_index`)."""
         self.base.save_index(ids_file, rows_file)
 
     def fingerprint(self, content=True):
+        """The database table's fingerprint (`DbTruthTable.fingerprint`)."""
         return self.base.fingerprint(content)
 
     def close(self):
+        """Close this rank's connection, if it has one."""
         self.base.close()
 
     def fetch(self, ids):

@@ -196,4 +196,5 @@ class OldFile:
                         and randoms[column.name].shape[1:] == tuple(column.shape) for column in columns))
 
     def close(self):
+        """Close the old file."""
         self.file.close()

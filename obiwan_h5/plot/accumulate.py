@@ -108,6 +108,7 @@ class Accumulator:
         self.rows = 0
 
     def columns(self):
+        """The derived columns `add` reads (none for a figure made from the summary table)."""
         return []
 
     def _require(self, *names):
@@ -117,9 +118,11 @@ class Accumulator:
         return not absent
 
     def add(self, batch):
+        """Take one batch of rows (column name -> array, the columns of `columns`)."""
         pass
 
     def numbers(self):
+        """The numbers behind the figure, JSON-ready (``numbers.json``, the captions, the drawer)."""
         return {}
 
     def empty(self, numbers):
@@ -146,9 +149,11 @@ class Recovery(Accumulator):
         self.recovered = 0
 
     def columns(self):
+        """``obiwan_mask`` and the columns of the true magnitudes."""
         return ["obiwan_mask"] + self.mags.columns()
 
     def add(self, batch):
+        """Count the batch's injected and recovered sources per band and true-magnitude bin."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         self.recovered += int(recovered.sum())
@@ -160,6 +165,7 @@ class Recovery(Accumulator):
             self.found[b] += np.histogram(mag[inside & recovered], MAG_BINS)[0]
 
     def numbers(self):
+        """Per band: counts, recovered fraction with its Wilson interval per bin, and the 50% magnitude."""
         centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
         bands = {}
         for b in self.bands:
@@ -173,6 +179,7 @@ class Recovery(Accumulator):
                 "magnitude_source": self.mags.describe(), "bands": bands}
 
     def empty(self, numbers):
+        """Why there is no curve: no injected source with a true magnitude in the bins."""
         if not any(sum(band["n"]) for band in numbers["bands"].values()):
             return "no injected source with a true magnitude in 16-28"
         return None
@@ -205,12 +212,14 @@ class FluxResiduals(Accumulator):
         self.sample = {b: Reservoir(self.capacity, self.rng, ("delta", "chi")) for b in self.bands}
 
     def columns(self):
+        """``obiwan_mask`` and, per band, the simcat flux and the Tractor flux and flux_ivar."""
         names = ["obiwan_mask"]
         for triple in self.cols.values():
             names.extend(name for name in triple if name not in names)
         return names
 
     def add(self, batch):
+        """Histogram and sample the flux residuals (raw and over σ) of the batch's recovered sources."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += int(recovered.sum())
         for b in self.bands:
@@ -229,6 +238,7 @@ class FluxResiduals(Accumulator):
             self.sample[b].add(delta=delta, chi=chi)
 
     def numbers(self):
+        """Per band: robust median and σ of the residuals, their σ-normalised histogram, the sample size."""
         bands = {}
         for b in self.bands:
             sample = self.sample[b]
@@ -244,6 +254,7 @@ class FluxResiduals(Accumulator):
                 "unit": "nanomaggy", "chi_bins": _floats(CHI_BINS), "n_recovered": self.rows, "bands": bands}
 
     def empty(self, numbers):
+        """Why there is no histogram: no recovered source with a flux and a positive flux_ivar."""
         if not any(band["n"] for band in numbers["bands"].values()):
             return "no recovered source with a measured flux and flux_ivar > 0"
         return None
@@ -260,9 +271,11 @@ class Astrometry(Accumulator):
         self.sample = Reservoir(self.capacity, self.rng, ("dra", "ddec"))
 
     def columns(self):
+        """``obiwan_mask`` and the injected and Tractor positions."""
         return ["obiwan_mask", "ra", "dec", "tractor_ra", "tractor_dec"]
 
     def add(self, batch):
+        """Sample Δra·cos(dec) and Δdec (arcsec) of the batch's recovered sources."""
         keep = is_recovered(batch["obiwan_mask"])
         ra, dec = (np.asarray(batch[name], np.float64)[keep] for name in ("ra", "dec"))
         tra, tdec = (np.asarray(batch[name], np.float64)[keep] for name in ("tractor_ra", "tractor_dec"))
@@ -273,6 +286,7 @@ class Astrometry(Accumulator):
         self.sample.add(dra=dra[ok], ddec=ddec[ok])
 
     def numbers(self):
+        """Robust medians and σ of both offsets, the median separation, the match radius."""
         data = self.sample.data
         median_dra, sigma_dra = robust_stats(data["dra"])
         median_ddec, sigma_ddec = robust_stats(data["ddec"])
@@ -284,6 +298,7 @@ class Astrometry(Accumulator):
                 "n_sample": self.sample.size, "sample_complete": self.sample.complete}
 
     def empty(self, numbers):
+        """Why there is no scatter: no recovered source."""
         return None if numbers["n"] else "no recovered source"
 
 
@@ -299,15 +314,18 @@ class Confusion(Accumulator):
         self.counts = np.zeros((len(INJECTED_CLASSES), len(TYPE_COLUMNS)), np.int64)
 
     def columns(self):
+        """``obiwan_mask``, ``tractor_type`` and the injected shape columns found."""
         return ["obiwan_mask", "tractor_type"] + list(self.shape_cols.values())
 
     @property
     def morphology_source(self):
+        """Which columns the injected morphology is read from, for the caption."""
         if not self.shape_cols:
             return "no n/rhalf columns: all sources taken as PSF-like (stars)"
         return ", ".join(f"{key} from column {name}" for key, name in self.shape_cols.items())
 
     def add(self, batch):
+        """Count the batch's sources per injected class and Tractor type (or unrecovered)."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         shape = {key: batch[name] for key, name in self.shape_cols.items()}
@@ -323,6 +341,7 @@ class Confusion(Accumulator):
         self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
 
     def numbers(self):
+        """The counts and row fractions of the matrix, the categories worth showing, the mapping."""
         totals = self.counts.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             fractions = self.counts / totals[:, None]
@@ -338,6 +357,7 @@ class Confusion(Accumulator):
                 "morphology_source": self.morphology_source}
 
     def empty(self, numbers):
+        """Why there is no matrix: no injected source."""
         return None if numbers["n"] else "no injected source"
 
 
@@ -367,9 +387,11 @@ class Targets(Accumulator):
         self.totals = {sel: dict.fromkeys(_GROUPS + ("beyond",), 0) for sel, _, _ in self.selections}
 
     def columns(self):
+        """``targets_mask`` and the true magnitudes of the selections' bands."""
         return ["targets_mask"] + self.mags.columns(sorted({b for _, _, b in self.selections}))
 
     def add(self, batch):
+        """Count the batch's true-, measured- and both-selected sources per selection and magnitude bin."""
         mask = batch["targets_mask"]
         self.rows += len(mask)
         mags = {}
@@ -390,6 +412,7 @@ class Targets(Accumulator):
             self.totals[sel]["beyond"] += int(beyond.sum())
 
     def numbers(self):
+        """Per selection: totals, completeness and contamination overall and per bin, with intervals."""
         bands = sorted({b for _, _, b in self.selections}, reverse=True)
         result = {"bins": _floats(MAG_BINS), "n_rows": self.rows, "magnitude_source": self.mags.describe(bands),
                   "selections": {}}
@@ -418,6 +441,7 @@ class Targets(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is no curve: no source selected, on true or on measured fluxes."""
         if not any(d["n_true"] or d["n_measured"] for d in numbers["selections"].values()):
             return "no source selected as a target, on true or on measured fluxes"
         return None
@@ -434,6 +458,7 @@ class Skymap(Accumulator):
         self.table = {}
 
     def set_summary(self, table, summary_columns):
+        """Keep the `SUMMARY` columns of the chosen bricks' summary rows (or say which is missing)."""
         absent = [name for name in self.SUMMARY if name not in summary_columns]
         if absent:
             self.missing = f"summary column {absent[0]} is not in the file"
@@ -442,6 +467,7 @@ class Skymap(Accumulator):
                       if name in self.SUMMARY + ("brick_area",)}
 
     def numbers(self):
+        """The bricks shown, and the median, minimum and maximum of each mapped value."""
         n = len(self.table.get("ra", ()))
         result = {"n_bricks": n}
         for name in ("frac_recovered", "galdepth_g"):
@@ -453,4 +479,5 @@ class Skymap(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is no map: no done brick chosen."""
         return None if numbers["n_bricks"] else "no done brick chosen"

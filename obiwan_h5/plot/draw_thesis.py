@@ -40,6 +40,8 @@ def _group_properties(numbers, stem):
 
 
 def draw_systematics(acc, numbers, path, subtitle):
+    """Recovered fraction and each selection's measured/true density ratio in bins of each
+    imaging property of the bricks."""
     groups = [(stem, label, found) for stem, label in SYSTEMATICS_GROUPS
               if (found := _group_properties(numbers, stem))]
     rows = [("recovered fraction\n(all injected)", None)]
@@ -115,6 +117,8 @@ def _residual_hist(ax, name, d, dev):
 
 
 def draw_residuals(acc, numbers, path, subtitle):
+    """Histograms of the σ-normalised residuals (flux per band, shapes) with a Gaussian fit,
+    and per band the residuals and magnitude differences against true magnitude."""
     quantities = numbers["quantities"]
     bands = [b for b in "grz" if quantities.get(f"flux_{b}", {}).get("n")]
     shapes = [key for key in SHAPES if quantities.get(key, {}).get("n") or quantities.get(f"{key}_dev", {}).get("n")]

@@ -62,10 +62,12 @@ class Inputs(Accumulator):
         self.values = {key: {} for key in self.props}  # value -> [n, n_recovered]; None: not discrete
 
     def columns(self):
+        """``obiwan_mask``, the true, added and measured magnitudes' columns, and the injected properties."""
         names = ["obiwan_mask"] + self.mags.columns() + [injected_flux_column(b) for b in self.added] + self.measured.columns()
         return list(dict.fromkeys(names + list(self.props.values())))
 
     def add(self, batch):
+        """Histogram the batch's magnitudes, colours and injected properties, all and recovered."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         mags = {}
@@ -107,6 +109,7 @@ class Inputs(Accumulator):
             self.values[key] = None
 
     def numbers(self):
+        """Per band and per property: the histograms (all, recovered) and the recovered fraction."""
         result = {"n_rows": self.rows, "mag_bins": _floats(MAG_BINS), "bands": {}, "colours": {},
                   "properties": {}, "columns": dict(self.props), "magnitude_source": self.mags.describe()}
         for b in self.bands:
@@ -130,6 +133,7 @@ class Inputs(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is nothing to draw: no injected value inside the bins."""
         parts = list(numbers["bands"].values()) + list(numbers["properties"].values())
         return None if any(sum(part["n"]) for part in parts) else "no injected value inside the bins"
 
@@ -161,12 +165,14 @@ class Morphology(Accumulator):
         return tractor_shape_column("shapeexp", key), tractor_shape_column("shapedev", key)
 
     def columns(self):
+        """``obiwan_mask``, ``tractor_type``, the injected shapes and the matching Tractor shapes."""
         names = ["obiwan_mask", "tractor_type"] + list(self.shape_cols.values()) + list(self.truth.values())
         for key in self.versus:
             names += [name for name in self._measured(key) if name in self.available]
         return list(dict.fromkeys(names))
 
     def add(self, batch):
+        """Count the batch's injected classes and Tractor types; histogram measured vs injected shapes."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         shape = {key: batch[name] for key, name in self.shape_cols.items()}
@@ -195,6 +201,7 @@ class Morphology(Accumulator):
                     self.rhalf_by_type[kind] += np.histogram(truth[recovered & (code == index)], bins)[0]
 
     def numbers(self):
+        """Class and type counts, and per shape parameter the measured-vs-injected histogram."""
         fraction, low, high = wilson_interval(self.input_rec, self.input)
         total = max(int(self.types.sum()), 1)
         result = {"n_rows": self.rows, "classes": list(INJECTED_CLASSES), "n_input": _ints(self.input),
@@ -219,6 +226,7 @@ class Morphology(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is nothing to draw: no injected source."""
         return None if self.rows else "no injected source"
 
 
@@ -246,6 +254,8 @@ class Colours(Accumulator):
                      + ([f"type_{kind}" for kind in TRACTOR_TYPES] if self.has_types else [])}
 
     def columns(self):
+        """``obiwan_mask``, the true magnitudes, and when there ``targets_mask``,
+        ``tractor_type`` and the measured magnitudes."""
         names = ["obiwan_mask"] + self.mags.columns()
         if self.has_targets:
             names.append("targets_mask")
@@ -260,6 +270,8 @@ class Colours(Accumulator):
             np.int64)
 
     def add(self, batch):
+        """Add the batch's sources to the g−r vs r−z maps: recovered, lost, per type, true-
+        selected and contaminating."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         mag = {b: self.mags(batch, b) for b in BANDS}
@@ -283,6 +295,7 @@ class Colours(Accumulator):
                 self._hist(f"contaminating_{sel}", mgr, mrz, is_selected(targets, sel) & ~true)
 
     def numbers(self):
+        """The colour bins, every map's counts and totals, the recovered fraction per cell."""
         totals = {key: int(counts.sum()) for key, counts in self.maps.items()}
         with np.errstate(invalid="ignore", divide="ignore"):
             both = self.maps["recovered"] + self.maps["lost"]
@@ -300,6 +313,7 @@ class Colours(Accumulator):
                               "(measured-selected, not true-selected) at measured de-extincted colours"}
 
     def empty(self, numbers):
+        """Why there is no map: no injected source with true colours in the window."""
         if not numbers["totals"]["recovered"] + numbers["totals"]["lost"]:
             return "no injected source with true colours in the window"
         return None

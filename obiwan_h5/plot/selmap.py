@@ -46,9 +46,11 @@ class SelectionMap(Accumulator):
         self.pixels, self.table = np.zeros(0, np.int64), {}
 
     def columns(self):
+        """The columns of `read.maps.MAP_INPUT_COLUMNS`: positions and both masks."""
         return list(MAP_INPUT_COLUMNS)
 
     def add(self, batch):
+        """Count the batch's rows per NESTED pixel, made coarser while the pixels are too many."""
         n = len(batch["ra"])
         self.rows += n
         pixels = pixel_numbers(self.nside, batch["ra"], batch["dec"], nest=True)
@@ -61,6 +63,7 @@ class SelectionMap(Accumulator):
         self.nside //= 2
 
     def numbers(self):
+        """The map at the drawn resolution: each pixel's fractions and the panels' medians."""
         keys, counts = self.totals.result()
         injected = counts[:, 0]
         while self.nside > 1 and len(injected) and (np.median(injected) < MIN_INJECTED or len(keys) > MAX_DRAWN):
@@ -81,6 +84,7 @@ class SelectionMap(Accumulator):
 
 
     def empty(self, numbers):
+        """Why there is no map: too few pixels hold enough injected sources."""
         if numbers["n_pixels"] < MIN_PIXELS:
             return (f"the footprint spans {numbers['n_pixels']} HEALPix pixel(s) at nside {numbers['nside']}, the "
                     f"finest at which the median pixel holds >= {MIN_INJECTED} injected sources; a map needs "

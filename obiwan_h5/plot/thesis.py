@@ -93,9 +93,12 @@ class Systematics(Accumulator):
         self.bricks = np.zeros(0, np.int64)  # BRICK_INDEX of the summary rows
 
     def columns(self):
+        """``obiwan_mask`` and, when there, ``targets_mask`` (the brick index is added to every batch)."""
         return ["obiwan_mask"] + (["targets_mask"] if self.has_targets else [])
 
     def add(self, batch):
+        """Add the batch's rows to their brick's counters: injected, recovered, and per
+        selection true, measured, true and recovered."""
         brick = np.asarray(batch[BRICK_INDEX], np.int64)
         if len(brick) and brick.max() >= len(self.counts):
             # grow by doubling: one copy per doubling, not one per batch
@@ -134,6 +137,8 @@ class Systematics(Accumulator):
         return out
 
     def numbers(self):
+        """Per imaging property: its bins of bricks, the recovered fraction and each
+        selection's density ratio per bin."""
         counts = self._brick_counts()
         result = {"n_rows": self.rows, "n_bricks": len(self.bricks), "has_targets": self.has_targets,
                   "interval": "68% Wilson (recovered fraction); density ratio: Wilson interval of "
@@ -180,6 +185,7 @@ class Systematics(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is no figure: no brick with both rows and finite imaging conditions."""
         if not any(sum(prop.get("n_inj", [])) for prop in numbers["properties"].values()):
             return "no brick with both rows and finite imaging conditions"
         return None
@@ -276,6 +282,7 @@ class Residuals(Accumulator):
         self.dmag = {b: np.zeros((len(MAG_BINS) - 1, len(DMAG_BINS) - 1), np.int64) for b in self.flux_bands}
 
     def columns(self):
+        """``obiwan_mask``, the simcat and Tractor fluxes of each band, and the injected and Tractor shapes."""
         names = ["obiwan_mask"]
         for b in self.flux_bands:
             names += [injected_flux_column(b), transmission_column(b), tractor_band_column(self.available, "flux", b),
@@ -295,6 +302,7 @@ class Residuals(Accumulator):
         self.sample[name].add(chi=chi)
 
     def add(self, batch):
+        """Histogram and sample the σ-normalised flux and shape residuals of the batch's recovered sources."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += int(recovered.sum())
         for b in self.flux_bands:
@@ -328,6 +336,8 @@ class Residuals(Accumulator):
                 self._count(key + suffix, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
 
     def numbers(self):
+        """Per quantity: the histogram of residuals over σ, its robust statistics and Gaussian
+        fit; per band the 2-D histograms against true magnitude."""
         result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "dmag_bins": _floats(DMAG_BINS),
                   "n_recovered": self.rows, "magnitude_source": self.mags.describe(),
                   "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
@@ -355,6 +365,7 @@ class Residuals(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is nothing to draw: no recovered source with a measured flux or shape and ivar > 0."""
         if not any(entry["n"] for entry in numbers["quantities"].values()):
             return "no recovered source with a measured flux or shape and ivar > 0"
         return None

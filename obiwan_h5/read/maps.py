@@ -77,10 +77,12 @@ class MapPlan:
 
     @property
     def npix(self):
+        """Pixels of the whole sky at the map's `nside`."""
         return 12 * self.nside * self.nside
 
     @property
     def rows(self):
+        """Rows of the chosen bricks (before `where`)."""
         return int(self.brick_rows.sum())
 
 
@@ -151,6 +153,7 @@ class BrickTicker:
         self.report(int(np.searchsorted(self.ends, self.rows, side="right")), self.rows)
 
     def finish(self):
+        """Report every brick done, with all their rows."""
         self.report(len(self.ends), int(self.ends[-1]) if len(self.ends) else 0)
 
 

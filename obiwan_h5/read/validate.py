@@ -61,6 +61,7 @@ STATUS_TEXT = ", ".join(f"{code} {name}" for code, name in STATUS_NAMES.items())
 
 
 def count_problems(problems):
+    """``"<n> problem(s)"``: the problems listed plus those the ``... and N more`` lines stand for."""
     more = sum(int(line.split()[2]) for line in problems if line.startswith("... and "))
     total = len([line for line in problems if not line.startswith("... and ")]) + more
     return f"{total} problem{'s' if total != 1 else ''}"

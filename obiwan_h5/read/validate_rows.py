@@ -126,6 +126,8 @@ class RowChecks:
         return covered
 
     def check_checksums(self, rows, lo, bricks, covered):
+        """Report each brick of `bricks` whose `covered` columns no longer give the checksum
+        written with them."""
         offset, count = self.index["offset"], self.index["count"]
         for brick in bricks:
             start, stop = int(offset[brick]) - lo, int(offset[brick] + count[brick]) - lo
@@ -135,12 +137,16 @@ class RowChecks:
                                      "checksum written with them (the data changed after it was written)")
 
     def row(self, lo, at, owner, rows=None):
+        """Where a row is, for a message: its row number, brick and (when read) unique_id."""
         text = f"randoms row {lo + at} (brick {self.index['name'][owner[at]]}"
         if rows is not None and "unique_id" in rows:
             text += f", unique_id {rows['unique_id'][at].decode('utf-8', 'replace')}"
         return text + ")"
 
     def check_identity(self, rows, lo, owner, names):
+        """Report the rows whose ``brickname`` is not their brick's, whose ``unique_id`` is not
+        ``<id>_<brickname>_<rsdir>`` (or, without id and rsdir, does not name the brick), and
+        repeated unique_ids."""
         if "brickname" in rows:
             for at in np.flatnonzero(rows["brickname"] != names):
                 self.add("brickname", f"{self.row(lo, at, owner)}: brickname {show(rows['brickname'][at])}, "
@@ -169,6 +175,10 @@ class RowChecks:
                                             f"unique_id {show(value)} appears {number} times")
 
     def check_masks(self, rows, lo, owner):
+        """Report the rows whose masks are inconsistent: undefined ``obiwan_mask`` bits, on_real_source
+        without recovered, recovered where ``tractor_ra`` is not finite (or the reverse),
+        measured target bits on an unrecovered row, and (when it can) a ``targets_mask`` that
+        differs from its recomputation from the stored columns."""
         mask = np.asarray(rows["obiwan_mask"]).astype(np.int64)
         recovered = is_recovered(mask)
         for at in np.flatnonzero(mask & ~OBIWAN_DEFINED):
@@ -224,6 +234,9 @@ class RowChecks:
     # -- summary ----------------------------------------------------------------------
 
     def check_summary(self, recovered):
+        """Report the summary rows of done bricks that disagree with their rows: ``n_inj`` with the
+        index count, and (from the recount `recovered`) ``n_rec``, ``frac_recovered`` and the
+        ``nexphist_<band>`` totals."""
         status, count = self.index["status"], self.index["count"]
         done = np.flatnonzero(status == DONE)
         if "n_inj" in self.summary:

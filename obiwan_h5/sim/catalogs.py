@@ -100,6 +100,7 @@ def ebv_map(ra, dec):
 
 
 def transmission(ebv, band):
+    """Milky Way transmission in `band` at `ebv`: ``10**(-0.4 EXTINCTION[band] E(B-V))``."""
     return 10 ** (-0.4 * EXTINCTION[band] * ebv)
 
 
