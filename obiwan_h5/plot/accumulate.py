@@ -38,8 +38,10 @@ __all__ = [
     "Recovery",
     "Skymap",
     "Targets",
+    "injected_classes",
     "injected_morphology",
     "shown",
+    "type_index",
 ]
 
 # key the figure runner adds to every batch (and summary table): the index of each row's
@@ -79,6 +81,24 @@ def injected_morphology(n, rhalf):
     with np.errstate(invalid="ignore"):
         point = (rhalf < PSF_RHALF_MAX) | (n < PSF_SERSIC_MAX)
         return np.select([point, n >= DEV_SERSIC_MIN, n >= PSF_SERSIC_MAX], [0, 2, 1], 3)
+
+
+def injected_classes(batch, shape_columns):
+    """Each row's class in `INJECTED_CLASSES` (`injected_morphology`), from the columns
+    `shape_columns` (``{"n": name, "rhalf": name}``, either may be absent) of `batch`; every
+    row PSF-like when there are none."""
+    shape = {key: batch[name] for key, name in shape_columns.items()}
+    classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
+    return np.zeros(len(batch["obiwan_mask"]), np.int64) if classes is None else classes
+
+
+def type_index(kinds):
+    """Each row's Tractor type (`core.photometry.tractor_types` bytes) as its index in
+    `TRACTOR_TYPES`; ``len(TRACTOR_TYPES)`` (``"other"`` of `TYPE_COLUMNS`) for any other."""
+    index = np.full(len(kinds), len(TRACTOR_TYPES))
+    for number, kind in enumerate(TRACTOR_TYPES):
+        index[kinds == kind.encode()] = number
+    return index
 
 
 def _ints(values):
@@ -328,14 +348,8 @@ class Confusion(Accumulator):
         """Count the batch's sources per injected class and Tractor type (or unrecovered)."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
-        shape = {key: batch[name] for key, name in self.shape_cols.items()}
-        classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
-        if classes is None:
-            classes = np.zeros(len(recovered), np.int64)
-        kinds = tractor_types(batch["tractor_type"])
-        column = np.full(len(recovered), TYPE_COLUMNS.index("other"))
-        for index, kind in enumerate(TRACTOR_TYPES):
-            column[kinds == kind.encode()] = index
+        classes = injected_classes(batch, self.shape_cols)
+        column = type_index(tractor_types(batch["tractor_type"]))
         column[~recovered] = TYPE_COLUMNS.index("unrecovered")
         flat = classes * len(TYPE_COLUMNS) + column
         self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)

@@ -9,7 +9,16 @@ import numpy as np
 from ..core.photometry import tractor_types
 from ..core.selection import flux_to_mag
 from ..fileformat import BANDS, TRACTOR_TYPES, injected_flux_column, is_recovered, is_selected
-from .accumulate import INJECTED_CLASSES, SELECTION_AXES, Accumulator, _floats, _ints, injected_morphology, shown
+from .accumulate import (
+    INJECTED_CLASSES,
+    SELECTION_AXES,
+    Accumulator,
+    _floats,
+    _ints,
+    injected_classes,
+    shown,
+    type_index,
+)
 from .sources import MeasuredMagnitudes, TrueMagnitudes, injected_column, tractor_shape_column
 from .stats import MAG_BINS, wilson_interval
 
@@ -175,16 +184,11 @@ class Morphology(Accumulator):
         """Count the batch's injected classes and Tractor types; histogram measured vs injected shapes."""
         recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
-        shape = {key: batch[name] for key, name in self.shape_cols.items()}
-        classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
-        if classes is None:
-            classes = np.zeros(len(recovered), np.int64)
+        classes = injected_classes(batch, self.shape_cols)
         self.input += np.bincount(classes, minlength=len(INJECTED_CLASSES))
         self.input_rec += np.bincount(classes[recovered], minlength=len(INJECTED_CLASSES))
         kinds = tractor_types(batch["tractor_type"])
-        code = np.full(len(recovered), len(TRACTOR_TYPES))
-        for index, kind in enumerate(TRACTOR_TYPES):
-            code[kinds == kind.encode()] = index
+        code = type_index(kinds)
         self.types += np.bincount(code[recovered], minlength=len(self.types))
         dev = kinds == b"DEV"
         for key in self.versus:
