@@ -62,10 +62,10 @@ TRACTOR_TYPES = ("PSF", "SIMP", "REX", "EXP", "DEV", "COMP")
 # defines one of its own (tests/test_architecture.py).
 RECOVERED_BIT, ON_REAL_SOURCE_BIT = 0, 1
 OBIWAN_BITS = {
-    "recovered": (RECOVERED_BIT, "a brick_primary Tractor source (any Tractor source when the catalogs have no "
-                     "brick_primary) lies within the match radius of the injected position"),
+    "recovered": (RECOVERED_BIT, "a brick_primary Tractor source (any Tractor source when the catalogs "
+                                 "have no brick_primary) lies within the match radius of the injected position"),
     "on_real_source": (ON_REAL_SOURCE_BIT, "recovered, and the injected position lies within the match radius "
-                          "of a source of the real (unmodified) DR catalog of the brick"),
+                                           "of a source of the real (unmodified) DR catalog of the brick"),
 }
 _MEASURED = ("recovered source passing the {} selection on Tractor-measured de-extincted fluxes, including "
              "{}brick_primary")
@@ -142,6 +142,7 @@ def is_selected(targets_mask, selection, true=False):
     """Boolean array: whether each row's ``targets_mask`` has the bit of `selection` (on
     measured fluxes, or with `true` on the true fluxes, as `target_bit`)."""
     return bit_set(targets_mask, target_bit(selection, true))
+
 
 # root attributes: those the derive job always writes, those stored as JSON text, and
 # those that describe a view (a physical copy of a view drops them)

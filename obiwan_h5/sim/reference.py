@@ -14,7 +14,7 @@ import tempfile
 
 import h5py
 
-from ..fileformat import INDEX_DESCRIPTIONS, SUMMARY_COLUMNS, TRACTOR_PREFIX, TRUTH_PREFIX
+from ..fileformat import INDEX_DESCRIPTIONS, SUMMARY_COLUMNS, TRACTOR_PREFIX, TRUTH_PREFIX, mask_value
 
 __all__ = ["format_reference", "where_computed"]
 
@@ -98,7 +98,7 @@ def _bits_table(attrs):
     lines = []
     for mask in ("obiwan_mask", "targets_mask"):
         lines += ["", f"`{mask}`:", "", "| bit | value | name | meaning |", "|---|---|---|---|"]
-        lines += [f"| {bit} | {1 << bit} | `{name}` | {meaning} |"
+        lines += [f"| {bit} | {mask_value([bit])} | `{name}` | {meaning} |"
                   for column, bit, name, meaning in bit_definitions(attrs) if column == mask]
     return "\n".join(lines[1:])
 
