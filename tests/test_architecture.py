@@ -19,21 +19,24 @@ SUBPACKAGES = ("fileformat", "core", "production", "job", "read", "plot", "sim",
 MAX_LINES = 500
 
 # subpackage -> subpackages (and top-level modules) it may import
-# (`progress`, the one reporter of the long commands, and `outputs`, the files every
-# command opens and writes, serve both the job and the reading side, so they may import
-# nothing of either)
+# (`progress`, the one reporter of the long commands, `outputs`, the files every command
+# opens and writes, and `listfiles`, the brick and column lists users give in files or on
+# standard input, serve both the job and the reading side, so they may import nothing of
+# either)
 ALLOWED = {
     "errors": set(),
     "progress": {"errors"},
     "outputs": {"errors"},
     "fileformat": {"errors"},
     "core": {"errors", "fileformat"},
-    "production": {"errors", "fileformat", "core", "outputs"},
-    "job": {"errors", "fileformat", "core", "production", "progress", "read", "outputs"},
-    "read": {"errors", "fileformat", "core", "progress", "outputs"},
-    "plot": {"errors", "fileformat", "core", "read", "progress", "outputs"},
-    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot", "progress", "outputs"},
-    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim", "progress", "outputs"},
+    "listfiles": {"errors", "fileformat", "core"},
+    "production": {"errors", "fileformat", "core", "outputs", "listfiles"},
+    "job": {"errors", "fileformat", "core", "production", "progress", "read", "outputs", "listfiles"},
+    "read": {"errors", "fileformat", "core", "progress", "outputs", "listfiles"},
+    "plot": {"errors", "fileformat", "core", "read", "progress", "outputs", "listfiles"},
+    "sim": {"errors", "fileformat", "core", "production", "job", "read", "plot", "progress", "outputs", "listfiles"},
+    "cli": {"errors", "fileformat", "core", "production", "job", "read", "plot", "sim", "progress", "outputs",
+            "listfiles"},
     "__main__": {"cli"},
 }
 # third-party modules a layer must never import
@@ -41,6 +44,7 @@ FORBIDDEN_EXTERNAL = {
     "errors": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "progress": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "outputs": {"numpy", "h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
+    "listfiles": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "fileformat": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "scipy", "argparse"},
     "core": {"h5py", "mpi4py", "fitsio", "astropy", "matplotlib", "argparse"},
     "production": {"mpi4py", "matplotlib", "argparse"},
@@ -326,3 +330,142 @@ def test_the_error_convention_checker_catches_each_break(tmp_path):
         "catches InputError to raise it again as another error",
         "check_inner returns a reason (name it *_problem, or raise)",
     ], found
+
+
+# ------------------------------------------------------------ one home for each fact
+
+# the layers that are pure functions of their arguments: core computes, fileformat states
+# the contract; reading a list file or standard input is `listfiles`'s
+PURE_LAYERS = ("core", "fileformat")
+FILE_MODULES = {"os", "io", "pathlib", "shutil", "tempfile", "glob", "stat", "fcntl", "mmap"}
+
+
+def file_access(path):
+    """Where a module touches files or the standard streams: an import of a file module,
+    a call of the built-in ``open``, ``sys.stdin``/``stdout``/``stderr``."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: import {alias.name}" for alias in node.names
+                      if alias.name.split(".")[0] in FILE_MODULES]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module.split(".")[0] in FILE_MODULES:
+            found.append(f"line {node.lineno}: from {node.module} import ...")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+            found.append(f"line {node.lineno}: open()")
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sys"
+              and node.attr in ("stdin", "stdout", "stderr")):
+            found.append(f"line {node.lineno}: sys.{node.attr}")
+    return found
+
+
+def test_core_and_fileformat_touch_no_file():
+    touching = {dotted: found for dotted, path in modules()
+                if layer(dotted) in PURE_LAYERS and (found := file_access(path))}
+    assert touching == {}
+
+
+# the tables of fileformat that define bits; only fileformat may build a constant from them
+BIT_TABLES = {"OBIWAN_BITS", "TARGET_BITS", "TARGET_MASK_BITS"}
+
+
+def _bit_shift(value):
+    """Whether an expression shifts a 1 left (``1 << bit``): the value of a bit."""
+    return any(isinstance(node, ast.BinOp) and isinstance(node.op, ast.LShift)
+               and isinstance(node.left, ast.Constant) and node.left.value == 1 for node in ast.walk(value))
+
+
+def _named_like_a_bit(name, value):
+    """Whether a module-level name reads as a bit: a word BIT or BITS; the upper-case name
+    of a bit of either mask, or its first two words (``RECOVERED``, ``ON_REAL``,
+    ``EBOSS_NGC_TRUE``); or a mask value (a word MASK, TARGETS or DEFINED) made of
+    ``1 << ...``."""
+    from obiwan_h5.fileformat import OBIWAN_BITS, TARGET_MASK_BITS
+
+    words = name.upper().split("_")
+    if {"BIT", "BITS"} & set(words):
+        return True
+    bit_names = {bit.upper() for bit in list(OBIWAN_BITS) + list(TARGET_MASK_BITS)}
+    if name.upper() in bit_names | {"_".join(bit.split("_")[:2]) for bit in bit_names}:
+        return True
+    return bool({"MASK", "MASKS", "TARGETS", "DEFINED"} & set(words)) and _bit_shift(value)
+
+
+def bit_constants(path):
+    """Module-level assignments of `path` that define a bit of their own: any whose value
+    reads a bit table (``OBIWAN_BITS[...]``, ``TARGET_BITS[...]``), and any named like a bit
+    (`_named_like_a_bit`: ``RECOVERED_BIT = 0``, ``ON_REAL = 2``, ``DEFINED_MASK = 1 << 0 | 1 << 1``)."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        names = [name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)]
+        reads_table = any(isinstance(sub, ast.Subscript)
+                          and getattr(sub.value, "id", getattr(sub.value, "attr", None)) in BIT_TABLES
+                          for sub in ast.walk(value))
+        if reads_table or any(_named_like_a_bit(name, value) for name in names):
+            found.append(f"line {node.lineno}: {', '.join(names)}")
+    return found
+
+
+def test_no_module_outside_fileformat_defines_a_bit():
+    """Every bit, its value and its name live in fileformat (`RECOVERED_BIT`, `target_bit`,
+    `is_recovered`, `is_selected`, `OBIWAN_DEFINED`, `MEASURED_TARGETS`); other modules
+    import them."""
+    defining = {dotted: found for dotted, path in modules()
+                if layer(dotted) != "fileformat" and (found := bit_constants(path))}
+    assert defining == {}
+
+
+def undocumented(path):
+    """The public functions and classes of a module that have no docstring.
+
+    Public: a function or class at module level whose name does not start with an
+    underscore, and each method (properties included) of such a class whose name does not
+    start with one (so neither ``__init__`` nor helpers such as ``_hist``). A function
+    nested in another is not part of any interface. A method that overrides a documented
+    one counts like any other: it says what it does for its own class.
+    """
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    missing = []
+
+    def visit(nodes, owner):
+        for node in nodes:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if node.name.startswith("_"):
+                continue
+            if ast.get_docstring(node) is None:
+                missing.append(f"{owner}{node.name} (line {node.lineno})")
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, f"{owner}{node.name}.")
+
+    visit(tree.body, "")
+    return missing
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    missing = {dotted: found for dotted, path in modules() if (found := undocumented(path))}
+    assert missing == {}
+
+
+def test_the_fact_checkers_catch_a_violation(tmp_path):
+    """Each of the three checks above can fail, and a name that only looks like a bit's
+    (``ON_REAL_FRACTION``, ``MASK_KEYWORDS``, a size ``1 << 20``) is no bit."""
+    bad = tmp_path / "bad.py"
+    bad.write_text('import os\nfrom ..fileformat import OBIWAN_BITS\n'
+                   'RECOVERED = 1 << OBIWAN_BITS["recovered"][0]\nON_REAL_SOURCE_BIT = 1\nON_REAL = 2\n'
+                   'DEFINED_MASK = 1 << 0 | 1 << 1\nMAX_BYTES = 1 << 20\nON_REAL_FRACTION = 0.3\n'
+                   'MASK_KEYWORDS = ("A",)\nWIDTH = OBIWAN_WIDTH["x"]\nTEXT = open("x").read()\n\n\n'
+                   'def public():\n    pass\n\n\nclass Public:\n    """Documented."""\n\n'
+                   '    def method(self):\n        pass\n\n    def _private(self):\n        pass\n\n\n'
+                   'def _private():\n    pass\n')
+    assert bit_constants(str(bad)) == ["line 3: RECOVERED", "line 4: ON_REAL_SOURCE_BIT", "line 5: ON_REAL",
+                                       "line 6: DEFINED_MASK"]
+    assert undocumented(str(bad)) == ["public (line 14)", "Public.method (line 21)"]
+    assert file_access(str(bad)) == ["line 1: import os", "line 11: open()"]

@@ -22,8 +22,9 @@ import re
 import sys
 
 from .. import __version__
-from ..core.bricks import DEFAULT_SEED, brick_names, read_text_list
+from ..core.bricks import DEFAULT_SEED
 from ..errors import InputError
+from ..listfiles import brick_names, read_text_list
 from ..progress import DEFAULT_EVERY, ProgressStyle
 
 __all__ = [

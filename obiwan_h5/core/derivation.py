@@ -26,16 +26,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BrickError
-from ..fileformat import BANDS, OBIWAN_BITS, bit_set, fill_value
+from ..fileformat import (
+    BANDS,
+    ON_REAL_SOURCE_BIT,
+    RECOVERED_BIT,
+    TRACTOR_PREFIX,
+    TRUTH_PREFIX,
+    bitmask,
+    fill_value,
+    is_recovered,
+    tractor_column,
+    truth_column,
+)
 from . import selection
 from .matching import has_neighbour, match_nearest
 from .photometry import band_quantity, deextincted_flux, true_flux
 from .schema import ArrayTable, Positions, place_tables
 
 __all__ = [
+    "IDENTITY",
+    "MASKS",
     "Piece",
     "added_rows",
-    "brick_parts",
+    "brick_pieces",
     "derive_rows",
     "derived_schema",
     "obiwan_mask",
@@ -44,28 +57,29 @@ __all__ = [
     "unique_ids",
 ]
 
+# the columns derive_rows makes itself (a simcat column of one of these names would be overwritten)
 IDENTITY = ("unique_id", "brickname", "rsdir")
 MASKS = ("obiwan_mask", "targets_mask")
-TRUTH_PREFIX, TRACTOR_PREFIX = "psql_", "tractor_"
 
 
-def added_rows(simcat_ids, ids_added, where=""):
+def added_rows(simcat_ids, ids_added, error_prefix=""):
     """Indices of the simcat rows whose id is in sim_ids_added, in simcat order.
 
-    Raises `BrickError` on duplicate ids in `ids_added` or ids absent from the simcat.
+    Raises `BrickError` on duplicate ids in `ids_added` or ids absent from the simcat, its
+    message after `error_prefix` (the rsdir, e.g. ``"rs0: "``).
     """
     simcat_ids = np.asarray(simcat_ids, dtype=np.int64)
     added = np.sort(np.asarray(ids_added, dtype=np.int64))
     repeated = added[1:][added[1:] == added[:-1]]
     if len(repeated):
         duplicates = np.unique(repeated)
-        raise BrickError(f"{where}duplicate id {duplicates[0]} in sim_ids_added ({len(duplicates)} in all)")
+        raise BrickError(f"{error_prefix}duplicate id {duplicates[0]} in sim_ids_added ({len(duplicates)} in all)")
     # membership by binary search in the sorted ids: a brick's few hundred ids at a time,
     # where numpy.isin's set-up is most of the cost
     known = np.sort(simcat_ids)
     absent = _missing(known, added)
     if np.any(absent):
-        raise BrickError(f"{where}id {added[absent][0]} of sim_ids_added is not in the simcat ({np.sum(absent)} in all)")
+        raise BrickError(f"{error_prefix}id {added[absent][0]} of sim_ids_added is not in the simcat ({np.sum(absent)} in all)")
     return np.flatnonzero(~_missing(added, simcat_ids))
 
 
@@ -95,13 +109,12 @@ def unique_id_width(ids, brickname, rsdir):
 
 
 def obiwan_mask(matched, on_real_source):
-    """Recovery bitmask, bits as in `OBIWAN_BITS`."""
-    mask = np.where(matched, 1 << OBIWAN_BITS["recovered"][0], 0)
-    mask |= np.where(matched & on_real_source, 1 << OBIWAN_BITS["on_real_source"][0], 0)
-    return mask.astype(np.uint8)
+    """Recovery bitmask, bits as in `fileformat.OBIWAN_BITS`."""
+    matched = np.asarray(matched, bool)
+    return bitmask({RECOVERED_BIT: matched, ON_REAL_SOURCE_BIT: matched & np.asarray(on_real_source, bool)})
 
 
-def measured_mask_arrays(columns, prefix="tractor_", which="anymask"):
+def measured_mask_arrays(columns, prefix=TRACTOR_PREFIX, which="anymask"):
     """Per-band mask arrays for the eBOSS cut: `which`, else allmask, else None (no cut)."""
     for quantity in (which, "allmask"):
         arrays = {band: band_quantity(columns, quantity, band, prefix) for band in BANDS}
@@ -110,7 +123,7 @@ def measured_mask_arrays(columns, prefix="tractor_", which="anymask"):
     return None
 
 
-def targets_bits(columns, matched=None, prefix="tractor_", mask="anymask"):
+def targets_bits(columns, matched=None, prefix=TRACTOR_PREFIX, mask="anymask"):
     """``targets_mask`` of derived rows: the one place that turns derived columns into the
     target-selection bits (`selection.targets_mask`).
 
@@ -130,7 +143,7 @@ def targets_bits(columns, matched=None, prefix="tractor_", mask="anymask"):
         Prefix of the Tractor columns; the mask quantity of the eBOSS cut.
     """
     if matched is None:
-        matched = bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0])
+        matched = is_recovered(columns["obiwan_mask"])
     true = {band: true_flux(columns, band) for band in BANDS}
     nan = np.full(len(matched), np.nan)
     measured = {band: _or(deextincted_flux(columns, band, prefix), nan) for band in BANDS}
@@ -192,23 +205,24 @@ def derive_rows(pieces, truth, dr_radec, radius_arcsec, rows):
     """
     if not pieces:
         return []
-    where = Positions([piece.start for piece in pieces], [len(piece.simcat) for piece in pieces])
+    positions = Positions([piece.start for piece in pieces], [len(piece.simcat) for piece in pieces])
     families = _families(rows)
     ids = _concatenate(piece.simcat.column("id") for piece in pieces).astype(np.int64)
     suffixes = np.array([f"_{piece.brickname}_{piece.rsdir}".encode() for piece in pieces])
-    rows["unique_id"][where.all] = _unique_ids(ids, np.repeat(suffixes, where.sizes))
-    rows["brickname"][where.all] = np.repeat(np.array([piece.brickname.encode() for piece in pieces]), where.sizes)
-    rows["rsdir"][where.all] = np.repeat(np.array([piece.rsdir.encode() for piece in pieces]), where.sizes)
-    place_tables(rows, families["simcat"], "", [piece.simcat for piece in pieces], None, where)
+    every = positions.all
+    rows["unique_id"][every] = _unique_ids(ids, np.repeat(suffixes, positions.sizes))
+    rows["brickname"][every] = np.repeat(np.array([piece.brickname.encode() for piece in pieces]), positions.sizes)
+    rows["rsdir"][every] = np.repeat(np.array([piece.rsdir.encode() for piece in pieces]), positions.sizes)
+    place_tables(rows, families["simcat"], "", [piece.simcat for piece in pieces], None, positions)
     for name in families["truth"]:
         values = truth.get(name[len(TRUTH_PREFIX):])
-        rows[name][where.all] = fill_value(rows[name].dtype) if values is None else values
+        rows[name][every] = fill_value(rows[name].dtype) if values is None else values
     ra, dec = (_concatenate(piece.simcat.column(axis) for piece in pieces) for axis in ("ra", "dec"))
-    matched, picks = _match_tractor(pieces, ra, dec, where.sizes, radius_arcsec)
-    place_tables(rows, families["tractor"], TRACTOR_PREFIX, [piece.tractor for piece in pieces], picks, where)
-    on_real_source = _on_real_source(pieces, ra, dec, where.sizes, dr_radec, radius_arcsec)
-    rows["obiwan_mask"][where.all] = obiwan_mask(matched, on_real_source)
-    _select(rows, pieces, where)
+    matched, picks = _match_tractor(pieces, ra, dec, positions.sizes, radius_arcsec)
+    place_tables(rows, families["tractor"], TRACTOR_PREFIX, [piece.tractor for piece in pieces], picks, positions)
+    on_real_source = _on_real_source(pieces, ra, dec, positions.sizes, dr_radec, radius_arcsec)
+    rows["obiwan_mask"][every] = obiwan_mask(matched, on_real_source)
+    _select(rows, pieces, positions)
     return [len(piece.tractor) for piece in pieces]
 
 
@@ -249,7 +263,7 @@ def _families(rows):
     return {"simcat": [name for name in rows if name not in own], "truth": truth, "tractor": tractor}
 
 
-def _select(rows, pieces, where):
+def _select(rows, pieces, positions):
     """``targets_mask`` of the pieces' rows: one `targets_bits` call for every piece whose
     catalogs have every column of the plan, one per other combination of columns, each on
     the columns its catalogs had."""
@@ -262,7 +276,7 @@ def _select(rows, pieces, where):
     for members in kinds.values():
         piece = pieces[members[0]]
         present = (set(IDENTITY) | set(MASKS) | truth | set(piece.simcat.names)
-                   | {TRACTOR_PREFIX + name for name in piece.tractor.names})
+                   | {tractor_column(name) for name in piece.tractor.names})
         if planned <= present:
             complete.extend(members)
         else:
@@ -270,20 +284,21 @@ def _select(rows, pieces, where):
     if complete:
         selections.append((sorted(complete), None))
     for members, present in selections:
-        target = where.of(np.array(members))
+        target = positions.of(np.array(members))
         rows["targets_mask"][target] = targets_bits(_View(rows, target, present))
 
 
 class _View(Mapping):
-    """Some rows of the buffers, and only the columns `names` (all when None)."""
+    """Some rows of the buffers (`at`: a slice or indices), and only the columns `names`
+    (all when None)."""
 
-    def __init__(self, rows, where, names=None):
-        self._rows, self._where, self._names = rows, where, names
+    def __init__(self, rows, at, names=None):
+        self._rows, self._at, self._names = rows, at, names
 
     def __getitem__(self, name):
         if self._names is not None and name not in self._names:
             raise KeyError(name)
-        return self._rows[name][self._where]
+        return self._rows[name][self._at]
 
     def __contains__(self, name):
         return name in self._rows and (self._names is None or name in self._names)
@@ -295,14 +310,14 @@ class _View(Mapping):
         return sum(1 for _ in self)
 
 
-def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
-    """The derived columns of one brick, one dict per rsdir, each with its own catalog's
-    columns: `derive_rows` of each rsdir into buffers of its own schema.
+def brick_pieces(brickname, inputs, truth, dr_radec, radius_arcsec):
+    """The derived columns of one brick, one dict per piece (rsdir), each with its own
+    catalog's columns: `derive_rows` of each piece into buffers of its own schema.
 
     Parameters
     ----------
     brickname : str
-    parts : list of (rsdir, simcat, tractor)
+    inputs : list of (rsdir, simcat, tractor)
         In canonical rsdir order; `simcat` the added rows (`added_rows`), `tractor` the
         brick_primary rows of that rsdir's catalog: tables (`CatalogRows`), record arrays
         (`production.inputs.read_tractor`) or dicts of columns.
@@ -315,11 +330,11 @@ def brick_parts(brickname, parts, truth, dr_radec, radius_arcsec):
     Returns
     -------
     list of dict
-        Column name -> array, in derivation order, per rsdir.
+        Column name -> array, in derivation order, per piece.
     """
     truth_schema = {name: (values.dtype, values.shape[1:]) for name, values in truth.items()}
     pieces, start = [], 0
-    for rsdir, simcat, tractor in parts:
+    for rsdir, simcat, tractor in inputs:
         simcat, tractor = _as_table(simcat), _as_table(tractor)
         size = len(simcat)
         width = unique_id_width(simcat.column("id"), brickname, rsdir)
@@ -347,8 +362,8 @@ def derived_schema(simcat_schema, truth_schema, tractor_schema, rsdir_width, uni
     schema = {} if unique_id_width is None else {"unique_id": (np.dtype(f"S{unique_id_width}"), ())}
     schema.update({"brickname": (np.dtype("S8"), ()), "rsdir": (np.dtype(f"S{rsdir_width}"), ())})
     schema.update(simcat_schema)
-    schema.update({f"{TRUTH_PREFIX}{name}": spec for name, spec in truth_schema.items()})
-    schema.update({f"{TRACTOR_PREFIX}{name}": spec for name, spec in tractor_schema.items()})
+    schema.update({truth_column(name): spec for name, spec in truth_schema.items()})
+    schema.update({tractor_column(name): spec for name, spec in tractor_schema.items()})
     schema["obiwan_mask"] = (np.dtype(np.uint8), ())
     schema["targets_mask"] = (np.dtype(np.uint8), ())
     return schema

@@ -16,7 +16,15 @@ pixel is any integer in ``[0, npix)``.
 import numpy as np
 
 from ..errors import InputError
-from ..fileformat import OBIWAN_BITS, SELECTIONS, SUMMARY_COLUMNS, TARGET_BITS
+from ..fileformat import (
+    RECOVERED_BIT,
+    SELECTION_LABELS,
+    SELECTIONS,
+    SUMMARY_COLUMNS,
+    is_recovered,
+    is_selected,
+    target_bit,
+)
 
 __all__ = [
     "COUNTS", "IMAGING", "MAX_NSIDE", "MAP_COLUMNS", "PixelCounts", "check_nside", "count_rows", "degrade_nest",
@@ -34,23 +42,20 @@ _COUNT_INDEX = {name: i for i, name in enumerate(COUNTS)}
 # summary columns averaged per pixel, weighted by the injected sources of each brick
 IMAGING = tuple(f"{kind}_{band}" for kind in ("galdepth", "psfdepth", "psfsize") for band in "grz") + ("ebv",)
 
-_SELECTION_LABELS = {"desi_elg": "DESI ELG", "eboss_ngc": "eBOSS ELG NGC", "eboss_sgc": "eBOSS ELG SGC"}
-
 
 def _map_columns():
     """name -> (dtype, unit, description) of every column of a map, after the pixel number.
 
     Each description fits one FITS header card (68 characters).
     """
-    recovered = OBIWAN_BITS["recovered"][0]
     cols = {
         "n_inj": ("i8", "", "injected sources in the pixel (done bricks, rows passing `where`)"),
-        "n_rec": ("i8", "", f"of which recovered (obiwan_mask bit {recovered})"),
+        "n_rec": ("i8", "", f"of which recovered (obiwan_mask bit {RECOVERED_BIT})"),
         "frac_recovered": ("f8", "", "recovered fraction n_rec / n_inj"),
         "frac_recovered_err": ("f8", "", "binomial error of frac_recovered: sqrt(f (1 - f) / n_inj)"),
     }
     for sel in SELECTIONS:
-        label, meas, true = _SELECTION_LABELS[sel], TARGET_BITS[sel], TARGET_BITS[f"{sel}_true"]
+        label, meas, true = SELECTION_LABELS[sel], target_bit(sel), target_bit(sel, true=True)
         cols[f"n_true_{sel}"] = ("i8", "", f"{label} on true fluxes (targets_mask bit {true})")
         cols[f"n_meas_{sel}"] = ("i8", "", f"{label} on measured fluxes (targets_mask bit {meas})")
         cols[f"n_both_{sel}"] = ("i8", "", f"{label} on true and measured fluxes (bits {true} and {meas})")
@@ -100,26 +105,27 @@ def count_rows(bricks, pixels, obiwan_mask, targets_mask, npix):
     unique, inverse = np.unique(keys, return_inverse=True)
     counts = np.empty((len(unique), len(COUNTS)), np.int64)
     counts[:, 0] = np.bincount(inverse, minlength=len(unique))
-    recovered = (np.asarray(obiwan_mask) & (1 << OBIWAN_BITS["recovered"][0])) != 0
+    recovered = is_recovered(obiwan_mask)
     counts[:, 1] = np.bincount(inverse[recovered], minlength=len(unique))
     targets = np.asarray(targets_mask)
     for sel in SELECTIONS:
-        true = (targets & (1 << TARGET_BITS[f"{sel}_true"])) != 0
-        meas = (targets & (1 << TARGET_BITS[sel])) != 0
+        true = is_selected(targets, sel, true=True)
+        meas = is_selected(targets, sel)
         for kind, chosen in (("true", true), ("meas", meas), ("both", true & meas)):
             counts[:, _COUNT_INDEX[f"n_{kind}_{sel}"]] = np.bincount(inverse[chosen], minlength=len(unique))
     return unique, counts
 
 
-def merge_counts(parts):
-    """One ``(keys, counts)`` from several, counts of equal keys added; keys sorted, unique."""
-    parts = [(keys, counts) for keys, counts in parts if len(keys)]
-    if not parts:
+def merge_counts(partials):
+    """One ``(keys, counts)`` from several partial ones (of batches, of ranks), counts of
+    equal keys added; keys sorted, unique."""
+    partials = [(keys, counts) for keys, counts in partials if len(keys)]
+    if not partials:
         return np.zeros(0, np.int64), np.zeros((0, len(COUNTS)), np.int64)
-    if len(parts) == 1 and np.all(parts[0][0][1:] > parts[0][0][:-1]):
-        return parts[0]
-    keys = np.concatenate([keys for keys, _ in parts])
-    counts = np.concatenate([counts for _, counts in parts])
+    if len(partials) == 1 and np.all(partials[0][0][1:] > partials[0][0][:-1]):
+        return partials[0]
+    keys = np.concatenate([keys for keys, _ in partials])
+    counts = np.concatenate([counts for _, counts in partials])
     order = np.argsort(keys, kind="stable")
     keys, counts = keys[order], counts[order]
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))

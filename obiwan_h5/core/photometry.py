@@ -8,9 +8,9 @@ arrays over the six DECam bands ugrizY (``decam_flux[:, 1]`` is g). Everything t
 
 import numpy as np
 
-from ..fileformat import BANDS, TRACTOR_TYPES
+from ..fileformat import BANDS, TRACTOR_TYPES, injected_flux_column, transmission_column
 
-__all__ = ["BANDS", "DECAM_INDEX", "QUANTITIES", "band_quantity", "deextincted_flux", "tractor_types",
+__all__ = ["BANDS", "DECAM_INDEX", "QUANTITIES", "band_column", "band_quantity", "deextincted_flux", "tractor_types",
            "true_flux"]
 
 # position of each band in the DR3 ugrizY arrays
@@ -29,6 +29,17 @@ QUANTITIES = {
     "nobs": ("nobs", "decam_nobs"),
     "fracin": ("fracin", "decam_fracin"),
 }
+
+
+def band_column(columns, quantity, band, prefix=""):
+    """The column of `columns` holding one band of a Tractor quantity: the DR5 scalar
+    column (``flux_g``), else the DR3 array over ugrizY (``decam_flux``); None when neither
+    is there. Arguments as `band_quantity`."""
+    stem, decam = QUANTITIES[quantity]
+    for name in (f"{prefix}{stem}_{band}", f"{prefix}{decam}"):
+        if name in columns:
+            return name
+    return None
 
 
 def band_quantity(columns, quantity, band, prefix=""):
@@ -50,14 +61,11 @@ def band_quantity(columns, quantity, band, prefix=""):
     numpy.ndarray or None
         The 1-D array, or None when neither schema's column is present.
     """
-    stem, decam = QUANTITIES[quantity]
-    scalar = f"{prefix}{stem}_{band}"
-    if scalar in columns:
-        return np.asarray(columns[scalar])
-    array = f"{prefix}{decam}"
-    if array in columns:
-        return np.asarray(columns[array])[:, DECAM_INDEX[band]]
-    return None
+    name = band_column(columns, quantity, band, prefix)
+    if name is None:
+        return None
+    values = np.asarray(columns[name])
+    return values[:, DECAM_INDEX[band]] if name == prefix + QUANTITIES[quantity][1] else values
 
 
 def deextincted_flux(columns, band, prefix=""):
@@ -81,8 +89,8 @@ def true_flux(columns, band):
     """Extinction-free injected flux in nanomaggies: simcat ``<band>flux`` (as added to the
     images) / ``mw_transmission_<band>``, in float64."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (np.asarray(columns[f"{band}flux"], np.float64)
-                / np.asarray(columns[f"mw_transmission_{band}"], np.float64))
+        return (np.asarray(columns[injected_flux_column(band)], np.float64)
+                / np.asarray(columns[transmission_column(band)], np.float64))
 
 
 def tractor_types(values):

@@ -43,11 +43,13 @@ def column_name_problem(names):
     return None
 
 
-def union_schemas(schemas, where="bricks"):
+def union_schemas(schemas, owners="bricks"):
     """Merge per-brick ``{name: (dtype, shape)}`` schemas into one (order of first sight).
 
     Strings widen to the widest; other dtypes must agree (numpy promotion is *not* applied:
     an int column that is float in another brick is bad input, not silently promoted).
+    `owners` names what the schemas belong to in the `InputError` (``"bricks"``,
+    ``"rsdirs of 1741p242"``).
     """
     merged = {}
     for schema in schemas:
@@ -58,11 +60,11 @@ def union_schemas(schemas, where="bricks"):
                 continue
             known, known_shape = merged[name]
             if known_shape != shape:
-                raise InputError(f"column {name} has shape {shape} in some {where} and {known_shape} in others")
+                raise InputError(f"column {name} has shape {shape} in some {owners} and {known_shape} in others")
             if known.kind == dtype.kind == "S":
                 merged[name] = (np.dtype(f"S{max(known.itemsize, dtype.itemsize)}"), shape)
             elif known != dtype:
-                raise InputError(f"column {name} is {dtype} in some {where} and {known} in others")
+                raise InputError(f"column {name} is {dtype} in some {owners} and {known} in others")
     return merged
 
 
@@ -98,7 +100,7 @@ def as_records(columns):
 
 
 def join_pieces(pieces):
-    """A brick's per-rsdir pieces (`core.derivation.brick_parts`) as one table, joined as the
+    """A brick's pieces (`core.derivation.brick_pieces`, one per rsdir) as one table, joined as the
     job joins them: the union of their schemas, each piece conformed into it."""
     from ..fileformat import Column
 
@@ -138,17 +140,21 @@ class ArrayTable:
         return self.records[name]
 
     def column(self, name):
+        """One column of every row, as stored."""
         return self.records[name]
 
     def gather(self, index):
+        """The records of rows `index`."""
         # rows as opaque bytes: numpy copies those whole, structured ones field by field
         opaque = self.records.view(np.dtype((np.void, self.records.dtype.itemsize)))
         return opaque[np.asarray(index, dtype=np.int64)].view(self.records.dtype)
 
     def values(self, records, name):
+        """Column `name` of records `gather` returned."""
         return records[name]
 
     def take(self, index):
+        """The records of rows `index` (`gather`)."""
         return self.gather(index)
 
 
@@ -162,6 +168,7 @@ class Positions:
         self.all = self.of(np.arange(len(self.sizes)))
 
     def of(self, chosen):
+        """The buffer rows of pieces `chosen`: a slice when they are contiguous, else indices."""
         starts, sizes = self.starts[chosen], self.sizes[chosen]
         if len(starts) == 0:
             return slice(0, 0)
@@ -170,19 +177,20 @@ class Positions:
         return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
 
     def indices(self, chosen):
-        where = self.of(chosen)
-        return np.arange(where.start, where.stop) if isinstance(where, slice) else where
+        """The buffer rows of pieces `chosen`, always as an index array."""
+        rows = self.of(chosen)
+        return np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
 
 
-def place_tables(rows, family, prefix, tables, picks, where):
+def place_tables(rows, family, prefix, tables, picks, positions):
     """Place the columns of each piece's table in the buffers: for the pieces whose tables
     share a key, one gather of their records and one assignment per column, in chunks of
     at most `GATHER_BYTES` of records (memory holds the buffers and one chunk, gathered
     into the same scratch memory chunk after chunk).
 
     `picks` gives, per piece, the table row of each of its buffer rows (-1: none, filled);
-    None means every row of the table, in order. Columns of `family` a table lacks are
-    filled over its pieces' rows.
+    None means every row of the table, in order; `positions` (`Positions`) the buffer
+    rows of the pieces. Columns of `family` a table lacks are filled over its pieces' rows.
     """
     groups = {}
     for number, table in enumerate(tables):
@@ -193,35 +201,35 @@ def place_tables(rows, family, prefix, tables, picks, where):
         for number in members:
             pick = np.arange(len(tables[number])) if picks is None else picks[number]
             if chunk and nbytes + len(pick) * tables[number].row_bytes > GATHER_BYTES:
-                scratch = _place_chunk(rows, family, prefix, tables, chunk, where, scratch)
+                scratch = _place_chunk(rows, family, prefix, tables, chunk, positions, scratch)
                 chunk, nbytes = [], 0
             chunk.append((number, pick))
             nbytes += len(pick) * tables[number].row_bytes
         if chunk:
-            scratch = _place_chunk(rows, family, prefix, tables, chunk, where, scratch)
+            scratch = _place_chunk(rows, family, prefix, tables, chunk, positions, scratch)
 
 
 # records gathered at once by `place_tables`
 GATHER_BYTES = 8 << 20
 
 
-def _place_chunk(rows, family, prefix, tables, chunk, where, scratch):
+def _place_chunk(rows, family, prefix, tables, chunk, positions, scratch):
     """`place_tables` of one chunk of pieces; returns the scratch memory, grown if needed."""
     members = np.array([number for number, _ in chunk])
     chosen = [pick for _, pick in chunk]
     first = tables[chunk[0][0]]
     found = np.concatenate(chosen) >= 0
-    target = where.of(members)
+    target = positions.of(members)
     if found.all():
         hit, miss = target, None
     elif isinstance(target, slice) and all(len(tables[number]) for number in members):
         # contiguous rows: gather a stand-in row for the unmatched ones, so that every
         # column is one plain slice assignment; then fill the unmatched rows
         chosen = [np.maximum(pick, 0) for pick in chosen]
-        hit, miss = target, where.indices(members)[~found]
+        hit, miss = target, positions.indices(members)[~found]
     else:
         chosen = [pick[pick >= 0] for pick in chosen]
-        target = where.indices(members)
+        target = positions.indices(members)
         hit, miss = target[found], target[~found]
     records, scratch = _gather(tables, members, chosen, scratch)
     names = set(first.names)

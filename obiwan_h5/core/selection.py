@@ -26,7 +26,7 @@ import copy
 
 import numpy as np
 
-from ..fileformat import BANDS, TARGET_BITS
+from ..fileformat import BANDS, TARGET_BITS, bitmask, target_bit
 
 __all__ = [
     "EBOSS_DEPTH_MIN",
@@ -364,17 +364,12 @@ def targets_mask(true_flux, measured_flux, matched, psfdepth, mask=None,
     mask_args = (None, None, None) if mask is None else _bands(mask, "mask")
     matched = np.asarray(matched, dtype=bool)
 
-    bits = {
-        "desi_elg": desi_elg(mg, mr, mz, primary=primary) & matched,
-        "desi_elg_true": desi_elg(tg, tr, tz),
+    flags = {
+        target_bit("desi_elg"): desi_elg(mg, mr, mz, primary=primary) & matched,
+        target_bit("desi_elg", true=True): desi_elg(tg, tr, tz),
     }
     for region in EBOSS_REGIONS:
         quality = eboss_quality(region, dg, dr, dz, *mask_args, primary=primary)
-        bits[f"eboss_{region}"] = eboss_elg(mg, mr, mz, region) & quality & matched
-        bits[f"eboss_{region}_true"] = eboss_elg(tg, tr, tz, region)
-
-    shape = np.broadcast_shapes(matched.shape, *(b.shape for b in bits.values()))
-    out = np.zeros(shape, dtype=np.uint8)
-    for name, sel in bits.items():
-        out |= (sel.astype(np.uint8) << np.uint8(TARGET_BITS[name]))
-    return out
+        flags[target_bit(f"eboss_{region}")] = eboss_elg(mg, mr, mz, region) & quality & matched
+        flags[target_bit(f"eboss_{region}", true=True)] = eboss_elg(tg, tr, tz, region)
+    return bitmask(flags)  # the measured flags, ``& matched``, have the shape of `matched` too

@@ -5,14 +5,15 @@ import numpy as np
 from ..fileformat import (
     BANDS,
     NEXPHIST_BINS,
-    OBIWAN_BITS,
     SELECTIONS,
     SUMMARY_COLUMNS,
-    TARGET_BITS,
+    TRACTOR_PREFIX,
     TRACTOR_TYPES,
-    bit_set,
     fill_value,
+    is_recovered,
+    is_selected,
     summary_column_type,
+    tractor_column,
 )
 from . import selection
 from .derivation import measured_mask_arrays
@@ -63,7 +64,7 @@ def summarise_brick(brickname, columns, bounds, nobjs):
     ----------
     brickname : str
     columns : dict
-        The brick's derived columns (`derivation.brick_parts`, concatenated).
+        The brick's derived columns (`derivation.brick_pieces`, concatenated).
     bounds : tuple
         ``(ra, dec, ra1, ra2, dec1, dec2)`` from survey-bricks.
     nobjs : int
@@ -101,33 +102,33 @@ def summarise_bricks(bricknames, columns, ranges, bounds, nobjs):
         One summary row per brick, as `summarise_brick` returns it.
     """
     groups = _Groups(ranges, len(columns["obiwan_mask"]))
-    recovered = bit_set(columns["obiwan_mask"], OBIWAN_BITS["recovered"][0])
+    recovered = is_recovered(columns["obiwan_mask"])
     targets = columns["targets_mask"]
     n_rec = groups.count(recovered)
     with np.errstate(divide="ignore", invalid="ignore"):
         stats = {"n_inj": groups.sizes, "n_rec": n_rec,
                  "frac_recovered": np.where(groups.sizes > 0, n_rec / groups.sizes, np.nan)}
     for sel in SELECTIONS:
-        true_bit = bit_set(targets, TARGET_BITS[f"{sel}_true"])
+        true_bit = is_selected(targets, sel, true=True)
         stats[f"n_true_{sel}"] = groups.count(true_bit)
-        stats[f"n_true_rec_meas_{sel}"] = groups.count(true_bit & recovered & bit_set(targets, TARGET_BITS[sel]))
-    for region in ("ngc", "sgc"):
+        stats[f"n_true_rec_meas_{sel}"] = groups.count(true_bit & recovered & is_selected(targets, sel))
+    for region in selection.EBOSS_REGIONS:
         stats[f"n_true_rec_meas_eboss_{region}_allmask"] = groups.count(
             _eboss_measured(columns, region, "allmask") & recovered
-            & bit_set(targets, TARGET_BITS[f"eboss_{region}_true"]))
-    kinds = tractor_types(columns.get("tractor_type", np.zeros(groups.nrows, "S4")))
+            & is_selected(targets, f"eboss_{region}", true=True))
+    kinds = tractor_types(columns.get(tractor_column("type"), np.zeros(groups.nrows, "S4")))
     for kind, code in zip(TRACTOR_TYPES, TYPE_CODES):
         stats[f"n_type_{kind.lower()}"] = groups.count(recovered & (kinds == code))
     for band in BANDS:
         stats[f"psfsize_{band}"] = groups.nanmedian(_quantity(columns, "psfsize", band, groups.nrows), recovered)
-    ebv = columns.get("tractor_ebv", np.full(groups.nrows, np.nan))
+    ebv = columns.get(tractor_column("ebv"), np.full(groups.nrows, np.nan))
     stats["ebv"] = groups.nanmedian(np.asarray(ebv, dtype=np.float64), recovered)
     for band in BANDS:
         trans = groups.nanmedian(_quantity(columns, "mw_transmission", band, groups.nrows), recovered)
         stats[f"trans_{band}"] = trans
         with np.errstate(divide="ignore", invalid="ignore"):
             stats[f"ext_{band}"] = np.where(trans > 0, -2.5 * np.log10(trans), np.nan)
-        nobs = band_quantity(columns, "nobs", band, prefix="tractor_")
+        nobs = band_quantity(columns, "nobs", band, prefix=TRACTOR_PREFIX)
         if nobs is None:
             stats[f"nexp_{band}"] = np.full(len(groups.sizes), np.nan)
             stats[f"nexphist_{band}"] = np.zeros((len(groups.sizes), NEXPHIST_BINS), np.int64)
@@ -247,19 +248,19 @@ def _median(values):
 
 def _quantity(columns, quantity, band, nrows):
     """A Tractor quantity as float64, NaN where the schema lacks it."""
-    values = band_quantity(columns, quantity, band, prefix="tractor_")
+    values = band_quantity(columns, quantity, band, prefix=TRACTOR_PREFIX)
     return np.full(nrows, np.nan) if values is None else np.asarray(values, dtype=np.float64)
 
 
 def _eboss_measured(columns, region, mask_kind):
-    flux = {band: deextincted_flux(columns, band, "tractor_") for band in BANDS}
+    flux = {band: deextincted_flux(columns, band, TRACTOR_PREFIX) for band in BANDS}
     if any(value is None for value in flux.values()):
         return np.zeros(len(columns["unique_id"]), bool)
-    depth = {band: band_quantity(columns, "psfdepth", band, "tractor_") for band in BANDS}
+    depth = {band: band_quantity(columns, "psfdepth", band, TRACTOR_PREFIX) for band in BANDS}
     if any(value is None for value in depth.values()):
         return np.zeros(len(columns["unique_id"]), bool)
-    masks = measured_mask_arrays(columns, "tractor_", mask_kind) or {}
-    primary = columns.get("tractor_brick_primary")
+    masks = measured_mask_arrays(columns, TRACTOR_PREFIX, mask_kind) or {}
+    primary = columns.get(tractor_column("brick_primary"))
     return selection.eboss_elg(flux["g"], flux["r"], flux["z"], region) & selection.eboss_quality(
         region, depth["g"], depth["r"], depth["z"],
         masks.get("g"), masks.get("r"), masks.get("z"),

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import BANDS, TRACTOR_TYPES
+from .layout import BANDS, SELECTIONS, TRACTOR_TYPES
 
-__all__ = ["NEXPHIST_BINS", "SELECTIONS", "SUMMARY_COLUMNS", "Column", "describe", "fill_value", "rows_checksum",
-           "rows_checksums", "summary_column_type", "summary_columns"]
+__all__ = ["NEXPHIST_BINS", "SUMMARY_COLUMNS", "TRACTOR_PREFIX", "TRUTH_PREFIX", "Column", "describe", "fill_value",
+           "injected_flux_column", "rows_checksum", "rows_checksums", "summary_column_type", "summary_columns",
+           "tractor_column", "transmission_column", "truth_column"]
 
 NANOMAGGY = "nanomaggy"
 IVAR = "1/nanomaggy^2"
@@ -33,6 +34,7 @@ class Column:
 
     @property
     def row_bytes(self):
+        """Bytes of one row of the column (the dtype's size times the elements of `shape`)."""
         return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64)))
 
 
@@ -130,6 +132,35 @@ _TRUTH_UNITS = {"ra": "deg", "dec": "deg", "g": "mag", "r": "mag", "z": "mag", "
 _TRUTH_DIMENSIONLESS = {"n": "Sersic index", "ba": "axis ratio", "e1": "ellipticity component 1",
                         "e2": "ellipticity component 2", "redshift": "redshift"}
 
+# the names of the ``randoms`` columns by where they come from (docs/format.md): the
+# truth table's ``psql_<col>``, the matched Tractor source's ``tractor_<col>``; the
+# simcat's keep their own names, among them the flux added to the images ``<band>flux``
+# and its Milky Way transmission ``mw_transmission_<band>``
+TRUTH_PREFIX, TRACTOR_PREFIX = "psql_", "tractor_"
+_TRANSMISSION_PREFIX = "mw_transmission_"
+
+
+def truth_column(name):
+    """The ``randoms`` column of truth-table column `name` (``psql_<name>``)."""
+    return TRUTH_PREFIX + name
+
+
+def tractor_column(name):
+    """The ``randoms`` column of Tractor catalog column `name` (``tractor_<name>``)."""
+    return TRACTOR_PREFIX + name
+
+
+def injected_flux_column(band):
+    """The simcat column of the flux added to the images in `band` (``<band>flux``,
+    extincted)."""
+    return f"{band}flux"
+
+
+def transmission_column(band):
+    """The simcat column of the Milky Way transmission of `band` (``mw_transmission_<band>``)."""
+    return _TRANSMISSION_PREFIX + band
+
+
 DERIVED_DOCS = {
     "unique_id": ("'<id>_<brickname>_<rsdir>', unique over the file", ""),
     "brickname": ("brick of the injection", ""),
@@ -143,13 +174,13 @@ def describe(name):
     """Description and unit of a ``randoms`` column, from its name."""
     if name in DERIVED_DOCS:
         return DERIVED_DOCS[name]
-    if name.startswith("tractor_"):
-        return _tractor_doc(name[len("tractor_"):])
-    if name.startswith("psql_"):
-        stem = name[len("psql_"):]
+    if name.startswith(TRACTOR_PREFIX):
+        return _tractor_doc(name[len(TRACTOR_PREFIX):])
+    if name.startswith(TRUTH_PREFIX):
+        stem = name[len(TRUTH_PREFIX):]
         meaning = f" ({_TRUTH_DIMENSIONLESS[stem]}, dimensionless)" if stem in _TRUTH_DIMENSIONLESS else ""
         return f"truth from the randoms table: {stem}{meaning}", _TRUTH_UNITS.get(stem, "")
-    if name.startswith("mw_transmission_"):
+    if name.startswith(_TRANSMISSION_PREFIX):
         return f"Milky Way transmission applied to the injected {name[-1]} flux" + DIMENSIONLESS, ""
     return _SIMCAT_DOCS.get(name, (f"simcat: {name}", ""))
 
@@ -197,9 +228,6 @@ def rows_checksums(columns, names, ranges):
         checksums.append(crc)
     return checksums
 
-
-# selections counted in the summary, in column order
-SELECTIONS = ("desi_elg", "eboss_ngc", "eboss_sgc")
 
 # bins of the nexphist_<band> summary columns: nobs 0, 1, ..., 14 and >= 15
 NEXPHIST_BINS = 16

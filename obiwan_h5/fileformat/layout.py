@@ -16,10 +16,11 @@ __all__ = [
     "ATTR_COMPLETE", "BANDS", "BRICKNAME_RE", "CREATION_ATTRS", "DONE", "FAILED", "FORMAT_NAME",
     "FORMAT_VERSION", "GROUPS", "INCOMPLETE", "INDEX_COLUMNS", "INDEX_DESCRIPTIONS", "INDEX_DTYPES",
     "JSON_ATTRS",
-    "MASK_BIT_ATTRS", "MESSAGE_WIDTH", "OBIWAN_BITS", "PENDING", "STATUS_NAMES", "TARGET_BITS", "TARGET_MASK_BITS",
-    "TRACTOR_TYPES", "VIEW_ATTRS", "attr_value", "bit_set", "brickname_problem", "check_brickname", "decode_attrs",
-    "index_problem",
-    "mask_bits_attributes", "truncate_message",
+    "MASK_BIT_ATTRS", "MEASURED_TARGETS", "MESSAGE_WIDTH", "OBIWAN_BITS", "OBIWAN_DEFINED", "ON_REAL_SOURCE_BIT",
+    "PENDING", "RECOVERED_BIT", "SELECTIONS", "SELECTION_LABELS", "STATUS_NAMES", "TARGET_BITS", "TARGET_MASK_BITS",
+    "TRACTOR_TYPES", "VIEW_ATTRS", "attr_value", "bit_set", "bitmask", "brickname_problem", "check_brickname", "decode_attrs",
+    "index_problem", "is_recovered", "is_selected", "mask_bits_attributes", "mask_value", "target_bit",
+    "truncate_message",
 ]
 
 FORMAT_NAME = "obiwan_h5"
@@ -56,12 +57,15 @@ BANDS = ("g", "r", "z")
 TRACTOR_TYPES = ("PSF", "SIMP", "REX", "EXP", "DEV", "COMP")
 
 # the bits of the two masks: name -> (bit, meaning); the one wording of each meaning,
-# written into every file (`mask_bits_attributes`) and shown by docs/format.md
+# written into every file (`mask_bits_attributes`) and shown by docs/format.md. Code asks
+# for a bit here (`RECOVERED_BIT`, `target_bit`, `is_recovered`, `is_selected`) and never
+# defines one of its own (tests/test_architecture.py).
+RECOVERED_BIT, ON_REAL_SOURCE_BIT = 0, 1
 OBIWAN_BITS = {
-    "recovered": (0, "a brick_primary Tractor source (any Tractor source when the catalogs have no "
-                     "brick_primary) lies within the match radius of the injected position"),
-    "on_real_source": (1, "recovered, and the injected position lies within the match radius "
-                          "of a source of the real (unmodified) DR catalog of the brick"),
+    "recovered": (RECOVERED_BIT, "a brick_primary Tractor source (any Tractor source when the catalogs "
+                                 "have no brick_primary) lies within the match radius of the injected position"),
+    "on_real_source": (ON_REAL_SOURCE_BIT, "recovered, and the injected position lies within the match radius "
+                                           "of a source of the real (unmodified) DR catalog of the brick"),
 }
 _MEASURED = ("recovered source passing the {} selection on Tractor-measured de-extincted fluxes, including "
              "{}brick_primary")
@@ -76,6 +80,11 @@ TARGET_MASK_BITS = {
     "desi_elg_true": (5, _TRUE.format("DESI ELG (FDR)", "")),
 }
 TARGET_BITS = {name: bit for name, (bit, _) in TARGET_MASK_BITS.items()}
+# the selections of ``targets_mask``, each with a bit on measured and one on true fluxes
+# (``<selection>_true``), in the order of the summary and map columns; their labels
+SELECTIONS = ("desi_elg", "eboss_ngc", "eboss_sgc")
+SELECTION_LABELS = {"desi_elg": "DESI ELG", "eboss_ngc": "eBOSS ELG NGC", "eboss_sgc": "eBOSS ELG SGC"}
+_TRUE_SUFFIX = "_true"
 # the file attribute that holds the bits of each mask column
 MASK_BIT_ATTRS = {"obiwan_mask": "obiwan_mask_bits", "targets_mask": "targets_mask_bits"}
 
@@ -89,6 +98,51 @@ def mask_bits_attributes():
     """
     return {MASK_BIT_ATTRS[mask]: {name: {"bit": bit, "meaning": meaning} for name, (bit, meaning) in bits.items()}
             for mask, bits in (("obiwan_mask", OBIWAN_BITS), ("targets_mask", TARGET_MASK_BITS))}
+
+
+def target_bit(selection, true=False):
+    """The ``targets_mask`` bit of `selection` (one of `SELECTIONS`): on measured fluxes,
+    or with `true` on the true fluxes (the bit named ``<selection>_true``)."""
+    return TARGET_BITS[selection + _TRUE_SUFFIX if true else selection]
+
+
+def mask_value(bits):
+    """The integer with each of `bits` set (``1 << bit`` summed over the distinct bits)."""
+    return sum(1 << bit for bit in set(bits))
+
+
+# every defined bit of ``obiwan_mask``; the measured-flux bits of ``targets_mask``
+OBIWAN_DEFINED = mask_value(bit for bit, _ in OBIWAN_BITS.values())
+MEASURED_TARGETS = mask_value(target_bit(selection) for selection in SELECTIONS)
+
+
+def bitmask(flags, dtype=np.uint8):
+    """A mask array with bit ``b`` set where ``flags[b]`` is true.
+
+    Parameters
+    ----------
+    flags : dict
+        Bit -> boolean array (the arrays broadcast together).
+    dtype : numpy dtype
+        Of the mask (``uint8`` for both masks of the file).
+    """
+    dtype = np.dtype(dtype)
+    out = np.zeros(np.broadcast_shapes(*(np.shape(chosen) for chosen in flags.values())), dtype=dtype)
+    for bit, chosen in flags.items():
+        out |= np.asarray(chosen, bool).astype(dtype) << dtype.type(bit)
+    return out
+
+
+def is_recovered(obiwan_mask):
+    """Boolean array: whether each row's ``obiwan_mask`` has the recovered bit."""
+    return bit_set(obiwan_mask, RECOVERED_BIT)
+
+
+def is_selected(targets_mask, selection, true=False):
+    """Boolean array: whether each row's ``targets_mask`` has the bit of `selection` (on
+    measured fluxes, or with `true` on the true fluxes, as `target_bit`)."""
+    return bit_set(targets_mask, target_bit(selection, true))
+
 
 # root attributes: those the derive job always writes, those stored as JSON text, and
 # those that describe a view (a physical copy of a view drops them)

@@ -58,20 +58,20 @@ def run_maps(path, output, nside, nest=False, where=None, bricks=None, batch_row
     first, last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
     shown = JobProgress(comm, progress, len(plan.bricks), plan.rows, desc="maps")
     ticker = BrickTicker(plan.brick_rows[first:last], _BrickReports(shown, plan.brick_rows[first:last]))
-    part, error = None, None
+    partial, error = None, None
     try:
-        part = count_pixels(plan, plan.bricks[first:last], on_read=ticker)
+        partial = count_pixels(plan, plan.bricks[first:last], on_read=ticker)
         ticker.finish()
     except Exception as err:  # noqa: BLE001 (any failure of one rank is agreed, then raised everywhere)
         error = f"rank {comm.rank}: {type(err).__name__}: {err}"
     shown.close()
     agree(comm, error)
 
-    parts = comm.gather(part, root=0)
+    partials = comm.gather(partial, root=0)
     result, error = None, None
     if comm.rank == 0:
         try:
-            keys, counts = merge_counts(parts)
+            keys, counts = merge_counts(partials)
             result = write_maps(plan, keys, counts, command_line)
         except Exception as err:  # noqa: BLE001
             error = f"{type(err).__name__}: {err}" if not isinstance(err, (InputError, JobError)) else str(err)

@@ -25,18 +25,23 @@ class SerialComm:
     size = 1
 
     def bcast(self, obj, root=0):
+        """`obj` itself: the one rank is the root."""
         return obj
 
     def gather(self, obj, root=0):
+        """``[obj]``, the one rank's object."""
         return [obj]
 
     def allgather(self, obj):
+        """``[obj]``, the one rank's object."""
         return [obj]
 
     def allreduce(self, obj, op=None):
+        """`obj` itself: the reduction of one value."""
         return obj
 
     def Barrier(self):
+        """Nothing to wait for."""
         pass
 
 

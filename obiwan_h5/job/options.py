@@ -14,9 +14,9 @@ import dataclasses
 import math
 import os
 
-from ..core.bricks import brick_names, is_brick_list_file, read_brick_list
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
+from ..listfiles import brick_names, is_brick_list_file, read_brick_list
 from ..outputs import check_output, check_regular_file
 from ..production.truthdb import DEFAULT_TIMEOUT_S
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.schema import union_schemas
 from ..errors import InputError
-from ..fileformat import FAILED, PENDING, Column, describe
+from ..fileformat import FAILED, PENDING, Column, describe, tractor_column
 
 __all__ = [
     "BrickScan", "Plan", "assign_ranges", "brick_cost", "build_plan", "detach_schemas", "failed", "gather_scans",
@@ -60,10 +60,12 @@ class Plan:
 
     @property
     def total_rows(self):
+        """Rows of the whole file: the sum of the bricks' counts."""
         return int(self.counts.sum())
 
     @property
     def row_bytes(self):
+        """Bytes of one ``randoms`` row, every column of the plan."""
         return sum(column.row_bytes for column in self.columns)
 
 
@@ -97,15 +99,15 @@ def _same(first, second):
     return list(first.items()) == list(second.items())
 
 
-def gather_scans(parts):
+def gather_scans(per_rank):
     """Join per-rank ``(scans, distinct)`` pairs (rank order), re-keying the schemas."""
     scans, distinct = [], []
-    for part_scans, part_distinct in parts:
-        for scan in part_scans:
+    for rank_scans, rank_distinct in per_rank:
+        for scan in rank_scans:
             if scan.schema_key >= 0:
                 scan.schema_key += len(distinct)
             scans.append(scan)
-        distinct.extend(part_distinct)
+        distinct.extend(rank_distinct)
     return scans, distinct
 
 
@@ -125,7 +127,7 @@ def build_plan(scans, distinct=None):
         key = scan.schema_key
         if key not in accepted and key not in rejected:
             try:
-                schema = union_schemas([schema, distinct[key]], where="bricks")
+                schema = union_schemas([schema, distinct[key]], owners="bricks")
                 accepted.add(key)
             except InputError as err:
                 rejected[key] = f"columns differ from earlier bricks: {err}"
@@ -202,9 +204,9 @@ def mixed_schemas(scans, distinct):
         if scan.status != PENDING or scan.schema_key < 0:
             continue
         names = distinct[scan.schema_key]
-        if "tractor_decam_flux" in names:
+        if tractor_column("decam_flux") in names:
             first.setdefault("DR3", scan.brickname)
-        if "tractor_flux_g" in names:
+        if tractor_column("flux_g") in names:
             first.setdefault("DR5", scan.brickname)
     if len(first) == 2:
         return (f"the Tractor catalogs mix the DR3 schema (decam_* arrays; first in brick {first['DR3']}) and "

@@ -123,6 +123,7 @@ class OldIndex:
     columns: dict = field(default_factory=dict)   # its randoms schema, in column order
 
     def position(self):
+        """``{brickname: its row in the old index}``."""
         return {name: number for number, name in enumerate(self.names)}
 
 
@@ -192,6 +193,6 @@ def share_listings(comm, listed, ranges):
     for (index, rsdirs), owner in zip(listed.items(), owners):
         outgoing[int(owner)][index] = rsdirs
     mine = {}
-    for part in comm.alltoall(outgoing):
-        mine.update(part)
+    for received in comm.alltoall(outgoing):
+        mine.update(received)
     return mine

@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import __version__
 from ..core import selection
-from ..fileformat import FORMAT_NAME, FORMAT_VERSION, STATUS_NAMES, mask_bits_attributes
+from ..core.photometry import QUANTITIES
+from ..fileformat import FORMAT_NAME, FORMAT_VERSION, STATUS_NAMES, TRUTH_PREFIX, mask_bits_attributes, tractor_column
 from ..progress import start_progress
 
 __all__ = ["Clock", "JobProgress", "file_attrs", "final_report"]
@@ -25,11 +26,14 @@ class Clock:
         self.phases = {"plan": 0.0, "create": 0.0, "compute": 0.0, "wait": 0.0, "write": 0.0}
 
     def lap(self, phase):
+        """Add the time since the last lap to `phase`."""
         now = time.perf_counter()
         self.phases[phase] += now - self.last
         self.last = now
 
     def gather(self, comm):
+        """Collective: ``(timings, peak)``, each phase's time on the slowest rank (with the
+        total) and every rank's peak resident memory in MiB."""
         import resource
 
         names = sorted(self.phases)
@@ -47,7 +51,8 @@ def file_attrs(options, comm, command_line, plan):
     names = {column.name for column in plan.columns}
     mask_columns = None
     for kind in ("anymask", "allmask"):
-        if f"tractor_{kind}_g" in names or f"tractor_decam_{kind}" in names:
+        stem, decam = QUANTITIES[kind]
+        if tractor_column(f"{stem}_g") in names or tractor_column(decam) in names:
             mask_columns = kind
             break
     attrs = {
@@ -78,7 +83,7 @@ def truth_null_values(columns):
     found = {}
     for column in columns:
         dtype = np.dtype(column.dtype)
-        if column.name.startswith("psql_") and dtype.kind in "iubS":
+        if column.name.startswith(TRUTH_PREFIX) and dtype.kind in "iubS":
             value = NULL_FILL[dtype.str] if dtype.kind in "iu" else NULL_FILL[dtype.kind]
             found[column.name] = value.decode() if isinstance(value, bytes) else (
                 bool(value) if dtype.kind == "b" else int(value))

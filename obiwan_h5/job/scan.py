@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.derivation import Piece, added_rows, derived_schema, unique_id_width
+from ..core.derivation import IDENTITY, MASKS, Piece, added_rows, derived_schema, unique_id_width
 from ..core.schema import union_schemas
 from ..errors import BrickError, InputError
-from ..fileformat import INCOMPLETE
+from ..fileformat import INCOMPLETE, TRACTOR_PREFIX, TRUTH_PREFIX
 from ..production.inputs import (
     SIMCAT_COLUMNS,
     FitsTable,
@@ -42,8 +42,8 @@ __all__ = ["BrickInputs", "RsdirInputs", "ScannedBricks", "Scanner", "brick_fail
            "input_fingerprint"]
 
 # simcat columns are copied under their own names: these would overwrite derived ones
-DERIVED_NAMES = frozenset({"unique_id", "brickname", "rsdir", "obiwan_mask", "targets_mask"})
-DERIVED_PREFIXES = ("psql_", "tractor_")
+DERIVED_NAMES = frozenset(IDENTITY + MASKS)
+DERIVED_PREFIXES = (TRUTH_PREFIX, TRACTOR_PREFIX)
 # the schema of a brick recognised unchanged from the old file of an update (`Scanner.unchanged`)
 OLD_SCHEMA = "old"
 
@@ -52,8 +52,8 @@ log = logging.getLogger("obiwan_h5.derive")
 
 @dataclass
 class RsdirInputs:
-    """What the compute phase reads again of one rsdir: the simcat rows to keep, and each
-    file's ``(size, mtime_ns)`` when it was scanned."""
+    """What the compute phase reads again of one piece (one rsdir of a brick): the simcat
+    rows to keep, and each file's ``(size, mtime_ns)`` when it was scanned."""
 
     rsdir: str
     simcat: str
@@ -65,10 +65,10 @@ class RsdirInputs:
 
 @dataclass
 class BrickInputs:
-    """The scanned inputs of one brick, in canonical rsdir order."""
+    """The scanned inputs of one brick: its pieces' `RsdirInputs`, in canonical rsdir order."""
 
     brickname: str
-    parts: list
+    pieces: list
     dr: str = ""
     dr_stat: tuple = ()
 
@@ -77,12 +77,12 @@ class BrickInputs:
         ``(ra, dec)`` of its real DR catalog: catalogs mapped, only their headers, the
         simcat and the positions read now."""
         pieces = []
-        for part in self.parts:
-            simcat = _unchanged(FitsTable(part.simcat, load="read"), part.simcat_stat)
-            tractor = _unchanged(FitsTable(part.tractor, load="map"), part.tractor_stat)
-            pieces.append(Piece(self.brickname, part.rsdir, simcat_rows(simcat, part.rows),
+        for inputs in self.pieces:
+            simcat = _unchanged(FitsTable(inputs.simcat, load="read"), inputs.simcat_stat)
+            tractor = _unchanged(FitsTable(inputs.tractor, load="map"), inputs.tractor_stat)
+            pieces.append(Piece(self.brickname, inputs.rsdir, simcat_rows(simcat, inputs.rows),
                                 primary_tractor(tractor, keep_all_apflux), start))
-            start += len(part.rows)
+            start += len(inputs.rows)
         return pieces, read_radec(_unchanged(FitsTable(self.dr, load="map"), self.dr_stat))
 
 
@@ -99,6 +99,7 @@ class ScannedBricks:
         self._inputs = {}
 
     def add(self, inputs):
+        """Keep a brick's `BrickInputs` (replacing any of the same brick)."""
         self._inputs[inputs.brickname] = inputs
 
     def __contains__(self, brickname):
@@ -235,12 +236,12 @@ class Scanner:
         except OSError:
             raise BrickError(f"{dr}: file not found (real DR catalog)") from None
         stats = [(dr_status.st_size, dr_status.st_mtime_ns)]
-        keys, parts = [], []
+        keys, pieces = [], []
         for rsdir in rsdirs:
             simcat = FitsTable(production.simcat(brickname, rsdir), load="read")
             injected = _injected(simcat)
             ids_added = FitsTable(production.ids_added(brickname, rsdir), load="read")
-            rows = added_rows(injected["id"], read_ids_added(ids_added), where=f"{rsdir}: ")
+            rows = added_rows(injected["id"], read_ids_added(ids_added), error_prefix=f"{rsdir}: ")
             kept = injected["id"][rows]
             missing = self.truth.rows_of(kept) < 0
             if np.any(missing):
@@ -252,13 +253,13 @@ class Scanner:
             scan.count += len(kept)
             scan.unique_id_width = max(scan.unique_id_width, unique_id_width(kept, brickname, rsdir))
             stats += [(table.size, table.mtime_ns) for table in (simcat, ids_added, tractor)]
-            parts.append(RsdirInputs(rsdir, simcat.path, stats[-3], rows.astype(_row_type(simcat.nrows)),
+            pieces.append(RsdirInputs(rsdir, simcat.path, stats[-3], rows.astype(_row_type(simcat.nrows)),
                                      tractor.path, stats[-1]))
         scan.schema = self._brick_schema(brickname, tuple(keys))
         scan.rsdirs = rsdirs
         files = brick_files(production, brickname, rsdirs)
         scan.fingerprint = input_fingerprint(files, self.fingerprint_kind, stats)
-        return scan, BrickInputs(brickname, parts, dr, stats[0])
+        return scan, BrickInputs(brickname, pieces, dr, stats[0])
 
     def _piece_key(self, simcat, tractor, rsdir):
         """A key of the derived schema of one rsdir, its schema worked out on first sight."""
@@ -273,11 +274,11 @@ class Scanner:
         schemas (the plan then tells them apart by identity)."""
         if keys not in self._bricks:
             try:
-                self._bricks[keys] = union_schemas([self._pieces[key] for key in keys], where="rsdirs")
+                self._bricks[keys] = union_schemas([self._pieces[key] for key in keys], owners="rsdirs")
             except InputError:
                 self._bricks[keys] = None
         if self._bricks[keys] is None:  # say which brick: the same union, with its name
-            union_schemas([self._pieces[key] for key in keys], where=f"rsdirs of {brickname}")
+            union_schemas([self._pieces[key] for key in keys], owners=f"rsdirs of {brickname}")
         return self._bricks[keys]
 
     def unchanged(self, brickname, rsdirs, old_fingerprint, old_count):

@@ -63,6 +63,7 @@ class FileTruth(TruthTable):
         return self.lookup(ids)
 
     def close(self):
+        """Nothing to release: the table is read once, into memory."""
         pass
 
 
@@ -87,15 +88,19 @@ class SharedTruth:
         return len(self.base)
 
     def rows_of(self, ids):
+        """The table row of each of `ids` (-1 when absent), from the database's id index."""
         return self.base.rows_of(ids)
 
     def save_index(self, ids_file, rows_file):
+        """Write the database's id index to `ids_file` and `rows_file` (`DbTruthTable.save_index`)."""
         self.base.save_index(ids_file, rows_file)
 
     def fingerprint(self, content=True):
+        """The database table's fingerprint (`DbTruthTable.fingerprint`)."""
         return self.base.fingerprint(content)
 
     def close(self):
+        """Close this rank's connection, if it has one."""
         self.base.close()
 
     def fetch(self, ids):
@@ -127,8 +132,8 @@ class SharedTruth:
                 if error is not None:
                     replies[source] = error
                 else:
-                    where = np.searchsorted(wanted, received[source])
-                    replies[source] = {name: values[where] for name, values in rows.items()}
+                    at = np.searchsorted(wanted, received[source])
+                    replies[source] = {name: values[at] for name, values in rows.items()}
         answer = self.comm.alltoall(replies)[server]
         if isinstance(answer, str):
             self._keep(ids, None, answer)
@@ -160,8 +165,8 @@ class SharedTruth:
             raise BrickError(f"truth rows not read: {self._error}")
         if not len(ids):
             return {name: np.zeros(0, dtype) for name, (dtype, _) in self.schema.items()}
-        where = np.searchsorted(self._ids, ids)
-        fetched = self._rows is not None and np.all(where < len(self._ids))
-        if not fetched or np.any(self._ids[where] != ids):
+        at = np.searchsorted(self._ids, ids)
+        fetched = self._rows is not None and np.all(at < len(self._ids))
+        if not fetched or np.any(self._ids[at] != ids):
             raise BrickError("truth rows were not fetched for this brick (internal error)")
-        return {name: values[where] for name, values in self._rows.items()}
+        return {name: values[at] for name, values in self._rows.items()}

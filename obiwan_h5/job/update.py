@@ -129,9 +129,9 @@ def copy_sources(old_index, old_kind, plan, new_kind):
     sources = np.full(len(plan.bricknames), -1, dtype=np.int64)
     if old_kind != new_kind or "fingerprint" not in old_index:
         return sources
-    where = {name.decode(): i for i, name in enumerate(old_index["name"])}
+    position = {name.decode(): i for i, name in enumerate(old_index["name"])}
     for i, name in enumerate(plan.bricknames):
-        j = where.get(name)
+        j = position.get(name)
         if (j is not None and plan.status[i] == PENDING and old_index["status"][j] == DONE
                 and int(old_index["fingerprint"][j]) == int(plan.fingerprints[i])
                 and int(old_index["count"][j]) == int(plan.counts[i])):
@@ -196,4 +196,5 @@ class OldFile:
                         and randoms[column.name].shape[1:] == tuple(column.shape) for column in columns))
 
     def close(self):
+        """Close the old file."""
         self.file.close()

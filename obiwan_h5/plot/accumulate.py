@@ -14,34 +14,43 @@ import numpy as np
 
 from ..core.photometry import band_quantity, tractor_types
 from ..core.selection import MAGNITUDE_LIMITS
-from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
-from .sources import TrueMagnitudes, tractor_band_column, truth_column
+from ..fileformat import (
+    BANDS,
+    SELECTION_LABELS,
+    SELECTIONS,
+    TRACTOR_PREFIX,
+    TRACTOR_TYPES,
+    injected_flux_column,
+    is_recovered,
+    is_selected,
+)
+from .sources import TrueMagnitudes, injected_column, tractor_band_column
 from .stats import MAG_BINS, Reservoir, crossing, robust_stats, wilson_interval
 
 __all__ = [
     "BRICK_INDEX",
     "CHI_BINS",
     "INJECTED_CLASSES",
-    "SELECTIONS",
+    "SELECTION_AXES",
     "Astrometry",
     "Confusion",
     "FluxResiduals",
     "Recovery",
     "Skymap",
     "Targets",
+    "injected_classes",
     "injected_morphology",
     "shown",
+    "type_index",
 ]
 
-RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # key the figure runner adds to every batch (and summary table): the index of each row's
 # brick in the file's brick list, known from the brick index without reading brickname
 BRICK_INDEX = "_brick_index"
 # bins of the normalised flux residual (measured - true) / sigma; exact counts
 CHI_BINS = np.round(np.linspace(-6.0, 6.0, 61), 6)
-# (selection, label, band of the magnitude axis)
-SELECTIONS = (("desi_elg", "DESI ELG", "r"), ("eboss_ngc", "eBOSS ELG NGC", "g"),
-              ("eboss_sgc", "eBOSS ELG SGC", "g"))
+# (selection, label, band of the magnitude axis: the band of its magnitude limits)
+SELECTION_AXES = tuple((sel, SELECTION_LABELS[sel], MAGNITUDE_LIMITS[sel][0]) for sel in SELECTIONS)
 # injected-morphology classes of the confusion matrix, see `injected_morphology`
 INJECTED_CLASSES = ("PSF-like", "EXP-like", "DEV-like", "unknown")
 PSF_RHALF_MAX = 0.05  # arcsec
@@ -74,6 +83,24 @@ def injected_morphology(n, rhalf):
         return np.select([point, n >= DEV_SERSIC_MIN, n >= PSF_SERSIC_MAX], [0, 2, 1], 3)
 
 
+def injected_classes(batch, shape_columns):
+    """Each row's class in `INJECTED_CLASSES` (`injected_morphology`), from the columns
+    `shape_columns` (``{"n": name, "rhalf": name}``, either may be absent) of `batch`; every
+    row PSF-like when there are none."""
+    shape = {key: batch[name] for key, name in shape_columns.items()}
+    classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
+    return np.zeros(len(batch["obiwan_mask"]), np.int64) if classes is None else classes
+
+
+def type_index(kinds):
+    """Each row's Tractor type (`core.photometry.tractor_types` bytes) as its index in
+    `TRACTOR_TYPES`; ``len(TRACTOR_TYPES)`` (``"other"`` of `TYPE_COLUMNS`) for any other."""
+    index = np.full(len(kinds), len(TRACTOR_TYPES))
+    for number, kind in enumerate(TRACTOR_TYPES):
+        index[kinds == kind.encode()] = number
+    return index
+
+
 def _ints(values):
     return [int(v) for v in values]
 
@@ -101,6 +128,7 @@ class Accumulator:
         self.rows = 0
 
     def columns(self):
+        """The derived columns `add` reads (none for a figure made from the summary table)."""
         return []
 
     def _require(self, *names):
@@ -110,9 +138,11 @@ class Accumulator:
         return not absent
 
     def add(self, batch):
+        """Take one batch of rows (column name -> array, the columns of `columns`)."""
         pass
 
     def numbers(self):
+        """The numbers behind the figure, JSON-ready (``numbers.json``, the captions, the drawer)."""
         return {}
 
     def empty(self, numbers):
@@ -139,10 +169,12 @@ class Recovery(Accumulator):
         self.recovered = 0
 
     def columns(self):
+        """``obiwan_mask`` and the columns of the true magnitudes."""
         return ["obiwan_mask"] + self.mags.columns()
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Count the batch's injected and recovered sources per band and true-magnitude bin."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         self.recovered += int(recovered.sum())
         for b in self.bands:
@@ -153,6 +185,7 @@ class Recovery(Accumulator):
             self.found[b] += np.histogram(mag[inside & recovered], MAG_BINS)[0]
 
     def numbers(self):
+        """Per band: counts, recovered fraction with its Wilson interval per bin, and the 50% magnitude."""
         centres = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
         bands = {}
         for b in self.bands:
@@ -166,6 +199,7 @@ class Recovery(Accumulator):
                 "magnitude_source": self.mags.describe(), "bands": bands}
 
     def empty(self, numbers):
+        """Why there is no curve: no injected source with a true magnitude in the bins."""
         if not any(sum(band["n"]) for band in numbers["bands"].values()):
             return "no injected source with a true magnitude in 16-28"
         return None
@@ -186,8 +220,8 @@ class FluxResiduals(Accumulator):
         self.cols = {}
         for b in BANDS:
             flux, ivar = (tractor_band_column(self.available, q, b) for q in ("flux", "flux_ivar"))
-            if flux and ivar and f"{b}flux" in self.available:
-                self.cols[b] = (f"{b}flux", flux, ivar)
+            if flux and ivar and injected_flux_column(b) in self.available:
+                self.cols[b] = (injected_flux_column(b), flux, ivar)
         if not self.cols and self.missing is None:
             self.missing = "no band has both simcat and Tractor flux/flux_ivar columns"
         self.bands = list(self.cols)
@@ -198,18 +232,20 @@ class FluxResiduals(Accumulator):
         self.sample = {b: Reservoir(self.capacity, self.rng, ("delta", "chi")) for b in self.bands}
 
     def columns(self):
+        """``obiwan_mask`` and, per band, the simcat flux and the Tractor flux and flux_ivar."""
         names = ["obiwan_mask"]
         for triple in self.cols.values():
             names.extend(name for name in triple if name not in names)
         return names
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Histogram and sample the flux residuals (raw and over σ) of the batch's recovered sources."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += int(recovered.sum())
         for b in self.bands:
-            true = np.asarray(batch[f"{b}flux"], np.float64)[recovered]
-            measured = np.asarray(band_quantity(batch, "flux", b, "tractor_"), np.float64)[recovered]
-            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, "tractor_"), np.float64)[recovered]
+            true = np.asarray(batch[injected_flux_column(b)], np.float64)[recovered]
+            measured = np.asarray(band_quantity(batch, "flux", b, TRACTOR_PREFIX), np.float64)[recovered]
+            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, TRACTOR_PREFIX), np.float64)[recovered]
             delta = measured - true
             with np.errstate(invalid="ignore"):
                 ok = np.isfinite(delta) & np.isfinite(ivar) & (ivar > 0)
@@ -222,6 +258,7 @@ class FluxResiduals(Accumulator):
             self.sample[b].add(delta=delta, chi=chi)
 
     def numbers(self):
+        """Per band: robust median and σ of the residuals, their σ-normalised histogram, the sample size."""
         bands = {}
         for b in self.bands:
             sample = self.sample[b]
@@ -237,6 +274,7 @@ class FluxResiduals(Accumulator):
                 "unit": "nanomaggy", "chi_bins": _floats(CHI_BINS), "n_recovered": self.rows, "bands": bands}
 
     def empty(self, numbers):
+        """Why there is no histogram: no recovered source with a flux and a positive flux_ivar."""
         if not any(band["n"] for band in numbers["bands"].values()):
             return "no recovered source with a measured flux and flux_ivar > 0"
         return None
@@ -253,10 +291,12 @@ class Astrometry(Accumulator):
         self.sample = Reservoir(self.capacity, self.rng, ("dra", "ddec"))
 
     def columns(self):
+        """``obiwan_mask`` and the injected and Tractor positions."""
         return ["obiwan_mask", "ra", "dec", "tractor_ra", "tractor_dec"]
 
     def add(self, batch):
-        keep = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Sample Δra·cos(dec) and Δdec (arcsec) of the batch's recovered sources."""
+        keep = is_recovered(batch["obiwan_mask"])
         ra, dec = (np.asarray(batch[name], np.float64)[keep] for name in ("ra", "dec"))
         tra, tdec = (np.asarray(batch[name], np.float64)[keep] for name in ("tractor_ra", "tractor_dec"))
         dra = ((tra - ra + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec)) * 3600.0
@@ -266,6 +306,7 @@ class Astrometry(Accumulator):
         self.sample.add(dra=dra[ok], ddec=ddec[ok])
 
     def numbers(self):
+        """Robust medians and σ of both offsets, the median separation, the match radius."""
         data = self.sample.data
         median_dra, sigma_dra = robust_stats(data["dra"])
         median_ddec, sigma_ddec = robust_stats(data["ddec"])
@@ -277,6 +318,7 @@ class Astrometry(Accumulator):
                 "n_sample": self.sample.size, "sample_complete": self.sample.complete}
 
     def empty(self, numbers):
+        """Why there is no scatter: no recovered source."""
         return None if numbers["n"] else "no recovered source"
 
 
@@ -288,34 +330,32 @@ class Confusion(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask", "tractor_type")
-        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := truth_column(self.available, key))}
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := injected_column(self.available, key))}
         self.counts = np.zeros((len(INJECTED_CLASSES), len(TYPE_COLUMNS)), np.int64)
 
     def columns(self):
+        """``obiwan_mask``, ``tractor_type`` and the injected shape columns found."""
         return ["obiwan_mask", "tractor_type"] + list(self.shape_cols.values())
 
     @property
     def morphology_source(self):
+        """Which columns the injected morphology is read from, for the caption."""
         if not self.shape_cols:
             return "no n/rhalf columns: all sources taken as PSF-like (stars)"
         return ", ".join(f"{key} from column {name}" for key, name in self.shape_cols.items())
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Count the batch's sources per injected class and Tractor type (or unrecovered)."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
-        shape = {key: batch[name] for key, name in self.shape_cols.items()}
-        classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
-        if classes is None:
-            classes = np.zeros(len(recovered), np.int64)
-        kinds = tractor_types(batch["tractor_type"])
-        column = np.full(len(recovered), TYPE_COLUMNS.index("other"))
-        for index, kind in enumerate(TRACTOR_TYPES):
-            column[kinds == kind.encode()] = index
+        classes = injected_classes(batch, self.shape_cols)
+        column = type_index(tractor_types(batch["tractor_type"]))
         column[~recovered] = TYPE_COLUMNS.index("unrecovered")
         flat = classes * len(TYPE_COLUMNS) + column
         self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
 
     def numbers(self):
+        """The counts and row fractions of the matrix, the categories worth showing, the mapping."""
         totals = self.counts.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             fractions = self.counts / totals[:, None]
@@ -331,6 +371,7 @@ class Confusion(Accumulator):
                 "morphology_source": self.morphology_source}
 
     def empty(self, numbers):
+        """Why there is no matrix: no injected source."""
         return None if numbers["n"] else "no injected source"
 
 
@@ -352,7 +393,7 @@ class Targets(Accumulator):
         super().__init__(*args, **kwargs)
         self._require("targets_mask")
         self.mags = TrueMagnitudes(self.available, bands=("r", "g"))
-        self.selections = [(sel, label, b) for sel, label, b in SELECTIONS if b in self.mags.bands]
+        self.selections = [(sel, label, b) for sel, label, b in SELECTION_AXES if b in self.mags.bands]
         if not self.selections and self.missing is None:
             self.missing = "no true g or r magnitudes (simcat flux with mw_transmission, or psql_g/psql_r)"
         nbins = len(MAG_BINS) - 1
@@ -360,9 +401,11 @@ class Targets(Accumulator):
         self.totals = {sel: dict.fromkeys(_GROUPS + ("beyond",), 0) for sel, _, _ in self.selections}
 
     def columns(self):
+        """``targets_mask`` and the true magnitudes of the selections' bands."""
         return ["targets_mask"] + self.mags.columns(sorted({b for _, _, b in self.selections}))
 
     def add(self, batch):
+        """Count the batch's true-, measured- and both-selected sources per selection and magnitude bin."""
         mask = batch["targets_mask"]
         self.rows += len(mask)
         mags = {}
@@ -370,8 +413,8 @@ class Targets(Accumulator):
             if b not in mags:
                 mags[b] = self.mags(batch, b)
             mag = mags[b]
-            true = bit_set(mask, TARGET_BITS[f"{sel}_true"])
-            measured = bit_set(mask, TARGET_BITS[sel])
+            true = is_selected(mask, sel, true=True)
+            measured = is_selected(mask, sel)
             groups = {"true": true, "both": true & measured, "measured": measured, "false": measured & ~true}
             inside = (mag >= MAG_BINS[0]) & (mag <= MAG_BINS[-1])
             for key, chosen in groups.items():
@@ -383,6 +426,7 @@ class Targets(Accumulator):
             self.totals[sel]["beyond"] += int(beyond.sum())
 
     def numbers(self):
+        """Per selection: totals, completeness and contamination overall and per bin, with intervals."""
         bands = sorted({b for _, _, b in self.selections}, reverse=True)
         result = {"bins": _floats(MAG_BINS), "n_rows": self.rows, "magnitude_source": self.mags.describe(bands),
                   "selections": {}}
@@ -411,6 +455,7 @@ class Targets(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is no curve: no source selected, on true or on measured fluxes."""
         if not any(d["n_true"] or d["n_measured"] for d in numbers["selections"].values()):
             return "no source selected as a target, on true or on measured fluxes"
         return None
@@ -427,6 +472,7 @@ class Skymap(Accumulator):
         self.table = {}
 
     def set_summary(self, table, summary_columns):
+        """Keep the `SUMMARY` columns of the chosen bricks' summary rows (or say which is missing)."""
         absent = [name for name in self.SUMMARY if name not in summary_columns]
         if absent:
             self.missing = f"summary column {absent[0]} is not in the file"
@@ -435,6 +481,7 @@ class Skymap(Accumulator):
                       if name in self.SUMMARY + ("brick_area",)}
 
     def numbers(self):
+        """The bricks shown, and the median, minimum and maximum of each mapped value."""
         n = len(self.table.get("ra", ()))
         result = {"n_bricks": n}
         for name in ("frac_recovered", "galdepth_g"):
@@ -446,4 +493,5 @@ class Skymap(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is no map: no done brick chosen."""
         return None if numbers["n_bricks"] else "no done brick chosen"

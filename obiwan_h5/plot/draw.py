@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from .accumulate import CHI_BINS, INJECTED_CLASSES, SELECTIONS, TYPE_COLUMNS
+from .accumulate import CHI_BINS, INJECTED_CLASSES, SELECTION_AXES, TYPE_COLUMNS
 from .stats import MAG_BINS
 
 __all__ = ["decorate", "draw_astrometry", "draw_confusion", "draw_flux_residuals", "draw_recovery", "draw_skymap",
@@ -44,6 +44,7 @@ def grid(fig, nrows, ncols, left=0.8, right=0.3, top=0.95, bottom=0.65, wspace=0
 
 
 def save(fig, path):
+    """Write `fig` to `path` at the figures' resolution, on white."""
     fig.savefig(path, dpi=DPI, facecolor="white")
 
 
@@ -85,6 +86,7 @@ def yerr(value, low, high):
 
 
 def note(ax, text, loc="upper left"):
+    """A small boxed monospace text in a corner of `ax` (`loc`: ``"upper left"``, ``"lower right"``...)."""
     x, ha = (0.03, "left") if "left" in loc else (0.97, "right")
     y, va = (0.96, "top") if "upper" in loc else (0.04, "bottom")
     ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=9.5, family="monospace",
@@ -92,6 +94,7 @@ def note(ax, text, loc="upper left"):
 
 
 def fmt(value, spec=".3f"):
+    """`value` formatted with `spec`, or ``"n/a"`` when it is None or not finite."""
     return "n/a" if value is None or not np.isfinite(value) else format(value, spec)
 
 
@@ -112,6 +115,7 @@ CENTRES = 0.5 * (MAG_BINS[1:] + MAG_BINS[:-1])
 # ----------------------------------------------------------------------------- recovery
 
 def draw_recovery(acc, numbers, path, subtitle):
+    """Recovered fraction per band against true magnitude (Wilson intervals), and the counts below."""
     fig = new_figure(10, 7, "Recovered fraction vs true magnitude", f"{subtitle}; overall recovered "
                      f"{fmt(numbers['fraction_recovered'])} ({numbers['n_recovered']}/{numbers['n_rows']})")
     (top,), (bottom,) = grid(fig, 2, 1, left=0.9, top=0.85, hspace=0.15, sharex=True,
@@ -145,6 +149,8 @@ def draw_recovery(acc, numbers, path, subtitle):
 # ------------------------------------------------------------------------ flux residuals
 
 def draw_flux_residuals(acc, numbers, path, subtitle):
+    """Per band: the histogram of the flux residuals of recovered sources, and of the
+    residuals over σ against a unit Gaussian."""
     bands = [b for b, d in numbers["bands"].items() if d["n"]]
     fig = new_figure(4.2 * len(bands) + 0.4, 8.5, "Flux residuals of recovered sources: Tractor flux − injected "
                      "flux, both as added to the images (extincted)", subtitle)
@@ -186,6 +192,7 @@ def draw_flux_residuals(acc, numbers, path, subtitle):
 # ---------------------------------------------------------------------------- astrometry
 
 def draw_astrometry(acc, numbers, path, subtitle):
+    """Δdec against Δra·cos(dec) of recovered sources, with both marginal histograms and the match radius."""
     fig = new_figure(9, 8.5, "Astrometric residuals of recovered sources (Tractor − injected)", subtitle)
     spec = fig.add_gridspec(2, 3, left=0.1, right=0.9, bottom=0.08, top=0.885, wspace=0.05, hspace=0.05,
                             width_ratios=[4, 1.3, 0.2], height_ratios=[1.3, 4])
@@ -231,6 +238,7 @@ def draw_astrometry(acc, numbers, path, subtitle):
 # ----------------------------------------------------------------------------- confusion
 
 def draw_confusion(acc, numbers, path, subtitle):
+    """The confusion matrix: injected morphology class against Tractor type, row fractions and counts."""
     rows = [INJECTED_CLASSES.index(name) for name in numbers["rows_shown"]]
     columns = [TYPE_COLUMNS.index(name) for name in numbers["columns_shown"]]
     fig = new_figure(max(1.15 * len(columns) + 3.6, 7.5), 1.0 * len(rows) + 2.4,
@@ -259,7 +267,9 @@ def draw_confusion(acc, numbers, path, subtitle):
 # ------------------------------------------------------------------------------- targets
 
 def draw_targets(acc, numbers, path, subtitle):
-    selections = [(sel, label, band) for sel, label, band in SELECTIONS
+    """Per selection: completeness and contamination against true magnitude, over the
+    true- and measured-selected counts (grey), the magnitudes beyond its cut shaded."""
+    selections = [(sel, label, band) for sel, label, band in SELECTION_AXES
                   if sel in numbers["selections"] and mag_limits([numbers["selections"][sel]["hist_true"],
                                                                   numbers["selections"][sel]["hist_measured"]])]
     fig = new_figure(4.2 * len(selections) + 0.4, 7, "Target selection on measured vs true fluxes", subtitle)
@@ -321,6 +331,8 @@ def wrap_ra(ra):
 
 
 def draw_skymap(acc, numbers, path, subtitle):
+    """The recovered fraction and the g galaxy depth of each brick, as brick-sized patches on
+    the sky."""
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 

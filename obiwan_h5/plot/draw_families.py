@@ -8,7 +8,7 @@ shape columns gets no shape panels, not "no data" boxes).
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from .accumulate import SELECTIONS
+from .accumulate import SELECTION_AXES
 from .draw import BAND_COLOURS, colorbar, decorate, grid, mag_limits, new_figure, save, values, yerr
 from .draw_thesis import SELECTION_COLOURS
 from .stats import MAG_BINS
@@ -109,6 +109,8 @@ def _colours_1d(ax, colours):
 
 
 def draw_inputs(acc, numbers, path, subtitle):
+    """Magnitude, colour and injected-property histograms (all and recovered), and the
+    recovered fraction against each property."""
     bands = {b: d for b, d in numbers["bands"].items() if sum(d["n"])}
     props = {key: d for key, d in numbers["properties"].items() if sum(d["n"])}
     limits = mag_limits([d["n"] for d in bands.values()] + [d["n_added"] for d in bands.values() if d["n_added"]])
@@ -194,6 +196,8 @@ def _versus(fig, ax, key, d):
 
 
 def draw_morphology(acc, numbers, path, subtitle):
+    """Counts per injected class and Tractor type, the recovered fraction per class, and
+    measured against injected shapes."""
     first = [lambda ax: _class_counts(ax, numbers)]
     if numbers["types_shown"] and sum(numbers["n_measured_type"]):
         first.append(lambda ax: _type_counts(ax, numbers))
@@ -292,12 +296,14 @@ def _has_type_mix(numbers):
 
 
 def draw_colours(acc, numbers, path, subtitle):
+    """Maps of g−r vs r−z: recovered, lost, recovered fraction, per Tractor type, and each
+    selection's contaminants over its true-selected contour."""
     first = [lambda ax: _colour_map(ax, numbers, "recovered", "Blues", "recovered (true colours)"),
              lambda ax: _colour_map(ax, numbers, "lost", "Reds", "lost (true colours)"),
              lambda ax: _fraction_map(ax, numbers)]
     types = ([lambda ax: _type_mix(ax, numbers, "gr"), lambda ax: _type_mix(ax, numbers, "rz")]
              if _has_type_mix(numbers) else [])
-    second = [lambda ax, sel=sel, label=label: _contaminating(ax, numbers, sel, label) for sel, label, _ in SELECTIONS
+    second = [lambda ax, sel=sel, label=label: _contaminating(ax, numbers, sel, label) for sel, label, _ in SELECTION_AXES
               if numbers["has_targets"] and numbers["has_measured"] and numbers["totals"][f"contaminating_{sel}"]]
     if second and types:
         rows = [first + types[:1], second + types[1:]]

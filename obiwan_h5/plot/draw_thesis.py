@@ -9,7 +9,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .accumulate import CHI_BINS, SELECTIONS
+from .accumulate import CHI_BINS, SELECTION_AXES
 from .draw import BAND_COLOURS, CENTRES, colorbar, fmt, grid, mag_limits, new_figure, save, values, yerr
 from .stats import MAG_BINS
 from .thesis import RESIDUALS, SHAPES
@@ -40,10 +40,12 @@ def _group_properties(numbers, stem):
 
 
 def draw_systematics(acc, numbers, path, subtitle):
+    """Recovered fraction and each selection's measured/true density ratio in bins of each
+    imaging property of the bricks."""
     groups = [(stem, label, found) for stem, label in SYSTEMATICS_GROUPS
               if (found := _group_properties(numbers, stem))]
     rows = [("recovered fraction\n(all injected)", None)]
-    rows += [(f"{label}\nmeasured / true selected", sel) for sel, label, _ in SELECTIONS
+    rows += [(f"{label}\nmeasured / true selected", sel) for sel, label, _ in SELECTION_AXES
              if any(sum(prop["selections"][sel]["n_true"]) for _, _, found in groups for _, prop in found)]
     fig = new_figure(13, 2.45 * len(rows) + 1.9, "Imaging systematics: recovery and selected-target density "
                      "vs the brick's depth, seeing and extinction",
@@ -115,6 +117,8 @@ def _residual_hist(ax, name, d, dev):
 
 
 def draw_residuals(acc, numbers, path, subtitle):
+    """Histograms of the σ-normalised residuals (flux per band, shapes) with a Gaussian fit,
+    and per band the residuals and magnitude differences against true magnitude."""
     quantities = numbers["quantities"]
     bands = [b for b in "grz" if quantities.get(f"flux_{b}", {}).get("n")]
     shapes = [key for key in SHAPES if quantities.get(key, {}).get("n") or quantities.get(f"{key}_dev", {}).get("n")]

@@ -8,14 +8,22 @@ import numpy as np
 
 from ..core.photometry import tractor_types
 from ..core.selection import flux_to_mag
-from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, TRACTOR_TYPES, bit_set
-from .accumulate import INJECTED_CLASSES, SELECTIONS, Accumulator, _floats, _ints, injected_morphology, shown
-from .sources import MeasuredMagnitudes, TrueMagnitudes, truth_column
+from ..fileformat import BANDS, TRACTOR_TYPES, injected_flux_column, is_recovered, is_selected
+from .accumulate import (
+    INJECTED_CLASSES,
+    SELECTION_AXES,
+    Accumulator,
+    _floats,
+    _ints,
+    injected_classes,
+    shown,
+    type_index,
+)
+from .sources import MeasuredMagnitudes, TrueMagnitudes, injected_column, tractor_shape_column
 from .stats import MAG_BINS, wilson_interval
 
 __all__ = ["COLOUR_BINS", "INPUT_BINS", "Colours", "Inputs", "Morphology"]
 
-RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # injected property -> bins of its distribution and of the recovered fraction
 INPUT_BINS = {
     "rhalf": np.round(np.linspace(0.0, 3.0, 31), 6),
@@ -48,9 +56,9 @@ class Inputs(Accumulator):
         self._require("obiwan_mask")
         self.mags = TrueMagnitudes(self.available)
         self.bands = self.mags.bands
-        self.added = [b for b in self.bands if f"{b}flux" in self.available]
+        self.added = [b for b in self.bands if injected_flux_column(b) in self.available]
         self.measured = MeasuredMagnitudes(self.available, self.bands)
-        self.props = {key: name for key in INPUT_BINS if (name := truth_column(self.available, key))}
+        self.props = {key: name for key in INPUT_BINS if (name := injected_column(self.available, key))}
         if not self.bands and not self.props and self.missing is None:
             self.missing = "no true magnitudes (simcat fluxes or psql_g/r/z) and no injected shape or redshift"
         nmag = len(MAG_BINS) - 1
@@ -63,11 +71,13 @@ class Inputs(Accumulator):
         self.values = {key: {} for key in self.props}  # value -> [n, n_recovered]; None: not discrete
 
     def columns(self):
-        names = ["obiwan_mask"] + self.mags.columns() + [f"{b}flux" for b in self.added] + self.measured.columns()
+        """``obiwan_mask``, the true, added and measured magnitudes' columns, and the injected properties."""
+        names = ["obiwan_mask"] + self.mags.columns() + [injected_flux_column(b) for b in self.added] + self.measured.columns()
         return list(dict.fromkeys(names + list(self.props.values())))
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Histogram the batch's magnitudes, colours and injected properties, all and recovered."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         mags = {}
         for b in self.bands:
@@ -75,7 +85,7 @@ class Inputs(Accumulator):
             self.mag[b, "true"] += np.histogram(mags[b], MAG_BINS)[0]
             self.mag[b, "true_rec"] += np.histogram(mags[b][recovered], MAG_BINS)[0]
             if b in self.added:
-                self.mag[b, "added"] += np.histogram(flux_to_mag(batch[f"{b}flux"]), MAG_BINS)[0]
+                self.mag[b, "added"] += np.histogram(flux_to_mag(batch[injected_flux_column(b)]), MAG_BINS)[0]
             if b in self.measured.bands:
                 self.mag[b, "measured"] += np.histogram(self.measured(batch, b)[recovered], MAG_BINS)[0]
         if self.colour:
@@ -108,6 +118,7 @@ class Inputs(Accumulator):
             self.values[key] = None
 
     def numbers(self):
+        """Per band and per property: the histograms (all, recovered) and the recovered fraction."""
         result = {"n_rows": self.rows, "mag_bins": _floats(MAG_BINS), "bands": {}, "colours": {},
                   "properties": {}, "columns": dict(self.props), "magnitude_source": self.mags.describe()}
         for b in self.bands:
@@ -131,6 +142,7 @@ class Inputs(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is nothing to draw: no injected value inside the bins."""
         parts = list(numbers["bands"].values()) + list(numbers["properties"].values())
         return None if any(sum(part["n"]) for part in parts) else "no injected value inside the bins"
 
@@ -149,8 +161,8 @@ class Morphology(Accumulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require("obiwan_mask", "tractor_type")
-        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := truth_column(self.available, key))}
-        self.truth = {key: name for key in self.SHAPE_BINS if (name := truth_column(self.available, key))}
+        self.shape_cols = {key: name for key in ("n", "rhalf") if (name := injected_column(self.available, key))}
+        self.truth = {key: name for key in self.SHAPE_BINS if (name := injected_column(self.available, key))}
         self.input = np.zeros(len(INJECTED_CLASSES), np.int64)
         self.input_rec = np.zeros(len(INJECTED_CLASSES), np.int64)
         self.types = np.zeros(len(TRACTOR_TYPES) + 1, np.int64)
@@ -159,28 +171,24 @@ class Morphology(Accumulator):
         self.rhalf_by_type = {kind: np.zeros(len(INPUT_BINS["rhalf"]) - 1, np.int64) for kind in TRACTOR_TYPES}
 
     def _measured(self, key):
-        stem = "r" if key == "rhalf" else key
-        return f"tractor_shapeexp_{stem}", f"tractor_shapedev_{stem}"
+        return tractor_shape_column("shapeexp", key), tractor_shape_column("shapedev", key)
 
     def columns(self):
+        """``obiwan_mask``, ``tractor_type``, the injected shapes and the matching Tractor shapes."""
         names = ["obiwan_mask", "tractor_type"] + list(self.shape_cols.values()) + list(self.truth.values())
         for key in self.versus:
             names += [name for name in self._measured(key) if name in self.available]
         return list(dict.fromkeys(names))
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Count the batch's injected classes and Tractor types; histogram measured vs injected shapes."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
-        shape = {key: batch[name] for key, name in self.shape_cols.items()}
-        classes = injected_morphology(shape.get("n"), shape.get("rhalf"))
-        if classes is None:
-            classes = np.zeros(len(recovered), np.int64)
+        classes = injected_classes(batch, self.shape_cols)
         self.input += np.bincount(classes, minlength=len(INJECTED_CLASSES))
         self.input_rec += np.bincount(classes[recovered], minlength=len(INJECTED_CLASSES))
         kinds = tractor_types(batch["tractor_type"])
-        code = np.full(len(recovered), len(TRACTOR_TYPES))
-        for index, kind in enumerate(TRACTOR_TYPES):
-            code[kinds == kind.encode()] = index
+        code = type_index(kinds)
         self.types += np.bincount(code[recovered], minlength=len(self.types))
         dev = kinds == b"DEV"
         for key in self.versus:
@@ -197,6 +205,7 @@ class Morphology(Accumulator):
                     self.rhalf_by_type[kind] += np.histogram(truth[recovered & (code == index)], bins)[0]
 
     def numbers(self):
+        """Class and type counts, and per shape parameter the measured-vs-injected histogram."""
         fraction, low, high = wilson_interval(self.input_rec, self.input)
         total = max(int(self.types.sum()), 1)
         result = {"n_rows": self.rows, "classes": list(INJECTED_CLASSES), "n_input": _ints(self.input),
@@ -221,6 +230,7 @@ class Morphology(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is nothing to draw: no injected source."""
         return None if self.rows else "no injected source"
 
 
@@ -243,11 +253,13 @@ class Colours(Accumulator):
         shape = (len(COLOUR_BINS["gr"]) - 1, len(COLOUR_BINS["rz"]) - 1)
         self.has_types = "tractor_type" in self.available
         self.maps = {key: np.zeros(shape, np.int64) for key in ["recovered", "lost"]
-                     + [f"contaminating_{sel}" for sel, _, _ in SELECTIONS]
-                     + [f"true_{sel}" for sel, _, _ in SELECTIONS]
+                     + [f"contaminating_{sel}" for sel, _, _ in SELECTION_AXES]
+                     + [f"true_{sel}" for sel, _, _ in SELECTION_AXES]
                      + ([f"type_{kind}" for kind in TRACTOR_TYPES] if self.has_types else [])}
 
     def columns(self):
+        """``obiwan_mask``, the true magnitudes, and when there ``targets_mask``,
+        ``tractor_type`` and the measured magnitudes."""
         names = ["obiwan_mask"] + self.mags.columns()
         if self.has_targets:
             names.append("targets_mask")
@@ -262,7 +274,9 @@ class Colours(Accumulator):
             np.int64)
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Add the batch's sources to the g−r vs r−z maps: recovered, lost, per type, true-
+        selected and contaminating."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         mag = {b: self.mags(batch, b) for b in BANDS}
         gr, rz = mag["g"] - mag["r"], mag["r"] - mag["z"]
@@ -278,13 +292,14 @@ class Colours(Accumulator):
         if self.measured:
             meas = {b: self.measured(batch, b) for b in BANDS}
             mgr, mrz = meas["g"] - meas["r"], meas["r"] - meas["z"]
-        for sel, _, _ in SELECTIONS:
-            true = bit_set(targets, TARGET_BITS[f"{sel}_true"])
+        for sel, _, _ in SELECTION_AXES:
+            true = is_selected(targets, sel, true=True)
             self._hist(f"true_{sel}", gr, rz, true)
             if self.measured:
-                self._hist(f"contaminating_{sel}", mgr, mrz, bit_set(targets, TARGET_BITS[sel]) & ~true)
+                self._hist(f"contaminating_{sel}", mgr, mrz, is_selected(targets, sel) & ~true)
 
     def numbers(self):
+        """The colour bins, every map's counts and totals, the recovered fraction per cell."""
         totals = {key: int(counts.sum()) for key, counts in self.maps.items()}
         with np.errstate(invalid="ignore", divide="ignore"):
             both = self.maps["recovered"] + self.maps["lost"]
@@ -302,6 +317,7 @@ class Colours(Accumulator):
                               "(measured-selected, not true-selected) at measured de-extincted colours"}
 
     def empty(self, numbers):
+        """Why there is no map: no injected source with true colours in the window."""
         if not numbers["totals"]["recovered"] + numbers["totals"]["lost"]:
             return "no injected source with true colours in the window"
         return None

@@ -30,14 +30,13 @@ import os
 import numpy as np
 
 from .. import __version__
-from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.bricks import DEFAULT_SEED
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import DONE
 from ..outputs import writing
 from ..progress import start_progress
-from ..read.common import check_fraction, check_output, open_derived, sample_bricks
-from ..read.common import select_bricks as select_known_bricks
+from ..read.common import check_fraction, check_output, open_derived, sample_bricks, select_bricks
 from ..read.reader import DEFAULT_BATCH_ROWS
 from .accumulate import BRICK_INDEX
 from .captions import caption
@@ -45,7 +44,7 @@ from .index import index_html
 from .registry import ACCUMULATORS, DRAWERS, FIGURES
 from .stats import MAG_BINS, coalesce
 
-__all__ = ["DEFAULT_MAX_SAMPLE", "FIGURES", "make_figures", "select_bricks"]
+__all__ = ["DEFAULT_MAX_SAMPLE", "FIGURES", "bricks_used", "make_figures"]
 
 # rows kept per band in the random samples behind the robust statistics and 2-D histograms
 DEFAULT_MAX_SAMPLE = 200_000
@@ -63,8 +62,8 @@ def _parse_only(only):
     return [name for name in FIGURES if name in items]
 
 
-def select_bricks(derived, bricks=None, sample=None, seed=DEFAULT_SEED):
-    """Done bricks to use, in file order, and a description of the choice.
+def bricks_used(derived, bricks=None, sample=None, seed=DEFAULT_SEED):
+    """The done bricks the figures use, in file order, and a description of the choice.
 
     Parameters
     ----------
@@ -77,7 +76,7 @@ def select_bricks(derived, bricks=None, sample=None, seed=DEFAULT_SEED):
     """
     names = derived.bricknames
     status = dict(zip(names, derived.bricks["status"]))
-    requested = names if bricks is None else select_known_bricks(derived, brick_names(bricks))
+    requested = names if bricks is None else select_bricks(derived, bricks)
     done = [name for name in requested if status[name] == DONE]
     used = done
     if sample is not None:
@@ -106,7 +105,7 @@ def make_figures(path, output, only=None, bricks=None, sample=None, seed=DEFAULT
     only : str or list of str, optional
         Figure names out of `FIGURES` (default all).
     bricks, sample, seed
-        Brick choice, see `select_bricks`; `seed` also seeds the capped random samples.
+        Brick choice, see `bricks_used`; `seed` also seeds the capped random samples.
     batch_rows : int
         Rows per read; memory is bounded by about twice this many rows of the needed columns.
     max_sample : int
@@ -143,7 +142,7 @@ def _make_figures(path, output, folder, only, bricks, sample, seed, batch_rows, 
     if int(batch_rows) < 1:
         raise InputError(f"`batch_rows` must be positive, not {batch_rows}")
     with open_derived(path) as derived:
-        chosen, brick_info = select_bricks(derived, bricks, sample, seed)
+        chosen, brick_info = bricks_used(derived, bricks, sample, seed)
         radius = float(derived.attrs.get("match_radius_arcsec", 1.0))
         accumulators = {name: ACCUMULATORS[name](derived.columns, np.random.default_rng([seed, i]),
                                                  max_sample, radius)
@@ -241,10 +240,10 @@ def _load_summary(derived, acc, chosen):
     """Give an accumulator with a ``SUMMARY`` list the summary rows of the chosen bricks,
     with their `BRICK_INDEX`."""
     wanted = [name for name in acc.SUMMARY + ("brick_area",) if name in derived.summary_columns]
-    where = {name: i for i, name in enumerate(derived.bricknames)}
+    position = {name: i for i, name in enumerate(derived.bricknames)}
     table = derived.summary(wanted, bricks=chosen, as_="numpy") if wanted and chosen else {
         name: np.zeros(0) for name in wanted}
-    table[BRICK_INDEX] = np.array(sorted(where[name] for name in chosen), np.int64)
+    table[BRICK_INDEX] = np.array(sorted(position[name] for name in chosen), np.int64)
     acc.set_summary(table, derived.summary_columns)
 
 

@@ -16,7 +16,7 @@ figure is skipped with that reason.
 import numpy as np
 
 from ..core.maps import COUNTS, PixelCounts, fractions
-from ..fileformat import SELECTIONS
+from ..fileformat import SELECTION_LABELS, SELECTIONS
 from ..read.maps import MAP_INPUT_COLUMNS, pixel_numbers
 from .accumulate import Accumulator
 from .draw import colorbar, fmt, grid, new_figure, save, wrap_ra
@@ -29,9 +29,8 @@ MIN_INJECTED = 100  # median injected sources per drawn pixel
 MIN_PIXELS = 8  # fewer pixels than this make no map
 MAX_DRAWN = 100_000  # polygons drawn at most
 SPARSE = MIN_INJECTED // 4  # pixels with fewer injected sources (edges of the footprint) are drawn faint
-LABELS = {"desi_elg": "DESI ELG", "eboss_ngc": "eBOSS ELG NGC", "eboss_sgc": "eBOSS ELG SGC"}
 PANELS = (("frac_recovered", "recovered fraction"),) + tuple(
-    (f"selfunc_{sel}", f"{LABELS[sel]} selection function") for sel in SELECTIONS)
+    (f"selfunc_{sel}", f"{SELECTION_LABELS[sel]} selection function") for sel in SELECTIONS)
 
 
 class SelectionMap(Accumulator):
@@ -47,9 +46,11 @@ class SelectionMap(Accumulator):
         self.pixels, self.table = np.zeros(0, np.int64), {}
 
     def columns(self):
+        """The columns of `read.maps.MAP_INPUT_COLUMNS`: positions and both masks."""
         return list(MAP_INPUT_COLUMNS)
 
     def add(self, batch):
+        """Count the batch's rows per NESTED pixel, made coarser while the pixels are too many."""
         n = len(batch["ra"])
         self.rows += n
         pixels = pixel_numbers(self.nside, batch["ra"], batch["dec"], nest=True)
@@ -62,6 +63,7 @@ class SelectionMap(Accumulator):
         self.nside //= 2
 
     def numbers(self):
+        """The map at the drawn resolution: each pixel's fractions and the panels' medians."""
         keys, counts = self.totals.result()
         injected = counts[:, 0]
         while self.nside > 1 and len(injected) and (np.median(injected) < MIN_INJECTED or len(keys) > MAX_DRAWN):
@@ -82,6 +84,7 @@ class SelectionMap(Accumulator):
 
 
     def empty(self, numbers):
+        """Why there is no map: too few pixels hold enough injected sources."""
         if numbers["n_pixels"] < MIN_PIXELS:
             return (f"the footprint spans {numbers['n_pixels']} HEALPix pixel(s) at nside {numbers['nside']}, the "
                     f"finest at which the median pixel holds >= {MIN_INJECTED} injected sources; a map needs "

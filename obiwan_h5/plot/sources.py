@@ -8,25 +8,30 @@ its numbers (and so in its caption) which source it used.
 
 import numpy as np
 
-from ..core.photometry import QUANTITIES, deextincted_flux, true_flux
+from ..core.photometry import band_column, deextincted_flux, true_flux
 from ..core.selection import flux_to_mag
-from ..fileformat import BANDS
+from ..fileformat import BANDS, TRACTOR_PREFIX, injected_flux_column, tractor_column, transmission_column, truth_column
 
-__all__ = ["MeasuredMagnitudes", "TrueMagnitudes", "tractor_band_column", "truth_column"]
+__all__ = ["MeasuredMagnitudes", "TrueMagnitudes", "injected_column", "tractor_band_column", "tractor_shape_column"]
 
 
 def tractor_band_column(available, quantity, band):
-    """The derived column holding a Tractor quantity of one band (DR5 scalar or DR3 array)."""
-    stem, decam = QUANTITIES[quantity]
-    for name in (f"tractor_{stem}_{band}", f"tractor_{decam}"):
-        if name in available:
-            return name
-    return None
+    """The derived column holding a Tractor quantity of one band (DR5 scalar or DR3 array;
+    `core.photometry.band_column` of the ``tractor_`` columns)."""
+    return band_column(available, quantity, band, TRACTOR_PREFIX)
 
 
-def truth_column(available, key):
-    """The injected value of `key`: the simcat column, else the truth table's ``psql_<key>``."""
-    for name in (key, f"psql_{key}"):
+def tractor_shape_column(model, key, suffix=""):
+    """The derived column of a Tractor shape parameter: `model` ``"shapeexp"`` or
+    ``"shapedev"``, `key` the injected name (``rhalf``, ``e1``, ``e2``; Tractor calls the
+    radius ``r``), `suffix` ``""`` or ``"_ivar"``."""
+    return tractor_column(f"{model}_{'r' if key == 'rhalf' else key}{suffix}")
+
+
+def injected_column(available, key):
+    """The column of the injected value of `key`: the simcat column, else the truth table's
+    ``psql_<key>``; None when neither is there."""
+    for name in (key, truth_column(key)):
         if name in available:
             return name
     return None
@@ -46,11 +51,11 @@ class TrueMagnitudes:
     def __init__(self, available, bands=BANDS):
         self.columns_of = {}
         for band in bands:
-            simcat = [f"{band}flux", f"mw_transmission_{band}"]
+            simcat = [injected_flux_column(band), transmission_column(band)]
             if set(simcat) <= set(available):
                 self.columns_of[band] = simcat
-            elif f"psql_{band}" in available:
-                self.columns_of[band] = [f"psql_{band}"]
+            elif truth_column(band) in available:
+                self.columns_of[band] = [truth_column(band)]
         self.bands = list(self.columns_of)
 
     def columns(self, bands=None):
@@ -71,16 +76,16 @@ class TrueMagnitudes:
             return "no true magnitudes"
         kinds = {len(self.columns_of[band]) for band in bands}
         if kinds == {2}:
-            return f"{self.SIMCAT} ({', '.join(f'{band}flux' for band in bands)})"
+            return f"{self.SIMCAT} ({', '.join(injected_flux_column(band) for band in bands)})"
         if kinds == {1}:
-            return f"truth table magnitudes {', '.join(f'psql_{band}' for band in bands)} (no simcat fluxes)"
+            return f"truth table magnitudes {', '.join(truth_column(band) for band in bands)} (no simcat fluxes)"
         return "; ".join(f"{band}: {self.source(band)}" for band in bands)
 
     def __call__(self, batch, band):
         """The magnitudes of one band in `batch` (float64, NaN where not finite)."""
         if len(self.columns_of[band]) == 2:
             return flux_to_mag(true_flux(batch, band))
-        mag = np.asarray(batch[f"psql_{band}"], np.float64)
+        mag = np.asarray(batch[truth_column(band)], np.float64)
         return np.where(np.isfinite(mag), mag, np.nan)
 
 
@@ -97,7 +102,9 @@ class MeasuredMagnitudes:
         self.bands = list(self.columns_of)
 
     def columns(self):
+        """The columns read, each once (a DR3 array serves every band)."""
         return list(dict.fromkeys(name for names in self.columns_of.values() for name in names))
 
     def __call__(self, batch, band):
-        return flux_to_mag(deextincted_flux(batch, band, "tractor_"))
+        """The magnitudes of one band in `batch` (float64; NaN where the flux is not positive)."""
+        return flux_to_mag(deextincted_flux(batch, band, TRACTOR_PREFIX))

@@ -110,6 +110,7 @@ class Reservoir:
         self.data = {name: np.zeros(0) for name in fields}
 
     def add(self, **arrays):
+        """Offer the rows of `arrays` (one array per field, equal lengths) to the sample."""
         n = len(next(iter(arrays.values())))
         keys = self.rng.random(n)
         self.seen += n
@@ -132,6 +133,7 @@ class Reservoir:
 
     @property
     def size(self):
+        """Rows held in the sample."""
         return len(self._keys)
 
     @property

@@ -15,15 +15,14 @@ import numpy as np
 
 from ..core.photometry import band_quantity, tractor_types
 from ..core.selection import flux_to_mag
-from ..fileformat import BANDS, OBIWAN_BITS, TARGET_BITS, bit_set
-from .accumulate import BRICK_INDEX, CHI_BINS, SELECTIONS, Accumulator, _floats, _ints
-from .sources import TrueMagnitudes, tractor_band_column, truth_column
+from ..fileformat import BANDS, TRACTOR_PREFIX, injected_flux_column, is_recovered, is_selected, transmission_column
+from .accumulate import BRICK_INDEX, CHI_BINS, SELECTION_AXES, Accumulator, _floats, _ints
+from .sources import TrueMagnitudes, injected_column, tractor_band_column, tractor_shape_column
 from .stats import MAG_BINS, Reservoir, robust_stats, wilson_interval
 
 __all__ = ["DMAG_BINS", "RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
            "density_ratio_interval", "gaussian_fit", "histogram_quantiles", "quantile_edges"]
 
-RECOVERED_BIT = OBIWAN_BITS["recovered"][0]
 # (summary column, axis label); depths are 5-sigma AB magnitudes of the brick's recovered sources
 SYSTEMATICS_PROPERTIES = tuple(
     [(f"galdepth_{b}", f"galaxy depth {b} [AB mag]") for b in "grz"]
@@ -33,7 +32,7 @@ SYSTEMATICS_PROPERTIES = tuple(
 # at most this many bins per property, with (about) equal numbers of bricks
 SYSTEMATICS_BINS = 8
 # per-brick counters: injected, recovered, then per selection true, measured, true and recovered
-_COUNTERS = ["n_inj", "n_rec"] + [f"{key}_{sel}" for sel, _, _ in SELECTIONS
+_COUNTERS = ["n_inj", "n_rec"] + [f"{key}_{sel}" for sel, _, _ in SELECTION_AXES
                                   for key in ("n_true", "n_meas", "n_true_rec")]
 
 
@@ -94,27 +93,30 @@ class Systematics(Accumulator):
         self.bricks = np.zeros(0, np.int64)  # BRICK_INDEX of the summary rows
 
     def columns(self):
+        """``obiwan_mask`` and, when there, ``targets_mask`` (the brick index is added to every batch)."""
         return ["obiwan_mask"] + (["targets_mask"] if self.has_targets else [])
 
     def add(self, batch):
-        where = np.asarray(batch[BRICK_INDEX], np.int64)
-        if len(where) and where.max() >= len(self.counts):
+        """Add the batch's rows to their brick's counters: injected, recovered, and per
+        selection true, measured, true and recovered."""
+        brick = np.asarray(batch[BRICK_INDEX], np.int64)
+        if len(brick) and brick.max() >= len(self.counts):
             # grow by doubling: one copy per doubling, not one per batch
-            grown = np.zeros((max(where.max() + 1, 2 * len(self.counts)), len(_COUNTERS)), np.int64)
+            grown = np.zeros((max(brick.max() + 1, 2 * len(self.counts)), len(_COUNTERS)), np.int64)
             grown[:len(self.counts)] = self.counts
             self.counts = grown
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += len(recovered)
         flags = [np.ones(len(recovered), bool), recovered]
-        for sel, _, _ in SELECTIONS:
+        for sel, _, _ in SELECTION_AXES:
             if self.has_targets:
-                true = bit_set(batch["targets_mask"], TARGET_BITS[f"{sel}_true"])
-                measured = bit_set(batch["targets_mask"], TARGET_BITS[sel])
+                true = is_selected(batch["targets_mask"], sel, true=True)
+                measured = is_selected(batch["targets_mask"], sel)
             else:
                 true = measured = np.zeros(len(recovered), bool)
             flags += [true, measured, true & recovered]
         for column, flag in enumerate(flags):
-            self.counts[:, column] += np.bincount(where[flag], minlength=len(self.counts))
+            self.counts[:, column] += np.bincount(brick[flag], minlength=len(self.counts))
 
     def set_summary(self, table, summary_columns):
         """Per-brick imaging conditions: the summary rows of the chosen bricks (with their
@@ -135,6 +137,8 @@ class Systematics(Accumulator):
         return out
 
     def numbers(self):
+        """Per imaging property: its bins of bricks, the recovered fraction and each
+        selection's density ratio per bin."""
         counts = self._brick_counts()
         result = {"n_rows": self.rows, "n_bricks": len(self.bricks), "has_targets": self.has_targets,
                   "interval": "68% Wilson (recovered fraction); density ratio: Wilson interval of "
@@ -144,7 +148,7 @@ class Systematics(Accumulator):
         total = counts.sum(axis=0)
         result["fraction_recovered"] = float(total[1] / total[0]) if total[0] else None
         result["density_ratio"] = {}
-        for sel, _, _ in SELECTIONS:
+        for sel, _, _ in SELECTION_AXES:
             n_true, n_meas = total[_COUNTERS.index(f"n_true_{sel}")], total[_COUNTERS.index(f"n_meas_{sel}")]
             result["density_ratio"][sel] = float(n_meas / n_true) if n_true else None
         for name, label in SYSTEMATICS_PROPERTIES:
@@ -166,7 +170,7 @@ class Systematics(Accumulator):
                      "n_inj": _ints(binned[:, 0]), "n_rec": _ints(binned[:, 1]),
                      "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high),
                      "selections": {}}
-            for sel, _, _ in SELECTIONS:
+            for sel, _, _ in SELECTION_AXES:
                 n_true = binned[:, _COUNTERS.index(f"n_true_{sel}")]
                 n_meas = binned[:, _COUNTERS.index(f"n_meas_{sel}")]
                 n_true_rec = binned[:, _COUNTERS.index(f"n_true_rec_{sel}")]
@@ -181,6 +185,7 @@ class Systematics(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is no figure: no brick with both rows and finite imaging conditions."""
         if not any(sum(prop.get("n_inj", [])) for prop in numbers["properties"].values()):
             return "no brick with both rows and finite imaging conditions"
         return None
@@ -260,11 +265,11 @@ class Residuals(Accumulator):
         self.flux_bands = [b for b in BANDS
                            if tractor_band_column(self.available, "flux", b)
                            and tractor_band_column(self.available, "flux_ivar", b)
-                           and {f"{b}flux", f"mw_transmission_{b}"} <= self.available]
+                           and {injected_flux_column(b), transmission_column(b)} <= self.available]
         self.mags = TrueMagnitudes(self.available, self.flux_bands)
-        self.truth = {key: name for key in SHAPES if (name := truth_column(self.available, key))}
+        self.truth = {key: name for key in SHAPES if (name := injected_column(self.available, key))}
         self.shapes = [key for key in self.truth if "tractor_type" in self.available and all(
-            f"tractor_{model}_{_stem(key)}{suffix}" in self.available
+            tractor_shape_column(model, key, suffix) in self.available
             for model in ("shapeexp", "shapedev") for suffix in ("", "_ivar"))]
         self.names = ([f"flux_{b}" for b in self.flux_bands] + self.shapes
                       + [f"{key}_dev" for key in self.shapes])
@@ -277,15 +282,16 @@ class Residuals(Accumulator):
         self.dmag = {b: np.zeros((len(MAG_BINS) - 1, len(DMAG_BINS) - 1), np.int64) for b in self.flux_bands}
 
     def columns(self):
+        """``obiwan_mask``, the simcat and Tractor fluxes of each band, and the injected and Tractor shapes."""
         names = ["obiwan_mask"]
         for b in self.flux_bands:
-            names += [f"{b}flux", f"mw_transmission_{b}", tractor_band_column(self.available, "flux", b),
+            names += [injected_flux_column(b), transmission_column(b), tractor_band_column(self.available, "flux", b),
                       tractor_band_column(self.available, "flux_ivar", b)]
         if self.shapes:
             names.append("tractor_type")
         for key in self.shapes:
             names.append(self.truth[key])
-            names += [f"tractor_{model}_{_stem(key)}{suffix}" for model in ("shapeexp", "shapedev")
+            names += [tractor_shape_column(model, key, suffix) for model in ("shapeexp", "shapedev")
                       for suffix in ("", "_ivar")]
         return list(dict.fromkeys(names))
 
@@ -296,12 +302,13 @@ class Residuals(Accumulator):
         self.sample[name].add(chi=chi)
 
     def add(self, batch):
-        recovered = bit_set(batch["obiwan_mask"], RECOVERED_BIT)
+        """Histogram and sample the σ-normalised flux and shape residuals of the batch's recovered sources."""
+        recovered = is_recovered(batch["obiwan_mask"])
         self.rows += int(recovered.sum())
         for b in self.flux_bands:
-            true = np.asarray(batch[f"{b}flux"], np.float64)
-            measured = np.asarray(band_quantity(batch, "flux", b, "tractor_"), np.float64)
-            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, "tractor_"), np.float64)
+            true = np.asarray(batch[injected_flux_column(b)], np.float64)
+            measured = np.asarray(band_quantity(batch, "flux", b, TRACTOR_PREFIX), np.float64)
+            ivar = np.asarray(band_quantity(batch, "flux_ivar", b, TRACTOR_PREFIX), np.float64)
             with np.errstate(invalid="ignore"):
                 ok = recovered & np.isfinite(measured - true) & (ivar > 0)
             chi = (measured[ok] - true[ok]) * np.sqrt(ivar[ok])
@@ -322,13 +329,15 @@ class Residuals(Accumulator):
                 chosen = recovered & (kinds == code)
                 if not chosen.any():
                     continue
-                value = np.asarray(batch[f"tractor_{model}_{_stem(key)}"], np.float64)[chosen]
-                ivar = np.asarray(batch[f"tractor_{model}_{_stem(key)}_ivar"], np.float64)[chosen]
+                value = np.asarray(batch[tractor_shape_column(model, key)], np.float64)[chosen]
+                ivar = np.asarray(batch[tractor_shape_column(model, key, "_ivar")], np.float64)[chosen]
                 with np.errstate(invalid="ignore"):
                     ok = np.isfinite(value - truth[chosen]) & (ivar > 0)
                 self._count(key + suffix, (value[ok] - truth[chosen][ok]) * np.sqrt(ivar[ok]))
 
     def numbers(self):
+        """Per quantity: the histogram of residuals over σ, its robust statistics and Gaussian
+        fit; per band the 2-D histograms against true magnitude."""
         result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "dmag_bins": _floats(DMAG_BINS),
                   "n_recovered": self.rows, "magnitude_source": self.mags.describe(),
                   "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
@@ -356,11 +365,8 @@ class Residuals(Accumulator):
         return result
 
     def empty(self, numbers):
+        """Why there is nothing to draw: no recovered source with a measured flux or shape and ivar > 0."""
         if not any(entry["n"] for entry in numbers["quantities"].values()):
             return "no recovered source with a measured flux or shape and ivar > 0"
         return None
 
-
-def _stem(key):
-    """Tractor's name of a shape parameter: ``r`` for the half-light radius."""
-    return "r" if key == "rhalf" else key

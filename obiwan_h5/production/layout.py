@@ -8,9 +8,9 @@ Brick names are validated before they are ever joined into a path.
 import os
 import re
 
-from ..core.bricks import read_brick_list
 from ..errors import InputError
 from ..fileformat import check_brickname
+from ..listfiles import read_brick_list
 
 __all__ = ["RSDIR_RE", "Production", "read_brick_list", "rsdir_sort_key", "sort_rsdirs"]
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import IncompleteFileWarning, InputError
 from ..fileformat import VIEW_ATTRS  # noqa: F401 (re-exported for the reading commands)
+from ..listfiles import brick_names
 from ..outputs import (
     PARTIAL_HDF5_LOCKING,
     check_output,  # noqa: F401 (re-exported: every command's output check)
@@ -74,14 +75,23 @@ def key_message(err):
     return str(err.args[0]) if err.args else str(err)
 
 
-def select_bricks(derived, names):
-    """Check that every brick of `names` is in `derived`; return them in file order.
+def select_bricks(derived, bricks):
+    """The bricks a `bricks` argument names, each checked to be in `derived`, in file order.
+
+    Parameters
+    ----------
+    derived : reader.DerivedFile
+    bricks : str or sequence of str
+        Names, a comma list or a brick-list file (`listfiles.brick_names`).
 
     Raises
     ------
+    InputError
+        A bad brick name or list file.
     UnknownNameError
         ``unknown brick 'x' (did you mean ...?)``, from the reader.
     """
+    names = brick_names(bricks)
     derived.brick_ranges(names, done_only=False)
     wanted = set(names)
     return [name for name in derived.bricknames if name in wanted]

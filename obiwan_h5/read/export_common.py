@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.bricks import DEFAULT_SEED
 from ..errors import InputError
 from ..fileformat import INDEX_DESCRIPTIONS
 from ..outputs import check_output
@@ -74,7 +74,7 @@ def export_source(path, output, columns, bricks, where, batch_rows, overwrite, e
     with open_derived(path) as derived:
         chosen = parse_columns(columns, derived.columns)
         if bricks is not None:
-            bricks = select_bricks(derived, brick_names(bricks))
+            bricks = select_bricks(derived, bricks)
         if sample is not None:
             bricks = sample_bricks(list(derived.bricknames) if bricks is None else bricks, sample, seed)
         for name in (output, *extra_outputs):

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.bricks import DEFAULT_SEED
+from ..fileformat import mask_value
 from ..outputs import check_free_space, writing
 from .export_common import export_source, summary_table
 from .metadata import bit_definitions, fits_unit
@@ -118,7 +119,7 @@ def _bits(hdu, attrs):
         keyword = f"{MASK_KEYWORDS[mask]}{bit}"
         if len(keyword) <= 8:
             hdu.write_key(keyword, name, comment=_card_text(meaning, 44))
-        text = f"{mask} bit {bit} (value {1 << bit}) {name}: {meaning}"
+        text = f"{mask} bit {bit} (value {mask_value([bit])}) {name}: {meaning}"
         for line in textwrap.wrap(text, COMMENT_TEXT, subsequent_indent="  "):
             hdu.write_comment(line)
 

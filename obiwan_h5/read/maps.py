@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.bricks import brick_names
 from ..core.maps import IMAGING, PixelCounts, check_nside, pixel_table
 from ..errors import InputError
 from ..fileformat import DONE
@@ -78,10 +77,12 @@ class MapPlan:
 
     @property
     def npix(self):
+        """Pixels of the whole sky at the map's `nside`."""
         return 12 * self.nside * self.nside
 
     @property
     def rows(self):
+        """Rows of the chosen bricks (before `where`)."""
         return int(self.brick_rows.sum())
 
 
@@ -108,7 +109,7 @@ def prepare_maps(path, output, nside, nest=False, where=None, bricks=None, batch
             raise InputError(f"{path}: a map needs the columns {', '.join(MAP_INPUT_COLUMNS)}; "
                              f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in the file")
         names = derived.bricknames
-        requested = names if bricks is None else select_bricks(derived, brick_names(bricks))
+        requested = names if bricks is None else select_bricks(derived, bricks)
         status = derived.bricks["status"]
         position = {name: i for i, name in enumerate(names)}
         index = np.array([position[name] for name in requested], np.int64)
@@ -147,6 +148,7 @@ class BrickTicker:
         self.report(int(np.searchsorted(self.ends, self.rows, side="right")), self.rows)
 
     def finish(self):
+        """Report every brick done, with all their rows."""
         self.report(len(self.ends), int(self.ends[-1]) if len(self.ends) else 0)
 
 

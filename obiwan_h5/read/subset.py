@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.bricks import DEFAULT_SEED
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
 from ..fileformat import VIEW_ATTRS
@@ -54,7 +54,7 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
         Names or globs; every column when None.
     bricks : str or list of str, optional
         Bricks to keep (any order; they keep file order): names, or a brick-list file
-        (`core.bricks.brick_names`). Exclusive with `sample`.
+        (`listfiles.brick_names`). Exclusive with `sample`.
     sample : float, optional
         Keep a random fraction of the bricks (see `sample_bricks`). Formerly
         ``sample_fraction``, still accepted with a `DeprecationWarning`.
@@ -81,7 +81,7 @@ def make_subset(path, output, columns=None, bricks=None, sample=None, seed=DEFAU
         if sample is not None:
             kept = sample_bricks(derived.bricknames, sample, seed)
         elif bricks is not None:
-            kept = select_bricks(derived, brick_names(bricks))
+            kept = select_bricks(derived, bricks)
         else:
             kept = list(derived.bricknames)
         index = derived.bricks

@@ -61,6 +61,7 @@ STATUS_TEXT = ", ".join(f"{code} {name}" for code, name in STATUS_NAMES.items())
 
 
 def count_problems(problems):
+    """``"<n> problem(s)"``: the problems listed plus those the ``... and N more`` lines stand for."""
     more = sum(int(line.split()[2]) for line in problems if line.startswith("... and "))
     total = len([line for line in problems if not line.startswith("... and ")]) + more
     return f"{total} problem{'s' if total != 1 else ''}"
@@ -220,43 +221,43 @@ class _Validator(RowChecks):
             return None
         return group
 
-    def open_dataset(self, group, where, name):
+    def open_dataset(self, group, group_name, name):
         try:
             dset = group[name]
         except (KeyError, OSError) as err:
-            self.add("layout", f"{where}/{name} cannot be opened ({_text(err)})")
+            self.add("layout", f"{group_name}/{name} cannot be opened ({_text(err)})")
             return None
         if not isinstance(dset, h5py.Dataset):
-            self.add("layout", f"{where}/{name} is not a dataset")
+            self.add("layout", f"{group_name}/{name} is not a dataset")
             return None
         if dset.ndim == 0:
-            per = "source" if where == "randoms" else "brick"
-            self.add("layout", f"{where}/{name} is a scalar, expected one row per {per}")
+            per = "source" if group_name == "randoms" else "brick"
+            self.add("layout", f"{group_name}/{name} is a scalar, expected one row per {per}")
             return None
         return dset
 
-    def check_group(self, group, where, expected_rows):
+    def check_group(self, group, group_name, expected_rows):
         """Datasets of `group` listed in its column_order; returns (datasets, row count)."""
         order = group.attrs.get("column_order")
         names = list(group)
         if order is None:
-            self.add("layout", f"{where}: attribute column_order is missing")
+            self.add("layout", f"{group_name}: attribute column_order is missing")
             listed = sorted(names)
         else:
             listed = [name for name in str(order).split(",") if name]
             for name in listed:
                 if name not in group:
-                    self.add("layout", f"{where}/{name}: listed in column_order but missing")
+                    self.add("layout", f"{group_name}/{name}: listed in column_order but missing")
             for name in sorted(set(names) - set(listed)):
-                self.add("layout", f"{where}/{name}: dataset not listed in the group's column_order")
+                self.add("layout", f"{group_name}/{name}: dataset not listed in the group's column_order")
         datasets = {}
         for name in listed:
             if name in group:
-                dset = self.open_dataset(group, where, name)
+                dset = self.open_dataset(group, group_name, name)
                 if dset is not None:
                     datasets[name] = dset
                     if "description" not in dset.attrs:
-                        self.add("layout", f"{where}/{name}: no description attribute")
+                        self.add("layout", f"{group_name}/{name}: no description attribute")
         if not datasets:
             return datasets, None
         lengths = Counter(len(dset) for dset in datasets.values())
@@ -268,7 +269,7 @@ class _Validator(RowChecks):
             reference = "bricks in bricks/name"
         for name, dset in datasets.items():
             if len(dset) != expected_rows:
-                self.add("length", f"{where}/{name}: {len(dset)} rows, expected {expected_rows} ({reference})")
+                self.add("length", f"{group_name}/{name}: {len(dset)} rows, expected {expected_rows} ({reference})")
         return {name: dset for name, dset in datasets.items() if len(dset) == expected_rows}, expected_rows
 
     def check_columns_kept(self, randoms, bricks):

@@ -11,15 +11,20 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..core.derivation import targets_bits
-from ..fileformat import DONE, FAILED, OBIWAN_BITS, TARGET_BITS, rows_checksum
+from ..fileformat import (
+    DONE,
+    FAILED,
+    MEASURED_TARGETS,
+    OBIWAN_DEFINED,
+    ON_REAL_SOURCE_BIT,
+    RECOVERED_BIT,
+    bit_set,
+    is_recovered,
+    rows_checksum,
+)
 from ..progress import start_progress
 
 __all__ = ["RowChecks", "show"]
-
-RECOVERED = 1 << OBIWAN_BITS["recovered"][0]
-ON_REAL = 1 << OBIWAN_BITS["on_real_source"][0]
-OBIWAN_DEFINED = RECOVERED | ON_REAL
-MEASURED_TARGETS = sum(1 << TARGET_BITS[name] for name in ("eboss_ngc", "eboss_sgc", "desi_elg"))
 
 
 class _Rows(Mapping):
@@ -97,7 +102,7 @@ class RowChecks:
             self.check_identity(rows, lo, owner, names)
             if recovered is not None:
                 mask = rows["obiwan_mask"]
-                np.add.at(recovered, owner, ((mask & RECOVERED) > 0).astype(np.int64))
+                np.add.at(recovered, owner, is_recovered(mask).astype(np.int64))
                 self.check_masks(rows, lo, owner)
             if covered:
                 self.check_checksums(rows, lo, bricks, covered)
@@ -121,6 +126,8 @@ class RowChecks:
         return covered
 
     def check_checksums(self, rows, lo, bricks, covered):
+        """Report each brick of `bricks` whose `covered` columns no longer give the checksum
+        written with them."""
         offset, count = self.index["offset"], self.index["count"]
         for brick in bricks:
             start, stop = int(offset[brick]) - lo, int(offset[brick] + count[brick]) - lo
@@ -130,12 +137,16 @@ class RowChecks:
                                      "checksum written with them (the data changed after it was written)")
 
     def row(self, lo, at, owner, rows=None):
+        """Where a row is, for a message: its row number, brick and (when read) unique_id."""
         text = f"randoms row {lo + at} (brick {self.index['name'][owner[at]]}"
         if rows is not None and "unique_id" in rows:
             text += f", unique_id {rows['unique_id'][at].decode('utf-8', 'replace')}"
         return text + ")"
 
     def check_identity(self, rows, lo, owner, names):
+        """Report the rows whose ``brickname`` is not their brick's, whose ``unique_id`` is not
+        ``<id>_<brickname>_<rsdir>`` (or, without id and rsdir, does not name the brick), and
+        repeated unique_ids."""
         if "brickname" in rows:
             for at in np.flatnonzero(rows["brickname"] != names):
                 self.add("brickname", f"{self.row(lo, at, owner)}: brickname {show(rows['brickname'][at])}, "
@@ -158,34 +169,38 @@ class RowChecks:
                                       f"its brick {show(names[at])}")
         values, first, counts = np.unique(unique_id, return_index=True, return_counts=True)
         for value, number in zip(values[counts > 1], counts[counts > 1]):
-            where = np.flatnonzero(unique_id == value)
-            shown = ", ".join(str(lo + at) for at in where[:5]) + (", ..." if len(where) > 5 else "")
-            self.add("duplicate unique_id", f"randoms rows {shown} (brick {self.index['name'][owner[where[0]]]}): "
+            repeats = np.flatnonzero(unique_id == value)
+            shown = ", ".join(str(lo + at) for at in repeats[:5]) + (", ..." if len(repeats) > 5 else "")
+            self.add("duplicate unique_id", f"randoms rows {shown} (brick {self.index['name'][owner[repeats[0]]]}): "
                                             f"unique_id {show(value)} appears {number} times")
 
     def check_masks(self, rows, lo, owner):
+        """Report the rows whose masks are inconsistent: undefined ``obiwan_mask`` bits, on_real_source
+        without recovered, recovered where ``tractor_ra`` is not finite (or the reverse),
+        measured target bits on an unrecovered row, and (when it can) a ``targets_mask`` that
+        differs from its recomputation from the stored columns."""
         mask = np.asarray(rows["obiwan_mask"]).astype(np.int64)
-        bit0 = (mask & RECOVERED) > 0
+        recovered = is_recovered(mask)
         for at in np.flatnonzero(mask & ~OBIWAN_DEFINED):
             self.add("obiwan_mask", f"{self.row(lo, at, owner, rows)}: obiwan_mask {mask[at]} sets undefined bits "
                                     f"(only {OBIWAN_DEFINED} = bits 0-1 are defined)")
-        for at in np.flatnonzero(((mask & ON_REAL) > 0) & ~bit0):
-            self.add("obiwan_mask", f"{self.row(lo, at, owner, rows)}: obiwan_mask bit 1 (on_real_source) is set "
-                                    "without bit 0 (recovered)")
-        matched = bit0
+        for at in np.flatnonzero(bit_set(mask, ON_REAL_SOURCE_BIT) & ~recovered):
+            self.add("obiwan_mask", f"{self.row(lo, at, owner, rows)}: obiwan_mask bit {ON_REAL_SOURCE_BIT} "
+                                    f"(on_real_source) is set without bit {RECOVERED_BIT} (recovered)")
+        matched = recovered
         if "tractor_ra" in rows:
             finite = np.isfinite(rows["tractor_ra"])
-            for at in np.flatnonzero(bit0 != finite):
-                state = "set" if bit0[at] else "not set"
-                self.add("obiwan_mask", f"{self.row(lo, at, owner, rows)}: obiwan_mask bit 0 (recovered) is {state} "
-                                        f"but tractor_ra is {show(rows['tractor_ra'][at])}")
+            for at in np.flatnonzero(recovered != finite):
+                state = "set" if recovered[at] else "not set"
+                self.add("obiwan_mask", f"{self.row(lo, at, owner, rows)}: obiwan_mask bit {RECOVERED_BIT} (recovered) "
+                                        f"is {state} but tractor_ra is {show(rows['tractor_ra'][at])}")
             # recompute the targets from the match itself, so that one flipped mask bit is
             # reported once (above), not again as a targets_mask difference
             matched = finite
         if "targets_mask" not in rows:
             return
         targets = np.asarray(rows["targets_mask"]).astype(np.int64)
-        for at in np.flatnonzero(((targets & MEASURED_TARGETS) > 0) & ~bit0):
+        for at in np.flatnonzero(((targets & MEASURED_TARGETS) > 0) & ~recovered):
             self.add("targets_mask", f"{self.row(lo, at, owner, rows)}: targets_mask {targets[at]:#08b} has measured "
                                      "bits (0-2) set on a row not recovered (obiwan_mask bit 0 unset)")
         if not self.recompute:
@@ -219,6 +234,9 @@ class RowChecks:
     # -- summary ----------------------------------------------------------------------
 
     def check_summary(self, recovered):
+        """Report the summary rows of done bricks that disagree with their rows: ``n_inj`` with the
+        index count, and (from the recount `recovered`) ``n_rec``, ``frac_recovered`` and the
+        ``nexphist_<band>`` totals."""
         status, count = self.index["status"], self.index["count"]
         done = np.flatnonzero(status == DONE)
         if "n_inj" in self.summary:

@@ -6,7 +6,7 @@ Tractor measurements of them (DR5 or DR3 schema). Pure numpy, driven by numpy Ge
 import numpy as np
 
 from ..errors import InputError
-from ..fileformat import BANDS
+from ..fileformat import BANDS, injected_flux_column, transmission_column
 
 WISE = ("w1", "w2", "w3", "w4")
 # DECam ugrizY and WISE W1-W4 extinction coefficients A/E(B-V) used by DR3/DR5
@@ -75,8 +75,8 @@ def tractor_dtype(schema="dr5"):
 
 
 SIMCAT_DTYPE = np.dtype([("id", "i8"), ("ra", "f8"), ("dec", "f8"), ("x", "f4"), ("y", "f4")]
-                        + [(f"{b}flux", "f4") for b in BANDS]
-                        + [(f"mw_transmission_{b}", "f4") for b in BANDS]
+                        + [(injected_flux_column(b), "f4") for b in BANDS]
+                        + [(transmission_column(b), "f4") for b in BANDS]
                         + [(c, "f4") for c in ("n", "rhalf", "e1", "e2")])
 TRUTH_DTYPE = np.dtype([("id", "i8"), ("ra", "f8"), ("dec", "f8")]
                        + [(c, "f8") for c in ("g", "r", "z", "rhalf", "n", "ba", "pa", "e1", "e2", "redshift")])
@@ -100,6 +100,7 @@ def ebv_map(ra, dec):
 
 
 def transmission(ebv, band):
+    """Milky Way transmission in `band` at `ebv`: ``10**(-0.4 EXTINCTION[band] E(B-V))``."""
     return 10 ** (-0.4 * EXTINCTION[band] * ebv)
 
 
@@ -457,12 +458,12 @@ def simulate_rsdir(rng, cond, dr, ids, skipped_n):
     simcat["x"], simcat["y"] = _brick_pixels(brick, inj["ra"], inj["dec"])
     for i, b in enumerate(BANDS):
         mw = transmission(ebv, b).astype(np.float32)
-        simcat[f"mw_transmission_{b}"] = mw
+        simcat[transmission_column(b)] = mw
         # as added to the images: the true flux times the (stored) transmission
-        simcat[f"{b}flux"] = _mag_to_flux(mags[:, i]) * mw
+        simcat[injected_flux_column(b)] = _mag_to_flux(mags[:, i]) * mw
     added = ~_off_ccd(rng, simcat["x"])
 
-    flux = np.column_stack([simcat[f"{b}flux"] for b in BANDS]).astype(np.float64)
+    flux = np.column_stack([simcat[injected_flux_column(b)] for b in BANDS]).astype(np.float64)
     mww = np.column_stack([transmission(ebv, b) for b in WISE])
     snr = _snr(cond, flux)
     p_rec = 0.99 / (1 + np.exp(-(snr - 10) / 2.5))

@@ -113,10 +113,12 @@ class PgServer:
 
     @property
     def sockdir(self):
+        """The directory of the server's Unix socket (the ``host`` of `conninfo`)."""
         return os.path.join(self.base, "sock")
 
     @property
     def datadir(self):
+        """The server's data directory (initdb's ``-D``)."""
         return os.path.join(self.base, "data")
 
     def conninfo(self, user="postgres", dbname="postgres", **extra):
@@ -137,6 +139,11 @@ class PgServer:
             raise InputError(f"{args[0]} failed: {result.stdout.strip().splitlines()[-1:]}")
 
     def start(self):
+        """Create, configure and start a new server in a fresh directory; return self.
+
+        The roles of `password_roles` are created with their passwords; on any failure the
+        server is stopped and its directory removed before the error propagates.
+        """
         # a short path (Unix socket names are limited to ~100 bytes), reachable by postgres
         self.base = tempfile.mkdtemp(prefix="obiwan-pg-", dir="/tmp")
         os.makedirs(self.sockdir)
@@ -176,10 +183,12 @@ class PgServer:
         self._cmd("pg_ctl", "-D", self.datadir, "-m", "immediate", "-w", "-t", str(TIMEOUT_S), "stop")
 
     def unpause(self):
+        """Start the server (again) on its data directory, listening on its socket only."""
         self._cmd("pg_ctl", "-D", self.datadir, "-l", os.path.join(self.base, "server.log"), "-w",
                   "-t", str(TIMEOUT_S), "-o", f"-k {self.sockdir} -c listen_addresses='' -c fsync=off", "start")
 
     def stop(self):
+        """Stop the server if it runs and remove its directory; a second call does nothing."""
         if self.base is None:
             return
         try:

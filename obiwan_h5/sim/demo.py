@@ -12,10 +12,11 @@ import os
 import h5py
 import numpy as np
 
-from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.bricks import DEFAULT_SEED
 from ..fileformat import DONE, FAILED, INCOMPLETE
 from ..job import DeriveOptions, derive
 from ..job.mpi import get_comm
+from ..listfiles import brick_names
 from ..plot import make_figures
 from ..read.export import export_fits
 from ..read.maps import make_maps

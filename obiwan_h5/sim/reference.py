@@ -14,15 +14,15 @@ import tempfile
 
 import h5py
 
-from ..fileformat import INDEX_DESCRIPTIONS, SUMMARY_COLUMNS
+from ..fileformat import INDEX_DESCRIPTIONS, SUMMARY_COLUMNS, TRACTOR_PREFIX, TRUTH_PREFIX, mask_value
 
 __all__ = ["format_reference", "where_computed"]
 
 # (pattern, where the column is computed), first match wins
 _WHERE = [
     (r"unique_id|brickname|rsdir", "core.derivation.derive_rows"),
-    (r"psql_.*", "production.truth.TruthTable.lookup, joined in core.derivation.derive_rows"),
-    (r"tractor_.*", "core.derivation.derive_rows (nearest source within the match radius)"),
+    (re.escape(TRUTH_PREFIX) + ".*", "production.truth.TruthTable.lookup, joined in core.derivation.derive_rows"),
+    (re.escape(TRACTOR_PREFIX) + ".*", "core.derivation.derive_rows (nearest source within the match radius)"),
     (r"obiwan_mask", "core.derivation.obiwan_mask"),
     (r"targets_mask", "core.derivation.targets_bits → core.selection.targets_mask"),
 ]
@@ -47,9 +47,9 @@ def where_computed(group, name, simcat_columns=()):
         return INDEX_WHERE.get(name, "job.plan.build_plan / job.derive")
     if group != "randoms":
         raise KeyError(f"no group {group!r} in the format")
-    for pattern, where in _WHERE:
+    for pattern, module in _WHERE:
         if re.fullmatch(pattern, name):
-            return where
+            return module
     if name in simcat_columns:
         return SIMCAT_WHERE
     raise KeyError(f"randoms column {name!r}: not derived, not truth, not Tractor, not in the simcat")
@@ -98,7 +98,7 @@ def _bits_table(attrs):
     lines = []
     for mask in ("obiwan_mask", "targets_mask"):
         lines += ["", f"`{mask}`:", "", "| bit | value | name | meaning |", "|---|---|---|---|"]
-        lines += [f"| {bit} | {1 << bit} | `{name}` | {meaning} |"
+        lines += [f"| {bit} | {mask_value([bit])} | `{name}` | {meaning} |"
                   for column, bit, name, meaning in bit_definitions(attrs) if column == mask]
     return "\n".join(lines[1:])
 

@@ -36,9 +36,10 @@ import fitsio
 import numpy as np
 
 from ..core import brickgrid
-from ..core.bricks import DEFAULT_SEED, brick_names
+from ..core.bricks import DEFAULT_SEED
 from ..core.deprecation import renamed_keywords
 from ..errors import InputError
+from ..listfiles import brick_names
 from ..production.layout import RSDIR_RE, Production, rsdir_sort_key, sort_rsdirs
 from ..progress import start_progress
 from .catalogs import (  # noqa: F401 (EXTINCTION, GALDEPTH, ebv_map, tractor_dtype: the model's public facts)
@@ -203,7 +204,7 @@ def simulate(output, n_bricks=4, bricks=None, rsdirs=2, per_rsdir=200, schema="d
         footprint. Ignored when `bricks` is given.
     bricks : str or iterable of str, optional
         Explicit bricks, each a brick of the 0.25° grid: names, a comma list, or a
-        brick-list file (`core.bricks.brick_names`).
+        brick-list file (`listfiles.brick_names`).
     rsdirs : int or iterable of str
         Number of iterations (named ``rs0, rs1, ...``) or explicit rsdir names.
     per_rsdir : int

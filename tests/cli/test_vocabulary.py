@@ -76,7 +76,7 @@ def test_verbose_before_or_after_the_command(command):
 
 def test_one_default_seed_and_batch_rows():
     from obiwan_h5.job.maps import run_maps
-    from obiwan_h5.plot.figures import make_figures, select_bricks
+    from obiwan_h5.plot.figures import bricks_used, make_figures
     from obiwan_h5.read.export import export_fits
     from obiwan_h5.read.export_parquet import export_parquet
     from obiwan_h5.read.maps import make_maps
@@ -85,7 +85,7 @@ def test_one_default_seed_and_batch_rows():
     from obiwan_h5.sim.demo import run_demo
     from obiwan_h5.sim.simulate import simulate
 
-    for function in (make_figures, select_bricks, make_subset, simulate, run_demo):
+    for function in (make_figures, bricks_used, make_subset, simulate, run_demo):
         assert inspect.signature(function).parameters["seed"].default == DEFAULT_SEED, function
     for function in (make_figures, make_subset, export_fits, export_parquet, validate, make_maps, run_maps,
                      obiwan_h5.DerivedFile.iter_batches):

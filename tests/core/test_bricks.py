@@ -1,11 +1,12 @@
-"""Brick lists (core/bricks.py): parsed in linear time, in the order given, without repeats."""
+"""Brick lists: parsed in linear time (core/bricks.py), read from files (listfiles.py), in the order given, without repeats."""
 
 import time
 
 import pytest
 
-from obiwan_h5.core.bricks import parse_brick_names, read_brick_list
+from obiwan_h5.core.bricks import parse_brick_names
 from obiwan_h5.errors import InputError
+from obiwan_h5.listfiles import read_brick_list
 
 
 def test_a_long_list_is_parsed_in_linear_time(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obiwan_h5.core.derivation import added_rows, brick_parts, obiwan_mask, targets_bits
+from obiwan_h5.core.derivation import added_rows, brick_pieces, obiwan_mask, targets_bits
 from obiwan_h5.core.schema import join_pieces
 from obiwan_h5.errors import BrickError
 
@@ -49,7 +49,7 @@ def _tractor(ra, dec, nobs):
     }
 
 
-def test_brick_parts_join_match_and_fill():
+def test_brick_pieces_join_match_and_fill():
     ra0, dec0 = 150.0, 2.0
     simcat_a = _simcat([5, 6], [ra0, ra0 + 10 * ARCSEC], [dec0, dec0])
     simcat_b = _simcat([7], [ra0 + 20 * ARCSEC], [dec0])
@@ -60,7 +60,7 @@ def test_brick_parts_join_match_and_fill():
     del tractor_b["nobs_g"]
     truth = {"id": np.array([5, 6, 7]), "g": np.array([23.0, 24.0, 25.0])}
     dr = (np.array([ra0 + 20 * ARCSEC]), np.array([dec0 + 0.2 * ARCSEC]))
-    pieces = brick_parts("1500p020", [("rs0", simcat_a, tractor_a), ("rs1", simcat_b, tractor_b)], truth, dr, 1.0)
+    pieces = brick_pieces("1500p020", [("rs0", simcat_a, tractor_a), ("rs1", simcat_b, tractor_b)], truth, dr, 1.0)
     rows = join_pieces(pieces)
     assert rows["unique_id"].tolist() == [b"5_1500p020_rs0", b"6_1500p020_rs0", b"7_1500p020_rs1"]
     assert rows["rsdir"].tolist() == [b"rs0", b"rs0", b"rs1"]
@@ -92,7 +92,7 @@ def test_targets_mask_of_a_brick_equals_one_selection_per_rsdir(same_schema):
     # rsdirs of one schema are selected in one call over the brick; mixed ones one by one
     ra0, dec0 = 150.0, 2.0
     rng = np.random.default_rng(3)
-    parts = []
+    inputs = []
     for k, rsdir in enumerate(["rs0", "rs500", "rs1000"]):
         n = 40
         ra = ra0 + rng.uniform(0, 200, n) * ARCSEC
@@ -107,10 +107,10 @@ def test_targets_mask_of_a_brick_equals_one_selection_per_rsdir(same_schema):
             tractor[f"psfdepth_{band}"] = np.full(n // 2, 500.0, np.float32)
         if not same_schema and k == 1:
             del tractor["psfdepth_z"]
-        parts.append((rsdir, simcat, tractor))
-    ids = np.concatenate([simcat["id"] for _, simcat, _ in parts])
+        inputs.append((rsdir, simcat, tractor))
+    ids = np.concatenate([simcat["id"] for _, simcat, _ in inputs])
     truth = {"id": ids}
-    pieces = brick_parts("1500p020", parts, truth, (np.zeros(0), np.zeros(0)), 1.0)
+    pieces = brick_pieces("1500p020", inputs, truth, (np.zeros(0), np.zeros(0)), 1.0)
     for piece in pieces:
         matched = (piece["obiwan_mask"] & 1).astype(bool)
         own = {name: values for name, values in piece.items() if name != "targets_mask"}
@@ -131,7 +131,7 @@ def test_a_round_of_bricks_equals_its_bricks_one_at_a_time():
     bricks, truth_ids, next_id = [], [], 1000
     for number, brickname in enumerate(["1500p020", "1501p020", "1502p020"]):
         ra0, dec0 = 150.0 + number * 0.25, 2.0
-        parts = []
+        inputs = []
         for k, rsdir in enumerate(["rs0", "rs1", "more_rs12"]):
             n = 0 if (number, k) == (1, 2) else 30
             ids = np.arange(next_id, next_id + n)
@@ -149,20 +149,20 @@ def test_a_round_of_bricks_equals_its_bricks_one_at_a_time():
                 del tractor["brick_primary"]
             if (number, k) == (1, 0):
                 del tractor["psfdepth_z"]
-            parts.append((rsdir, simcat, tractor))
+            inputs.append((rsdir, simcat, tractor))
             truth_ids.append(ids)
         # a real source beside the first injected one, one far from all
-        first = parts[0][1]
+        first = inputs[0][1]
         dr = (np.array([first["ra"][0] + 0.3 * ARCSEC, ra0 - 1.0]), np.array([first["dec"][0], dec0]))
-        bricks.append((brickname, parts, dr))
+        bricks.append((brickname, inputs, dr))
     ids = np.concatenate(truth_ids)
     truth = {"id": ids, "g": np.linspace(20, 25, len(ids))}
 
     one_by_one, start = [], 0
-    for brickname, parts, dr in bricks:
-        size = sum(len(simcat["id"]) for _, simcat, _ in parts)
+    for brickname, inputs, dr in bricks:
+        size = sum(len(simcat["id"]) for _, simcat, _ in inputs)
         own = {name: values[start:start + size] for name, values in truth.items()}
-        one_by_one.extend(brick_parts(brickname, parts, own, dr, 1.0))
+        one_by_one.extend(brick_pieces(brickname, inputs, own, dr, 1.0))
         start += size
     schema = union_schemas([{name: (values.dtype, values.shape[1:]) for name, values in piece.items()}
                             for piece in one_by_one])
@@ -176,12 +176,12 @@ def test_a_round_of_bricks_equals_its_bricks_one_at_a_time():
 
     rows = {column.name: np.empty((nrows,) + column.shape, column.dtype) for column in columns}
     pieces, start = [], 0
-    for brickname, parts, _ in bricks:
-        for rsdir, simcat, tractor in parts:
+    for brickname, inputs, _ in bricks:
+        for rsdir, simcat, tractor in inputs:
             pieces.append(Piece(brickname, rsdir, ArrayTable(simcat), ArrayTable(tractor), start))
             start += len(simcat["id"])
     nobjs = derive_rows(pieces, truth, {name: dr for name, _, dr in bricks}, 1.0, rows)
-    assert nobjs == [len(tractor["ra"]) for _, parts, _ in bricks for _, _, tractor in parts]
+    assert nobjs == [len(tractor["ra"]) for _, inputs, _ in bricks for _, _, tractor in inputs]
     for name in expected:
         assert np.array_equal(rows[name], expected[name], equal_nan=rows[name].dtype.kind == "f"), name
     assert rows["targets_mask"].any() and (rows["obiwan_mask"] & 2).any()

@@ -32,10 +32,10 @@ def test_counts_of_any_split_of_the_rows_merge_to_the_counts_of_all_of_them():
     rng = np.random.default_rng(1)
     for _ in range(5):
         cuts = np.sort(rng.integers(0, len(bricks), 6))
-        parts = [count_rows(*(column[lo:hi] for column in (bricks, pixels, obiwan_mask, targets_mask)), NPIX)
+        partials = [count_rows(*(column[lo:hi] for column in (bricks, pixels, obiwan_mask, targets_mask)), NPIX)
                  for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(bricks)])]
-        rng.shuffle(parts)
-        keys, counts = merge_counts(parts)
+        rng.shuffle(partials)
+        keys, counts = merge_counts(partials)
         assert np.array_equal(keys, whole[0]) and np.array_equal(counts, whole[1])
     assert whole[1][:, COUNTS.index("n_inj")].sum() == len(bricks)
     assert whole[1][:, COUNTS.index("n_rec")].sum() == (obiwan_mask & 1).astype(bool).sum()

@@ -19,7 +19,7 @@ from obiwan_h5.errors import InputError
 from obiwan_h5.job import DeriveOptions, derive
 from obiwan_h5.job.mpi import SerialComm
 from obiwan_h5.plot.accumulate import CHI_BINS, injected_morphology
-from obiwan_h5.plot.figures import FIGURES, make_figures, select_bricks
+from obiwan_h5.plot.figures import FIGURES, bricks_used, make_figures
 from obiwan_h5.plot.stats import MAG_BINS, Reservoir, coalesce, crossing, robust_stats, wilson_interval
 from obiwan_h5.sim import simulate
 
@@ -416,7 +416,7 @@ def test_only_and_sample_from_the_command_line(dr5_derived, tmp_path, capsys):
     again = make_figures(dr5_derived, str(tmp_path / "again"), only="recovery", sample=0.5, seed=3)
     assert again["bricks"]["names"] == used  # deterministic for a seed
     with obiwan_h5.open(dr5_derived) as derived:
-        others = {tuple(select_bricks(derived, sample=0.5, seed=seed)[0]) for seed in range(4, 9)}
+        others = {tuple(bricks_used(derived, sample=0.5, seed=seed)[0]) for seed in range(4, 9)}
     assert len(others | {tuple(used)}) > 1  # and the seed matters
 
 
@@ -584,7 +584,7 @@ def test_the_brick_sample_is_the_documented_draw_of_the_done_bricks(dr5_derived,
         done = [name for index, name in enumerate(derived.bricknames) if index not in (0, 3)]
         for seed in (1, 2, 3, 40):
             drawn = np.random.default_rng(seed).choice(len(done), 2, replace=False)  # k = floor(2.4 + 0.5)
-            assert select_bricks(derived, sample=0.6, seed=seed)[0] == [done[i] for i in np.sort(drawn)], seed
+            assert bricks_used(derived, sample=0.6, seed=seed)[0] == [done[i] for i in np.sort(drawn)], seed
 
 
 def test_reservoir_keeps_the_rows_of_the_smallest_seeded_keys():

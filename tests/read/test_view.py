@@ -11,8 +11,8 @@ from astropy.table import Table
 
 import obiwan_h5
 from obiwan_h5.cli import main
-from obiwan_h5.core.bricks import brick_names as read_brick_spec
 from obiwan_h5.errors import InputError
+from obiwan_h5.listfiles import brick_names as read_brick_spec
 from obiwan_h5.read.common import open_derived
 from obiwan_h5.read.view import make_view
 
