@@ -59,7 +59,7 @@ def run_maps(args):
             if comm.rank == 0:
                 print(f"obiwan-h5 maps: error: {flag_text(str(err))}", file=sys.stderr)
             return 2
-    if comm.rank == 0:
+    if comm.rank == 0 and not args.quiet:
         print(f"wrote {args.output}: {result['pixels']} pixels (nside {args.nside}, "
               f"{'NESTED' if args.nest else 'RING'}) from {result['rows']} injected sources in "
               f"{result['bricks']} bricks, {os.path.getsize(args.output)} bytes")

@@ -17,7 +17,6 @@ and builds the plan from them is `planning`.
 import hashlib
 import logging
 import os
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +29,7 @@ from ..production.inputs import (
     SIMCAT_COLUMNS,
     FitsTable,
     as_ids,
+    file_crc32,
     primary_tractor,
     read_ids_added,
     read_radec,
@@ -156,11 +156,7 @@ def input_fingerprint(paths, kind="stat", stats=None):
             size, mtime_ns = stats[number]
         digest.update(f"{os.path.abspath(path)}\0{size}\0{mtime_ns}\n".encode())
         if kind == "content":
-            crc = 0
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    crc = zlib.crc32(block, crc)
-            digest.update(crc.to_bytes(4, "little"))
+            digest.update(file_crc32(path).to_bytes(4, "little"))
     return int.from_bytes(digest.digest(), "little")
 
 

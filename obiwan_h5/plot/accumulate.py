@@ -25,7 +25,7 @@ from ..fileformat import (
     is_selected,
 )
 from .sources import TrueMagnitudes, injected_column, tractor_band_column
-from .stats import MAG_BINS, Reservoir, crossing, robust_stats, wilson_interval
+from .stats import MAG_BINS, Reservoir, crossing, json_floats, json_ints, robust_stats, wilson_interval
 
 __all__ = [
     "BRICK_INDEX",
@@ -99,14 +99,6 @@ def type_index(kinds):
     for number, kind in enumerate(TRACTOR_TYPES):
         index[kinds == kind.encode()] = number
     return index
-
-
-def _ints(values):
-    return [int(v) for v in values]
-
-
-def _floats(values):
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, np.float64)]
 
 
 def _ratio(k, n):
@@ -190,11 +182,11 @@ class Recovery(Accumulator):
         bands = {}
         for b in self.bands:
             fraction, low, high = wilson_interval(self.found[b], self.total[b])
-            bands[b] = {"n": _ints(self.total[b]), "n_recovered": _ints(self.found[b]),
-                        "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high),
+            bands[b] = {"n": json_ints(self.total[b]), "n_recovered": json_ints(self.found[b]),
+                        "fraction": json_floats(fraction), "low": json_floats(low), "high": json_floats(high),
                         "mag50": crossing(centres, fraction, self.total[b]),
                         "n_outside_bins": self.outside[b], "magnitude_source": self.mags.source(b)}
-        return {"bins": _floats(MAG_BINS), "n_rows": self.rows, "n_recovered": self.recovered,
+        return {"bins": json_floats(MAG_BINS), "n_rows": self.rows, "n_recovered": self.recovered,
                 "fraction_recovered": _ratio(self.recovered, self.rows),
                 "magnitude_source": self.mags.describe(), "bands": bands}
 
@@ -267,11 +259,11 @@ class FluxResiduals(Accumulator):
             bands[b] = {"n": self.used[b], "n_excluded_no_ivar": self.excluded[b],
                         "median_delta": median_delta, "sigma_delta": sigma_delta,
                         "median_chi": median_chi, "sigma_chi": sigma_chi,
-                        "chi_hist": _ints(self.chi_hist[b]), "n_chi_outside_bins": self.chi_outside[b],
+                        "chi_hist": json_ints(self.chi_hist[b]), "n_chi_outside_bins": self.chi_outside[b],
                         "n_sample": sample.size, "sample_complete": sample.complete}
         return {"convention": "Tractor flux minus simcat flux as added to the images; both extincted "
                               "(neither divided by mw_transmission); sigma = 1/sqrt(flux_ivar)",
-                "unit": "nanomaggy", "chi_bins": _floats(CHI_BINS), "n_recovered": self.rows, "bands": bands}
+                "unit": "nanomaggy", "chi_bins": json_floats(CHI_BINS), "n_recovered": self.rows, "bands": bands}
 
     def empty(self, numbers):
         """Why there is no histogram: no recovered source with a flux and a positive flux_ivar."""
@@ -360,8 +352,8 @@ class Confusion(Accumulator):
         with np.errstate(divide="ignore", invalid="ignore"):
             fractions = self.counts / totals[:, None]
         return {"rows": list(INJECTED_CLASSES), "columns": list(TYPE_COLUMNS),
-                "counts": [_ints(row) for row in self.counts],
-                "fractions": [_floats(row) for row in fractions], "n": self.rows,
+                "counts": [json_ints(row) for row in self.counts],
+                "fractions": [json_floats(row) for row in fractions], "n": self.rows,
                 # what the figure and the index table show: no space for empty categories
                 "rows_shown": shown(INJECTED_CLASSES, totals),
                 "columns_shown": shown(TYPE_COLUMNS, self.counts.sum(axis=0)),
@@ -428,7 +420,7 @@ class Targets(Accumulator):
     def numbers(self):
         """Per selection: totals, completeness and contamination overall and per bin, with intervals."""
         bands = sorted({b for _, _, b in self.selections}, reverse=True)
-        result = {"bins": _floats(MAG_BINS), "n_rows": self.rows, "magnitude_source": self.mags.describe(bands),
+        result = {"bins": json_floats(MAG_BINS), "n_rows": self.rows, "magnitude_source": self.mags.describe(bands),
                   "selections": {}}
         for sel, label, b in self.selections:
             hist, totals = self.hist[sel], self.totals[sel]
@@ -440,18 +432,18 @@ class Targets(Accumulator):
                                       for values in wilson_interval(hist["false"], hist["measured"]))
             result["selections"][sel] = {
                 "label": label, "band": b, "magnitude_source": self.mags.source(b),
-                "magnitude_limits": _floats([brightest, faintest]),
+                "magnitude_limits": json_floats([brightest, faintest]),
                 "n_true": totals["true"], "n_measured": totals["measured"], "n_true_and_measured": totals["both"],
                 "n_measured_not_true": totals["false"], "n_measured_beyond_cut": totals["beyond"],
                 "completeness": _ratio(totals["both"], totals["true"]),
                 "contamination": _ratio(totals["false"], totals["measured"]),
                 "contamination_within_cut": _ratio(totals["false"] - totals["beyond"],
                                                    totals["measured"] - totals["beyond"]),
-                "hist_true": _ints(hist["true"]), "hist_true_and_measured": _ints(hist["both"]),
-                "hist_measured": _ints(hist["measured"]), "hist_measured_not_true": _ints(hist["false"]),
-                "completeness_bins": _floats(comp), "completeness_low": _floats(comp_lo),
-                "completeness_high": _floats(comp_hi), "contamination_bins": _floats(cont),
-                "contamination_low": _floats(cont_lo), "contamination_high": _floats(cont_hi)}
+                "hist_true": json_ints(hist["true"]), "hist_true_and_measured": json_ints(hist["both"]),
+                "hist_measured": json_ints(hist["measured"]), "hist_measured_not_true": json_ints(hist["false"]),
+                "completeness_bins": json_floats(comp), "completeness_low": json_floats(comp_lo),
+                "completeness_high": json_floats(comp_hi), "contamination_bins": json_floats(cont),
+                "contamination_low": json_floats(cont_lo), "contamination_high": json_floats(cont_hi)}
         return result
 
     def empty(self, numbers):

@@ -13,14 +13,12 @@ from .accumulate import (
     INJECTED_CLASSES,
     SELECTION_AXES,
     Accumulator,
-    _floats,
-    _ints,
     injected_classes,
     shown,
     type_index,
 )
 from .sources import MeasuredMagnitudes, TrueMagnitudes, injected_column, tractor_shape_column
-from .stats import MAG_BINS, wilson_interval
+from .stats import MAG_BINS, json_floats, json_ints, wilson_interval
 
 __all__ = ["COLOUR_BINS", "INPUT_BINS", "Colours", "Inputs", "Morphology"]
 
@@ -40,8 +38,8 @@ MAX_DISCRETE = 8
 
 def _hist_entry(bins, total, found):
     fraction, low, high = wilson_interval(found, total)
-    return {"bins": _floats(bins), "n": _ints(total), "n_recovered": _ints(found),
-            "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high)}
+    return {"bins": json_floats(bins), "n": json_ints(total), "n_recovered": json_ints(found),
+            "fraction": json_floats(fraction), "low": json_floats(low), "high": json_floats(high)}
 
 
 class Inputs(Accumulator):
@@ -119,12 +117,12 @@ class Inputs(Accumulator):
 
     def numbers(self):
         """Per band and per property: the histograms (all, recovered) and the recovered fraction."""
-        result = {"n_rows": self.rows, "mag_bins": _floats(MAG_BINS), "bands": {}, "colours": {},
+        result = {"n_rows": self.rows, "mag_bins": json_floats(MAG_BINS), "bands": {}, "colours": {},
                   "properties": {}, "columns": dict(self.props), "magnitude_source": self.mags.describe()}
         for b in self.bands:
             entry = _hist_entry(MAG_BINS, self.mag[b, "true"], self.mag[b, "true_rec"])
-            entry["n_added"] = _ints(self.mag[b, "added"]) if b in self.added else None
-            entry["n_measured"] = _ints(self.mag[b, "measured"]) if b in self.measured.bands else None
+            entry["n_added"] = json_ints(self.mag[b, "added"]) if b in self.added else None
+            entry["n_measured"] = json_ints(self.mag[b, "measured"]) if b in self.measured.bands else None
             result["bands"][b] = entry
         for c in COLOUR_BINS if self.colour else ():
             result["colours"][c] = _hist_entry(COLOUR_BINS[c], self.colour[c, "all"], self.colour[c, "rec"])
@@ -136,8 +134,8 @@ class Inputs(Accumulator):
                 values = sorted(counts)
                 fraction, low, high = wilson_interval([counts[v][1] for v in values], [counts[v][0] for v in values])
                 entry["discrete"] = {"values": values, "n": [counts[v][0] for v in values],
-                                     "n_recovered": [counts[v][1] for v in values], "fraction": _floats(fraction),
-                                     "low": _floats(low), "high": _floats(high)}
+                                     "n_recovered": [counts[v][1] for v in values], "fraction": json_floats(fraction),
+                                     "low": json_floats(low), "high": json_floats(high)}
             result["properties"][key] = entry
         return result
 
@@ -208,10 +206,10 @@ class Morphology(Accumulator):
         """Class and type counts, and per shape parameter the measured-vs-injected histogram."""
         fraction, low, high = wilson_interval(self.input_rec, self.input)
         total = max(int(self.types.sum()), 1)
-        result = {"n_rows": self.rows, "classes": list(INJECTED_CLASSES), "n_input": _ints(self.input),
-                  "n_recovered": _ints(self.input_rec), "fraction": _floats(fraction), "low": _floats(low),
-                  "high": _floats(high), "types": list(TRACTOR_TYPES) + ["other"],
-                  "n_measured_type": _ints(self.types), "measured_type_fraction": _floats(self.types / total),
+        result = {"n_rows": self.rows, "classes": list(INJECTED_CLASSES), "n_input": json_ints(self.input),
+                  "n_recovered": json_ints(self.input_rec), "fraction": json_floats(fraction), "low": json_floats(low),
+                  "high": json_floats(high), "types": list(TRACTOR_TYPES) + ["other"],
+                  "n_measured_type": json_ints(self.types), "measured_type_fraction": json_floats(self.types / total),
                   "shape_convention": "measured: Tractor shapedev for DEV fits, shapeexp otherwise; fits without "
                                       "that shape parameter left out (rhalf: PSF, SIMP, COMP; e1/e2 also REX)",
                   "versus": {}, "rhalf_by_type": {},
@@ -223,10 +221,10 @@ class Morphology(Accumulator):
             centres = 0.5 * (self.SHAPE_BINS[key][1:] + self.SHAPE_BINS[key][:-1])
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = counts @ centres / rows
-            result["versus"][key] = {"bins": _floats(self.SHAPE_BINS[key]), "counts": [_ints(r) for r in counts],
-                                     "mean_measured": _floats(mean), "n": int(counts.sum())}
+            result["versus"][key] = {"bins": json_floats(self.SHAPE_BINS[key]), "counts": [json_ints(r) for r in counts],
+                                     "mean_measured": json_floats(mean), "n": int(counts.sum())}
         if "rhalf" in self.versus:
-            result["rhalf_by_type"] = {kind: _ints(hist) for kind, hist in self.rhalf_by_type.items()}
+            result["rhalf_by_type"] = {kind: json_ints(hist) for kind, hist in self.rhalf_by_type.items()}
         return result
 
     def empty(self, numbers):
@@ -305,14 +303,14 @@ class Colours(Accumulator):
             both = self.maps["recovered"] + self.maps["lost"]
             fraction = np.where(both > 0, self.maps["recovered"] / both, np.nan)
         types = shown(TRACTOR_TYPES, [totals.get(f"type_{kind}", 0) for kind in TRACTOR_TYPES])
-        return {"n_rows": self.rows, "gr_bins": _floats(COLOUR_BINS["gr"]), "rz_bins": _floats(COLOUR_BINS["rz"]),
-                "totals": totals, "maps": {key: [_ints(row) for row in counts] for key, counts in self.maps.items()},
-                "fraction_recovered": [_floats(row) for row in fraction], "has_targets": self.has_targets,
+        return {"n_rows": self.rows, "gr_bins": json_floats(COLOUR_BINS["gr"]), "rz_bins": json_floats(COLOUR_BINS["rz"]),
+                "totals": totals, "maps": {key: [json_ints(row) for row in counts] for key, counts in self.maps.items()},
+                "fraction_recovered": [json_floats(row) for row in fraction], "has_targets": self.has_targets,
                 "has_types": self.has_types, "has_measured": self.measured is not None,
                 "magnitude_source": self.mags.describe(),
                 # recovered sources of each Tractor type per g-r and per r-z bin (the type mix)
-                "types_vs_gr": {kind: _ints(self.maps[f"type_{kind}"].sum(axis=1)) for kind in types},
-                "types_vs_rz": {kind: _ints(self.maps[f"type_{kind}"].sum(axis=0)) for kind in types},
+                "types_vs_gr": {kind: json_ints(self.maps[f"type_{kind}"].sum(axis=1)) for kind in types},
+                "types_vs_rz": {kind: json_ints(self.maps[f"type_{kind}"].sum(axis=0)) for kind in types},
                 "convention": "recovered/lost/true-selected at true de-extincted colours; contaminating "
                               "(measured-selected, not true-selected) at measured de-extincted colours"}
 

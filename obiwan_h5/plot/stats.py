@@ -18,6 +18,8 @@ __all__ = [
     "Reservoir",
     "coalesce",
     "crossing",
+    "json_floats",
+    "json_ints",
     "robust_stats",
     "wilson_interval",
 ]
@@ -167,3 +169,13 @@ def _join(batches):
     if len(batches) == 1:
         return batches[0]
     return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+
+
+def json_ints(values):
+    """Integers as JSON takes them (`numbers.json`)."""
+    return [int(v) for v in values]
+
+
+def json_floats(values):
+    """Floats as JSON takes them (`numbers.json`): NaN and infinities as null."""
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, np.float64)]

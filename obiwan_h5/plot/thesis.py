@@ -16,9 +16,9 @@ import numpy as np
 from ..core.photometry import band_quantity, tractor_types
 from ..core.selection import flux_to_mag
 from ..fileformat import BANDS, TRACTOR_PREFIX, injected_flux_column, is_recovered, is_selected, transmission_column
-from .accumulate import BRICK_INDEX, CHI_BINS, SELECTION_AXES, Accumulator, _floats, _ints
+from .accumulate import BRICK_INDEX, CHI_BINS, SELECTION_AXES, Accumulator
 from .sources import TrueMagnitudes, injected_column, tractor_band_column, tractor_shape_column
-from .stats import MAG_BINS, Reservoir, robust_stats, wilson_interval
+from .stats import MAG_BINS, Reservoir, json_floats, json_ints, robust_stats, wilson_interval
 
 __all__ = ["DMAG_BINS", "RESIDUALS", "SYSTEMATICS_BINS", "SYSTEMATICS_PROPERTIES", "Residuals", "Systematics",
            "density_ratio_interval", "gaussian_fit", "histogram_quantiles", "quantile_edges"]
@@ -165,10 +165,10 @@ class Systematics(Accumulator):
             np.add.at(binned, which[which >= 0], counts[which >= 0])
             centre = [float(np.median(values[which == k])) if np.any(which == k) else None for k in range(nbins)]
             fraction, low, high = wilson_interval(binned[:, 1], binned[:, 0])
-            entry = {"label": label, "edges": _floats(edges), "centre": centre,
-                     "n_bricks": _ints(np.bincount(which[which >= 0], minlength=nbins)),
-                     "n_inj": _ints(binned[:, 0]), "n_rec": _ints(binned[:, 1]),
-                     "fraction": _floats(fraction), "low": _floats(low), "high": _floats(high),
+            entry = {"label": label, "edges": json_floats(edges), "centre": centre,
+                     "n_bricks": json_ints(np.bincount(which[which >= 0], minlength=nbins)),
+                     "n_inj": json_ints(binned[:, 0]), "n_rec": json_ints(binned[:, 1]),
+                     "fraction": json_floats(fraction), "low": json_floats(low), "high": json_floats(high),
                      "selections": {}}
             for sel, _, _ in SELECTION_AXES:
                 n_true = binned[:, _COUNTERS.index(f"n_true_{sel}")]
@@ -177,10 +177,10 @@ class Systematics(Accumulator):
                 ratio, rlow, rhigh = density_ratio_interval(n_meas, n_true)
                 frac_sel, flow, fhigh = wilson_interval(n_true_rec, n_true)
                 entry["selections"][sel] = {
-                    "n_true": _ints(n_true), "n_meas": _ints(n_meas), "n_true_rec": _ints(n_true_rec),
-                    "ratio": _floats(ratio), "ratio_low": _floats(rlow), "ratio_high": _floats(rhigh),
-                    "fraction_recovered": _floats(frac_sel), "fraction_low": _floats(flow),
-                    "fraction_high": _floats(fhigh)}
+                    "n_true": json_ints(n_true), "n_meas": json_ints(n_meas), "n_true_rec": json_ints(n_true_rec),
+                    "ratio": json_floats(ratio), "ratio_low": json_floats(rlow), "ratio_high": json_floats(rhigh),
+                    "fraction_recovered": json_floats(frac_sel), "fraction_low": json_floats(flow),
+                    "fraction_high": json_floats(fhigh)}
             result["properties"][name] = entry
         return result
 
@@ -338,7 +338,7 @@ class Residuals(Accumulator):
     def numbers(self):
         """Per quantity: the histogram of residuals over σ, its robust statistics and Gaussian
         fit; per band the 2-D histograms against true magnitude."""
-        result = {"chi_bins": _floats(CHI_BINS), "mag_bins": _floats(MAG_BINS), "dmag_bins": _floats(DMAG_BINS),
+        result = {"chi_bins": json_floats(CHI_BINS), "mag_bins": json_floats(MAG_BINS), "dmag_bins": json_floats(DMAG_BINS),
                   "n_recovered": self.rows, "magnitude_source": self.mags.describe(),
                   "convention": "flux: Tractor flux minus simcat flux as added (both extincted) times "
                                 "sqrt(flux_ivar); rhalf, e1, e2: Tractor shapeexp of EXP, REX and SIMP fits "
@@ -350,17 +350,17 @@ class Residuals(Accumulator):
             mean, sigma = gaussian_fit(self.hist[name], CHI_BINS)
             median, robust_sigma = robust_stats(self.sample[name].data["chi"])
             entry = {"label": RESIDUALS[name], "n": int(self.hist[name].sum()) + self.outside[name],
-                     "hist": _ints(self.hist[name]), "n_outside_bins": self.outside[name],
-                     "fit_mean": mean, "fit_sigma": sigma, "robust_median": _floats([median])[0],
-                     "robust_sigma": _floats([robust_sigma])[0], "sample_complete": self.sample[name].complete}
+                     "hist": json_ints(self.hist[name]), "n_outside_bins": self.outside[name],
+                     "fit_mean": mean, "fit_sigma": sigma, "robust_median": json_floats([median])[0],
+                     "robust_sigma": json_floats([robust_sigma])[0], "sample_complete": self.sample[name].complete}
             band = name[len("flux_"):] if name.startswith("flux_") else None
             if band:
                 quartiles = histogram_quantiles(self.vs_mag[band], CHI_BINS)
-                entry.update(vs_mag=[_ints(row) for row in self.vs_mag[band]], q25=_floats(quartiles[0]),
-                             median=_floats(quartiles[1]), q75=_floats(quartiles[2]))
+                entry.update(vs_mag=[json_ints(row) for row in self.vs_mag[band]], q25=json_floats(quartiles[0]),
+                             median=json_floats(quartiles[1]), q75=json_floats(quartiles[2]))
                 dq = histogram_quantiles(self.dmag[band], DMAG_BINS)
-                entry.update(dmag_vs_mag=[_ints(row) for row in self.dmag[band]], dmag_q25=_floats(dq[0]),
-                             dmag_median=_floats(dq[1]), dmag_q75=_floats(dq[2]))
+                entry.update(dmag_vs_mag=[json_ints(row) for row in self.dmag[band]], dmag_q25=json_floats(dq[0]),
+                             dmag_median=json_floats(dq[1]), dmag_q75=json_floats(dq[2]))
             result["quantities"][name] = entry
         return result
 

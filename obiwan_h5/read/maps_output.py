@@ -27,7 +27,7 @@ from ..core.maps import MAP_COLUMNS
 from ..fileformat import attr_value
 from ..outputs import writing
 from .common import new_hdf5, utc_now
-from .export_fits import COMMENT_TEXT, _bits, _card_text, _describe, _empty_primary, _provenance
+from .fits_header import COMMENT_TEXT, card_text, write_bits, write_descriptions, write_empty_primary, write_provenance
 from .metadata import fits_unit
 
 __all__ = ["MAPS_FORMAT", "healpix_keywords", "write_fits", "write_hdf5"]
@@ -69,23 +69,23 @@ def write_fits(plan, pixels, columns, meta):
     layout = _layout(columns)
     dtype = np.dtype([(name, dtype.str) for name, dtype, _, _ in layout])
     with writing(plan.output) as partial:
-        _empty_primary(partial.path)
+        write_empty_primary(partial.path)
         with fitsio.FITS(partial.path, "rw") as fits:
             fits.create_table_hdu(dtype=dtype, extname="MAPS", units=[fits_unit(unit) for _, _, unit, _ in layout])
             hdu = fits["MAPS"]
             for keyword, value, comment in healpix_keywords(plan, len(pixels)):
                 hdu.write_key(keyword, value, comment=comment)
-            _describe(hdu, [text for *_, text in layout])
+            write_descriptions(hdu, [text for *_, text in layout])
             derived = meta["derived"]
-            _provenance(hdu, plan.path, derived, plan.where, plan.bricks)
-            hdu.write_key("ORIGIN", _card_text(f"obiwan_h5 {__version__} maps"))
+            write_provenance(hdu, plan.path, derived, plan.where, plan.bricks)
+            hdu.write_key("ORIGIN", card_text(f"obiwan_h5 {__version__} maps"))
             hdu.write_key("NBRICKS", len(plan.bricks), comment="done bricks counted")
             hdu.write_key("MAPDATE", utc_now(), comment="creation time of these maps")
             hdu.write_key("NROWS", meta["rows"], comment="injected sources counted")
             if meta["command_line"]:
                 for line in textwrap.wrap(f"maps made by: {meta['command_line']}", COMMENT_TEXT):
                     hdu.write_history(line)
-            _bits(hdu, derived.attrs)
+            write_bits(hdu, derived.attrs)
             # rows appended a slice at a time: the columns are not held twice over
             for start in range(0, len(pixels), FITS_SLICE_ROWS):
                 stop = min(start + FITS_SLICE_ROWS, len(pixels))

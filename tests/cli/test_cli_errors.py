@@ -76,11 +76,13 @@ def test_quiet_means_warnings_and_errors_only(tmp_path, dr5_derived):
         f"subset|{dr5_derived}|-o|{tmp_path / 's.h5'}|--columns|ra|-q",
         f"export|{dr5_derived}|-o|{tmp_path / 'x.fits'}|--columns|ra|-q",
         f"plot|{derived}|-o|{tmp_path / 'figures'}|--only|astrometry|-q",
+        f"maps|{dr5_derived}|-o|{tmp_path / 'm.fits'}|--nside|8|-q",
     ]
     run = subprocess.run([sys.executable, "-c", script, *commands], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "" and run.stderr == ""
     assert os.path.exists(derived) and os.path.exists(tmp_path / "figures" / "index.html")
+    assert os.path.exists(tmp_path / "m.fits")
 
 
 def test_a_where_nested_fifty_thousand_deep_is_one_line(dr5_derived, tmp_path, capsys):

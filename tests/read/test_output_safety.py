@@ -32,7 +32,7 @@ def test_two_exports_to_one_output_never_mix(dr5_derived, tmp_path, monkeypatch,
     the output is the complete file of the one that finished last."""
     output = str(tmp_path / f"x.{form}")
     module = parquet_writer if form == "parquet" else fits_writer
-    function = "_table" if form == "parquet" else "_provenance"  # called while the output is written
+    function = "_table" if form == "parquet" else "write_provenance"  # called while the output is written
     original = getattr(module, function)
     started = []
 
