@@ -79,8 +79,8 @@ def missing_package_message(err, command=None):
     """One line for a missing package: which one, and what to install."""
     name = (err.name or "").split(".")[0] or "a required package"
     hint = INSTALL_HINTS.get(name, f"pip install {name}")
-    where = f"obiwan-h5 {command}" if command else "obiwan-h5"
-    return f"{where}: error: the Python package {name} is not installed: {hint}"
+    program = f"obiwan-h5 {command}" if command else "obiwan-h5"
+    return f"{program}: error: the Python package {name} is not installed: {hint}"
 
 
 def main(argv=None):

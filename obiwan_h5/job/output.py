@@ -152,8 +152,8 @@ def _side_name(output, kind):
     directory, name = os.path.split(os.path.abspath(output))
     if kind == LEGACY_PARTIAL:
         return directory, f".{name}."
-    where = os.path.join(os.path.realpath(directory), name)
-    return directory, f".obiwan-h5-{kind}-{hashlib.blake2b(where.encode(), digest_size=6).hexdigest()}-"
+    real_path = os.path.join(os.path.realpath(directory), name)
+    return directory, f".obiwan-h5-{kind}-{hashlib.blake2b(real_path.encode(), digest_size=6).hexdigest()}-"
 
 
 def new_side_file(output, kind, suffix):
