@@ -21,7 +21,7 @@ import fitsio
 import numpy as np
 from mpi4py import MPI
 
-from obiwan_h5.core.derivation import brick_parts
+from obiwan_h5.core.derivation import brick_pieces
 from obiwan_h5.core.schema import join_pieces
 from obiwan_h5.job import DeriveOptions
 from obiwan_h5.job.plan import assign_ranges
@@ -70,12 +70,12 @@ def read_inputs(data_dir):
 
 def brick_table(scanner, bounds, options, brick):
     """The derived rows of one brick as one table, as derived_tables.py wrote them: the job's
-    scan and reading, and the derivation of each rsdir (`core.derivation.brick_parts`)."""
+    scan and reading, and the derivation of each rsdir (`core.derivation.brick_pieces`)."""
     _, inputs = scanner.scan(brick, bounds[brick])
     pieces, dr = inputs.read(0, options.keep_all_apflux)
     ids = np.concatenate([piece.simcat.column("id") for piece in pieces])
     parts = [(piece.rsdir, piece.simcat, piece.tractor) for piece in pieces]
-    return join_pieces(brick_parts(brick, parts, scanner.truth.lookup(ids), dr, options.match_radius))
+    return join_pieces(brick_pieces(brick, parts, scanner.truth.lookup(ids), dr, options.match_radius))
 
 
 def _as_records(columns):
