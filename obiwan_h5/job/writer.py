@@ -101,6 +101,9 @@ class DerivedWriter:
             kwargs.update(alignment_threshold=alignment[0], alignment_interval=alignment[1])
         self.file = None
         self.has_fingerprints = True
+        # datasets looked up once: an h5py lookup by name costs ~50 us, paid per column and
+        # write call otherwise (a tenth of a second in a job of a few hundred calls)
+        self._datasets = {}
         self._unraisable = []
         # from here to `close`, objects h5py frees may carry HDF5 write errors (Cython prints
         # their traceback through sys.excepthook before reporting them as unraisable)
@@ -254,7 +257,7 @@ class DerivedWriter:
                     for name in names:
                         values = block.get(name)
                         if values is not None and len(values):
-                            self.file[group][name][block_start:block_start + len(values)] = values
+                            self._dataset(group, name)[block_start:block_start + len(values)] = values
             return
         nrows = len(next(iter(columns.values()))) if columns else 0
         widest = max((values.nbytes // max(len(values), 1) for values in columns.values()), default=0)
@@ -262,15 +265,20 @@ class DerivedWriter:
         if self.mode == "parallel":
             pieces = self.comm.allreduce(pieces, op=mpi_max())
         bounds = np.linspace(0, nrows, pieces + 1).astype(np.int64)
-        out = self.file[group]
         for name in names:
-            dset = out[name]
+            dset = self._dataset(group, name)
             values = columns.get(name)
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 if values is None or hi == lo:
                     self._write_none(dset)
                 else:
                     self._write_rows(dset, start + lo, np.ascontiguousarray(values[lo:hi]))
+
+    def _dataset(self, group, name):
+        key = (group, name)
+        if key not in self._datasets:
+            self._datasets[key] = self.file[group][name]
+        return self._datasets[key]
 
     def _write_rows(self, dset, start, values):
         fspace = dset.id.get_space()
@@ -326,6 +334,7 @@ class DerivedWriter:
         """Collective: close the file (flushing what is left)."""
         if self.file is not None:
             handle, self.file = self.file, None
+            self._datasets.clear()
             self._guarded(handle.close)
         sys.unraisablehook = self._previous_hook
         sys.excepthook = self._previous_excepthook
