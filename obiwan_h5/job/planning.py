@@ -29,6 +29,7 @@ from .plan import (
     mixed_schemas,
     resolve_unchanged,
 )
+from .report import log_brick_problems
 from .scan import OLD_SCHEMA, ScannedBricks, Scanner
 
 __all__ = ["OldIndex", "brick_weights", "make_plan", "read_old_index", "share_listings"]
@@ -92,9 +93,8 @@ def make_plan(options, comm, production, bricknames, truth, bounds):
         raise JobError(error)
     scanned.keep_only(scan.brickname for scan in gathered[first:last] if scan.status == PENDING)
     if comm.rank == 0:
-        for scan in gathered:
-            if scan.status in (FAILED, INCOMPLETE):
-                log.warning("brick %s %s: %s", scan.brickname, STATUS_NAMES[scan.status], scan.message)
+        log_brick_problems([(scan.brickname, STATUS_NAMES[scan.status], scan.message)
+                            for scan in gathered if scan.status in (FAILED, INCOMPLETE)])
         log.info("plan: %d bricks, %d rows, %d columns (%.1f KiB/row) on %d rank(s)",
                  len(bricknames), plan.total_rows, len(plan.columns), plan.row_bytes / 1024, comm.size)
     return plan, scanned, ranges

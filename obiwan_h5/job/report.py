@@ -13,7 +13,7 @@ from ..core.photometry import QUANTITIES
 from ..fileformat import FORMAT_NAME, FORMAT_VERSION, STATUS_NAMES, TRUTH_PREFIX, mask_bits_attributes, tractor_column
 from ..progress import start_progress
 
-__all__ = ["Clock", "JobProgress", "file_attrs", "final_report"]
+__all__ = ["Clock", "JobProgress", "file_attrs", "final_report", "log_brick_problems"]
 
 log = logging.getLogger("obiwan_h5.derive")
 
@@ -186,6 +186,27 @@ class JobProgress:
         if counts != self.shown:
             self.shown = counts
             self.reporter.moveto(*counts)
+
+
+# bricks named one by one per reason in the log; the others are counted in one line (a brick
+# list of a wrong production fails every brick alike, and 100,000 lines of one reason help nobody)
+LOGGED_PER_REASON = 10
+
+
+def log_brick_problems(problems):
+    """Log the bricks the plan found failed or incomplete: `problems` are
+    ``(brickname, status name, message)``; at most `LOGGED_PER_REASON` bricks per status and
+    message by name, then one line with how many more there are (every one is in the file's
+    ``bricks/status`` and ``bricks/message``)."""
+    by_reason = {}
+    for brickname, status, message in problems:
+        by_reason.setdefault((status, message), []).append(brickname)
+    for (status, message), names in by_reason.items():
+        for brickname in names[:LOGGED_PER_REASON]:
+            log.warning("brick %s %s: %s", brickname, status, message)
+        if len(names) > LOGGED_PER_REASON:
+            log.warning("... and %d more bricks %s: %s (listed in the file's bricks/message)",
+                        len(names) - LOGGED_PER_REASON, status, message)
 
 
 def final_report(path, index, elapsed):

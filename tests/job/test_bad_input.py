@@ -157,6 +157,26 @@ def test_brick_not_on_the_grid_fails_alone(prod, tmp_path):
     assert status["9999p999"] == FAILED and "not in survey-bricks" in message["9999p999"]
 
 
+def test_many_bricks_failing_alike_are_counted_not_listed(prod, tmp_path, caplog):
+    """A brick list of another production fails every brick for one reason: the log names
+    the first few and counts the others in one line; the file holds every one."""
+    from obiwan_h5.job.report import LOGGED_PER_REASON
+
+    data_dir, _, bricks = prod
+    absent = [f"{ra:04d}p{dec:03d}" for ra in range(3000, 3025) for dec in (800, 801)]
+    listing = tmp_path / "bricks.txt"
+    listing.write_text("\n".join(bricks + absent) + "\n")
+    output = tmp_path / "out.h5"
+    with caplog.at_level("WARNING", logger="obiwan_h5"):
+        assert _derive(data_dir, output, "--bricks", str(listing)) == 1
+    lines = [record.getMessage() for record in caplog.records if "not in survey-bricks" in record.getMessage()]
+    assert len(lines) == LOGGED_PER_REASON + 1
+    assert lines[-1] == (f"... and {len(absent) - LOGGED_PER_REASON} more bricks failed: not in survey-bricks "
+                         "(listed in the file's bricks/message)")
+    status, message, _ = _outcome(output)
+    assert sum(status[name] == FAILED for name in absent) == len(absent)
+
+
 @pytest.mark.parametrize("line", ["../../etc/passwd", "1741p24", "1741x242", "1741p242; rm -rf /", "0000p000/.."])
 def test_brick_names_that_are_not_bricks_refuse_the_job(prod, tmp_path, capsys, line):
     data_dir, _, bricks = prod
