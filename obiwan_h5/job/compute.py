@@ -32,6 +32,7 @@ from ..core.summary import empty_summaries, summarise_brick, summarise_bricks
 from ..errors import BrickError, InputError
 from ..fileformat import DONE, FAILED, INCOMPLETE, fill_value, rows_checksums
 from .scan import brick_failure
+from .update import copy_runs
 
 __all__ = ["BrickReader", "RoundResult", "compute_segment"]
 
@@ -53,15 +54,19 @@ class BrickReader:
         For an update: brick index of the plan -> brick index in `old`, for the bricks
         whose rows are copied instead of derived.
     old : job.update.OldFile, optional
+    byte_copied : set, optional
+        The bricks of `copies` whose rows are copied byte for byte from file to file
+        (`update.byte_copied_bricks`), in rounds of their own: they take no row buffers.
     """
 
-    def __init__(self, truth, bounds, options, scanned, copies=None, old=None):
+    def __init__(self, truth, bounds, options, scanned, copies=None, old=None, byte_copied=()):
         self.truth = truth
         self.bounds = bounds
         self.options = options
         self.scanned = scanned
         self.copies = copies or {}
         self.old = old
+        self.byte_copied = frozenset(byte_copied)
         self.arena = _Arena()
 
 
@@ -100,6 +105,7 @@ class RoundResult(NamedTuple):
     status: np.ndarray  # int8 per brick
     messages: list      # per brick ("" when done)
     checksums: list     # per brick (0 unless done)
+    byte_runs: tuple = ()  # rows copied byte for byte: (first row in the new file, in the old, rows)
 
 
 class _Outcome(NamedTuple):
@@ -127,9 +133,11 @@ def compute_segment(reader, plan, b0, b1, on_brick=None):
     RoundResult
     """
     nrows = int(plan.counts[b0:b1].sum())
-    rows = reader.arena.buffers(plan.columns, nrows) if nrows else {}
+    by_bytes = b1 > b0 and b0 in reader.byte_copied  # a round of only such bricks (`plan.split_segments`)
+    rows = reader.arena.buffers(plan.columns, nrows) if nrows and not by_bytes else {}
     starts = np.concatenate([[0], np.cumsum(plan.counts[b0:b1])]).astype(np.int64)
-    _copy_runs(reader, plan, b0, b1, rows)
+    if not by_bytes:
+        _copy_runs(reader, plan, b0, b1, rows)
     outcomes, read = {}, {}
     for brick in range(b0, b1):
         if brick in reader.copies:
@@ -148,7 +156,13 @@ def compute_segment(reader, plan, b0, b1, on_brick=None):
         reader.scanned.release(plan.bricknames[brick])
         if on_brick is not None:
             on_brick(int(plan.counts[brick]))
-    return _result(reader, plan, b0, b1, rows, starts, [outcomes[brick] for brick in range(b0, b1)])
+    result = _result(reader, plan, b0, b1, rows, starts, [outcomes[brick] for brick in range(b0, b1)])
+    if by_bytes:
+        old_offsets = reader.old.index["offset"]
+        result = result._replace(byte_runs=[
+            (int(plan.offsets[first]), int(old_offsets[reader.copies[first]]), int(plan.counts[first:last].sum()))
+            for first, last in copy_runs(reader.copies, b0, b1)])
+    return result
 
 
 def _result(reader, plan, b0, b1, rows, starts, outcomes):
@@ -261,16 +275,6 @@ def _fail(rows, plan, brick, lo, err):
 def _copy_runs(reader, plan, b0, b1, rows):
     """Fill the rows of copied bricks of ``[b0, b1)`` from the old file, one read per
     column for each run of bricks that are consecutive in both files."""
-    if not reader.copies:
-        return
     starts = np.concatenate([[0], np.cumsum(plan.counts[b0:b1])])
-    brick = b0
-    while brick < b1:
-        if brick not in reader.copies:
-            brick += 1
-            continue
-        end = brick + 1
-        while end < b1 and reader.copies.get(end) == reader.copies[end - 1] + 1:
-            end += 1
-        reader.old.fill(rows, int(starts[brick - b0]), reader.copies[brick], reader.copies[end - 1] + 1, plan.columns)
-        brick = end
+    for first, last in copy_runs(reader.copies, b0, b1):
+        reader.old.fill(rows, int(starts[first - b0]), reader.copies[first], reader.copies[last - 1] + 1, plan.columns)

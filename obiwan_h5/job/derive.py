@@ -22,6 +22,7 @@ from ..errors import InputError, OutputError
 from ..fileformat import DONE, FAILED, INCOMPLETE, SUMMARY_COLUMNS, decode_attrs, summary_columns
 from ..production.inputs import first_line, read_survey_bricks
 from ..production.layout import Production
+from .bytecopy import RowCopier
 from .compute import BrickReader, compute_segment
 from .faults import maybe_kill
 from .mpi import agree, mpi_max
@@ -41,7 +42,15 @@ from .plan import split_segments
 from .planning import make_plan
 from .report import Clock, JobProgress, file_attrs, final_report
 from .truthshare import open_truth, truth_description
-from .update import OldFile, copy_sources, layout_problem, update_entry, update_problem
+from .update import (
+    BYTE_COPY_MIN_BYTES,
+    OldFile,
+    byte_copied_bricks,
+    copy_sources,
+    layout_problem,
+    update_entry,
+    update_problem,
+)
 from .writer import DerivedWriter, parallel_filter_problem
 
 __all__ = ["derive"]
@@ -102,9 +111,10 @@ def derive(options, comm, command_line="", progress=False):
         # done bricks of a resumed file and copied ones of an update are not derived
         scanned.keep_only(plan.bricknames[i] for i in range(first, last) if todo[i] and i not in copies)
         old = OldFile(options.output) if copies else None
-        reader = BrickReader(truth, bounds, options, scanned, copies, old)
         try:
-            totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress)
+            byte_copied, copier = _byte_copier(old, writer, plan, copies, first, last, options)
+            reader = BrickReader(truth, bounds, options, scanned, copies, old, byte_copied)
+            totals = _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress, copier)
         finally:
             if old is not None:
                 old.close()
@@ -372,14 +382,16 @@ def _finish(comm, partial):
 
 # ----------------------------------------------------------------------------- phase 6
 
-def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress=False):
+def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress=False, copier=None):
     """Each rank derives its range (the one it scanned), written round by round; rank 0
-    shows the progress of every rank, brick by brick (`report.JobProgress`)."""
+    shows the progress of every rank, brick by brick (`report.JobProgress`). An update's
+    bricks copied byte for byte (`copier`) have rounds of their own."""
     first, last = int(ranges[comm.rank]), int(ranges[comm.rank + 1])
     # half for the rows; the rest for the round's positions, gathered records and selections
     max_bytes = int(reader.options.max_memory * (1 << 20) / 2)
-    segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes)
+    segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes, reader.byte_copied)
     rounds = comm.allreduce(len(segments), op=mpi_max())
+    by_bytes = comm.allreduce(len(reader.byte_copied), op=mpi_max()) > 0
     randoms_names = sorted(column.name for column in plan.columns)
     summary_names = sorted(SUMMARY_COLUMNS)
     totals = {"bricks": int(todo.sum()), "done": 0, "rows": 0}
@@ -388,8 +400,18 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
         b0, b1 = segments[number] if number < len(segments) else (first, first)
         result = compute_segment(reader, plan, b0, b1, shown.brick)
         clock.lap("compute")
+        # rows copied byte for byte go in while the other ranks compute: the collective
+        # writes of the last round are over, and those of this round start after the copy
+        error = None
+        if result.byte_runs:
+            maybe_kill("copy", comm.rank, number, os.path.dirname(writer.path))
+            error = _copy_bytes(writer, reader.old, copier, result.byte_runs)
+        clock.lap("write")
         # waiting for the slowest rank is load imbalance, not write time: measure it apart
-        comm.Barrier()
+        if by_bytes:
+            _agree_output(comm, error)
+        else:
+            comm.Barrier()
         clock.lap("wait")
         start = int(plan.offsets[b0]) if b1 > b0 else 0
         writer.write_block("randoms", start, result.rows, randoms_names)
@@ -409,3 +431,40 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
         del result
     shown.close()
     return totals
+
+
+def _byte_copier(old, writer, plan, copies, first, last, options):
+    """``(bricks, copier)``: the bricks of ``[first, last)`` whose rows an update copies
+    byte for byte from the old file (`update.byte_copied_bricks`), and the
+    `bytecopy.RowCopier` that locates them; none unless the ranks write in parallel and
+    the same rows are the same bytes in both files."""
+    if writer.mode != "parallel" or old is None:
+        return set(), None  # serial HDF5 may hold raw data in its sieve buffer (`job.bytecopy`)
+    names = [column.name for column in plan.columns]
+    copier = RowCopier(old.randoms, {name: writer.dataset("randoms", name) for name in names}, names) \
+        if old.same_columns(plan.columns) else None
+    problem = "the old file's columns differ from the new file's" if copier is None else copier.problem()
+    if problem is not None:
+        log.debug("rows copied through HDF5: %s", problem)
+        return set(), None
+    min_bytes = min(BYTE_COPY_MIN_BYTES, options.max_memory * (1 << 20) / 8)
+    return byte_copied_bricks(copies, first, last, plan.counts, plan.row_bytes, min_bytes), copier
+
+
+def _copy_bytes(writer, old, copier, runs):
+    """Copy rows of byte-copied bricks (`DerivedWriter.copy_bytes`): the error message, or
+    None. Called between the write rounds: two-phase MPI-IO may read and rewrite the bytes
+    between the ranges a collective write covers, which must not race with the copy."""
+    try:
+        writer.copy_bytes(old.path, copier.ranges(runs))
+    except OutputError as err:
+        return str(err)
+    return None
+
+
+def _agree_output(comm, error):
+    """Collective: raise `OutputError` on every rank if any rank passes an error (so that
+    no rank goes on to a collective write while another gave up)."""
+    failed = [message for message in comm.allgather(error) if message]
+    if failed:
+        raise OutputError(failed[0])

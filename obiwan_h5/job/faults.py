@@ -12,6 +12,7 @@ Points, in job order:
 
 ``plan``    after the plan is agreed, before the file exists;
 ``create``  after the ``randoms`` datasets are created, before the file is complete;
+``copy``    before an update copies a round's unchanged rows byte for byte (`job.bytecopy`);
 ``write``   after a round's rows are written, before they are flushed;
 ``status``  after a round's statuses are written, before they are flushed;
 ``close``   after the last round, before the file is marked complete and closed.
@@ -24,7 +25,7 @@ import signal
 
 __all__ = ["FILLER_NAME", "KILL_POINTS", "maybe_kill"]
 
-KILL_POINTS = ("plan", "create", "write", "status", "close")
+KILL_POINTS = ("plan", "create", "copy", "write", "status", "close")
 # the file that OBIWAN_H5_FILL_AT writes beside the output (tests remove it to "free space")
 FILLER_NAME = ".obiwan-h5-test-filler"
 

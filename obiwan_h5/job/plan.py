@@ -241,15 +241,17 @@ def assign_ranges(weights, nranks):
     return np.maximum.accumulate(bounds)
 
 
-def split_segments(todo, first, last, counts, row_bytes, max_bytes):
+def split_segments(todo, first, last, counts, row_bytes, max_bytes, apart=frozenset()):
     """Cut bricks ``[first, last)`` into write segments.
 
     A segment is a contiguous run of bricks that are all to be written (`todo` True)
     whose rows fit in `max_bytes` (a single brick larger than that is its own segment).
+    Bricks in `apart` (an update's bricks copied byte for byte, which take no memory) are
+    never in a segment with others, and their segments have no size limit.
     Returns a list of ``(b0, b1)``.
     """
     segments = []
-    start, size = None, 0
+    start, size, kind = None, 0, False
     for brick in range(first, last):
         brick_bytes = int(counts[brick]) * row_bytes
         if not todo[brick]:
@@ -257,11 +259,11 @@ def split_segments(todo, first, last, counts, row_bytes, max_bytes):
                 segments.append((start, brick))
             start, size = None, 0
             continue
-        if start is not None and size + brick_bytes > max_bytes:
+        if start is not None and ((brick in apart) != kind or (not kind and size + brick_bytes > max_bytes)):
             segments.append((start, brick))
             start, size = None, 0
         if start is None:
-            start = brick
+            start, kind = brick, brick in apart
         size += brick_bytes
     if start is not None:
         segments.append((start, last))

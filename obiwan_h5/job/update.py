@@ -26,10 +26,18 @@ from ..fileformat import (
 )
 from .output import changed_input, changed_truth
 
-__all__ = ["OldFile", "copy_sources", "layout_problem", "update_entry", "update_problem"]
+__all__ = ["BYTE_COPY_MIN_BYTES", "OldFile", "byte_copied_bricks", "copy_runs", "copy_sources", "layout_problem",
+           "update_entry", "update_problem"]
 
 # recorded inputs an update may change: the brick list is what grows
 MAY_CHANGE = ("bricks",)
+
+# A run of copied bricks this large (or a quarter of a write round's memory, if less) is
+# copied byte for byte in write rounds of its own (`OldFile.byte_ranges`): reading its rows
+# through HDF5 and writing them back collectively costs several times a kernel copy of the
+# same bytes, and more than the round's fixed cost (a few hundred collective calls and two
+# flushes) for runs of a few MB already.
+BYTE_COPY_MIN_BYTES = 32 << 20
 
 
 def update_problem(path, attrs, options, summary_names, truth_fingerprint):
@@ -120,6 +128,33 @@ def _names_problem(group, present, wanted):
     return None
 
 
+def copy_runs(copies, b0, b1):
+    """The runs ``(first, last)`` of bricks of ``[b0, b1)`` that are copied (`copies`: brick
+    of the plan -> brick of the old file) and consecutive in both files: each run is one
+    contiguous range of rows in the old file and one in the new."""
+    runs, brick = [], b0
+    while brick < b1:
+        if brick not in copies:
+            brick += 1
+            continue
+        end = brick + 1
+        while end < b1 and copies.get(end) == copies[end - 1] + 1:
+            end += 1
+        runs.append((brick, end))
+        brick = end
+    return runs
+
+
+def byte_copied_bricks(copies, first, last, counts, row_bytes, min_bytes):
+    """The bricks of ``[first, last)`` copied byte for byte: those of the `copy_runs` whose
+    rows hold at least `min_bytes`. A set of brick indices of the plan."""
+    bricks = set()
+    for run_first, run_last in copy_runs(copies, first, last):
+        if int(np.sum(counts[run_first:run_last])) * row_bytes >= min_bytes:
+            bricks.update(range(run_first, run_last))
+    return bricks
+
+
 def copy_sources(old_index, old_kind, plan, new_kind):
     """For each brick of the new plan, the brick of the old file to copy, or -1 to derive.
 
@@ -164,6 +199,7 @@ class OldFile:
     def __init__(self, path):
         import h5py
 
+        self.path = path
         try:
             self.file = h5py.File(path, "r")
         except OSError as err:

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import JobError, OutputError
 from ..fileformat import INDEX_DESCRIPTIONS, INDEX_DTYPES, MESSAGE_WIDTH, attr_value, truncate_message
 from ..outputs import PARTIAL_HDF5_LOCKING, place_problem
+from .bytecopy import copy_ranges
 from .faults import maybe_kill
 from .mpi import h5py_has_mpi, mpi_max
 from .options import MAX_CALL_BYTES
@@ -295,6 +296,23 @@ class DerivedWriter:
         mspace = h5py.h5s.create_simple(dummy.shape)
         mspace.select_none()
         dset.id.write(mspace, fspace, dummy, dxpl=self._dxpl)
+
+    def dataset(self, group, name):
+        """The dataset `name` of `group` (on ranks that have the file open)."""
+        return self._dataset(group, name)
+
+    def copy_bytes(self, source, ranges):
+        """Independent: copy the byte `ranges` ``(offset in source, offset here, length)``
+        of the file `source` into this file, past HDF5 (an update's rows whose bytes are the
+        same in both files; `job.bytecopy`).
+
+        Only for the ``parallel`` mode, whose MPI-IO driver keeps no raw data in memory
+        (HDF5's sieve buffer, which could write stale bytes back over these, is off): the
+        caller orders the copy after every rank's collective writes of the round, and a
+        `flush` makes it durable with them.
+        """
+        if ranges:
+            self._guarded(copy_ranges, source, self.path, ranges)
 
     def write_status(self, first, status, messages, checksums, fingerprints):
         """Collective: status, message, checksum and input fingerprint of bricks

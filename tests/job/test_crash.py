@@ -44,8 +44,9 @@ def reference(dr5_derived):
 
 
 @pytest.mark.parametrize("victim", ["0", "all"])
-# a kill at `close` is one at the last round's `status` (every brick done): not worth its time here
-@pytest.mark.parametrize("point", [point for point in KILL_POINTS if point != "close"])
+# a kill at `close` is one at the last round's `status` (every brick done): not worth its time
+# here; `copy` is met only by an update (tests/job/test_safety_mpi.py)
+@pytest.mark.parametrize("point", [point for point in KILL_POINTS if point not in ("close", "copy")])
 def test_kill_then_resume_equals_uninterrupted_run(dr5_production, reference, tmp_path, point, victim):
     output = str(tmp_path / "derived.h5")
     # in the second write round, so that some bricks are already done when the job dies

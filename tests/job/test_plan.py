@@ -193,3 +193,40 @@ def test_detached_scans_are_copies_keyed_by_schema():
     assert [scan.schema_key for scan in detached] == [0, 1, 1, -1]
     assert len(distinct) == 2 and all(scan.schema == {} for scan in detached)
     assert originals[1].schema is shared and originals[1].schema_key == -1  # the scans themselves are kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3000), st.booleans(), st.booleans()), min_size=1, max_size=50),
+       st.integers(1, 20000))
+def test_bricks_copied_byte_for_byte_have_segments_of_their_own(bricks, max_rows):
+    """An update's bricks copied byte for byte take no row memory: their segments hold only
+    them, whatever their size; the others' segments are bounded as before; every brick to
+    write is in one segment."""
+    counts = np.array([count for count, _, _ in bricks])
+    todo = np.array([flag for _, flag, _ in bricks])
+    apart = {number for number, (_, _, byte_copied) in enumerate(bricks) if byte_copied}
+    covered = []
+    for b0, b1 in split_segments(todo, 0, len(bricks), counts, 8, max_rows * 8, apart):
+        assert b1 > b0 and all(todo[b0:b1])
+        kinds = {brick in apart for brick in range(b0, b1)}
+        assert len(kinds) == 1
+        if kinds == {False}:
+            assert counts[b0:b1].sum() <= max_rows or b1 - b0 == 1
+        covered.extend(range(b0, b1))
+    assert covered == [i for i in range(len(bricks)) if todo[i]]
+    # neighbours copied byte for byte are never cut apart, however many rows they hold
+    segments = split_segments(np.ones(3, bool), 0, 3, np.array([10**6] * 3), 8, 8, {0, 1, 2})
+    assert segments == [(0, 3)]
+
+
+def test_copy_runs_are_consecutive_in_both_files_and_big_runs_are_copied_as_bytes():
+    from obiwan_h5.job.update import byte_copied_bricks, copy_runs
+
+    # plan brick -> old brick: 2 is derived, 5 comes from elsewhere in the old file
+    copies = {0: 0, 1: 1, 3: 2, 4: 3, 5: 9, 6: 10}
+    assert copy_runs(copies, 0, 7) == [(0, 2), (3, 5), (5, 7)]
+    assert copy_runs(copies, 1, 4) == [(1, 2), (3, 4)]
+    counts = np.array([5, 5, 100, 1, 1, 50, 50])
+    # runs of at least 10 rows of 4 bytes: (0, 2) with 10 rows and (5, 7) with 100; not (3, 5)
+    assert byte_copied_bricks(copies, 0, 7, counts, 4, 40) == {0, 1, 5, 6}
+    assert byte_copied_bricks(copies, 0, 7, counts, 4, 41) == {5, 6}

@@ -103,14 +103,16 @@ def test_a_disk_that_fills_is_a_clear_error_and_resume_completes(dr5_production,
     assert not glob.glob(str(disk / ".out.h5.partial-*"))
 
 
-def test_a_disk_that_fills_during_an_update_leaves_the_old_file_and_no_partial(dr5_production, disk, tmp_path):
+@pytest.mark.parametrize("point", ["write:0", "copy:0@all"])
+def test_a_disk_that_fills_during_an_update_leaves_the_old_file_and_no_partial(dr5_production, disk, tmp_path, point):
     """An update cannot be resumed: its partial file is removed, the message says to run
-    the update again, and the old file is as it was."""
+    the update again, and the old file is as it was; also when the disk fills as a rank
+    copies unchanged rows byte for byte (`job.bytecopy`, in the first round of rank 0)."""
     bricks = open(os.path.join(dr5_production, "bricks.txt")).read().split()
     output = disk / "out.h5"
     assert _derive(dr5_production, output, "--bricks", ",".join(bricks[:5])).returncode == 0
     before = output.read_bytes()
-    full = _derive(dr5_production, output, "--update", "--chunk-kb", "4", env={"OBIWAN_H5_FILL_AT": "write:0"})
+    full = _derive(dr5_production, output, "--update", "--chunk-kb", "4", env={"OBIWAN_H5_FILL_AT": point})
     assert full.returncode == 2, full.stderr[-2000:]
     last = [line for line in full.stderr.splitlines() if "obiwan-h5 derive" in line][-1]
     assert "cannot write the output (no space left on device)" in last and "run the same update again" in last

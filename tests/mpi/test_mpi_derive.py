@@ -303,6 +303,49 @@ def test_update_equals_a_fresh_derive_for_any_rank_count(production, workdir):
     _compare_on_root(reference, output)
 
 
+# every layout on 2 ranks; on 3 (a rank between two others, slow on 2 cores) the chunks
+# that do not line up between the files
+@pytest.mark.parametrize("chunk_kb", [pytest.param(0, marks=pytest.mark.any_ranks), 1,
+                                      pytest.param(4096, marks=pytest.mark.any_ranks)])
+def test_an_update_copies_unchanged_rows_byte_for_byte(production, workdir, monkeypatch, chunk_kb):
+    """Unchanged bricks' rows go file to file (`job.bytecopy`), in rounds of their own
+    between rounds where ranks write collectively: with contiguous columns, with chunks
+    that do not line up between the old file and the new, and with the default chunks.
+    The file equals a fresh derive, and every copied row went as bytes."""
+    bricks = open(os.path.join(production, "bricks.txt")).read().split()
+    copied_bricks = [0, 1, 2, 4, 5]  # 3 (between two runs of copies) and 6 are added
+    # rounds of a few bricks; runs of a brick or more are copied as bytes
+    old_list = os.path.join(workdir, f"bytes-old-{comm.size}-{chunk_kb}.txt")
+    if comm.rank == 0:
+        with open(old_list, "w") as handle:
+            handle.write("\n".join(bricks[i] for i in copied_bricks) + "\n")
+    comm.Barrier()
+    output = os.path.join(workdir, f"bytes-{comm.size}-{chunk_kb}.h5")
+    if comm.rank == 0:  # the old file: how it was made does not matter
+        derive(DeriveOptions(production, output, bricks=old_list, overwrite=True, chunk_kb=chunk_kb), SerialComm())
+    comm.Barrier()
+    copied, real = [], writer_module.copy_ranges
+
+    def copy_ranges(source, target, ranges):
+        copied.append(sum(length for _, _, length in ranges))
+        return real(source, target, ranges)
+
+    monkeypatch.setattr(writer_module, "copy_ranges", copy_ranges)
+    totals = derive(DeriveOptions(production, output, update=True, max_memory=1, chunk_kb=chunk_kb), comm)
+    monkeypatch.undo()
+    assert totals["done"] == len(bricks)
+    reference = os.path.join(workdir, "serial.h5")
+    _reference(production, reference)
+    _compare_on_root(reference, output)
+    expected = None
+    if comm.rank == 0:
+        with h5py.File(output, "r") as derived:
+            counts = derived["bricks/count"][:]
+            width = sum(dset.dtype.itemsize * int(np.prod(dset.shape[1:])) for dset in derived["randoms"].values())
+        expected = int(counts[copied_bricks].sum()) * width
+    assert comm.allreduce(sum(copied)) == comm.bcast(expected, root=0)
+
+
 @pytest.mark.any_ranks
 def test_each_brick_is_listed_by_one_rank_once(production, workdir, monkeypatch):
     """The ranks list a strided share of the bricks to weigh them; each listing goes to the
