@@ -97,14 +97,16 @@ def test_rows_are_streamed_in_bounded_batches(dr5_derived, tmp_path, monkeypatch
         asked.append(kwargs.get("batch_rows"))
         return iter_batches(self, *args, **kwargs)
 
-    append = fitsio.hdu.TableHDU.append
+    import obiwan_h5.read.export_fits as module
 
-    def spy_append(self, data, *args, **kwargs):
-        appended.append(len(data))
-        return append(self, data, *args, **kwargs)
+    stored_rows = module._stored_rows  # each batch's rows, as written to the file
+
+    def spy_rows(batch, chosen, stored, nrows):
+        appended.append(nrows)
+        return stored_rows(batch, chosen, stored, nrows)
 
     monkeypatch.setattr(DerivedFile, "iter_batches", spy_batches)
-    monkeypatch.setattr(fitsio.hdu.TableHDU, "append", spy_append)
+    monkeypatch.setattr(module, "_stored_rows", spy_rows)
     output = str(tmp_path / "batched.fits")
     result = export_fits(dr5_derived, output, columns="ra,tractor_apflux_*", batch_rows=250)
     assert asked == [250]
@@ -225,3 +227,32 @@ def test_export_sample_is_the_documented_draw_of_the_chosen_bricks(dr5_derived, 
     export_fits(dr5_derived, output, columns="ra", bricks=",".join(chosen[::-1]), sample=0.5, seed=11, summary=True)
     exported = [name.strip() for name in fitsio.read(output, ext="SUMMARY")["brickname"]]
     assert exported == [chosen[i] for i in np.sort(drawn)]
+
+
+@pytest.mark.parametrize("where, batch_rows", [(None, 100_000), ("psql_g < 23", 97), ("psql_g > 99", 1000)])
+def test_rows_written_past_fitsio_are_the_bytes_fitsio_writes(dr5_derived, tmp_path, monkeypatch, where, batch_rows):
+    """The table's rows go straight to the file in FITS's own bytes (big-endian, logicals as
+    T and F, strings NUL-padded), its NAXIS2 set after the last batch: the file is the one
+    fitsio writes, byte for byte, whole and filtered, in one batch or many, and empty."""
+    import obiwan_h5.read.export_fits as module
+
+    direct, through = tmp_path / "direct.fits", tmp_path / "fitsio.fits"
+    written = export_fits(dr5_derived, str(direct), where=where, batch_rows=batch_rows, summary=True)
+    monkeypatch.setattr(module, "_stored_dtype", lambda dtype: None)
+    export_fits(dr5_derived, str(through), where=where, batch_rows=batch_rows, summary=True)
+    assert direct.read_bytes() == through.read_bytes()
+    with fitsio.FITS(str(direct)) as fits:
+        assert fits["RANDOMS"].get_nrows() == written["rows"]
+        assert fits["SUMMARY"].get_nrows() == written["summary_rows"]
+    assert (written["rows"] == 0) == (where == "psql_g > 99")
+
+
+def test_columns_only_fitsio_can_convert_go_through_fitsio():
+    """Unsigned integers wider than a byte and signed bytes are stored with an offset
+    (TZERO) that fitsio applies: such a table is appended through fitsio."""
+    from obiwan_h5.read.export_fits import _stored_dtype
+
+    assert _stored_dtype(np.dtype([("a", "<f4"), ("b", "<u2")])) is None
+    assert _stored_dtype(np.dtype([("a", "i1")])) is None
+    stored = _stored_dtype(np.dtype([("a", "<f4", (3,)), ("b", "?"), ("c", "S5"), ("d", "u1"), ("e", "<i8")]))
+    assert stored == np.dtype([("a", ">f4", (3,)), ("b", "u1"), ("c", "S5"), ("d", "u1"), ("e", ">i8")])
