@@ -390,6 +390,9 @@ def _compute_and_write(writer, plan, todo, reader, ranges, comm, clock, progress
     # half for the rows; the rest for the round's positions, gathered records and selections
     max_bytes = int(reader.options.max_memory * (1 << 20) / 2)
     segments = split_segments(todo, first, last, plan.counts, plan.row_bytes, max_bytes, reader.byte_copied)
+    # an update's byte copies first: a rank copies while the others derive in the same
+    # rounds (rounds are collective, so a round of copies alone would leave them waiting)
+    segments.sort(key=lambda segment: segment[0] not in reader.byte_copied)
     rounds = comm.allreduce(len(segments), op=mpi_max())
     by_bytes = comm.allreduce(len(reader.byte_copied), op=mpi_max()) > 0
     randoms_names = sorted(column.name for column in plan.columns)
