@@ -115,3 +115,48 @@ def summary_table(derived, bricks):
                 text += " (of the HDF5 file)"
             infos[name] = {"dtype": values.dtype, "shape": values.shape[1:], "unit": "", "description": text}
     return data, infos
+
+
+def read_ahead(items, depth=1):
+    """Yield the items of the iterable `items`, each made by a helper thread while the
+    caller uses the previous one (reading and converting the next batch while a writer that
+    releases the GIL writes this one); at most `depth` items wait. An error of the thread
+    is raised here; closing this generator stops the thread before it returns."""
+    import queue
+    import threading
+
+    done = object()
+    waiting = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        waiting.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            waiting.put((done, None))
+        except BaseException as err:  # noqa: BLE001 — handed to the consumer, raised there
+            waiting.put((done, err))
+
+    thread = threading.Thread(target=produce, name="obiwan-h5-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = waiting.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                waiting.get(timeout=0.1)
+        thread.join()

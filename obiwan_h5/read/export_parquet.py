@@ -3,8 +3,10 @@
 
 For pandas, polars, DuckDB, Spark, TOPCAT and the LSDB/HATS tools. Needs pyarrow (the
 ``parquet`` extra: ``pip install 'obiwan_h5[parquet]'``). Each batch of ``batch_rows``
-rows becomes one Parquet row group, written at once by ``pyarrow.parquet.ParquetWriter``:
-memory is bounded by ``batch_rows`` whatever the size of the table. Compression is zstd.
+rows becomes one Parquet row group, written at once by ``pyarrow.parquet.ParquetWriter``
+while a helper thread reads and converts the next one (`export_common.read_ahead`; pyarrow
+writes without the GIL): memory is bounded by about three batches whatever the size of the
+table. Compression is zstd.
 
 Columns keep the HDF5 names and dtypes: integers of the same width and signedness,
 booleans, float32/float64; ``S<n>`` text becomes Parquet strings (UTF-8; the bytes as
@@ -27,7 +29,7 @@ import numpy as np
 from .. import __version__
 from ..core.bricks import DEFAULT_SEED
 from ..outputs import writing
-from .export_common import FORMATS, export_source, summary_table
+from .export_common import FORMATS, export_source, read_ahead, summary_table
 from .metadata import bit_definitions, plain, table_meta
 from .reader import DEFAULT_BATCH_ROWS
 
@@ -81,9 +83,11 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
         rows = groups = 0
         with writing(output) as partial:
             with pq.ParquetWriter(partial.path, schema, compression=COMPRESSION) as writer:
-                for chunk in _rechunk(batches, chosen, batch_rows):
-                    writer.write_table(_table(pa, schema, chunk), row_group_size=len(chunk[chosen[0]]))
-                    rows += len(chunk[chosen[0]])
+                # the next row group is read and converted while pyarrow writes this one
+                tables = (_table(pa, schema, chunk) for chunk in _rechunk(batches, chosen, batch_rows))
+                for table in read_ahead(tables):
+                    writer.write_table(table, row_group_size=table.num_rows)
+                    rows += table.num_rows
                     groups += 1
                 if not groups:
                     writer.write_table(schema.empty_table())
