@@ -363,12 +363,21 @@ def draw_skymap(acc, numbers, path, subtitle):
         else:
             artist = ax.scatter(ra, dec, c=brick_values, s=2, marker="s", cmap=cmap, vmin=vmin, vmax=vmax)
         pad = 0.3
-        ax.set_xlim(ra.max() + np.max(width) / 2 + pad, ra.min() - np.max(width) / 2 - pad)  # east to the left
-        ax.set_ylim(dec.min() - height / 2 - pad, dec.max() + height / 2 + pad)
-        ax.set_aspect(1.0 / max(np.cos(np.radians(np.mean(dec))), 0.05))
-        ax.set_title(f"{title}: median {fmt(numbers[name]['median'])}", fontsize=12)
-        ax.set_xlabel("RA [deg]", fontsize=11)
-        ax.set_ylabel("Dec [deg]", fontsize=11)
-        ax.grid(alpha=0.3)
+        sky_panel(ax, (ra.min() - np.max(width) / 2 - pad, ra.max() + np.max(width) / 2 + pad),
+                  (dec.min() - height / 2 - pad, dec.max() + height / 2 + pad), np.radians(np.mean(dec)),
+                  f"{title}: median {fmt(numbers[name]['median'])}", sizes=(12, 11))
         colorbar(fig, artist, ax, label)
     save(fig, path)
+
+
+def sky_panel(ax, ra_range, dec_range, dec_mid, title, sizes=(12, 11)):
+    """Frame a map of the sky on `ax`: RA growing to the left (east on the left) over
+    `ra_range`, `dec_range`, an aspect true at declination `dec_mid` (radians), the title
+    and axis labels at font `sizes` (title, labels), a light grid."""
+    ax.set_xlim(ra_range[1], ra_range[0])
+    ax.set_ylim(*dec_range)
+    ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05))
+    ax.set_title(title, fontsize=sizes[0])
+    ax.set_xlabel("RA [deg]", fontsize=sizes[1])
+    ax.set_ylabel("Dec [deg]", fontsize=sizes[1])
+    ax.grid(alpha=0.3)

@@ -19,7 +19,7 @@ from ..core.maps import COUNTS, PixelCounts, fractions
 from ..fileformat import SELECTION_LABELS, SELECTIONS
 from ..read.maps import MAP_INPUT_COLUMNS, pixel_numbers
 from .accumulate import Accumulator
-from .draw import colorbar, fmt, grid, new_figure, save, wrap_ra
+from .draw import colorbar, fmt, grid, new_figure, save, sky_panel, wrap_ra
 
 __all__ = ["FINE_NSIDE", "MAX_PIXELS", "MIN_INJECTED", "MIN_PIXELS", "SPARSE", "SelectionMap", "draw_selmap"]
 
@@ -134,13 +134,9 @@ def draw_selmap(acc, numbers, path, subtitle):
             artist.set_clim(vmin, vmax)
             ax.add_collection(artist)
             shown = shown or artist
-        ax.set_xlim(corners[..., 0].max() + pad, corners[..., 0].min() - pad)  # east to the left
-        ax.set_ylim(corners[..., 1].min() - pad, corners[..., 1].max() + pad)
-        ax.set_aspect(1.0 / max(np.cos(dec_mid), 0.05))
-        ax.set_title(f"{label}: median {fmt(numbers['panels'][name]['median'])}", fontsize=11.5)
-        ax.set_xlabel("RA [deg]", fontsize=10)
-        ax.set_ylabel("Dec [deg]", fontsize=10)
-        ax.grid(alpha=0.3)
+        sky_panel(ax, (corners[..., 0].min() - pad, corners[..., 0].max() + pad),
+                  (corners[..., 1].min() - pad, corners[..., 1].max() + pad), dec_mid,
+                  f"{label}: median {fmt(numbers['panels'][name]['median'])}", sizes=(11.5, 10))
         colorbar(fig, shown, ax, name)
     save(fig, path)
 
