@@ -21,6 +21,7 @@ With ``summary``, the per-brick table (`export_common.summary_table`) goes to a 
 file beside the first, ``<stem>.summary.parquet`` (`summary_path`), written the same way.
 """
 
+import contextlib
 import json
 import os
 
@@ -85,10 +86,12 @@ def export_parquet(path, output, columns=None, bricks=None, where=None, summary=
             with pq.ParquetWriter(partial.path, schema, compression=COMPRESSION) as writer:
                 # the next row group is read and converted while pyarrow writes this one
                 tables = (_table(pa, schema, chunk) for chunk in _rechunk(batches, chosen, batch_rows))
-                for table in read_ahead(tables):
-                    writer.write_table(table, row_group_size=table.num_rows)
-                    rows += table.num_rows
-                    groups += 1
+                # closed on any error too: the thread stops before the source file is closed
+                with contextlib.closing(read_ahead(tables)) as ahead:
+                    for table in ahead:
+                        writer.write_table(table, row_group_size=table.num_rows)
+                        rows += table.num_rows
+                        groups += 1
                 if not groups:
                     writer.write_table(schema.empty_table())
             summary_rows = _write_summary(pa, pq, extra[0], path, derived, bricks) if summary else 0

@@ -59,3 +59,19 @@ def test_a_caller_that_stops_early_stops_the_producer():
     batches.close()
     assert not _threads()
     assert len(made) <= 3
+
+
+def test_an_error_of_the_caller_stops_the_producer_when_closed():
+    """The export closes the generator on any error (`contextlib.closing`), so the thread
+    never reads a source file that is being closed."""
+    import contextlib
+
+    def items():
+        yield from range(10**6)
+
+    with pytest.raises(OSError, match="disk full"):
+        with contextlib.closing(read_ahead(items())) as ahead:
+            for item in ahead:
+                if item == 3:
+                    raise OSError("disk full")
+    assert not _threads()
