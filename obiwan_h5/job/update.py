@@ -33,7 +33,7 @@ __all__ = ["BYTE_COPY_MIN_BYTES", "OldFile", "byte_copied_bricks", "copy_runs", 
 MAY_CHANGE = ("bricks",)
 
 # A run of copied bricks this large (or a quarter of a write round's memory, if less) is
-# copied byte for byte in write rounds of its own (`OldFile.byte_ranges`): reading its rows
+# copied byte for byte in write rounds of its own (`job.bytecopy`): reading its rows
 # through HDF5 and writing them back collectively costs several times a kernel copy of the
 # same bytes, and more than the round's fixed cost (a few hundred collective calls and two
 # flushes) for runs of a few MB already.

@@ -143,6 +143,12 @@ def read_ahead(items, depth=1):
             waiting.put((done, None))
         except BaseException as err:  # noqa: BLE001 — handed to the consumer, raised there
             waiting.put((done, err))
+        finally:
+            # a generator is closed by the thread that ran it, before its source file is
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
     thread = threading.Thread(target=produce, name="obiwan-h5-read-ahead", daemon=True)
     thread.start()

@@ -54,11 +54,21 @@ def test_a_caller_that_stops_early_stops_the_producer():
             made.append(number)
             yield number
 
-    batches = read_ahead(items())
+    closed = []
+
+    def items_closed_after():
+        try:
+            yield from items()
+        finally:
+            closed.append(threading.current_thread().name)
+
+    batches = read_ahead(items_closed_after())
     assert next(batches) == 0
     batches.close()
     assert not _threads()
     assert len(made) <= 3
+    # the source generator is closed, by the thread that ran it
+    assert closed == ["obiwan-h5-read-ahead"]
 
 
 def test_an_error_of_the_caller_stops_the_producer_when_closed():
