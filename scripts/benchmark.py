@@ -407,16 +407,16 @@ INFORMATION = ("update_s / update_synced_floor_s",)
 
 def ratios(results):
     out = {}
-    for name, (sense, target) in TARGETS.items():
+    for name in [*TARGETS, *INFORMATION]:
         top, bottom = (part.strip() for part in name.split("/"))
-        if top in results and bottom in results:
-            value = results[top] / results[bottom]
-            met = value >= target if sense == ">=" else value <= target
-            out[name] = {"value": round(value, 3), "target": f"{sense} {target}", "met": bool(met)}
-    for name in INFORMATION:
-        top, bottom = (part.strip() for part in name.split("/"))
-        if top in results and bottom in results:
-            out[name] = {"value": round(results[top] / results[bottom], 3), "target": None, "met": None}
+        if top not in results or bottom not in results:
+            continue
+        value = results[top] / results[bottom]
+        entry = {"value": round(value, 3), "target": None, "met": None}
+        if name in TARGETS:
+            sense, target = TARGETS[name]
+            entry.update(target=f"{sense} {target}", met=bool(value >= target if sense == ">=" else value <= target))
+        out[name] = entry
     return out
 
 

@@ -9,9 +9,10 @@ no filter, storage allocated in both files (parallel HDF5 allocates it at creati
 
 Ordering (`job.derive`): the copy runs only with the MPI-IO driver, which keeps no raw data
 in memory (serial HDF5 may hold a block in its sieve buffer and write it back over copied
-bytes), after every rank's collective writes of the round (two-phase MPI-IO may read and
-rewrite bytes between the ranges it writes), and before the round's flush, which makes the
-copied bytes durable with the written ones.
+bytes); in the compute phase of a round, when the collective writes of the last round are
+over on every rank and before those of this round start (two-phase MPI-IO may read and
+rewrite the bytes between the ranges it writes, which must not race with the copy); the
+round's flush then makes the copied bytes durable before their bricks are marked done.
 """
 
 import errno

@@ -308,8 +308,8 @@ class DerivedWriter:
 
         Only for the ``parallel`` mode, whose MPI-IO driver keeps no raw data in memory
         (HDF5's sieve buffer, which could write stale bytes back over these, is off): the
-        caller orders the copy after every rank's collective writes of the round, and a
-        `flush` makes it durable with them.
+        caller orders the copy between rounds of collective writes (`job.bytecopy`), and
+        a `flush` makes it durable.
         """
         if ranges:
             self._guarded(copy_ranges, source, self.path, ranges)

@@ -27,15 +27,19 @@ import numpy as np
 from ..core.bricks import DEFAULT_SEED
 from ..outputs import check_free_space, writing
 from .export_common import export_source, summary_table
-from .fits_header import MASK_KEYWORDS, write_bits, write_descriptions, write_empty_primary, write_provenance
+from .fits_header import (
+    CARD_BYTES,
+    FITS_BLOCK,
+    MASK_KEYWORDS,
+    write_bits,
+    write_descriptions,
+    write_empty_primary,
+    write_provenance,
+)
 from .metadata import fits_unit
 from .reader import DEFAULT_BATCH_ROWS
 
 __all__ = ["export_fits"]
-
-# FITS files are made of 2880-byte blocks; a header of 80-byte cards
-FITS_BLOCK = 2880
-CARD_BYTES = 80
 
 
 

@@ -13,9 +13,13 @@ from .. import __version__
 from ..fileformat import mask_value
 from .metadata import bit_definitions
 
-__all__ = ["CARD_TEXT", "COMMENT_TEXT", "MASK_KEYWORDS", "card_text", "write_bits", "write_descriptions",
+__all__ = ["CARD_BYTES", "CARD_TEXT", "COMMENT_TEXT", "FITS_BLOCK", "MASK_KEYWORDS", "card_text", "write_bits",
+           "write_descriptions",
            "write_empty_primary", "write_provenance"]
 
+# a FITS file is made of 2880-byte blocks; a header of 80-byte cards
+FITS_BLOCK = 2880
+CARD_BYTES = 80
 # one FITS card holds a string value of at most 68 characters; longer descriptions are
 # cut (visibly) instead of spilling into the CONTINUE convention that some readers lack
 CARD_TEXT = 68
@@ -97,4 +101,4 @@ def write_empty_primary(path):
              "EXTEND  =                    T / FITS dataset may contain extensions",
              "END"]
     with open(path, "wb") as handle:
-        handle.write("".join(card.ljust(80) for card in cards).ljust(2880).encode("ascii"))
+        handle.write("".join(card.ljust(CARD_BYTES) for card in cards).ljust(FITS_BLOCK).encode("ascii"))

@@ -89,7 +89,10 @@ def test_where_and_bricks_select_rows(dr5_derived, tmp_path):
     assert [name.strip() for name in fitsio.read(output, ext="SUMMARY")["brickname"]] == bricks
 
 
-def test_rows_are_streamed_in_bounded_batches(dr5_derived, tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["direct", "fitsio"])
+def test_rows_are_streamed_in_bounded_batches(dr5_derived, tmp_path, monkeypatch, writer):
+    """Both ways of writing the rows (straight to the file, or through fitsio for columns
+    only fitsio can convert) take them batch by batch."""
     asked, appended = [], []
     iter_batches = DerivedFile.iter_batches
 
@@ -99,14 +102,24 @@ def test_rows_are_streamed_in_bounded_batches(dr5_derived, tmp_path, monkeypatch
 
     import obiwan_h5.read.export_fits as module
 
-    stored_rows = module._stored_rows  # each batch's rows, as written to the file
+    if writer == "direct":
+        stored_rows = module._stored_rows  # each batch's rows, as written to the file
 
-    def spy_rows(batch, chosen, stored, nrows):
-        appended.append(nrows)
-        return stored_rows(batch, chosen, stored, nrows)
+        def spy_rows(batch, chosen, stored, nrows):
+            appended.append(nrows)
+            return stored_rows(batch, chosen, stored, nrows)
 
+        monkeypatch.setattr(module, "_stored_rows", spy_rows)
+    else:
+        append = fitsio.hdu.TableHDU.append
+
+        def spy_append(self, data, *args, **kwargs):
+            appended.append(len(data))
+            return append(self, data, *args, **kwargs)
+
+        monkeypatch.setattr(module, "_stored_dtype", lambda dtype: None)
+        monkeypatch.setattr(fitsio.hdu.TableHDU, "append", spy_append)
     monkeypatch.setattr(DerivedFile, "iter_batches", spy_batches)
-    monkeypatch.setattr(module, "_stored_rows", spy_rows)
     output = str(tmp_path / "batched.fits")
     result = export_fits(dr5_derived, output, columns="ra,tractor_apflux_*", batch_rows=250)
     assert asked == [250]
